@@ -1,0 +1,361 @@
+"""Run configuration: presets (TOML) + overrides -> one validated, fully resolved `RunConfig`.
+
+Everything a run uses is in the config, so `run.json` records every value (per-scenario method
+defaults included). Imports neither torch nor any UI library: the CLI and the TUI validate configs
+without paying for torch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+
+Scenario = Literal["task", "domain", "class"]
+SCENARIOS: tuple[str, ...] = ("task", "domain", "class")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem, phrased as one line that names the field and the fix."""
+
+
+# Facts about each benchmark that config validation needs (no data is loaded here).
+BENCHMARK_INFO: dict[str, dict[str, Any]] = {
+    "digits": {"classes": 10, "shape": (1, 8, 8)},
+    "mnist": {"classes": 10, "shape": (1, 28, 28)},
+    "fashion-mnist": {"classes": 10, "shape": (1, 28, 28)},
+    "cifar10": {"classes": 10, "shape": (3, 32, 32)},
+    "cifar100": {"classes": 100, "shape": (3, 32, 32)},
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BenchmarkConfig(_Section):
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100"] = Field(
+        "digits", description="Data set: digits is scikit-learn's embedded 8x8 set (offline)."
+    )
+    protocol: Literal["split", "permuted", "rotated"] = Field(
+        "split", description="split: disjoint classes per context; permuted / rotated: all classes, new input transform."
+    )
+    contexts: int = Field(5, ge=1, le=1000, description="Number of contexts (tasks) learned one after another.")
+    classes_per_context: int | None = Field(
+        None, ge=1, description="split: classes in each context (default: all classes / contexts)."
+    )
+    class_order_seed: int | None = Field(
+        None, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...)."
+    )
+    pad_to: int | None = Field(None, ge=1, description="Zero-pad images to this size (permuted MNIST uses 32).")
+    rotation_max: float = Field(180.0, description="rotated: contexts use angles evenly spaced in [0, rotation_max).")
+    augment: bool = Field(False, description="Padded random crop (4 px) and horizontal flip, batched on the device.")
+    data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data).")
+    download: bool = Field(False, description="Download the data set when its files are missing.")
+
+    @property
+    def num_classes(self) -> int:
+        return BENCHMARK_INFO[self.name]["classes"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = BENCHMARK_INFO[self.name]["shape"]
+        if self.pad_to:
+            h, w = max(h, self.pad_to), max(w, self.pad_to)
+        return (c, h, w)
+
+    @property
+    def total_classes(self) -> int:
+        """Classes over all contexts: with permuted / rotated each context brings its own copy of every class."""
+        assert self.classes_per_context is not None
+        if self.protocol == "split":
+            return self.contexts * self.classes_per_context
+        return self.contexts * self.num_classes
+
+    @model_validator(mode="after")
+    def _resolve_classes(self) -> BenchmarkConfig:
+        n = self.num_classes
+        if self.protocol == "split":
+            if self.classes_per_context is None:
+                if n // self.contexts < 1:
+                    raise ValueError(f"contexts: {self.name} has {n} classes, too few for {self.contexts} contexts")
+                self.classes_per_context = n // self.contexts
+            if self.contexts * self.classes_per_context > n:
+                raise ValueError(
+                    f"classes_per_context: {self.contexts} contexts x {self.classes_per_context} classes needs "
+                    f"{self.contexts * self.classes_per_context} classes, {self.name} has {n}"
+                )
+        else:
+            if self.classes_per_context not in (None, n):
+                raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of {self.name}")
+            self.classes_per_context = n
+        return self
+
+
+MODEL_KINDS = ("mlp", "lenet5", "vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced")
+
+
+class ModelConfig(_Section):
+    kind: Literal["mlp", "lenet5", "vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced"] = Field(
+        "mlp", description="Network: mlp, lenet5, vdv-conv (van de Ven's 5-conv net), CIFAR ResNets."
+    )
+    hidden: list[int] = Field([400, 400], description="mlp: widths of the hidden layers.")
+    batch_norm: bool = Field(False, description="mlp / fc layers: BatchNorm after each hidden layer.")
+    fc_hidden: list[int] | None = Field(None, description="vdv-conv: widths of the fc layers (default 2000, 2000).")
+
+    @field_validator("hidden", "fc_hidden")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(w < 1 for w in v):
+            raise ValueError("every layer width must be >= 1")
+        return v
+
+
+class TrainConfig(_Section):
+    iterations: int = Field(500, ge=1, description="Optimiser steps per context.")
+    batch_size: int = Field(128, ge=1, description="Samples per step.")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam (betas 0.9, 0.999) or sgd.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd: momentum.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay.")
+    reset_optimizer: bool = Field(False, description="Start every context with a fresh optimiser state.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation, sampling and augmentation.")
+    device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass on CUDA.")
+    compile: bool = Field(False, description="torch.compile the model (CUDA).")
+    eval_batch_size: int = Field(2048, ge=1, description="Samples per evaluation batch.")
+    checkpoints: Literal["last", "all", "none"] = Field(
+        "last", description="Context checkpoints to keep: last (enough to resume), all, none."
+    )
+    progress_interval: float = Field(0.25, gt=0, description="Seconds between progress events.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"{v!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return v
+
+
+# --- Method parameters -----------------------------------------------------------------------------
+# Each method's typed hyper-parameters live here (torch-free, so the TUI can build forms from them);
+# the algorithm lives in core/methods/<name>.py.
+
+METHOD_PARAMS: dict[str, type[MethodParams]] = {}
+
+
+def register_method(cls: type[MethodParams]) -> type[MethodParams]:
+    METHOD_PARAMS[cls.model_fields["name"].default] = cls
+    return cls
+
+
+class MethodParams(_Section):
+    name: str
+    summary: ClassVar[str] = ""
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+
+
+@register_method
+class NoneParams(MethodParams):
+    """Fine-tuning: plain cross-entropy on each context in turn (the lower bound)."""
+
+    name: Literal["none"] = "none"
+    summary: ClassVar[str] = "fine-tuning, the lower bound"
+
+
+@register_method
+class JointParams(MethodParams):
+    """Joint training: all contexts' data at once, same total iterations (the upper bound)."""
+
+    name: Literal["joint"] = "joint"
+    summary: ClassVar[str] = "all contexts at once, the upper bound"
+
+
+class RunConfig(_Section):
+    preset: str | None = Field(None, description="The preset this config started from.")
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    scenario: Scenario = Field("class", description="task-, domain- or class-incremental.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    method: SerializeAsAny[MethodParams] = Field(default_factory=NoneParams)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_by_name(cls, v: Any) -> Any:
+        if isinstance(v, MethodParams):
+            return v
+        if not isinstance(v, dict) or "name" not in v:
+            raise ValueError("needs a table with at least a name, e.g. name = \"none\"")
+        params = METHOD_PARAMS.get(v["name"])
+        if params is None:
+            raise ValueError(f"unknown method {v['name']!r}; choose one of: {', '.join(METHOD_PARAMS)}")
+        return params.model_validate(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.scenario not in self.method.scenarios:
+            raise ValueError(
+                f"method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
+                f"not {self.scenario}: use --scenario {self.method.scenarios[0]}"
+            )
+        _, h, w = self.benchmark.input_shape
+        if self.model.kind == "lenet5" and min(h, w) < 16:
+            raise ValueError(
+                f"model.kind: lenet5 needs images of at least 16x16, {self.benchmark.name} has {h}x{w}; use mlp"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def head_size(self) -> int:
+        """Output units: domain-IL shares one head of classes_per_context; task/class-IL see every class."""
+        if self.scenario == "domain":
+            return self.benchmark.classes_per_context  # type: ignore[return-value]
+        return self.benchmark.total_classes
+
+
+# --- Presets and overrides -------------------------------------------------------------------------
+
+PRESET_ONLY_KEYS = ("description", "method_defaults")
+
+
+def presets_dir() -> Path:
+    env = os.environ.get("CLTUI_PRESETS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset by name (from presets/) or by path to a TOML file; the raw table, not yet validated."""
+    path = Path(name)
+    if not (path.suffix == ".toml" and path.is_file()):
+        path = presets_dir() / f"{name}.toml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown preset {name!r}; available: {', '.join(list_presets())} (or give the path of a .toml file)"
+            )
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"preset {path}: not valid TOML ({e}); fix the file") from None
+    except OSError as e:
+        raise ConfigError(f"preset {path}: cannot read it ({e.strerror})") from None
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.lr=3e-4` -> (["train", "lr"], 0.0003). Values are read as TOML (numbers, booleans, lists,
+    quoted strings); anything that is not valid TOML is taken as a plain string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key):
+        raise ConfigError(f"--set {item!r}: write it as KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {'.'.join(path[: i + 1])} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def build_config(
+    preset: str = "split-digits",
+    *,
+    method: str | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    data_dir: str | None = None,
+    download: bool | None = None,
+    overrides: list[str] = (),  # type: ignore[assignment]
+) -> RunConfig:
+    """Preset, then the named options, then `--set` overrides, then the preset's per-scenario method
+    defaults for whatever is still unset; validated into a RunConfig or a one-line ConfigError."""
+    table = load_preset(preset)
+    method_defaults = table.get("method_defaults", {})
+    data = {k: v for k, v in table.items() if k not in PRESET_ONLY_KEYS}
+    data["preset"] = Path(preset).stem if preset.endswith(".toml") else preset
+    data.setdefault("method", {"name": "none"})
+    if method is not None and data["method"].get("name") != method:
+        data["method"] = {"name": method}
+    for value, path in (
+        (scenario, ["scenario"]),
+        (seed, ["train", "seed"]),
+        (device, ["train", "device"]),
+        (data_dir, ["benchmark", "data_dir"]),
+        (download, ["benchmark", "download"]),
+    ):
+        if value is not None:
+            _set_path(data, path, value, "option")
+    set_origin: dict[str, str] = {}
+    for item in overrides:
+        path, value = parse_override(item)
+        _set_path(data, path, value, f"--set {item}")
+        set_origin[".".join(path)] = item
+    # Tuned defaults differ by orders of magnitude per scenario (REFERENCE.md): resolve them now.
+    chosen = data["method"].get("name") if isinstance(data.get("method"), dict) else None
+    chosen_scenario = data.get("scenario", "class")
+    for key, value in method_defaults.get(chosen, {}).items():
+        if isinstance(value, dict):
+            if chosen_scenario not in value:
+                continue
+            value = value[chosen_scenario]
+        data["method"].setdefault(key, value)
+    return validate_config(data, set_origin)
+
+
+def validate_config(data: dict[str, Any], set_origin: dict[str, str] | None = None) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, data, set_origin or {})) from None
+
+
+def _one_line(e: ValidationError, data: dict[str, Any], set_origin: dict[str, str]) -> str:
+    err = e.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    # Discriminated method params report under the method's class name; keep the user's path.
+    path = ".".join(p for p in loc if not p[:1].isupper())
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent_model: type[BaseModel] = RunConfig
+        for part in loc[:-1]:
+            field = parent_model.model_fields.get(part)
+            ann = getattr(field, "annotation", None) if field else None
+            if part == "method":
+                name = (data.get("method") or {}).get("name")
+                ann = METHOD_PARAMS.get(name, MethodParams)
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                parent_model = ann
+        valid = ", ".join(k for k in parent_model.model_fields if k != "name" or parent_model is not RunConfig)
+        where = ".".join(loc[:-1]) or "the top level"
+        msg = f"{path}: unknown setting; valid keys under {where}: {valid}"
+    elif kind in ("value_error", "assertion_error"):
+        text = err["msg"].removeprefix("Value error, ")
+        field = re.match(r"(\w+): ", text)  # a section's own check names its field first
+        if field and path and field.group(1) not in path.split("."):
+            path, text = f"{path}.{field.group(1)}", text[field.end():]
+        msg = f"{path}: {text}" if path else text
+    else:
+        msg = f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+    origin = set_origin.get(path)
+    return f"--set {origin}: {msg}" if origin else msg

@@ -1,0 +1,97 @@
+"""The method interface: what a continual-learning method may hook into, and nothing more.
+
+A method is one short file with a subclass of `Method`. The training loop calls, per context:
+`before_context`, then per step `loss` -> backward -> `after_backward` -> optimiser step ->
+`after_step`, then `after_context` (consolidation: Fisher, herding, dreaming...), then evaluation
+through `predict`. `state_dict` / `load_state_dict` carry the method's state in checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.config import MethodParams, RunConfig
+from core.data import Benchmark, Context
+from core.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.scenarios import ScenarioView
+
+
+@dataclass
+class Batch:
+    x: Tensor
+    y: Tensor  # global labels
+    context: int  # the context being trained
+    context_ids: Tensor | None = None  # per-sample context when a batch mixes contexts (joint, replay)
+
+
+@dataclass
+class ContextInfo:
+    """What a method sees of the context being learned."""
+
+    stage: int  # row of the accuracy matrix this training fills
+    context: Context
+    previous_model: nn.Module | None  # frozen copy after the previous context (when the method asks)
+    emit: Callable[[Event], None]
+    progress_interval: float = 0.25
+
+    @contextmanager
+    def phase(self, name: str, total: int | None = None) -> Iterator[Callable[[int, float | None], None]]:
+        """A long consolidation phase: PhaseStarted, throttled Progress via the yielded callback, PhaseFinished."""
+        self.emit(PhaseStarted(context=self.stage, phase=name, total=total))
+        start = last = time.monotonic()
+
+        def progress(step: int, loss: float | None = None) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= self.progress_interval or (total is not None and step >= total):
+                last = now
+                self.emit(Progress(context=self.stage, phase=name, step=step, total=total or 0, loss=loss))
+
+        yield progress
+        self.emit(PhaseFinished(context=self.stage, phase=name, seconds=time.monotonic() - start))
+
+
+class Method:
+    name: ClassVar[str]
+    needs_previous_model: ClassVar[bool] = False  # keep a frozen copy of the model after each context
+    trains_jointly: ClassVar[bool] = False  # one training stage over every context's data
+
+    def __init__(self, params: MethodParams, config: RunConfig, model: nn.Module, scenario: ScenarioView,
+                 benchmark: Benchmark, device: torch.device):
+        self.params, self.config, self.model = params, config, model
+        self.scenario, self.benchmark, self.device = scenario, benchmark, device
+
+    def before_context(self, info: ContextInfo) -> None:
+        """Prepare for a new context (e.g. snapshot, masks)."""
+
+    def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
+        """The per-step loss; the default is cross-entropy under the scenario's view of the head."""
+        logits, target = self.scenario.train_view(self.model(batch.x), batch.y, batch.context, batch.context_ids)
+        return F.cross_entropy(logits, target)
+
+    def after_backward(self, info: ContextInfo) -> None:
+        """Gradients are in `.grad`; change them before the optimiser step (A-GEM projects here)."""
+
+    def after_step(self, info: ContextInfo) -> None:
+        """The optimiser has stepped (SI accumulates its path integral here)."""
+
+    def after_context(self, info: ContextInfo) -> None:
+        """Consolidate what was learned (Fisher, exemplars, generator...); use `info.phase` for long work."""
+
+    def predict(self, x: Tensor) -> Tensor | None:
+        """Scores over the whole head for evaluation, or None to use the model's logits (iCaRL overrides)."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

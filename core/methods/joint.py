@@ -1,0 +1,12 @@
+"""Joint training: every context's data at once for the same total number of iterations. The upper bound.
+
+The loop trains one stage over the union of all contexts (iterations x contexts steps), so the accuracy
+matrix has a single row; forgetting and transfer are undefined for it and reported as None.
+"""
+
+from core.methods.base import Method
+
+
+class Joint(Method):
+    name = "joint"
+    trains_jointly = True

@@ -1,0 +1,55 @@
+"""The three scenarios of van de Ven, Tuytelaars & Tolias (2022) as views on logits and labels.
+
+Context k owns the global labels [k*c, (k+1)*c) (core/data.py), so each view is a slice of the head:
+- task-IL: the context is given; only its c outputs compete (a multi-headed output layer).
+- domain-IL: one shared head of c outputs; the label is the position within the context (y mod c).
+- class-IL: one head over every class seen so far; the label is the global label.
+
+Evaluating context j after training context i in class-IL lets the classes of contexts up to
+max(i, j) compete: the model must tell the tested classes apart from everything it was shown.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class ScenarioView:
+    def __init__(self, kind: str, classes_per_context: int, contexts: int):
+        if kind not in ("task", "domain", "class"):
+            raise ValueError(f"unknown scenario {kind!r}")
+        self.kind, self.c, self.contexts = kind, classes_per_context, contexts
+
+    @property
+    def head_size(self) -> int:
+        return self.c if self.kind == "domain" else self.c * self.contexts
+
+    def active(self, context: int, seen: int | None = None) -> tuple[int, int]:
+        """The head outputs that compete for a sample of `context` once contexts 0..`seen` were trained."""
+        if self.kind == "task":
+            return context * self.c, (context + 1) * self.c
+        if self.kind == "domain":
+            return 0, self.c
+        return 0, (max(context, seen if seen is not None else context) + 1) * self.c
+
+    def target(self, y: Tensor, context: int) -> Tensor:
+        if self.kind == "class":
+            return y
+        return y - context * self.c if self.kind == "task" else y.remainder(self.c)
+
+    def train_view(self, logits: Tensor, y: Tensor, context: int, context_ids: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
+        """Logits and targets for the loss on a batch of `context` (or of mixed contexts, given their ids)."""
+        if context_ids is not None and self.kind == "task":
+            owner = torch.arange(logits.shape[1], device=logits.device) // self.c
+            return logits.masked_fill(owner[None, :] != context_ids[:, None], float("-inf")), y
+        if context_ids is not None and self.kind == "domain":
+            return logits, y.remainder(self.c)
+        lo, hi = self.active(context)
+        return logits[:, lo:hi], self.target(y, context)
+
+    def eval_view(self, logits: Tensor, y: Tensor, context: int, trained: int) -> tuple[Tensor, Tensor]:
+        """Logits and targets for testing `context` after contexts 0..`trained` were learned."""
+        lo, hi = self.active(context, trained)
+        return logits[:, lo:hi], self.target(y, context)
