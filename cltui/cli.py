@@ -1,0 +1,350 @@
+"""The headless face: `cltui run`, `cltui runs ...`, `cltui presets ...`; `cltui` alone opens the TUI.
+
+Never imports torch (the worker process does) nor Textual (only `cltui tui` does), so `--help`
+answers at once and scripts stay light. Bad input: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from core.config import ConfigError, build_config, list_presets, load_preset, presets_dir, METHOD_PARAMS
+from core.store import RunEntry, RunStore, StoreError
+
+app = typer.Typer(
+    name="cltui",
+    help="A continual-learning workbench: train on a sequence of contexts, measure forgetting. "
+    "Run with no command to open the terminal UI.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs_app = typer.Typer(help="List, show and remove saved runs.", no_args_is_help=True)
+presets_app = typer.Typer(help="List and show the presets.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(presets_app, name="presets")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+RunsDir = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Where runs are saved (default: $CLTUI_RUNS_DIR, else ./runs).", show_default=False),
+]
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def store_for(runs_dir: Path | None) -> RunStore:
+    return RunStore(runs_dir)
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context, runs_dir: RunsDir = None) -> None:
+    if ctx.invoked_subcommand is None:
+        tui(runs_dir)
+
+
+@app.command()
+def tui(runs_dir: RunsDir = None) -> None:
+    """Open the terminal UI (the default when cltui is run without a command)."""
+    from cltui.app import create_app
+
+    create_app(store_for(runs_dir).root).run()
+
+
+# --- cltui run -----------------------------------------------------------------------------------
+
+
+@app.command(rich_help_panel="Training")
+def run(
+    preset: Annotated[str, typer.Argument(help="Preset name (see `cltui presets list`) or a .toml path.")] = "split-digits",
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Method, e.g. none, joint.")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="task, domain or class.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. train.lr=3e-4 (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the data set files (default: ./data).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download the data set if its files are missing.")] = False,
+    runs_dir: RunsDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+) -> None:
+    """Train one continual-learning run in a worker process and print its accuracy matrix."""
+    from core.datafiles import missing_data
+
+    try:
+        config = build_config(
+            preset, method=method, scenario=scenario, seed=seed, device=device,
+            data_dir=str(data_dir) if data_dir else None, download=download or None, overrides=set_ or [],
+        )
+    except ConfigError as e:
+        fail(str(e))
+    problem = missing_data(config.benchmark)
+    if problem:
+        fail(problem)
+    store = store_for(runs_dir)
+    try:
+        run_dir = store.new_run_dir(f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+    except (OSError, StoreError) as e:
+        fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
+
+    from core import worker
+    from cltui.progress import RunProgress
+
+    interrupts = 0
+
+    def on_sigint(*_: Any) -> None:  # a flag, not an exception: never cut a queue read in half
+        nonlocal interrupts
+        interrupts += 1
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        handle = worker.start(config, run_dir)
+        display = RunProgress(console, config, run_dir, quiet=quiet)
+        handled = 0
+        with display:
+            while not handle.done:
+                for event in handle.pump(0.1):
+                    display.update(event)
+                if interrupts > handled:
+                    handled = interrupts
+                    if handled == 1:
+                        display.note("stopping after the current step… (Ctrl+C again to kill the worker)")
+                        handle.stop()
+                    else:
+                        display.note("killing the worker")
+                        handle.kill()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    code = finish_run(handle, display)
+    raise typer.Exit(code)
+
+
+def finish_run(handle: Any, display: Any) -> int:
+    from core.events import RunCancelled, RunFailed, RunFinished
+    from core.store import read_run_json
+
+    event = handle.terminal
+    if isinstance(event, RunFailed) and event.kind == "input":
+        shutil.rmtree(handle.run_dir, ignore_errors=True)  # nothing ran: leave no empty run behind
+        fail(event.error)
+    try:
+        record = read_run_json(handle.run_dir)
+    except StoreError as e:
+        fail(str(e), EXIT_FAILED)
+    if isinstance(event, RunFailed) and record.get("status") == "running":  # killed before it could say so
+        record["status"] = "failed"
+    print_run(record, handle.run_dir)
+    if isinstance(event, RunFinished):
+        return 0
+    if isinstance(event, RunCancelled):
+        return EXIT_CANCELLED
+    return EXIT_FAILED
+
+
+# --- printing runs -------------------------------------------------------------------------------
+
+
+def fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def acc_style(value: float) -> str:
+    return "green" if value >= 0.9 else "yellow" if value >= 0.6 else "red" if value >= 0.3 else "bright_red"
+
+
+def acc_matrix_table(record: dict[str, Any]) -> Table:
+    matrix = record.get("acc_matrix") or []
+    n = len(matrix[0]) if matrix else 0
+    table = Table(title="accuracy (%) on each context (columns) after training each context (rows)",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("after", justify="right", style="bold")
+    for j in range(n):
+        table.add_column(f"c{j}", justify="right")
+    table.add_column("avg seen", justify="right", style="bold")
+    joint = len(matrix) == 1 and n > 1
+    for i, row in enumerate(matrix):
+        seen = row if joint else row[: i + 1]
+        cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
+                 for j, a in enumerate(row)]
+        table.add_row("all" if joint else f"c{i}", *cells, fmt_pct(sum(seen) / len(seen)))
+    return table
+
+
+def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = False) -> None:
+    cfg = record.get("config", {})
+    status = record.get("status", "?")
+    colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "white")
+    console.print(f"[bold]{record.get('id')}[/]  [{colour}]{status}[/]  {cfg.get('benchmark', {}).get('name')} "
+                  f"{cfg.get('benchmark', {}).get('protocol')} · {cfg.get('scenario')}-IL · "
+                  f"method {cfg.get('method', {}).get('name')} · seed {cfg.get('train', {}).get('seed')} · "
+                  f"{record.get('env', {}).get('device', '')}")
+    if record.get("acc_matrix"):
+        console.print(acc_matrix_table(record))
+    m = record.get("metrics") or {}
+    t = record.get("timing") or {}
+    if m:
+        console.print(
+            f"final avg acc [bold]{fmt_pct(m.get('final_avg_acc'))}%[/] · avg incremental acc "
+            f"{fmt_pct(m.get('avg_incremental_acc'))}% · avg forgetting {fmt_pct(m.get('avg_forgetting'))}% · "
+            f"BWT {fmt_pct(m.get('bwt'))} · FWT {fmt_pct(m.get('fwt'))}"
+        )
+    if t:
+        console.print(f"[dim]total {t.get('total_s')} s · train {t.get('train_s')} s · eval {t.get('eval_s')} s · "
+                      f"{t.get('samples_per_s')} samples/s[/]")
+    error = record.get("error")
+    if error and status != "finished":
+        console.print(f"[{colour}]{escape(str(error.get('message')))}[/]")
+        if full and error.get("traceback"):
+            console.print(escape(error["traceback"]), style="dim")
+    if full:
+        console.print_json(json.dumps(cfg))
+    if run_dir is not None:
+        console.print(f"[dim]saved in {run_dir}[/]")
+
+
+def run_row(entry: RunEntry) -> list[str]:
+    if entry.data is None:
+        return [entry.id, "–", "–", "–", "[red]unreadable[/]", "–", "–"]
+    d = entry.data
+    cfg = d.get("config", {})
+    total = (d.get("timing") or {}).get("total_s")
+    status = entry.status
+    colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "magenta")
+    return [
+        entry.id, str(d.get("preset")), str(cfg.get("method", {}).get("name")), str(cfg.get("scenario")),
+        f"[{colour}]{status}[/]", fmt_pct((d.get("metrics") or {}).get("final_avg_acc")),
+        "–" if total is None else f"{total:.1f} s",
+    ]
+
+
+# --- cltui runs ----------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(
+    runs_dir: RunsDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """Every run in the runs directory: id, preset, method, scenario, status, final average accuracy, duration."""
+    store = store_for(runs_dir)
+    entries = store.list()
+    if as_json:
+        for e in entries:
+            d = e.data or {}
+            print(json.dumps({"id": e.id, "status": e.status, "preset": d.get("preset"),
+                              "method": d.get("config", {}).get("method", {}).get("name"),
+                              "scenario": d.get("config", {}).get("scenario"),
+                              "final_avg_acc": (d.get("metrics") or {}).get("final_avg_acc"),
+                              "total_s": (d.get("timing") or {}).get("total_s"), "error": e.error}))
+        return
+    if not entries:
+        console.print(f"no runs in {store.root} yet; start one with `cltui run`")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for name, justify in [("id", "left"), ("preset", "left"), ("method", "left"), ("scenario", "left"),
+                          ("status", "left"), ("final acc %", "right"), ("duration", "right")]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for entry in entries:
+        table.add_row(*run_row(entry))
+    console.print(table)
+    for entry in entries:
+        if entry.error:
+            err_console.print(f"[red]unreadable:[/] {escape(entry.error)}", soft_wrap=True)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix, or its folder).")],
+    runs_dir: RunsDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run.json as it is.")] = False,
+) -> None:
+    """A run's accuracy matrix, metrics, timing, full config and (if it failed) its error."""
+    store = store_for(runs_dir)
+    try:
+        path = store.resolve(run_id)
+        record = store.load(run_id)
+    except StoreError as e:
+        fail(str(e))
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return
+    print_run(record, path, full=True)
+
+
+@runs_app.command("rm")
+def runs_rm(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs to delete, with all their files.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Delete runs (their whole folders) after a confirmation."""
+    store = store_for(runs_dir)
+    try:
+        paths = [store.resolve(r) for r in run_ids]
+    except StoreError as e:
+        fail(str(e))
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("runs rm: refusing to delete without confirmation; pass --yes")
+        typer.confirm(f"delete {len(paths)} run(s): {', '.join(p.name for p in paths)}?", abort=True)
+    for p in paths:
+        try:
+            store.remove(str(p))
+        except StoreError as e:
+            fail(str(e))
+        console.print(f"deleted {p}")
+
+
+# --- cltui presets -------------------------------------------------------------------------------
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """The presets, with what each one runs."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("preset", style="bold")
+    table.add_column("description")
+    for name in list_presets():
+        table.add_row(name, str(load_preset(name).get("description", "")))
+    console.print(table)
+    console.print(f"[dim]{presets_dir()} · methods: {', '.join(METHOD_PARAMS)}[/]")
+
+
+@presets_app.command("show")
+def presets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or .toml path.")],
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Resolve for this method.")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Resolve for this scenario.")] = None,
+) -> None:
+    """The fully resolved config a preset gives (every value a run would record)."""
+    try:
+        config = build_config(name, method=method, scenario=scenario)
+    except ConfigError as e:
+        fail(str(e))
+    description = load_preset(name).get("description")
+    if description:
+        console.print(f"[bold]{name}[/]: {description}")
+    console.print_json(json.dumps(config.to_dict()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,96 @@
+"""The headless run display: a live per-context table in a terminal, plain lines in a log file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from core.config import RunConfig
+from core.events import (ContextEvaluated, ContextStarted, Event, PhaseStarted, Progress, RunCancelled,
+                         RunFailed, RunFinished, RunStarted)
+
+
+class RunProgress:
+    def __init__(self, console: Console, config: RunConfig, run_dir: Path, quiet: bool = False):
+        self.console, self.config, self.run_dir, self.quiet = console, config, run_dir, quiet
+        self.live_mode = console.is_terminal and not quiet
+        self.header = f"{run_dir.name} · starting worker…"
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.notes: list[str] = []
+        self.started = time.monotonic()
+        self._live: Live | None = None
+
+    def __enter__(self) -> RunProgress:
+        if self.live_mode:
+            self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
+                              transient=False)
+            self._live.__enter__()
+        elif not self.quiet:
+            self.console.print(f"run {self.run_dir.name}: {self.config.benchmark.name} "
+                               f"{self.config.benchmark.protocol}, {self.config.scenario}-IL, "
+                               f"method {self.config.method.name}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if not self.live_mode:
+            self.console.print(text)
+
+    def update(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.header = f"{event.run_id} · {event.device} · {event.contexts} contexts"
+            if not self.live_mode and not self.quiet:
+                self.console.print(f"worker started on {event.device}")
+        elif isinstance(event, ContextStarted):
+            self.rows[event.context] = {"classes": event.classes, "phase": "train", "step": 0,
+                                        "total": event.iterations, "loss": None, "acc": None}
+        elif isinstance(event, PhaseStarted) and event.context in self.rows:
+            self.rows[event.context]["phase"] = event.phase
+        elif isinstance(event, Progress) and event.context in self.rows:
+            row = self.rows[event.context]
+            if event.phase == "train":
+                row.update(step=event.step, total=event.total, loss=event.loss, rate=event.samples_per_s)
+        elif isinstance(event, ContextEvaluated) and event.context in self.rows:
+            row = self.rows[event.context]
+            seen = event.accuracies if len(self.rows) == 1 and self.config.method.name == "joint" \
+                else event.accuracies[: event.context + 1]
+            row.update(phase="done", step=row["total"], acc=event.accuracies, avg=sum(seen) / len(seen),
+                       train_s=event.train_s, loss=event.final_loss)
+            if not self.live_mode and not self.quiet:
+                accs = " ".join(f"{100 * a:.1f}" for a in event.accuracies)
+                self.console.print(f"context {event.context}: {row['total']} it in {event.train_s:.1f} s, "
+                                   f"loss {event.final_loss:.4f}, avg acc so far {100 * row['avg']:.1f}%, "
+                                   f"acc per context: {accs}")
+        elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+            self.header += f" · {type(event).__name__.removeprefix('Run').lower()}"
+
+    def render(self) -> Group:
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for name, justify in [("context", "left"), ("classes", "left"), ("phase", "left"), ("progress", "left"),
+                              ("iter", "right"), ("loss", "right"), ("acc %", "right"), ("avg seen %", "right")]:
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for k, row in sorted(self.rows.items()):
+            total = max(row["total"], 1)
+            table.add_row(
+                f"c{k}", escape(str(row["classes"])[:24]), row["phase"],
+                ProgressBar(total=total, completed=row["step"], width=24),
+                f"{row['step']}/{row['total']}", "" if row["loss"] is None else f"{row['loss']:.4f}",
+                "" if row["acc"] is None else f"{100 * row['acc'][min(k, len(row['acc']) - 1)]:.1f}",
+                "" if row.get("avg") is None else f"{100 * row['avg']:.1f}",
+            )
+        elapsed = time.monotonic() - self.started
+        parts: list[Any] = [Text(f"{self.header} · {elapsed:.0f} s", style="bold"), table]
+        parts += [Text(n, style="yellow") for n in self.notes[-3:]]
+        return Group(*parts)
