@@ -33,10 +33,6 @@ class RunProgress:
             self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
                               transient=False)
             self._live.__enter__()
-        elif not self.quiet:
-            self.console.print(f"run {self.run_dir.name}: {self.config.benchmark.name} "
-                               f"{self.config.benchmark.protocol}, {self.config.scenario}-IL, "
-                               f"method {self.config.method.name}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -52,7 +48,8 @@ class RunProgress:
         if isinstance(event, RunStarted):
             self.header = f"{event.run_id} · {event.device} · {event.contexts} contexts"
             if not self.live_mode and not self.quiet:
-                self.console.print(f"worker started on {event.device}")
+                self.console.print(f"run {event.run_id}: {self.config.benchmark.name} {self.config.benchmark.protocol}, "
+                                   f"{self.config.scenario}-IL, method {self.config.method.name}, on {event.device}")
         elif isinstance(event, ContextStarted):
             self.rows[event.context] = {"classes": event.classes, "phase": "train", "step": 0,
                                         "total": event.iterations, "loss": None, "acc": None}

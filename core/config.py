@@ -49,9 +49,10 @@ class BenchmarkConfig(_Section):
         None, ge=1, description="split: classes in each context (default: all classes / contexts)."
     )
     class_order_seed: int | None = Field(
-        None, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...)."
+        None, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...); "
+        "permuted: seed of the pixel permutations (none: 0)."
     )
-    pad_to: int | None = Field(None, ge=1, description="Zero-pad images to this size (permuted MNIST uses 32).")
+    pad_to: int | None = Field(None, ge=1, le=1024, description="Zero-pad images to this size (permuted MNIST uses 32).")
     rotation_max: float = Field(180.0, description="rotated: contexts use angles evenly spaced in [0, rotation_max).")
     augment: bool = Field(False, description="Padded random crop (4 px) and horizontal flip, batched on the device.")
     data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data).")
@@ -158,6 +159,9 @@ class MethodParams(_Section):
     summary: ClassVar[str] = ""
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
 
+    def resolve(self, config: RunConfig) -> None:
+        """Check values that need the whole config; raise ValueError naming the field."""
+
 
 @register_method
 class NoneParams(MethodParams):
@@ -199,9 +203,10 @@ class RunConfig(_Section):
     def _consistent(self) -> RunConfig:
         if self.scenario not in self.method.scenarios:
             raise ValueError(
-                f"method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
+                f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
                 f"not {self.scenario}: use --scenario {self.method.scenarios[0]}"
             )
+        self.method.resolve(self)
         _, h, w = self.benchmark.input_shape
         if self.model.kind == "lenet5" and min(h, w) < 16:
             raise ValueError(

@@ -13,6 +13,7 @@ index batches on the device; augmentation (padded random crop, horizontal flip) 
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,10 +142,16 @@ def _torchvision(cfg: BenchmarkConfig) -> Split:
                 f"benchmark.data_dir: {cfg.name} not found in {root} (expects {root}/{DATA_LAYOUT[cfg.name]}); "
                 f"{fix}, or point --data-dir at a folder that holds it"
             ) from None
-        raise DataError(f"benchmark.name: cannot read {cfg.name} from {root}: {e}") from None
-    except (OSError, ValueError, EOFError, KeyError, IndexError) as e:  # truncated or foreign files
         raise DataError(
-            f"benchmark.data_dir: the {cfg.name} files in {root} are damaged ({type(e).__name__}: {e}); "
+            f"benchmark.data_dir: cannot read {cfg.name} from {root} ({e}); if its files are damaged, "
+            f"delete them and pass --download, or point --data-dir elsewhere"
+        ) from None
+    # Truncated or foreign files: torchvision's IDX reader asserts on a bad header and a cut pickle raises
+    # UnpicklingError; neither is a ValueError.
+    except (OSError, ValueError, EOFError, KeyError, IndexError, AssertionError, pickle.UnpicklingError) as e:
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise DataError(
+            f"benchmark.data_dir: the {cfg.name} files in {root} are damaged ({what}); "
             f"delete them and pass --download, or point --data-dir elsewhere"
         ) from None
 

@@ -28,9 +28,11 @@ from core.events import ContextEvaluated, ContextStarted, Event, PhaseFinished, 
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo, Method
 from core.metrics import summarize
-from core.models import build_model
 from core.scenarios import ScenarioView
 from core.store import new_run_record, now_iso, write_json_atomic
+
+
+FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 
 
 class Cancelled(Exception):
@@ -101,12 +103,14 @@ class Trainer:
             raise InputError(str(e)) from None
         self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts))
         # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
-        m = config.model
-        self.model: nn.Module = build_model(m.kind, self.benchmark.input_shape, self.scenario.head_size,
-                                            hidden=m.hidden, batch_norm=m.batch_norm, fc_hidden=m.fc_hidden)
+        method_cls = method_class(config.method.name)
+        self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)
         self.model.to(self.device)
-        self.method: Method = method_class(config.method.name)(
-            config.method, config, self.model, self.scenario, self.benchmark, self.device)
+        try:
+            self.method: Method = method_cls(config.method, config, self.model, self.scenario, self.benchmark,
+                                             self.device)
+        except ValueError as e:  # a method that cannot work with this model
+            raise InputError(str(e)) from None
         self.optimizer = self.make_optimizer()
         self.generator = torch.Generator(self.device).manual_seed(t.seed)
         if t.compile:
@@ -198,6 +202,9 @@ class Trainer:
                 if self.should_stop():
                     raise Cancelled(f"stopped in context {stage} at iteration {it + 1}")
         self.sync()
+        # The record keeps the mean loss of a fixed tail of iterations: the last progress window ends at
+        # the same iteration but starts wherever the clock put the report before it.
+        final_loss = losses[-min(iterations, FINAL_LOSS_TAIL):].mean().item()
         seconds = time.monotonic() - start
         self.train_s += seconds
         self.samples += iterations * sampler.batch_size
@@ -218,7 +225,7 @@ class Trainer:
             hits = torch.zeros((), dtype=torch.long, device=self.device)
             for i in range(0, context.x_test.shape[0], bs):
                 x = context.inputs(context.x_test[i : i + bs])
-                scores = self.method.predict(x)
+                scores = self.method.predict(x, context.index)
                 if scores is None:
                     scores = self.model(x)
                 logits, target = self.scenario.eval_view(scores, context.y_test[i : i + bs], context.index, trained)

@@ -32,7 +32,6 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
     os.dup2(log, 2)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    events.cancel_join_thread()  # never hang at exit on a queue nobody reads any more
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asked_to_stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -58,10 +57,24 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
         append_event(path, event)
         events.put(event)
 
-    record = train.run(RunConfig.model_validate(config), path, emit,
-                       should_stop=lambda: stop.is_set() or asked_to_stop.is_set())
+    try:
+        record = train.run(RunConfig.model_validate(config), path, emit,
+                           should_stop=lambda: stop.is_set() or asked_to_stop.is_set())
+    finally:
+        flush(events)
     print(f"{now_iso()} run {record['status']}", flush=True)
     sys.exit({"finished": 0, "cancelled": 130}.get(record["status"], 1))
+
+
+def flush(events: Any, timeout: float = 10.0) -> None:
+    """Let the queue's feeder thread hand the last events (the final one above all) to the pipe before the
+    process exits; give up after `timeout` so a parent that stopped reading cannot make the worker hang."""
+    events.close()
+    joiner = threading.Thread(target=events.join_thread, daemon=True)
+    joiner.start()
+    joiner.join(timeout)
+    if joiner.is_alive():
+        events.cancel_join_thread()
 
 
 class RunHandle:

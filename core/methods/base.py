@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from core.config import MethodParams, RunConfig
 from core.data import Benchmark, Context
 from core.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.models import build_model
 from core.scenarios import ScenarioView
 
 
@@ -69,6 +70,13 @@ class Method:
         self.params, self.config, self.model = params, config, model
         self.scenario, self.benchmark, self.device = scenario, benchmark, device
 
+    @classmethod
+    def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
+        """The network the run trains; a method that needs another shape (separate networks) overrides this."""
+        m = config.model
+        return build_model(m.kind, input_shape, head_size, hidden=m.hidden, batch_norm=m.batch_norm,
+                           fc_hidden=m.fc_hidden)
+
     def before_context(self, info: ContextInfo) -> None:
         """Prepare for a new context (e.g. snapshot, masks)."""
 
@@ -86,8 +94,9 @@ class Method:
     def after_context(self, info: ContextInfo) -> None:
         """Consolidate what was learned (Fisher, exemplars, generator...); use `info.phase` for long work."""
 
-    def predict(self, x: Tensor) -> Tensor | None:
-        """Scores over the whole head for evaluation, or None to use the model's logits (iCaRL overrides)."""
+    def predict(self, x: Tensor, context: int) -> Tensor | None:
+        """Scores over the whole head for test inputs of `context`, or None to use the model's logits
+        (iCaRL's nearest-mean rule, XdG's masks and separate networks override this)."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

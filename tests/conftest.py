@@ -1,0 +1,55 @@
+"""Shared fixtures: a runs directory under tmp_path, the overrides of a tiny run, the environment that
+points cltui at that runs directory, and a helper that leaves a damaged run folder behind.
+
+The tests run on 2 CPU cores that other processes share: one intra-op thread per process (this test
+process and every worker it spawns, which inherit the environment) keeps a tiny run at ~1 s instead of
+tens of seconds of thread contention. Set before anything imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny() -> tuple[str, ...]:
+    """--set overrides that make a split-digits run take about a second (5 contexts x 30 iterations)."""
+    return ("train.iterations=30",)
+
+
+@pytest.fixture
+def runs_env(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """CLTUI_RUNS_DIR set to `runs_dir` (in os.environ, and as a dict for CliRunner's env=), and a wide
+    console so that Rich tables are not squeezed."""
+    env = {"CLTUI_RUNS_DIR": str(runs_dir), "COLUMNS": "200"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def write_truncated_run() -> Callable[[Path, str, str], Path]:
+    """`write_truncated_run(runs_dir, name, good_run_json_text)`: a run folder whose run.json is the first
+    half of a real one, as a crash in the middle of a non-atomic write would leave it."""
+
+    def write(root: Path, name: str, text: str) -> Path:
+        folder = root / name
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(text[: len(text) // 2])
+        return folder
+
+    return write

@@ -1,0 +1,128 @@
+"""Tests for core/metrics.py on accuracy matrices computed by hand.
+
+acc[i][j] = accuracy on context j after training context i (future contexts j > i included).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.metrics import avg_forgetting, avg_incremental_acc, bwt, final_avg_acc, fwt, summarize
+
+# Rows: after context 0, 1, 2. Entries above the diagonal are future contexts (used by FWT only).
+# acc[1][0] > acc[0][0]: context 1 first helped context 0, so its best accuracy is not on the diagonal,
+# which tells Chaudhry's forgetting (best earlier - final) apart from -BWT (diagonal - final).
+ACC = [
+    [0.90, 0.10, 0.20],
+    [0.95, 0.80, 0.30],
+    [0.50, 0.70, 0.95],
+]
+ACC_INIT = [0.10, 0.15, 0.05]
+
+
+def test_final_avg_acc_by_hand():
+    # mean of the last row: (0.50 + 0.70 + 0.95) / 3 = 2.15 / 3
+    assert final_avg_acc(ACC) == pytest.approx(2.15 / 3)
+
+
+def test_avg_incremental_acc_by_hand():
+    # row 0 over context 0:        0.90
+    # row 1 over contexts 0..1:    (0.95 + 0.80) / 2 = 0.875
+    # row 2 over contexts 0..2:    2.15 / 3 = 0.716667
+    # mean: (0.90 + 0.875 + 0.716667) / 3 = 0.830556 (future entries 0.10, 0.20, 0.30 not counted)
+    assert avg_incremental_acc(ACC) == pytest.approx((0.90 + 0.875 + 2.15 / 3) / 3)
+
+
+def test_avg_forgetting_by_hand():
+    # context 0: best before the last context max(0.90, 0.95) = 0.95, final 0.50 -> 0.45
+    # context 1: best before the last context max(0.80) = 0.80,       final 0.70 -> 0.10
+    # the last context is not counted; mean (0.45 + 0.10) / 2 = 0.275
+    assert avg_forgetting(ACC) == pytest.approx(0.275)
+
+
+def test_bwt_by_hand():
+    # context 0: final 0.50 - just learned 0.90 = -0.40
+    # context 1: final 0.70 - just learned 0.80 = -0.10
+    # mean: -0.25
+    assert bwt(ACC) == pytest.approx(-0.25)
+
+
+def test_forgetting_is_not_minus_bwt_when_the_best_is_off_the_diagonal():
+    assert avg_forgetting(ACC) != pytest.approx(-bwt(ACC))
+
+
+def test_fwt_by_hand():
+    # context 1: before training it (row 0) 0.10 - untrained 0.15 = -0.05
+    # context 2: before training it (row 1) 0.30 - untrained 0.05 =  0.25
+    # mean: (-0.05 + 0.25) / 2 = 0.10
+    assert fwt(ACC, ACC_INIT) == pytest.approx(0.10)
+
+
+def test_fwt_needs_the_untrained_accuracies():
+    assert fwt(ACC, None) is None
+
+
+def test_summarize_by_hand():
+    assert summarize(ACC, ACC_INIT) == pytest.approx({
+        "final_avg_acc": 2.15 / 3,
+        "avg_incremental_acc": (0.90 + 0.875 + 2.15 / 3) / 3,
+        "avg_forgetting": 0.275,
+        "bwt": -0.25,
+        "fwt": 0.10,
+    })
+    assert summarize(ACC)["fwt"] is None
+
+
+def test_perfect_memory_has_no_forgetting():
+    # every context keeps the accuracy it had when it was learned
+    acc = [
+        [0.90, 0.00, 0.00],
+        [0.90, 0.80, 0.00],
+        [0.90, 0.80, 0.70],
+    ]
+    assert avg_forgetting(acc) == pytest.approx(0.0)
+    assert bwt(acc) == pytest.approx(0.0)
+    assert final_avg_acc(acc) == pytest.approx(0.8)
+    # rows: 0.9, 0.85, 0.8 -> 0.85
+    assert avg_incremental_acc(acc) == pytest.approx(0.85)
+
+
+def test_complete_forgetting():
+    acc = [
+        [1.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0],
+        [0.0, 0.0, 1.0],
+    ]
+    assert avg_forgetting(acc) == pytest.approx(1.0)
+    assert bwt(acc) == pytest.approx(-1.0)
+    assert final_avg_acc(acc) == pytest.approx(1 / 3)
+    # rows: 1, 1/2, 1/3
+    assert avg_incremental_acc(acc) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert fwt(acc, [0.0, 0.0, 0.0]) == pytest.approx(0.0)
+
+
+def test_improving_old_contexts_gives_negative_forgetting_and_positive_bwt():
+    acc = [
+        [0.6, 0.0],
+        [0.9, 0.8],
+    ]
+    assert avg_forgetting(acc) == pytest.approx(-0.3)
+    assert bwt(acc) == pytest.approx(0.3)
+
+
+def test_single_row_joint_run():
+    acc = [[0.9, 0.8, 0.7]]
+    assert avg_forgetting(acc) is None
+    assert bwt(acc) is None
+    assert fwt(acc, [0.1, 0.1, 0.1]) is None
+    assert final_avg_acc(acc) == pytest.approx(0.8)
+    assert avg_incremental_acc(acc) == final_avg_acc(acc)
+
+
+def test_empty_matrix_gives_no_metrics():
+    assert summarize([]) == {"final_avg_acc": None, "avg_incremental_acc": None, "avg_forgetting": None,
+                             "bwt": None, "fwt": None}
+
+
+def test_metrics_keys_match_run_json():
+    assert set(summarize(ACC, ACC_INIT)) == {"final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
