@@ -22,11 +22,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import build_config  # noqa: E402
-from core.data import Split, build_benchmark  # noqa: E402
-from core.methods.base import ContextInfo  # noqa: E402
-from core.models import build_model  # noqa: E402
-from core.train import Trainer  # noqa: E402
+from core.config import build_config
+from core.data import Split, build_benchmark
+from core.methods.base import ContextInfo
+from core.models import build_model
+from core.train import Trainer
 
 
 def sync(device: torch.device) -> None:
@@ -87,8 +87,8 @@ def main() -> None:
     ]
     print(f"torch {torch.__version__} · {device} · {torch.get_num_threads()} threads · batch 128 · "
           f"{args.iterations} iterations x {args.repeats} repeats (median)")
-    print(f"| model | bare step (ms/it) | cltui loop (ms/it) | ratio |")
-    print(f"|---|---:|---:|---:|")
+    print("| model | bare step (ms/it) | cltui loop (ms/it) | ratio |")
+    print("|---|---:|---:|---:|")
     for name, config, split in cases:
         benchmark = build_benchmark(config.benchmark, device, split=split)
         n_out, shape = config.head_size, benchmark.input_shape

@@ -6,6 +6,7 @@ The UI process never imports torch; the TUI issue grows this into compose / live
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -30,7 +31,7 @@ def run_cells(entry) -> tuple[str, ...]:
 class CltuiApp(App):
     TITLE = "cltui"
     SUB_TITLE = "continual-learning workbench"
-    BINDINGS = [Binding("r", "reload", "Reload"), Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar = [Binding("r", "reload", "Reload"), Binding("q", "quit", "Quit")]
 
     def __init__(self, runs_dir: Path):
         super().__init__()

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from core.config import ConfigError, build_config, list_presets, load_preset, presets_dir, METHOD_PARAMS
+from core.config import METHOD_PARAMS, ConfigError, build_config, list_presets, load_preset, presets_dir
 from core.store import RunEntry, RunStore, StoreError
 
 app = typer.Typer(
@@ -105,8 +105,8 @@ def run(
     except (OSError, StoreError) as e:
         fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
 
-    from core import worker
     from cltui.progress import RunProgress
+    from core import worker
 
     interrupts = 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -14,8 +14,17 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import RunConfig
-from core.events import (ContextEvaluated, ContextStarted, Event, PhaseStarted, Progress, RunCancelled,
-                         RunFailed, RunFinished, RunStarted)
+from core.events import (
+    ContextEvaluated,
+    ContextStarted,
+    Event,
+    PhaseStarted,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
 
 
 class RunProgress:
@@ -28,14 +37,14 @@ class RunProgress:
         self.started = time.monotonic()
         self._live: Live | None = None
 
-    def __enter__(self) -> RunProgress:
+    def __enter__(self) -> Self:
         if self.live_mode:
             self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
                               transient=False)
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
 

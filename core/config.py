@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Scenario = Literal["task", "domain", "class"]
 SCENARIOS: tuple[str, ...] = ("task", "domain", "class")
@@ -92,7 +100,8 @@ class BenchmarkConfig(_Section):
                 )
         else:
             if self.classes_per_context not in (None, n):
-                raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of {self.name}")
+                raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of {self.name}; "
+                                 f"set benchmark.classes_per_context={n}")
             self.classes_per_context = n
         return self
 
@@ -177,6 +186,79 @@ class JointParams(MethodParams):
 
     name: Literal["joint"] = "joint"
     summary: ClassVar[str] = "all contexts at once, the upper bound"
+
+
+@register_method
+class EWCParams(MethodParams):
+    """Elastic weight consolidation: a quadratic penalty per context, weighted by the diagonal Fisher."""
+
+    name: Literal["ewc"] = "ewc"
+    summary: ClassVar[str] = "elastic weight consolidation (parameter regularisation)"
+    lambda_: float | None = Field(None, alias="lambda", ge=0,
+                                  description="Penalty strength (presets give the tuned value per scenario).")
+    fisher_labels: Literal["all", "sample", "pred", "true"] = Field(
+        "all", description="Fisher: all = exact expectation over the predictive distribution; sample, pred "
+        "(argmax) or true (empirical Fisher).")
+    fisher_n: int | None = Field(None, ge=1, description="Samples for the Fisher (none: the whole context).")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.lambda_ is None:
+            raise ValueError(f"method.lambda: no default for {self.name} in this preset; "
+                             f"pass --set method.lambda=VALUE (REFERENCE.md lists tuned values)")
+
+
+@register_method
+class OnlineEWCParams(EWCParams):
+    """Online EWC: one running Fisher (F <- gamma F + F_new) and one anchor."""
+
+    name: Literal["online-ewc"] = "online-ewc"  # type: ignore[assignment]
+    summary: ClassVar[str] = "online EWC: one decayed Fisher, one anchor"
+    gamma: float = Field(1.0, ge=0, le=1, description="Decay of the running Fisher.")
+
+
+@register_method
+class SIParams(MethodParams):
+    """Synaptic intelligence: per-parameter importance from the path integral of the data loss."""
+
+    name: Literal["si"] = "si"
+    summary: ClassVar[str] = "synaptic intelligence (parameter regularisation)"
+    c: float | None = Field(None, ge=0, description="Penalty strength (presets give the tuned value per scenario).")
+    epsilon: float = Field(0.1, gt=0, description="Damping xi of the importance.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.c is None:
+            raise ValueError("method.c: no default for si in this preset; pass --set method.c=VALUE")
+
+
+@register_method
+class LwFParams(MethodParams):
+    """Learning without forgetting: distil the previous model's outputs on the current inputs."""
+
+    name: Literal["lwf"] = "lwf"
+    summary: ClassVar[str] = "learning without forgetting (distillation)"
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature T.")
+
+
+@register_method
+class XdGParams(MethodParams):
+    """Context-dependent gating: a fixed random mask per context over the hidden units."""
+
+    name: Literal["xdg"] = "xdg"
+    summary: ClassVar[str] = "context-dependent gating (task-IL)"
+    scenarios: ClassVar[tuple[str, ...]] = ("task",)
+    gating: float = Field(0.9, ge=0, lt=1, description="Fraction of each hidden layer's units gated off per context.")
+
+
+@register_method
+class SeparateParams(MethodParams):
+    """Separate networks: one small network per context, the parameter budget of the shared one."""
+
+    name: Literal["separate"] = "separate"
+    summary: ClassVar[str] = "one network per context (task-IL)"
+    scenarios: ClassVar[tuple[str, ...]] = ("task",)
+    hidden: list[int] | None = Field(
+        None, description="Hidden widths of each network (none: scaled so all networks together have about "
+        "the shared network's parameters).")
 
 
 class RunConfig(_Section):

@@ -22,15 +22,24 @@ import torch
 from torch import nn
 
 from core.config import RunConfig
-from core.data import Benchmark, BatchSampler, DataError, augment, build_benchmark
-from core.events import ContextEvaluated, ContextStarted, Event, PhaseFinished, PhaseStarted, Progress, \
-    RunCancelled, RunFailed, RunFinished, RunStarted
+from core.data import BatchSampler, Benchmark, DataError, augment, build_benchmark
+from core.events import (
+    ContextEvaluated,
+    ContextStarted,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo, Method
 from core.metrics import summarize
 from core.scenarios import ScenarioView
 from core.store import new_run_record, now_iso, write_json_atomic
-
 
 FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 
@@ -304,7 +313,7 @@ def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda
         if isinstance(e, KeyboardInterrupt):
             raise
         return record
-    except Exception as e:  # every failure must land in run.json
+    except Exception as e:  # noqa: BLE001 - every failure must land in run.json
         kind = "input" if isinstance(e, InputError) else "error"
         message = str(e) if isinstance(e, (InputError, NonFiniteLoss)) else f"{type(e).__name__}: {e}"
         error = {"message": message, "kind": kind, "traceback": traceback.format_exc(),

@@ -21,7 +21,15 @@ from typing import Any
 
 from core.config import RunConfig
 from core.events import TERMINAL, Event, RunCancelled, RunFailed
-from core.store import WORKER_LOG, StoreError, append_event, new_run_record, now_iso, read_run_json, write_json_atomic
+from core.store import (
+    WORKER_LOG,
+    StoreError,
+    append_event,
+    new_run_record,
+    now_iso,
+    read_run_json,
+    write_json_atomic,
+)
 
 
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,

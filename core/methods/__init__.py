@@ -8,6 +8,12 @@ import importlib
 METHODS: dict[str, str] = {
     "none": "core.methods.none:FineTuning",
     "joint": "core.methods.joint:Joint",
+    "ewc": "core.methods.ewc:EWC",
+    "online-ewc": "core.methods.ewc:OnlineEWC",
+    "si": "core.methods.si:SI",
+    "lwf": "core.methods.lwf:LwF",
+    "xdg": "core.methods.xdg:XdG",
+    "separate": "core.methods.separate:SeparateNetworks",
 }
 
 
