@@ -261,6 +261,108 @@ class SeparateParams(MethodParams):
         "the shared network's parameters).")
 
 
+class ReplayParams(MethodParams):
+    """Shared by the methods that store data: the buffer's budget."""
+
+    budget: int | None = Field(None, ge=1, description="Stored samples per class (class-balanced buffer).")
+    budget_total: int | None = Field(
+        None, ge=1, description="Stored samples in all (reservoir buffer); replaces budget when set.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.budget is None and self.budget_total is None:
+            raise ValueError(f"method.budget: no default for {self.name} in this preset; "
+                             f"pass --set method.budget=N (per class) or --set method.budget_total=N")
+
+
+@register_method
+class ERParams(ReplayParams):
+    """Experience replay: a replay batch from the buffer beside each batch, losses weighted 1/t and 1 - 1/t."""
+
+    name: Literal["er"] = "er"
+    summary: ClassVar[str] = "experience replay (stored data)"
+
+
+@register_method
+class AGEMParams(ReplayParams):
+    """A-GEM: project the gradient when it conflicts with the gradient on a replay batch."""
+
+    name: Literal["agem"] = "agem"
+    summary: ClassVar[str] = "averaged gradient episodic memory (stored data)"
+    epsilon: float = Field(1e-7, gt=0, description="Added to the reference gradient's squared norm.")
+
+
+@register_method
+class DERPPParams(ReplayParams):
+    """DER++: replay stored logits (MSE, alpha) and stored labels (CE, beta)."""
+
+    name: Literal["derpp"] = "derpp"
+    summary: ClassVar[str] = "dark experience replay++ (stored data and logits)"
+    alpha: float = Field(0.5, ge=0, description="Weight of the logit-matching (MSE) term.")
+    beta: float = Field(0.5, ge=0, description="Weight of the replayed labels' cross-entropy.")
+
+
+@register_method
+class ICaRLParams(ReplayParams):
+    """iCaRL: herding exemplars, BCE with distillation targets, nearest-mean-of-exemplars prediction."""
+
+    name: Literal["icarl"] = "icarl"
+    summary: ClassVar[str] = "iCaRL (exemplars, nearest mean)"
+    scenarios: ClassVar[tuple[str, ...]] = ("task", "class")
+    selection: Literal["herding", "random"] = Field("herding", description="How exemplars are chosen.")
+    temperature: float = Field(1.0, gt=0, description="Temperature of the old model's sigmoid targets.")
+
+
+@register_method
+class DGRParams(MethodParams):
+    """Deep generative replay: a VAE trained alongside replays samples labelled by the previous classifier."""
+
+    name: Literal["dgr"] = "dgr"
+    summary: ClassVar[str] = "deep generative replay (generated data)"
+    z_dim: int = Field(100, ge=1, description="Latent size of the VAE generator.")
+    generator_hidden: list[int] | None = Field(None, description="VAE hidden widths (none: the model's MLP shape).")
+    generator_lr: float | None = Field(None, gt=0, description="VAE learning rate (none: train.lr).")
+    distill: bool = Field(False, description="Replay soft targets of the previous model instead of its argmax.")
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature when distill is on.")
+
+
+@register_method
+class BIRParams(MethodParams):
+    """Brain-inspired replay: replay through feedback, class-conditional prior, gated decoder, distillation."""
+
+    name: Literal["bir"] = "bir"
+    summary: ClassVar[str] = "brain-inspired replay (generated data)"
+    z_dim: int = Field(100, ge=1, description="Latent size.")
+    gating: float = Field(0.8, ge=0, lt=1, description="Fraction of decoder units gated off per context.")
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature.")
+    recon_weight: float = Field(1.0, ge=0, description="Weight of the generative (VAE) loss.")
+
+
+@register_method
+class GenClassifierParams(MethodParams):
+    """Generative classifier: one small VAE per class; predict the class with the highest likelihood."""
+
+    name: Literal["gen-classifier"] = "gen-classifier"
+    summary: ClassVar[str] = "generative classifier (one VAE per class)"
+    scenarios: ClassVar[tuple[str, ...]] = ("task", "class")
+    hidden: int = Field(85, ge=1, description="Hidden units of each class's VAE.")
+    z_dim: int | None = Field(None, ge=1, description="Latent size of each class's VAE (none: 20 for CIFAR, "
+                              "5 for the others, the paper's values).")
+    importance_samples: int = Field(100, ge=1, description="Samples of the importance-sampled likelihood at test.")
+    likelihood: Literal["bernoulli", "gaussian"] | None = Field(
+        None, description="p(x|z): bernoulli (pixels in [0, 1]) or gaussian with unit variance (none: gaussian "
+        "for the standardised CIFAR inputs, bernoulli for the others).")
+
+    def resolve(self, config: RunConfig) -> None:
+        cifar = config.benchmark.name.startswith("cifar")
+        if self.z_dim is None:
+            self.z_dim = 20 if cifar else 5
+        if self.likelihood is None:
+            self.likelihood = "gaussian" if cifar else "bernoulli"
+        if self.likelihood == "bernoulli" and cifar:
+            raise ValueError(f"method.likelihood: bernoulli needs pixels in [0, 1], but {config.benchmark.name} "
+                             f"inputs are standardised; use --set method.likelihood=gaussian")
+
+
 class RunConfig(_Section):
     preset: str | None = Field(None, description="The preset this config started from.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)

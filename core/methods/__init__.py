@@ -14,6 +14,13 @@ METHODS: dict[str, str] = {
     "lwf": "core.methods.lwf:LwF",
     "xdg": "core.methods.xdg:XdG",
     "separate": "core.methods.separate:SeparateNetworks",
+    "er": "core.methods.er:ExperienceReplay",
+    "agem": "core.methods.agem:AGEM",
+    "derpp": "core.methods.derpp:DERPP",
+    "icarl": "core.methods.icarl:ICaRL",
+    "dgr": "core.methods.dgr:DGR",
+    "bir": "core.methods.bir:BIR",
+    "gen-classifier": "core.methods.gen_classifier:GenerativeClassifier",
 }
 
 
