@@ -116,7 +116,7 @@ def test_agem_projection_never_leaves_an_angle_above_90_degrees_with_the_referen
 class HostSyncs(TorchFunctionMode):
     """Records tensor operations that copy device data to the host or wait for it."""
 
-    SYNCS = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"}
+    SYNCS: frozenset[str] = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"})
 
     def __init__(self):
         super().__init__()
@@ -129,7 +129,7 @@ class HostSyncs(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl"])
+@pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl", "dgr", "bir", "gen-classifier"])
 def test_replay_steps_never_sync_with_the_host(method):
     """The buffer stays on the device: a training step (loss, backward, gradient hook, optimiser step) makes no
     call that reads tensor data back to the host. (On CPU 'the device' is the host too; what is checked is
@@ -161,7 +161,8 @@ def test_replay_steps_never_sync_with_the_host(method):
         assert detector.calls == [], f"context {k}: host syncs in the step: {detector.calls}"
         m.after_context(info)  # consolidation may sync; it runs once per context
         previous = copy.deepcopy(model).eval().requires_grad_(False)
-    assert len(m.buffer) > 0 and m.buffer.x.device == CPU
+    if hasattr(m, "buffer"):
+        assert len(m.buffer) > 0 and m.buffer.x.device == CPU
 
 
 @functools.cache
