@@ -76,7 +76,7 @@ def tui(runs_dir: RunsDir = None) -> None:
 @app.command(rich_help_panel="Training")
 def run(
     preset: Annotated[str, typer.Argument(help="Preset name (see `cltui presets list`) or a .toml path.")] = "split-digits",
-    method: Annotated[str | None, typer.Option("--method", "-m", help="Method, e.g. none, joint.")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help=f"Method: {', '.join(METHOD_PARAMS)}.")] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="task, domain or class.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. train.lr=3e-4 (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
