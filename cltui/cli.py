@@ -75,7 +75,8 @@ def tui(runs_dir: RunsDir = None) -> None:
 
 @app.command(rich_help_panel="Training")
 def run(
-    preset: Annotated[str, typer.Argument(help="Preset name (see `cltui presets list`) or a .toml path.")] = "split-digits",
+    preset: Annotated[str | None, typer.Argument(help="Preset name (see `cltui presets list`) or a .toml path "
+                                                 "[default: split-digits].", show_default=False)] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help=f"Method: {', '.join(METHOD_PARAMS)}.")] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="task, domain or class.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. train.lr=3e-4 (repeatable).")] = None,
@@ -85,25 +86,38 @@ def run(
     download: Annotated[bool, typer.Option("--download", help="Download the data set if its files are missing.")] = False,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted or "
+                                               "failed run from its last completed context.")] = None,
 ) -> None:
     """Train one continual-learning run in a worker process and print its accuracy matrix."""
     from core.datafiles import missing_data
 
-    try:
-        config = build_config(
-            preset, method=method, scenario=scenario, seed=seed, device=device,
-            data_dir=str(data_dir) if data_dir else None, download=download or None, overrides=set_ or [],
-        )
-    except ConfigError as e:
-        fail(str(e))
+    store = store_for(runs_dir)
+    if resume is not None:
+        changed = [name for name, value in (("PRESET", preset), ("--method", method), ("--scenario", scenario),
+                                            ("--set", set_), ("--seed", seed), ("--device", device)) if value]
+        if changed:
+            fail(f"--resume continues {resume} with its saved config; drop {', '.join(changed)}")
+        config, run_dir = resumable(store, resume)
+        if data_dir:  # where the data lives may change; what the run computes may not
+            config.benchmark.data_dir = str(data_dir)
+        config.benchmark.download = download or config.benchmark.download
+    else:
+        try:
+            config = build_config(
+                preset or "split-digits", method=method, scenario=scenario, seed=seed, device=device,
+                data_dir=str(data_dir) if data_dir else None, download=download or None, overrides=set_ or [],
+            )
+        except ConfigError as e:
+            fail(str(e))
     problem = missing_data(config.benchmark)
     if problem:
         fail(problem)
-    store = store_for(runs_dir)
-    try:
-        run_dir = store.new_run_dir(f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
-    except (OSError, StoreError) as e:
-        fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
+    if resume is None:
+        try:
+            run_dir = store.new_run_dir(f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+        except (OSError, StoreError) as e:
+            fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
 
     from cltui.progress import RunProgress
     from core import worker
@@ -116,7 +130,7 @@ def run(
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        handle = worker.start(config, run_dir)
+        handle = worker.start(config, run_dir, resume=resume is not None)
         display = RunProgress(console, config, run_dir, quiet=quiet)
         handled = 0
         with display:
@@ -133,17 +147,41 @@ def run(
                         handle.kill()
     finally:
         signal.signal(signal.SIGINT, previous)
-    code = finish_run(handle, display)
+    code = finish_run(handle, display, resumed=resume is not None)
     raise typer.Exit(code)
 
 
-def finish_run(handle: Any, display: Any) -> int:
+def resumable(store: RunStore, run: str) -> tuple[Any, Path]:
+    """The saved config and folder of a run that can be continued, or one line saying why not."""
+    from core.config import validate_config
+    from core.store import pid_alive, read_run_json
+
+    try:
+        path = store.resolve(run)
+        record = read_run_json(path)
+    except StoreError as e:
+        fail(str(e))
+    status = record.get("status")
+    if status == "finished":
+        fail(f"--resume: run {path.name} is finished; nothing to continue")
+    if status == "running" and pid_alive(record.get("pid")):
+        fail(f"--resume: run {path.name} is still running (pid {record['pid']})")
+    if record.get("config", {}).get("train", {}).get("checkpoints") == "none" and record.get("acc_matrix"):
+        fail(f"--resume: run {path.name} kept no checkpoints (train.checkpoints=none); start it again instead")
+    try:
+        return validate_config(record["config"]), path
+    except (ConfigError, KeyError) as e:
+        fail(f"--resume: the config saved in {path / 'run.json'} is not valid here: {e}")
+
+
+def finish_run(handle: Any, display: Any, resumed: bool = False) -> int:
     from core.events import RunCancelled, RunFailed, RunFinished
     from core.store import read_run_json
 
     event = handle.terminal
     if isinstance(event, RunFailed) and event.kind == "input":
-        shutil.rmtree(handle.run_dir, ignore_errors=True)  # nothing ran: leave no empty run behind
+        if not resumed:
+            shutil.rmtree(handle.run_dir, ignore_errors=True)  # nothing ran: leave no empty run behind
         fail(event.error)
     try:
         record = read_run_json(handle.run_dir)

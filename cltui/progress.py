@@ -56,6 +56,8 @@ class RunProgress:
     def update(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.header = f"{event.run_id} · {event.device} · {event.contexts} contexts"
+            if event.resumed_from:
+                self.note(f"resumed after context {event.resumed_from - 1}")
             if not self.live_mode and not self.quiet:
                 self.console.print(f"run {event.run_id}: {self.config.benchmark.name} {self.config.benchmark.protocol}, "
                                    f"{self.config.scenario}-IL, method {self.config.method.name}, on {event.device}")

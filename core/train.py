@@ -39,7 +39,7 @@ from core.methods import method_class
 from core.methods.base import Batch, ContextInfo, Method
 from core.metrics import summarize
 from core.scenarios import ScenarioView
-from core.store import new_run_record, now_iso, write_json_atomic
+from core.store import new_run_record, now_iso, read_run_json, write_json_atomic
 
 FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 
@@ -94,11 +94,16 @@ class Trainer:
     """Holds everything of one run; `run()` below is the entry point."""
 
     def __init__(self, config: RunConfig, run_dir: Path, emit: Callable[[Event], None],
-                 should_stop: Callable[[], bool], benchmark: Benchmark | None = None):
+                 should_stop: Callable[[], bool], benchmark: Benchmark | None = None, resume: bool = False):
         self.config, self.run_dir, self.emit, self.should_stop = config, run_dir, emit, should_stop
         self.started = time.monotonic()
         self.device = resolve_device(config.train.device)
         self.record = new_run_record(run_dir.name, config.preset, config.to_dict(), environment(self.device))
+        if resume:  # keep what the interrupted run recorded; rows past the last checkpoint are dropped below
+            previous = read_run_json(run_dir)
+            self.record.update({k: previous[k] for k in ("created", "contexts", "acc_init", "acc_matrix", "dreams")
+                                if k in previous})
+            self.record["resumed"] = previous.get("resumed", []) + [{"at": now_iso(), "status": previous["status"]}]
         self.save()
         t = config.train
         torch.manual_seed(t.seed)
@@ -128,6 +133,31 @@ class Trainer:
         self.eval_s = 0.0
         self.train_s = 0.0
         self.samples = 0
+        self.first_stage = self.restore() if resume else 0
+
+    def restore(self) -> int:
+        """Load the last context checkpoint (model, optimiser, method and random states); the stage to run next."""
+        checkpoints = sorted((self.run_dir / "checkpoints").glob("context-*.pt"),
+                             key=lambda p: int(p.stem.removeprefix("context-")))
+        if not checkpoints:  # nothing completed: start over in the same folder
+            self.record.update(contexts=[], acc_init=None, acc_matrix=[])
+            return 0
+        state = torch.load(checkpoints[-1], map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.generator.set_state(state["rng"]["generator"])
+        done = state["context"] + 1
+        if self.method.needs_previous_model:
+            self.previous_model = frozen_copy(self.model)
+        self.record["contexts"] = self.record["contexts"][:done]
+        self.record["acc_matrix"] = self.record["acc_matrix"][:done]
+        self.train_s = sum(c.get("train_s", 0.0) for c in self.record["contexts"])
+        self.samples = sum(c.get("iterations", 0) for c in self.record["contexts"]) * self.config.train.batch_size
+        return done
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
@@ -146,9 +176,12 @@ class Trainer:
         stages = ([self.benchmark.joint()] if self.method.trains_jointly else self.benchmark.contexts)
         iterations = cfg.train.iterations * (len(self.benchmark.contexts) if self.method.trains_jointly else 1)
         self.emit(RunStarted(run_id=self.run_dir.name, contexts=len(stages), device=describe_device(self.device),
-                             config=cfg.to_dict()))
-        self.record["acc_init"] = self.evaluate(trained=-1)
+                             config=cfg.to_dict(), resumed_from=self.first_stage or None))
+        if self.record["acc_init"] is None:
+            self.record["acc_init"] = self.evaluate(trained=-1)
         for stage, context in enumerate(stages):
+            if stage < self.first_stage:
+                continue
             self.emit(ContextStarted(context=stage, classes=context.classes, iterations=iterations))
             info = ContextInfo(stage, context, self.previous_model, self.emit, cfg.train.progress_interval)
             if cfg.train.reset_optimizer and stage > 0:
@@ -164,10 +197,10 @@ class Trainer:
                 "index": stage, "classes": context.classes, "train_s": round(train_s, 4),
                 "iterations": iterations, "final_loss": final_loss,
             })
-            self.emit(ContextEvaluated(context=stage, accuracies=accuracies, train_s=train_s, final_loss=final_loss))
             self.checkpoint(stage)
             self.record["metrics"] = summarize(self.record["acc_matrix"], self.record["acc_init"])
-            self.save()
+            self.save()  # on disk before anyone hears of it: a context reported done survives a kill
+            self.emit(ContextEvaluated(context=stage, accuracies=accuracies, train_s=train_s, final_loss=final_loss))
 
     def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
         t = self.config.train
@@ -266,6 +299,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
         }
+        if self.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         path = folder / f"context-{stage}.pt"
         tmp = path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
@@ -294,11 +329,13 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda e: None,
-        should_stop: Callable[[], bool] = lambda: False, benchmark: Benchmark | None = None) -> dict[str, Any]:
-    """Train `config` into `run_dir` (which must exist); returns the final run record."""
+        should_stop: Callable[[], bool] = lambda: False, benchmark: Benchmark | None = None,
+        resume: bool = False) -> dict[str, Any]:
+    """Train `config` into `run_dir` (which must exist); returns the final run record. With `resume`, continue
+    the run saved there from its last completed context."""
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(config, run_dir, emit, should_stop, benchmark)
+        trainer = Trainer(config, run_dir, emit, should_stop, benchmark, resume)
         trainer.run()
     except (Cancelled, KeyboardInterrupt) as e:
         reason = str(e) or "interrupted"

@@ -33,7 +33,7 @@ from core.store import (
 
 
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,
-                 threads: int | None) -> None:
+                 threads: int | None, resume: bool = False) -> None:
     path = Path(run_dir)
     log = os.open(path / WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
@@ -67,7 +67,7 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
 
     try:
         record = train.run(RunConfig.model_validate(config), path, emit,
-                           should_stop=lambda: stop.is_set() or asked_to_stop.is_set())
+                           should_stop=lambda: stop.is_set() or asked_to_stop.is_set(), resume=resume)
     finally:
         flush(events)
     print(f"{now_iso()} run {record['status']}", flush=True)
@@ -161,16 +161,17 @@ class RunHandle:
         return event
 
 
-def start(config: RunConfig, run_dir: Path, threads: int | None = None) -> RunHandle:
-    """Start `config` in a spawned worker process writing to `run_dir` (which must exist)."""
-    # The record exists before the process does, so a worker that dies at start-up still leaves a run.
-    write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
+def start(config: RunConfig, run_dir: Path, threads: int | None = None, resume: bool = False) -> RunHandle:
+    """Start `config` in a spawned worker process writing to `run_dir` (which must exist); with `resume`,
+    continue the run saved there from its last completed context."""
+    if not resume:  # the record exists before the process does: a worker that dies at start-up leaves a run
+        write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
     ctx = mp.get_context("spawn")  # fork would copy a parent that may hold CUDA or UI threads
     events = ctx.Queue()
     stop_event = ctx.Event()
     process = ctx.Process(
         target=_worker_main, name=f"cltui-worker-{run_dir.name}",
-        args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), threads),
+        args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), threads, resume),
     )
     process.start()
     return RunHandle(run_dir, process, events, stop_event)
