@@ -12,13 +12,13 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail
 from core.config import METHOD_PARAMS, ConfigError, build_config, list_presets, load_preset, presets_dir
 from core.store import RunEntry, RunStore, StoreError
 
@@ -35,22 +35,6 @@ runs_app = typer.Typer(help="List, show and remove saved runs.", no_args_is_help
 presets_app = typer.Typer(help="List and show the presets.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(presets_app, name="presets")
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
-
-RunsDir = Annotated[
-    Path | None,
-    typer.Option("--runs-dir", help="Where runs are saved (default: $CLTUI_RUNS_DIR, else ./runs).", show_default=False),
-]
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
-
 
 def store_for(runs_dir: Path | None) -> RunStore:
     return RunStore(runs_dir)
@@ -297,7 +281,8 @@ def runs_list(
         console.print(f"no runs in {store.root} yet; start one with `cltui run`")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for name, justify in [("id", "left"), ("preset", "left"), ("method", "left"), ("scenario", "left"),
+    table.add_column("id", no_wrap=True, min_width=max(len(e.id) for e in entries))  # ids are copied from here
+    for name, justify in [("preset", "left"), ("method", "left"), ("scenario", "left"),
                           ("status", "left"), ("final acc %", "right"), ("duration", "right")]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for entry in entries:
@@ -382,6 +367,11 @@ def presets_show(
         console.print(f"[bold]{name}[/]: {description}")
     console.print_json(json.dumps(config.to_dict()))
 
+
+from cltui.compare import register, studies_app
+
+register(app)
+app.add_typer(studies_app, name="studies")
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,0 +1,248 @@
+"""`cltui compare` and `cltui studies`: every method x seed as ordinary runs in parallel worker processes,
+a live row per run, and the table with mean +- SEM over seeds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Annotated, Any, Self
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from cltui.common import RunsDir, console, fail
+from core import study as studies
+from core.config import ConfigError, build_config, validate_config
+from core.events import ContextEvaluated, ContextStarted, Progress, RunCancelled, RunFailed, RunFinished
+from core.store import RunStore, StoreError, read_run_json
+
+studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
+
+
+def study_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for name in ("method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)", "time/run (s)",
+                 "published (%)"):
+        table.add_column(name, justify="left" if name == "method" else "right")
+    for r in rows:
+        table.add_row(r["method"], f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
+                      studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
+                      "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
+                      "–" if r["published"] is None else f"{r['published']:g}")
+    return table
+
+
+def devices_and_threads(jobs: int | None, device: str | None) -> tuple[list[str | None], int, int | None]:
+    """One job per visible GPU (round-robin), else `jobs` CPU workers sharing the cores."""
+    cores = os.cpu_count() or 1
+    if device in (None, "auto", "cuda"):
+        import torch  # only here: counting GPUs needs it, --help and the rest of the CLI do not
+
+        gpus = torch.cuda.device_count()
+        if gpus:
+            return [f"cuda:{i}" for i in range(gpus)], jobs or gpus, None
+    jobs = jobs or 1
+    return [None], jobs, max(1, cores // jobs)
+
+
+class StudyDisplay:
+    def __init__(self, console, store: RunStore, study: dict[str, Any], quiet: bool):
+        self.console, self.store, self.study, self.quiet = console, store, study, quiet
+        self.rows = {i: {"status": "waiting", "context": "", "acc": ""} for i in range(len(study["runs"]))}
+        self.live = Live(get_renderable=self.render, console=console, refresh_per_second=2) \
+            if console.is_terminal and not quiet else None
+        self.started = time.monotonic()
+
+    def update(self, i: int, event: Any) -> None:
+        row, entry = self.rows[i], self.study["runs"][i]
+        if isinstance(event, ContextStarted):
+            row.update(status="running", context=f"c{event.context}")
+        elif isinstance(event, Progress) and event.phase == "train":
+            row["context"] = f"c{event.context} {event.step}/{event.total}"
+        elif isinstance(event, ContextEvaluated):
+            seen = event.accuracies[: event.context + 1]
+            row["acc"] = f"{100 * sum(seen) / len(seen):.1f}"
+        elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+            row["status"] = type(event).__name__.removeprefix("Run").lower()
+            if isinstance(event, RunFinished):
+                row["acc"] = studies.pct(event.metrics.get("final_avg_acc"))
+            if self.live is None and not self.quiet:
+                self.console.print(f"{entry['method']} seed {entry['seed']}: {row['status']} "
+                                   f"(final avg acc {row['acc'] or '–'}%) {entry['run_id']}")
+
+    def render(self) -> Group:
+        runs = Table(show_edge=False, pad_edge=False, box=None)
+        for name in ("method", "seed", "status", "progress", "avg acc %", "run"):
+            runs.add_column(name)
+        for i, entry in enumerate(self.study["runs"]):
+            row = self.rows[i]
+            runs.add_row(entry["method"], str(entry["seed"]), row["status"], row["context"], row["acc"],
+                         entry.get("run_id") or "")
+        summary = study_table(studies.table(self.store, self.study), "so far")
+        header = Text(f"study {self.study['id']} · {time.monotonic() - self.started:.0f} s", style="bold")
+        return Group(header, runs, summary)
+
+    def __enter__(self) -> Self:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
+def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
+            devices: list[str | None], threads: int | None, quiet: bool) -> int:
+    """Run every unfinished run of the study, `jobs` at a time; the study file follows along."""
+    from core import worker
+
+    pending = []
+    for i, entry in enumerate(study["runs"]):
+        record = None
+        if entry.get("run_id") and (store.root / entry["run_id"] / "run.json").exists():
+            record = read_run_json(store.root / entry["run_id"])
+        if record is None or record.get("status") != "finished":
+            pending.append(i)
+    studies.save(store, study)
+    interrupts = 0
+
+    def on_sigint(*_: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    active: dict[int, Any] = {}
+    next_device = 0
+    started = time.monotonic()
+    try:
+        with StudyDisplay(console, store, study, quiet) as display:
+            while pending or active:
+                while pending and len(active) < jobs and not interrupts:
+                    i = pending.pop(0)
+                    entry, config = study["runs"][i], configs[i]
+                    device = devices[next_device % len(devices)]
+                    next_device += 1
+                    if device is not None:
+                        config = config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
+                    resume = bool(entry.get("run_id")) and (store.root / entry["run_id"]).is_dir()
+                    run_dir = store.root / entry["run_id"] if resume else store.new_run_dir(
+                        f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+                    entry["run_id"] = run_dir.name
+                    studies.save(store, study)
+                    active[i] = worker.start(config, run_dir, threads=threads, resume=resume)
+                if interrupts and pending:
+                    pending.clear()
+                    for handle in active.values():
+                        handle.stop()
+                if interrupts > 1:
+                    for handle in active.values():
+                        handle.kill()
+                for i, handle in list(active.items()):
+                    for event in handle.pump(0.05):
+                        display.update(i, event)
+                    if handle.done:
+                        del active[i]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    wall = time.monotonic() - started
+    records = studies.run_records(store, study)
+    if all(r is not None and r.get("status") == "finished" for r in records):
+        study["finished"] = studies.now_iso()
+    study.setdefault("wall_s", []).append(round(wall, 2))
+    studies.save(store, study)
+    summed = sum(r["timing"].get("total_s") or 0 for r in records if r and r.get("timing"))
+    console.print(study_table(studies.table(store, study), f"study {study['id']} ({study['preset']}, "
+                                                            f"{study['scenario']}-IL, {study['seeds']} seeds)"))
+    console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
+                  f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
+    if interrupts:
+        console.print(f"interrupted: continue with `cltui compare --resume {study['id']}`")
+        return 130
+    return 0 if study["finished"] else 1
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(rich_help_panel="Training")
+    def compare(
+        preset: Annotated[str | None, typer.Argument(help="Preset name or .toml path.", show_default=False)] = None,
+        methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. none,ewc,er.")] = "",
+        scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
+        seeds: Annotated[int, typer.Option(help="Seeds per method (0, 1, ...).")] = 3,
+        jobs: Annotated[int | None, typer.Option(help="Runs at a time [default: one per GPU, else 1].",
+                                                 show_default=False)] = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
+        device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
+        resume: Annotated[str | None, typer.Option("--resume", metavar="STUDY",
+                                                   help="Finish an interrupted study.")] = None,
+        runs_dir: RunsDir = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
+    ) -> None:
+        """Run every method x seed of a preset as ordinary runs in parallel; print mean ± SEM per method."""
+        store = RunStore(runs_dir)
+        try:
+            if resume is not None:
+                if preset or methods or set_:
+                    fail(f"--resume continues study {resume} with its saved settings; drop PRESET/--methods/--set")
+                study = studies.load(store, resume)
+                configs = [validate_config(read_run_json(store.root / e["run_id"])["config"])
+                           if e.get("run_id") and (store.root / e["run_id"] / "run.json").exists() else
+                           build_config(study["preset"], method=e["method"], scenario=study["scenario"],
+                                                seed=e["seed"], overrides=study["overrides"])
+                           for e in study["runs"]]
+                jobs = jobs or study.get("jobs")
+            else:
+                overrides = list(set_ or [])
+                if device:
+                    overrides.append(f"train.device={device}")
+                study, configs = studies.plan(preset or "split-digits", [m for m in methods.split(",") if m],
+                                              scenario, seeds, overrides, jobs or 0)
+        except (ConfigError, StoreError) as e:
+            fail(str(e))
+        devices, jobs, threads = devices_and_threads(jobs, device or configs[0].train.device)
+        study["jobs"] = jobs
+        raise typer.Exit(execute(console, store, study, configs, jobs, devices, threads, quiet))
+
+
+@studies_app.command("list")
+def studies_list(runs_dir: RunsDir = None) -> None:
+    """Every study in the runs directory."""
+    store = RunStore(runs_dir)
+    table = Table(show_edge=False, pad_edge=False)
+    found = studies.list_studies(store)
+    table.add_column("study", no_wrap=True, min_width=max((len(s["id"]) for s in found), default=5))
+    for name in ("preset", "scenario", "methods", "seeds", "runs finished"):
+        table.add_column(name)
+    for s in found:
+        if "error" in s:
+            table.add_row(s["id"], "[red]unreadable[/]", "", "", "", "")
+            continue
+        done = sum(r is not None and r.get("status") == "finished" for r in studies.run_records(store, s))
+        table.add_row(s["id"], str(s["preset"]), s["scenario"], ",".join(s["methods"]), str(s["seeds"]),
+                      f"{done}/{len(s['runs'])}")
+    console.print(table)
+
+@studies_app.command("show")
+def studies_show(
+    study_id: Annotated[str, typer.Argument(metavar="STUDY", help="Study id (or a unique prefix).")],
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
+    runs_dir: RunsDir = None,
+) -> None:
+    """A study's table: mean ± SEM per method over seeds, from the runs on disk."""
+    store = RunStore(runs_dir)
+    if fmt not in ("table", "markdown", "csv", "json"):
+        fail(f"--format: {fmt!r} is not one of table, markdown, csv, json")
+    try:
+        study = studies.load(store, study_id)
+    except StoreError as e:
+        fail(str(e))
+    rows = studies.table(store, study)
+    if fmt == "table":
+        console.print(study_table(rows, f"study {study['id']} ({study['preset']}, {study['scenario']}-IL, "
+                                        f"{study['seeds']} seeds)"))
+    else:
+        print(studies.render(rows, fmt))

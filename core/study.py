@@ -1,0 +1,172 @@
+"""Studies: every method x seed of one preset and scenario, as ordinary runs, and the table a paper is
+made of (mean +- standard error over seeds, beside the published number where the protocol matches).
+
+A study file `<runs-dir>/studies/<study-id>.json` records the study's settings and its run ids; the runs
+themselves are ordinary run folders. Torch-free: the CLI plans, schedules and summarises studies; the
+worker processes train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, RunConfig, build_config
+from core.store import RunStore, StoreError, now_iso, read_run_json, slug, write_json_atomic
+
+SCHEMA = 1
+
+# Final average accuracy (%) published for protocols our presets reproduce (REFERENCE.md).
+PUBLISHED: dict[tuple[str, str], dict[str, float]] = {
+    # van de Ven's split-MNIST tutorial figure (approximate), class-IL
+    ("split-mnist", "class"): {"none": 20, "ewc": 20, "si": 23, "lwf": 22, "er": 89, "dgr": 90, "icarl": 93,
+                               "gen-classifier": 93.5, "joint": 98},
+    # van de Ven et al. 2022, Table 3 (conv layers pre-trained on CIFAR-10; ours train from scratch)
+    ("split-cifar100", "task"): {"none": 61.43, "joint": 78.78, "ewc": 76.34, "si": 74.84, "lwf": 78.59,
+                                 "dgr": 71.40, "bir": 79.14, "er": 76.43, "agem": 73.30},
+    ("split-cifar100", "domain"): {"none": 18.42, "joint": 46.85, "ewc": 21.65, "si": 22.58, "lwf": 29.45,
+                                   "dgr": 20.52, "bir": 30.26, "er": 39.00, "agem": 20.51},
+    ("split-cifar100", "class"): {"none": 7.71, "joint": 49.78, "ewc": 8.24, "si": 8.10, "lwf": 25.57,
+                                  "dgr": 9.67, "bir": 25.81, "er": 37.57, "agem": 20.38, "gen-classifier": 46.83,
+                                  "icarl": 37.83},
+}
+
+
+def studies_dir(store: RunStore) -> Path:
+    return store.root / "studies"
+
+
+def plan(preset: str, methods: list[str], scenario: str, seeds: int, overrides: list[str],
+         jobs: int) -> tuple[dict[str, Any], list[RunConfig]]:
+    """The study record and one validated config per method x seed (all checked before anything starts)."""
+    if not methods:
+        raise ConfigError("--methods: name at least one method, e.g. --methods none,er")
+    if seeds < 1:
+        raise ConfigError("--seeds: at least 1")
+    configs = []
+    for method in methods:
+        for seed in range(seeds):
+            try:
+                configs.append(build_config(preset, method=method, scenario=scenario, seed=seed,
+                                            overrides=overrides))
+            except ConfigError as e:
+                raise ConfigError(f"--methods {method}: {e}") from None
+    first = configs[0]
+    study = {
+        "schema": SCHEMA, "id": f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(first.preset or 'study')}-{scenario}",
+        "created": now_iso(), "finished": None, "preset": first.preset, "scenario": scenario,
+        "methods": methods, "seeds": seeds, "overrides": overrides, "jobs": jobs,
+        "runs": [{"method": c.method.name, "seed": c.train.seed, "run_id": None} for c in configs],
+    }
+    return study, configs
+
+
+def save(store: RunStore, study: dict[str, Any]) -> Path:
+    folder = studies_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{study['id']}.json"
+    write_json_atomic(path, study)
+    return path
+
+
+def load(store: RunStore, study_id: str) -> dict[str, Any]:
+    files = sorted(studies_dir(store).glob("*.json")) if studies_dir(store).is_dir() else []
+    folder = studies_dir(store)
+    candidates = [p for p in files if p.stem == study_id] or [p for p in files if p.stem.startswith(study_id)]
+    if len(candidates) != 1:
+        what = "ambiguous" if candidates else "not found"
+        raise StoreError(f"study {study_id!r} {what} in {folder}; `cltui studies list` shows the studies there")
+    try:
+        study = json.loads(candidates[0].read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{candidates[0]}: unreadable ({e})") from None
+    if not isinstance(study, dict) or study.get("schema") != SCHEMA or "runs" not in study:
+        raise StoreError(f"{candidates[0]}: not a cltui study file")
+    return study
+
+
+def list_studies(store: RunStore) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(studies_dir(store).glob("*.json")) if studies_dir(store).is_dir() else []:
+        try:
+            out.append(load(store, path.stem))
+        except StoreError as e:
+            out.append({"id": path.stem, "error": str(e), "runs": []})
+    return out
+
+
+def run_records(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any] | None]:
+    records: list[dict[str, Any] | None] = []
+    for entry in study["runs"]:
+        try:
+            records.append(read_run_json(store.root / entry["run_id"]) if entry.get("run_id") else None)
+        except StoreError:
+            records.append(None)
+    return records
+
+
+def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    if len(values) == 1:
+        return values[0], None
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method: finished runs, mean +- SEM of final average accuracy, forgetting and BWT, mean time
+    per run, and the published figure where the preset and scenario match a published protocol."""
+    records = run_records(store, study)
+    published = PUBLISHED.get((study["preset"], study["scenario"]), {})
+    rows = []
+    for method in study["methods"]:
+        done = [r for e, r in zip(study["runs"], records)
+                if e["method"] == method and r is not None and r.get("status") == "finished"]
+        row: dict[str, Any] = {"method": method, "runs": len(done),
+                               "of": sum(e["method"] == method for e in study["runs"])}
+        for key in ("final_avg_acc", "avg_forgetting", "bwt"):
+            values = [r["metrics"][key] for r in done if r["metrics"].get(key) is not None]
+            row[key], row[f"{key}_sem"] = mean_sem(values)
+        times = [r["timing"]["total_s"] for r in done if r.get("timing", {}).get("total_s") is not None]
+        row["time_s"] = statistics.mean(times) if times else None
+        row["published"] = published.get(method)
+        rows.append(row)
+    return rows
+
+
+def pct(value: float | None, sem: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" + (f" ± {100 * sem:.2f}" if sem is not None else "")
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The table as markdown, csv or json text (the Rich table lives in the CLI)."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    header = ["method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)", "time per run (s)",
+              "published (%)"]
+    lines = [[r["method"], f"{r['runs']}/{r['of']}", pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
+              pct(r["avg_forgetting"], r["avg_forgetting_sem"]), pct(r["bwt"], r["bwt_sem"]),
+              "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
+              "–" if r["published"] is None else f"{r['published']:g}"] for r in rows]
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["method", "runs", "finished", "final_avg_acc", "final_avg_acc_sem", "avg_forgetting",
+                         "avg_forgetting_sem", "bwt", "bwt_sem", "time_s", "published"])
+        for r in rows:
+            writer.writerow([r["method"], r["of"], r["runs"], r["final_avg_acc"], r["final_avg_acc_sem"],
+                             r["avg_forgetting"], r["avg_forgetting_sem"], r["bwt"], r["bwt_sem"], r["time_s"],
+                             r["published"]])
+        return buffer.getvalue()
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(line) + " |" for line in lines]
+    return "\n".join(out)
