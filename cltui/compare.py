@@ -97,9 +97,11 @@ class StudyDisplay:
 
 
 def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
-            devices: list[str | None], threads: int | None, quiet: bool) -> int:
-    """Run every unfinished run of the study, `jobs` at a time; the study file follows along."""
-    from core import worker
+            devices: list[str | None], threads: int | None, quiet: bool, start: Any = None) -> int:
+    """Run every unfinished run of the study, `jobs` at a time; the study file follows along. `start` launches
+    one run (core.worker.start by default, or a Ray executor's) and returns a handle to pump."""
+    if start is None:
+        from core.worker import start
 
     pending = []
     for i, entry in enumerate(study["runs"]):
@@ -134,7 +136,7 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
                         f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
                     entry["run_id"] = run_dir.name
                     studies.save(store, study)
-                    active[i] = worker.start(config, run_dir, threads=threads, resume=resume)
+                    active[i] = start(config, run_dir, threads=threads, resume=resume)
                 if interrupts and pending:
                     pending.clear()
                     for handle in active.values():
@@ -179,6 +181,10 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
         resume: Annotated[str | None, typer.Option("--resume", metavar="STUDY",
                                                    help="Finish an interrupted study.")] = None,
+        executor: Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
+                                                   "`pip install cltui[ray]` and a runs dir every node sees).")] = "local",
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address [default: $RAY_ADDRESS, else a "
+                                                             "local Ray instance].", show_default=False)] = None,
         runs_dir: RunsDir = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
     ) -> None:
@@ -203,6 +209,20 @@ def register(app: typer.Typer) -> None:
                                               scenario, seeds, overrides, jobs or 0)
         except (ConfigError, StoreError) as e:
             fail(str(e))
+        if executor not in ("local", "ray"):
+            fail(f"--executor: {executor!r} is not one of local, ray")
+        if executor == "ray":
+            try:
+                from core.ray_executor import RayExecutor
+            except ImportError:
+                fail("--executor ray: Ray is not installed; pip install 'cltui[ray]'")
+            ray = RayExecutor(ray_address or os.environ.get("RAY_ADDRESS"))
+            study["jobs"] = jobs or len(study["runs"])  # Ray queues what its resources cannot run yet
+            try:
+                code = execute(console, store, study, configs, study["jobs"], [None], 1, quiet, start=ray.start)
+            finally:
+                ray.shutdown()
+            raise typer.Exit(code)
         devices, jobs, threads = devices_and_threads(jobs, device or configs[0].train.device)
         study["jobs"] = jobs
         raise typer.Exit(execute(console, store, study, configs, jobs, devices, threads, quiet))

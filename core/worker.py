@@ -141,24 +141,29 @@ class RunHandle:
         self.process.join(timeout=5)
         code = self.process.exitcode
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        log = self.run_dir / WORKER_LOG
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
-        if self.killed:
-            status, message = "cancelled", "worker killed on request; the last completed context is saved"
-            event: Event = RunCancelled(reason=message)
-        else:
-            status, message = "failed", f"worker process died ({cause}) without saving the run; see {log}"
-            event = RunFailed(error=message, traceback=tail)
-        try:
-            record = read_run_json(self.run_dir)
-        except StoreError:
-            record = None
-        if record is not None and record.get("status") == "running":
-            record.update(status=status, finished=now_iso(),
-                          error={"message": message, "kind": status, "traceback": tail})
-            write_json_atomic(self.run_dir / "run.json", record)
-        append_event(self.run_dir, event)
-        return event
+        return record_end(self.run_dir, self.killed, f"worker process died ({cause}) without saving the run")
+
+
+def record_end(run_dir: Path, killed: bool, cause: str) -> Event:
+    """Record in run.json (if it still says running) and events.jsonl that a run ended without its own final
+    word: cancelled when we killed it, failed otherwise, with the tail of its worker.log."""
+    log = run_dir / WORKER_LOG
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+    if killed:
+        status, message = "cancelled", "worker killed on request; the last completed context is saved"
+        event: Event = RunCancelled(reason=message)
+    else:
+        status, message = "failed", f"{cause}; see {log}"
+        event = RunFailed(error=message, traceback=tail)
+    try:
+        record = read_run_json(run_dir)
+    except StoreError:
+        record = None
+    if record is not None and record.get("status") == "running":
+        record.update(status=status, finished=now_iso(), error={"message": message, "kind": status, "traceback": tail})
+        write_json_atomic(run_dir / "run.json", record)
+    append_event(run_dir, event)
+    return event
 
 
 def start(config: RunConfig, run_dir: Path, threads: int | None = None, resume: bool = False) -> RunHandle:
