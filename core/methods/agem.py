@@ -22,9 +22,7 @@ class AGEM(ExperienceReplay):
     name = "agem"
 
     def loss(self, batch: Batch, info: ContextInfo) -> torch.Tensor:
-        if self.reservoir:
-            ids = torch.full_like(batch.y, batch.context) if batch.context_ids is None else batch.context_ids
-            self.buffer.add_reservoir(batch.x, batch.y, ids, None, self.generator)
+        self.remember(batch)
         return Method.loss(self, batch, info)  # the plain loss: replay only steers the gradient
 
     def after_backward(self, info: ContextInfo) -> None:

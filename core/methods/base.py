@@ -32,6 +32,10 @@ class Batch:
     context: int  # the context being trained
     context_ids: Tensor | None = None  # per-sample context when a batch mixes contexts (joint, replay)
 
+    def contexts(self) -> Tensor:
+        """Each sample's context, also for a batch of one context."""
+        return torch.full_like(self.y, self.context) if self.context_ids is None else self.context_ids
+
 
 @dataclass
 class ContextInfo:

@@ -35,8 +35,7 @@ class DERPP(Method):
             view, target = self.scenario.train_view(self.model(second["x"]), second["y"], batch.context,
                                                     second["context"])
             loss = loss + self.params.beta * F.cross_entropy(view, target)
-        ids = torch.full_like(batch.y, batch.context) if batch.context_ids is None else batch.context_ids
-        self.buffer.add_reservoir(batch.x, batch.y, ids, logits.detach().float(), self.generator)
+        self.buffer.add_reservoir(batch.x, batch.y, batch.contexts(), logits.detach().float(), self.generator)
         return loss
 
     def state_dict(self) -> dict[str, Any]:

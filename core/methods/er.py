@@ -30,13 +30,16 @@ class ExperienceReplay(Method):
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         current = super().loss(batch, info)
-        if self.reservoir:
-            ids = torch.full_like(batch.y, batch.context) if batch.context_ids is None else batch.context_ids
-            self.buffer.add_reservoir(batch.x, batch.y, ids, None, self.generator)
+        self.remember(batch)
         if batch.context == 0 or len(self.buffer) == 0:
             return current
         t = batch.context + 1
         return current / t + (1 - 1 / t) * super().loss(self.replayed(batch.x.shape[0], batch.context), info)
+
+    def remember(self, batch: Batch) -> None:
+        """A reservoir buffer sees every training batch; a class-balanced one fills at the end of a context."""
+        if self.reservoir:
+            self.buffer.add_reservoir(batch.x, batch.y, batch.contexts(), None, self.generator)
 
     def after_context(self, info: ContextInfo) -> None:
         if not self.reservoir:

@@ -59,7 +59,7 @@ class ICaRL(Method):
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         k, c = batch.context, self.scenario.c
         x, y = batch.x, batch.y
-        ids = torch.full_like(y, k) if batch.context_ids is None else batch.context_ids
+        ids = batch.contexts()
         if len(self.buffer):
             stored = self.buffer.sample(x.shape[0], self.generator)
             x, y, ids = torch.cat([x, stored["x"]]), torch.cat([y, stored["y"]]), torch.cat([ids, stored["context"]])
