@@ -133,6 +133,9 @@ class TrainConfig(_Section):
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd: momentum.")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay.")
     reset_optimizer: bool = Field(False, description="Start every context with a fresh optimiser state.")
+    lr_decay_at: list[float] = Field([], description="Fractions of each context's iterations at which the "
+                                     "learning rate is multiplied by lr_decay (e.g. [0.4, 0.6, 0.8]).")
+    lr_decay: float = Field(0.1, gt=0, le=1, description="Factor applied at each lr_decay_at point.")
     seed: int = Field(0, ge=0, description="Seed of initialisation, sampling and augmentation.")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass on CUDA.")
@@ -142,6 +145,13 @@ class TrainConfig(_Section):
         "last", description="Context checkpoints to keep: last (enough to resume), all, none."
     )
     progress_interval: float = Field(0.25, gt=0, description="Seconds between progress events.")
+
+    @field_validator("lr_decay_at")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or v != sorted(v):
+            raise ValueError("give increasing fractions between 0 and 1, e.g. [0.4, 0.6, 0.8]")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -361,6 +371,71 @@ class GenClassifierParams(MethodParams):
         if self.likelihood == "bernoulli" and cifar:
             raise ValueError(f"method.likelihood: bernoulli needs pixels in [0, 1], but {config.benchmark.name} "
                              f"inputs are standardised; use --set method.likelihood=gaussian")
+
+
+BN_MODELS = ("vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced")
+
+
+class DreamingParams(MethodParams):
+    """Shared by the data-free methods that invert the frozen model into images of old classes."""
+
+    scenarios: ClassVar[tuple[str, ...]] = ("class",)
+    dreams_per_class: int = Field(20, ge=1, description="Dreamed images per old class (replayed, and scored).")
+    export_per_class: int = Field(8, ge=0, description="Dreamed images per class saved as PNGs in the run folder.")
+    bn_weight: float = Field(10.0, ge=0, description="Weight of the BatchNorm statistics loss.")
+    first_bn_weight: float = Field(10.0, ge=0, description="Extra factor on the first BatchNorm layer's term.")
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature on the dreamed images.")
+    verifier_iterations: int = Field(500, ge=0, description="Steps to train the verifier that scores the dreams "
+                                     "(0: no verifier figures).")
+
+    def resolve(self, config: RunConfig) -> None:
+        m = config.model
+        if not (m.batch_norm or m.kind in BN_MODELS):
+            raise ValueError(
+                f"model.batch_norm: {self.name} dreams by matching the model's BatchNorm statistics, and this "
+                f"{m.kind} has none; use --set model.batch_norm=true, a ResNet, or a *-dfcil preset")
+
+
+@register_method
+class DeepInversionParams(DreamingParams):
+    """DeepInversion: optimise images from noise against the frozen model; replay them with distillation."""
+
+    name: Literal["deepinversion"] = "deepinversion"
+    summary: ClassVar[str] = "DeepInversion (data-free: dreamed pixels)"
+    steps: int = Field(2000, ge=1, description="Adam steps on the pixels of each batch of dreams.")
+    lr: float = Field(0.05, gt=0, description="Learning rate of the pixel optimisation.")
+    batch_size: int = Field(256, ge=1, description="Dreams optimised together (their batch statistics are matched).")
+    tv_weight: float = Field(2.5e-5, ge=0, description="Weight of the total-variation prior.")
+    l2_weight: float = Field(3e-8, ge=0, description="Weight of the l2 prior on pixels.")
+    jitter: int = Field(2, ge=0, description="Random shift of the dreams in pixels at each step.")
+    flip: bool = Field(True, description="Random horizontal flips at each step.")
+
+
+@register_method
+class ABDParams(DreamingParams):
+    """Always Be Dreaming: a generator inverts the frozen model; local CE, head fine-tuning and
+    importance-weighted feature distillation train the new model."""
+
+    name: Literal["abd"] = "abd"
+    summary: ClassVar[str] = "Always Be Dreaming (data-free: a generator)"
+    generator_iterations: int = Field(10000, ge=1, description="Generator steps after each context.")
+    generator_lr: float = Field(1e-3, gt=0, description="Generator learning rate (Adam; state kept across contexts).")
+    z_dim: int = Field(1000, ge=1, description="Generator noise size.")
+    generator_width: int | None = Field(None, ge=1, description="Channels of the generator (none: 128 for "
+                                        "images of 16 px and more, 32 below).")
+    content_temperature: float = Field(1000.0, gt=0, description="Temperature of the content cross-entropy.")
+    diversity_weight: float = Field(1.0, ge=0, description="Weight of the information-entropy (diversity) term.")
+    smoothness_weight: float = Field(1e-3, ge=0, description="Weight of the smoothness prior.")
+    mu: float = Field(0.1, ge=0, description="Weight of the importance-weighted feature distillation.")
+    bn_weight: float = Field(50.0, ge=0, description="Weight of the BatchNorm statistics loss (a KL per layer).")
+    first_bn_weight: float = Field(1.0, ge=0, description="Extra factor on the first BatchNorm layer's term.")
+
+    def resolve(self, config: RunConfig) -> None:
+        super().resolve(config)
+        _, h, w = config.benchmark.input_shape
+        if h % 4 or w % 4:
+            raise ValueError(f"benchmark.pad_to: abd's generator upsamples 4x, so images need sides divisible "
+                             f"by 4; {config.benchmark.name} gives {h}x{w}")
 
 
 class RunConfig(_Section):

@@ -74,9 +74,12 @@ class ContextEvaluated(Event):
 
 @dataclass(frozen=True)
 class DreamsSaved(Event):
+    """Images dreamed after `context` are on disk (`path`: the grid, relative to the run folder)."""
+
     context: int
     path: str
     count: int
+    quality: dict[str, float | None] = field(default_factory=dict)  # the scalar quality figures
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from core.data import BatchSampler, Benchmark, DataError, augment, build_benchma
 from core.events import (
     ContextEvaluated,
     ContextStarted,
+    DreamsSaved,
     Event,
     PhaseFinished,
     PhaseStarted,
@@ -130,6 +131,7 @@ class Trainer:
         if t.compile:
             self.model.compile()
         self.previous_model: nn.Module | None = None
+        self.judge: Any = None  # core.dreams.DreamJudge, made when a method first dreams
         self.eval_s = 0.0
         self.train_s = 0.0
         self.samples = 0
@@ -155,6 +157,7 @@ class Trainer:
             self.previous_model = frozen_copy(self.model)
         self.record["contexts"] = self.record["contexts"][:done]
         self.record["acc_matrix"] = self.record["acc_matrix"][:done]
+        self.record["dreams"] = [d for d in self.record.get("dreams", []) if d.get("context", done) < done]
         self.train_s = sum(c.get("train_s", 0.0) for c in self.record["contexts"])
         self.samples = sum(c.get("iterations", 0) for c in self.record["contexts"]) * self.config.train.batch_size
         return done
@@ -189,6 +192,7 @@ class Trainer:
             self.method.before_context(info)
             train_s, final_loss = self.train_context(info, iterations)
             self.method.after_context(info)
+            dreams = self.record_dreams(stage, info)
             if self.method.needs_previous_model:
                 self.previous_model = frozen_copy(self.model)
             accuracies = self.evaluate(trained=context.index, stage=stage)
@@ -200,7 +204,26 @@ class Trainer:
             self.checkpoint(stage)
             self.record["metrics"] = summarize(self.record["acc_matrix"], self.record["acc_init"])
             self.save()  # on disk before anyone hears of it: a context reported done survives a kill
+            if dreams is not None:
+                scalars = {k: v for k, v in dreams["quality"].items() if not isinstance(v, dict)}
+                self.emit(DreamsSaved(context=stage, path=dreams["path"] or dreams["images"], count=dreams["count"],
+                                      quality=scalars))
             self.emit(ContextEvaluated(context=stage, accuracies=accuracies, train_s=train_s, final_loss=final_loss))
+
+    def record_dreams(self, stage: int, info: ContextInfo) -> dict[str, Any] | None:
+        """Save and score what the method dreamed in this context (data-free methods); its run.json entry."""
+        dreams = self.method.take_dreams()
+        if dreams is None:
+            return None
+        from core.dreams import DreamJudge
+
+        if self.judge is None:
+            self.judge = DreamJudge(self.config, self.benchmark, self.device)
+        self.judge.train_verifier(info)  # once per run, its own phase
+        with info.phase("dream-quality"):
+            entry = self.judge.record(self.run_dir, stage, dreams, info)
+        self.record["dreams"] = [d for d in self.record["dreams"] if d["context"] != stage] + [entry]
+        return entry
 
     def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
         t = self.config.train
@@ -210,12 +233,18 @@ class Trainer:
         losses = torch.zeros(iterations, device=self.device)  # on the device: read only when a report is due
         use_bf16 = t.precision == "bf16" and self.device.type == "cuda"
         do_augment = self.config.benchmark.augment
+        for group in self.optimizer.param_groups:  # each context starts at the base rate
+            group["lr"] = t.lr
+        decay_at = {round(f * iterations) for f in t.lr_decay_at}
         self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
         self.sync()
         start = last_report = time.monotonic()
         reported = 0
         final_loss = None
         for it in range(iterations):
+            if it in decay_at:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= t.lr_decay
             idx = sampler.next()
             x = context.inputs(context.x_train[idx])
             if do_augment:

@@ -21,6 +21,8 @@ METHODS: dict[str, str] = {
     "dgr": "core.methods.dgr:DGR",
     "bir": "core.methods.bir:BIR",
     "gen-classifier": "core.methods.gen_classifier:GenerativeClassifier",
+    "deepinversion": "core.methods.deepinversion:DeepInversion",
+    "abd": "core.methods.abd:ABD",
 }
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from core.config import MethodParams, RunConfig
 from core.data import Benchmark, Context
 from core.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.methods.dreaming import Dreams
 from core.models import build_model
 from core.scenarios import ScenarioView
 
@@ -48,17 +49,19 @@ class ContextInfo:
     progress_interval: float = 0.25
 
     @contextmanager
-    def phase(self, name: str, total: int | None = None) -> Iterator[Callable[[int, float | None], None]]:
-        """A long consolidation phase: PhaseStarted, throttled Progress via the yielded callback, PhaseFinished."""
+    def phase(self, name: str, total: int | None = None) -> Iterator[Callable[[int, float | Tensor | None], None]]:
+        """A long consolidation phase: PhaseStarted, throttled Progress via the yielded callback, PhaseFinished.
+        The callback takes the loss as a float or a device tensor, read only when a report is due."""
         self.emit(PhaseStarted(context=self.stage, phase=name, total=total))
         start = last = time.monotonic()
 
-        def progress(step: int, loss: float | None = None) -> None:
+        def progress(step: int, loss: float | Tensor | None = None) -> None:
             nonlocal last
             now = time.monotonic()
             if now - last >= self.progress_interval or (total is not None and step >= total):
                 last = now
-                self.emit(Progress(context=self.stage, phase=name, step=step, total=total or 0, loss=loss))
+                self.emit(Progress(context=self.stage, phase=name, step=step, total=total or 0,
+                                   loss=None if loss is None else float(loss)))
 
         yield progress
         self.emit(PhaseFinished(context=self.stage, phase=name, seconds=time.monotonic() - start))
@@ -101,6 +104,10 @@ class Method:
     def predict(self, x: Tensor, context: int) -> Tensor | None:
         """Scores over the whole head for test inputs of `context`, or None to use the model's logits
         (iCaRL's nearest-mean rule, XdG's masks and separate networks override this)."""
+        return None
+
+    def take_dreams(self) -> Dreams | None:
+        """Images dreamed in the last `after_context` (data-free methods), for the trainer to save and score."""
         return None
 
     def state_dict(self) -> dict[str, Any]:
