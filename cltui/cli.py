@@ -368,9 +368,11 @@ def presets_show(
     console.print_json(json.dumps(config.to_dict()))
 
 
+from cltui import dreams as _dreams
 from cltui.compare import register, studies_app
 
 register(app)
+_dreams.register(app)
 app.add_typer(studies_app, name="studies")
 
 if __name__ == "__main__":  # pragma: no cover
