@@ -231,6 +231,10 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
     if t:
         console.print(f"[dim]total {t.get('total_s')} s · train {t.get('train_s')} s · eval {t.get('eval_s')} s · "
                       f"{t.get('samples_per_s')} samples/s[/]")
+    dreams = record.get("dreams") or []
+    if dreams:
+        console.print(f"dreams after contexts {', '.join(str(d.get('context')) for d in dreams)}: "
+                      f"cltui dreams {record.get('id')}")
     error = record.get("error")
     if error and status != "finished":
         console.print(f"[{colour}]{escape(str(error.get('message')))}[/]")

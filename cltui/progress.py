@@ -17,6 +17,7 @@ from core.config import RunConfig
 from core.events import (
     ContextEvaluated,
     ContextStarted,
+    DreamsSaved,
     Event,
     PhaseStarted,
     Progress,
@@ -65,11 +66,17 @@ class RunProgress:
             self.rows[event.context] = {"classes": event.classes, "phase": "train", "step": 0,
                                         "total": event.iterations, "loss": None, "acc": None}
         elif isinstance(event, PhaseStarted) and event.context in self.rows:
-            self.rows[event.context]["phase"] = event.phase
+            self.rows[event.context].update(phase=event.phase, phase_step=0, phase_total=event.total)
         elif isinstance(event, Progress) and event.context in self.rows:
             row = self.rows[event.context]
             if event.phase == "train":
                 row.update(step=event.step, total=event.total, loss=event.loss, rate=event.samples_per_s)
+            else:  # a consolidation phase (fisher, dreaming, generator...): the bar follows it
+                row.update(phase_step=event.step, phase_total=event.total)
+        elif isinstance(event, DreamsSaved):
+            quality = event.quality.get("verifier_accuracy")
+            self.note(f"context {event.context}: {event.count} dreamed images saved in {event.path}"
+                      + ("" if quality is None else f" · the verifier recognises {100 * quality:.0f}%"))
         elif isinstance(event, ContextEvaluated) and event.context in self.rows:
             row = self.rows[event.context]
             seen = event.accuracies if len(self.rows) == 1 and self.config.method.name == "joint" \
@@ -90,11 +97,13 @@ class RunProgress:
                               ("iter", "right"), ("loss", "right"), ("acc %", "right"), ("avg seen %", "right")]:
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for k, row in sorted(self.rows.items()):
-            total = max(row["total"], 1)
+            step, total = row["step"], row["total"]
+            if row["phase"] not in ("train", "done") and row.get("phase_total"):
+                step, total = row["phase_step"], row["phase_total"]
             table.add_row(
                 f"c{k}", escape(str(row["classes"])[:24]), row["phase"],
-                ProgressBar(total=total, completed=row["step"], width=24),
-                f"{row['step']}/{row['total']}", "" if row["loss"] is None else f"{row['loss']:.4f}",
+                ProgressBar(total=max(total, 1), completed=step, width=24),
+                f"{step}/{total}", "" if row["loss"] is None else f"{row['loss']:.4f}",
                 "" if row["acc"] is None else f"{100 * row['acc'][min(k, len(row['acc']) - 1)]:.1f}",
                 "" if row.get("avg") is None else f"{100 * row['avg']:.1f}",
             )
