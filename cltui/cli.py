@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail
+from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
 from core.config import METHOD_PARAMS, ConfigError, build_config, list_presets, load_preset, presets_dir
 from core.store import RunEntry, RunStore, StoreError
 
@@ -304,12 +304,7 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print run.json as it is.")] = False,
 ) -> None:
     """A run's accuracy matrix, metrics, timing, full config and (if it failed) its error."""
-    store = store_for(runs_dir)
-    try:
-        path = store.resolve(run_id)
-        record = store.load(run_id)
-    except StoreError as e:
-        fail(str(e))
+    path, record = load_run(store_for(runs_dir), run_id)
     if as_json:
         print(json.dumps(record, indent=2))
         return

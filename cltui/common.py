@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from core.store import RunStore, StoreError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -23,3 +25,11 @@ RunsDir = Annotated[
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def load_run(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
+    """A run's folder and run.json, or the one-line exit that says why not."""
+    try:
+        return store.resolve(run_id), store.load(run_id)
+    except StoreError as e:
+        fail(str(e))

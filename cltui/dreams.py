@@ -15,8 +15,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from cltui.common import RunsDir, console, fail
-from core.store import RunStore, StoreError
+from cltui.common import RunsDir, console, fail, load_run
+from core.store import RunStore
 
 QUALITY_COLUMNS = (  # run.json key, column title, format
     ("teacher_agreement", "teacher", "{:.0%}"),
@@ -61,12 +61,7 @@ def register(app: typer.Typer) -> None:
         runs_dir: RunsDir = None,
     ) -> None:
         """List a run's dreamed images with their quality figures; draw or export them."""
-        store = RunStore(runs_dir)
-        try:
-            path = store.resolve(run_id)
-            record = store.load(run_id)
-        except StoreError as e:
-            fail(str(e))
+        path, record = load_run(RunStore(runs_dir), run_id)
         entries = record.get("dreams") or []
         if not entries:
             method = (record.get("config") or {}).get("method", {}).get("name")
