@@ -5,14 +5,20 @@ its stdout and stderr), so any other process can follow the run from disk. It st
 the run as cancelled, when asked (`RunHandle.stop()`), on SIGTERM or SIGHUP, or when its parent
 process dies. Ctrl+C in the terminal is the parent's to handle: the worker ignores SIGINT, so the
 parent decides between a clean stop and a kill.
+
+The TUI starts its runs detached instead (`start_detached`, `python -m core.worker RUN_DIR`): a process in
+its own session that outlives the TUI, reads its config from run.json and talks only through the run
+directory; SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 import queue as queue_module
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -38,12 +44,7 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
     log = os.open(path / WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asked_to_stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: asked_to_stop.set())
+    asked_to_stop = _stop_on_signals()
 
     def watch_parent() -> None:
         while not asked_to_stop.is_set():
@@ -53,6 +54,31 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
             time.sleep(0.5)
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    try:
+        status = _train(config, path, threads, resume, events.put,
+                        should_stop=lambda: stop.is_set() or asked_to_stop.is_set())
+    finally:
+        flush(events)
+    sys.exit(EXIT_CODES.get(status, 1))
+
+
+EXIT_CODES = {"finished": 0, "cancelled": 130}
+
+
+def _stop_on_signals() -> threading.Event:
+    """Line-buffered output (worker.log is followed live), SIGINT ignored, SIGTERM / SIGHUP ask for a clean stop."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asked_to_stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: asked_to_stop.set())
+    return asked_to_stop
+
+
+def _train(config: dict[str, Any], path: Path, threads: int | None, resume: bool,
+           also: Any, should_stop: Any) -> str:
+    """Train in this process, every event appended to events.jsonl and handed to `also`; the final status."""
     print(f"{now_iso()} worker pid {os.getpid()} started for {path.name}", flush=True)
 
     import torch
@@ -63,15 +89,11 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
 
     def emit(event: Event) -> None:
         append_event(path, event)
-        events.put(event)
+        also(event)
 
-    try:
-        record = train.run(RunConfig.model_validate(config), path, emit,
-                           should_stop=lambda: stop.is_set() or asked_to_stop.is_set(), resume=resume)
-    finally:
-        flush(events)
+    record = train.run(RunConfig.model_validate(config), path, emit, should_stop=should_stop, resume=resume)
     print(f"{now_iso()} run {record['status']}", flush=True)
-    sys.exit({"finished": 0, "cancelled": 130}.get(record["status"], 1))
+    return record["status"]
 
 
 def flush(events: Any, timeout: float = 10.0) -> None:
@@ -180,3 +202,96 @@ def start(config: RunConfig, run_dir: Path, threads: int | None = None, resume: 
     )
     process.start()
     return RunHandle(run_dir, process, events, stop_event)
+
+
+# --- detached runs (the TUI) ---------------------------------------------------------------------------
+
+
+class DetachedRun:
+    """The launcher's side of a worker started with `start_detached`: a process in its own session that
+    keeps training when the launcher exits. A daemon thread reaps it, and records a run that ended without
+    its own final word (killed, crashed) as cancelled or failed, as `RunHandle` does."""
+
+    def __init__(self, run_dir: Path, process: subprocess.Popen[bytes]):
+        self.run_dir, self.process = run_dir, process
+        self.killed = self.stopping = False
+        self._reaper = threading.Thread(target=self._reap, name=f"reap-{run_dir.name}", daemon=True)
+        self._reaper.start()
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self._reaper.is_alive()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code once the run has ended and been recorded; None if it is still going after `timeout` s."""
+        self._reaper.join(timeout)
+        return None if self._reaper.is_alive() else self.process.returncode
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (the worker saves the run as cancelled at its next step) and wait until it has ended; a
+        worker still going after `timeout` s is killed and recorded as cancelled."""
+        self.stopping = True  # however it ends now (even by SIGTERM before its handler is set), it was asked to
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)  # a no-op once the process is reaped
+            if self.wait(timeout) is None:
+                self.kill()
+        self.wait()
+
+    def kill(self) -> None:
+        self.killed = True
+        if self.alive():
+            self.process.kill()
+        self.wait(10)
+
+    def _reap(self) -> None:
+        code = self.process.wait()
+        try:
+            status = read_run_json(self.run_dir).get("status")
+        except StoreError:
+            status = "running"
+        if status == "running":
+            cause = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            asked = self.killed or self.stopping or code == -signal.SIGTERM  # SIGTERM is how a run is stopped
+            record_end(self.run_dir, asked, f"worker process died ({cause}) without saving the run")
+
+
+def start_detached(config: RunConfig, run_dir: Path, threads: int | None = None) -> DetachedRun:
+    """Start `config` in a worker process of its own session writing to `run_dir` (which must exist). The
+    worker survives the caller's exit (and its terminal's hang-up) and reads its config from run.json; this
+    process never imports torch."""
+    run_dir = run_dir.resolve()
+    write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
+    command = [sys.executable, "-m", "core.worker", str(run_dir)]
+    if threads:
+        command += ["--threads", str(threads)]
+    with (run_dir / WORKER_LOG).open("ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return DetachedRun(run_dir, process)
+
+
+def _detached_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.worker", description="Train the run saved in RUN_DIR "
+                                     "(its run.json holds the config), detached from any terminal.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    path: Path = args.run_dir
+    asked_to_stop = _stop_on_signals()
+    record = read_run_json(path)
+    # The launcher wrote run.json with its own pid; the run lives as long as this process does.
+    record["pid"] = os.getpid()
+    write_json_atomic(path / "run.json", record)
+    status = _train(record["config"], path, args.threads, False, lambda event: None, asked_to_stop.is_set)
+    sys.exit(EXIT_CODES.get(status, 1))
+
+
+if __name__ == "__main__":
+    _detached_main()
