@@ -255,10 +255,11 @@ def test_runs_rm_without_yes_refuses_on_a_non_tty(copied_run, runs_env):
 # --- cltui presets -------------------------------------------------------------------------------
 
 
-def test_presets_list_names_all_six():
+def test_presets_list_names_every_preset():
     result = cli("presets", "list")
     assert result.exit_code == 0, result.output
-    names = ["perm-mnist", "split-cifar10", "split-cifar100", "split-digits", "split-fashion-mnist", "split-mnist"]
+    names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "perm-mnist", "split-cifar10",
+             "split-cifar100", "split-digits", "split-digits-dfcil", "split-fashion-mnist", "split-mnist"]
     assert list_presets() == names
     for name in names:
         assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name
@@ -288,7 +289,11 @@ def test_the_console_script_answers_help():
 
 
 LIGHT_MODULES = ["cltui.cli", "core.config", "core.store", "core.events", "core.worker", "cltui.progress",
-                 "cltui.app"]
+                 "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.runs", "cltui.tui.detail",
+                 "cltui.tui.dreams", "cltui.tui.compare", "cltui.tui.charts", "cltui.tui.confirm",
+                 "cltui.tui.workers", "cltui.tui.formats", "cltui.tui.compose", "cltui.tui.live", "cltui.tui.follow",
+                 "cltui.dreams", "cltui.compare", "core.study"]
+HEADLESS_MODULES = ["cltui.cli", "cltui.compare", "cltui.progress", "cltui.halfblock", "cltui.dreams"]
 
 
 def test_the_faces_do_not_import_torch():
@@ -305,3 +310,18 @@ def test_the_faces_do_not_import_torch():
     seen = dict(json.loads(line) for line in result.stdout.splitlines())
     assert list(seen) == LIGHT_MODULES
     assert [name for name, torch_loaded in seen.items() if torch_loaded] == []
+
+
+def test_the_headless_commands_do_not_import_textual():
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {HEADLESS_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    print(json.dumps([name, 'textual' in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    seen = dict(json.loads(line) for line in result.stdout.splitlines())
+    assert list(seen) == HEADLESS_MODULES
+    assert [name for name, textual_loaded in seen.items() if textual_loaded] == []

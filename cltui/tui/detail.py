@@ -1,0 +1,288 @@
+"""The Run detail screen: what a run did and how it ended.
+
+Overview: status, config in one line, metrics, timing, the accuracy matrix as a coloured table and the two
+charts. Config: the full resolved config, as TOML. Log: the error and its traceback for a failed run, and
+the tail of worker.log. `i` opens the run's dreams. The run folder is read by a thread worker, again
+whenever run.json changes (a stale or running run may still move).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from cltui.tui.charts import AccuracyChart, AverageChart, clean_matrix, is_joint
+from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, fmt_signed, fmt_value, section
+from cltui.tui.workers import ReportsWorkerErrors
+from core.store import RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
+
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def acc_colour(a: float) -> str:
+    """Red at 0 through yellow at 50% to green at 100%."""
+    a = min(1.0, max(0.0, a))
+    if a < 0.5:
+        r, g = 230, int(60 + 2 * a * 170)
+    else:
+        r, g = int(230 - (a - 0.5) * 2 * 170), 210
+    return f"#{r:02x}{g:02x}50"
+
+
+def when(stamp: Any) -> str:
+    return str(stamp)[:19].replace("T", " ") if stamp else "–"
+
+
+def status_of(record: dict[str, Any]) -> str:
+    status = str(record.get("status", "?"))
+    if status == "running" and not pid_alive(record.get("pid")):
+        return "stale"
+    return status
+
+
+def config_line(cfg: dict[str, Any]) -> str:
+    bench, method, train = section(cfg, "benchmark"), section(cfg, "method"), section(cfg, "train")
+    model = section(cfg, "model")
+    params = " ".join(f"{k}={fmt_value(v)}" for k, v in method.items() if k != "name" and v is not None)
+    return (f"{bench.get('name', '?')} {bench.get('protocol', '')} · {bench.get('contexts', '?')} contexts · "
+            f"{cfg.get('scenario', '?')}-IL · {model.get('kind', '?')} · {method.get('name', '?')}"
+            f"{' (' + params + ')' if params else ''} · seed {train.get('seed', '?')} · "
+            f"{train.get('iterations', '?')} it × {train.get('batch_size', '?')}, lr {fmt_value(train.get('lr', '?'))}")
+
+
+def summary(record: dict[str, Any]) -> Text:
+    status = status_of(record)
+    cfg, metrics, timing = section(record, "config"), section(record, "metrics"), section(record, "timing")
+    text = Text(no_wrap=True, overflow="ellipsis")  # one line each; the Config tab has everything
+    text.append(f" {status} ", style=f"reverse {STATUS_STYLE.get(status, 'magenta')}")
+    text.append(f" {record.get('id', '?')}", style="bold")
+    text.append(f"  preset {record.get('preset') or '–'}\n", style="dim")
+    text.append(config_line(cfg) + "\n")
+    if metrics:
+        for label, value, pct in (("final acc", metrics.get("final_avg_acc"), True),
+                                  ("incremental", metrics.get("avg_incremental_acc"), True),
+                                  ("forgetting", metrics.get("avg_forgetting"), True),
+                                  ("BWT", metrics.get("bwt"), False), ("FWT", metrics.get("fwt"), False)):
+            text.append(f"{label} ", style="dim")
+            text.append(fmt_pct(value) + ("%" if pct and value is not None else "") if pct else fmt_signed(value),
+                        style="bold")
+            text.append("  ")
+        text.append("\n")
+    elif status == "running":
+        text.append("running: metrics come when it ends\n", style="cyan")
+    env = section(record, "env")
+    samples = timing.get("samples_per_s")
+    text.append(f"{fmt_duration(timing.get('total_s'))} ({fmt_duration(timing.get('train_s'))} training, "
+                f"{fmt_duration(timing.get('eval_s'))} eval)"
+                f"{f' · {samples:,.0f} samples/s' if isinstance(samples, (int, float)) else ''} · "
+                f"{env.get('device', '?')} · started {when(record.get('created'))}", style="dim")
+    error = section(record, "error")
+    if error and status != "finished":
+        where, message = "", str(error.get("message", ""))
+        if error.get("context") is not None and f"context {error['context']}" not in message:
+            where = f" in context {error['context']}"
+            if error.get("iteration") is not None:
+                where += f" at iteration {error['iteration']}"
+        colour = "yellow" if status == "cancelled" else "red"
+        text.append(f"\n{status}{where}: {message}", style=f"bold {colour}")
+        if error.get("traceback"):
+            text.append("  (traceback: press 4)", style="dim")
+    return text
+
+
+def toml_text(cfg: dict[str, Any]) -> str:
+    """The config as TOML, the format of the presets (a value that is not set becomes a comment)."""
+
+    def value(v: Any) -> str:
+        return json.dumps(v) if not isinstance(v, float) else repr(v)
+
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, v in cfg.items():
+        if isinstance(v, dict):
+            tables.append((key, v))
+        elif v is None:
+            lines.append(f"# {key}: not set")
+        else:
+            lines.append(f"{key} = {value(v)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        for key, v in table.items():
+            lines.append(f"# {key}: not set" if v is None else f"{key} = {value(v)}")
+    return "\n".join(lines)
+
+
+def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
+    """The columns and rows of the coloured accuracy table; future contexts dim."""
+    matrix = clean_matrix(record.get("acc_matrix"))
+    if not matrix:
+        return [], []
+    n = max(len(row) for row in matrix)
+    contexts = record.get("contexts") if isinstance(record.get("contexts"), list) else []
+    joint = is_joint(matrix)
+    columns = ["after", "classes", *[f"c{j}" for j in range(n)], "avg seen", "loss", "train"]
+    numeric = set(columns[2:])
+    rows = []
+    for i, row in enumerate(matrix):
+        info = contexts[i] if i < len(contexts) and isinstance(contexts[i], dict) else {}
+        seen = row if joint else row[: i + 1]
+        cells: list[Any] = [Text("all" if joint else f"c{i}", style="bold"),
+                            Text(",".join(map(str, info.get("classes") or [])) or "–", style="dim")]
+        for j in range(n):
+            if j >= len(row):
+                cells.append(Text("", justify="right"))
+            elif joint or j <= i:
+                cells.append(Text(f"{100 * row[j]:.1f}", style=acc_colour(row[j]), justify="right"))
+            else:
+                cells.append(Text(f"{100 * row[j]:.1f}", style="dim", justify="right"))
+        avg = sum(seen) / len(seen)
+        loss = info.get("final_loss")
+        cells += [Text(f"{100 * avg:.1f}", style=f"bold {acc_colour(avg)}", justify="right"),
+                  Text(f"{loss:.4f}" if isinstance(loss, (int, float)) else "–", justify="right"),
+                  Text(fmt_duration(info.get("train_s")), justify="right")]
+        rows.append(cells)
+    return [Text(c, justify="right" if c in numeric else "left") for c in columns], rows
+
+
+def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode(errors="replace")
+    return text if size <= limit else text.split("\n", 1)[-1]  # drop the line cut in half
+
+
+class DetailScreen(ReportsWorkerErrors, Screen[None]):
+    BINDINGS: ClassVar = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("i", "dreams", "Dreams"),
+        Binding("1", "tab('overview')", "Overview"),
+        Binding("2", "tab('charts')", "Charts"),
+        Binding("3", "tab('config')", "Config"),
+        Binding("4", "tab('log')", "Log"),
+    ]
+    TALL = 28  # rows from which the overview has room for the charts under the matrix
+
+    @dataclass
+    class Loaded(Message):
+        record: dict[str, Any] | None
+        error: str | None
+        log: str
+        stamp: tuple[int, int] | None
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.record: dict[str, Any] | None = None
+        self.stamp: tuple[int, int] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(id="tabs"):
+            with TabPane("Overview", id="overview"), Vertical():
+                yield Static(id="summary")
+                yield DataTable(id="matrix", cursor_type="none", zebra_stripes=True, show_cursor=False)
+                with Horizontal(id="overview-charts", classes="charts"):
+                    yield AccuracyChart()
+                    yield AverageChart()
+            with TabPane("Charts", id="charts"), Horizontal(classes="charts"):
+                yield AccuracyChart()
+                yield AverageChart()
+            with TabPane("Config", id="config"), VerticalScroll(classes="pane"):
+                yield Static(id="config-text")
+            with TabPane("Log", id="log"), VerticalScroll(classes="pane"):
+                yield Static(id="error")
+                yield Static(id="log-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.run_dir.name
+        self.load()
+        self.set_interval(2.0, self.load)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail-load")
+    def load(self) -> None:
+        try:
+            st = os.stat(self.run_dir / RUN_JSON)
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp == self.stamp:
+            return  # nothing new
+        try:
+            record, error = read_run_json(self.run_dir), None
+        except StoreError as e:
+            record, error = None, str(e)
+        self.post_message(self.Loaded(record, error, read_tail(self.run_dir / WORKER_LOG), stamp))
+
+    @on(Loaded)
+    def loaded(self, message: Loaded) -> None:
+        self.stamp, self.record = message.stamp, message.record
+        with self.app.batch_update():
+            self.show(message)
+
+    def show(self, message: Loaded) -> None:
+        record = message.record
+        log = self.query_one("#log-text", Static)
+        log.update(Text(message.log.rstrip() or "worker.log is empty", style="" if message.log else "dim"))
+        if record is None:
+            self.query_one("#summary", Static).update(Text(message.error or "unreadable run.json", style="red"))
+            return
+        self.query_one("#summary", Static).update(summary(record))
+        columns, rows = matrix_rows(record)
+        table = self.query_one("#matrix", DataTable)
+        table.clear(columns=True)
+        table.display = bool(rows)
+        if rows:
+            for k, name in enumerate(columns):
+                table.add_column(name, key=str(k))
+            for row in rows:
+                table.add_row(*row)
+        for chart in self.query(".charts > Chart"):  # only the ones on screen draw
+            chart.set_matrix(record.get("acc_matrix"))  # type: ignore[attr-defined]
+        self.query_one("#config-text", Static).update(
+            Syntax(toml_text(section(record, "config")), "toml", theme="ansi_dark", background_color="default"))
+        error = section(record, "error")
+        parts: list[RenderableType] = []
+        if error and record.get("status") != "finished":
+            parts.append(Text(f"{record.get('status')}: {error.get('message', '')}", style="bold red"))
+            if error.get("traceback"):
+                parts.append(Syntax(str(error["traceback"]).rstrip(), "pytb", theme="ansi_dark",
+                                    background_color="default"))
+            parts.append(Text(""))
+        parts.append(Text(f"── {WORKER_LOG} (last lines) ──", style="dim"))
+        self.query_one("#error", Static).update(Group(*parts))
+
+    def on_resize(self) -> None:
+        self.query_one("#overview-charts").display = self.size.height >= self.TALL
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_dreams(self) -> None:
+        dreams = (self.record or {}).get("dreams")
+        if not isinstance(dreams, list) or not dreams:
+            self.notify("this run has no dreams (only the dreaming methods save them)", title="dreams")
+            return
+        from cltui.tui.dreams import DreamsScreen
+
+        self.app.push_screen(DreamsScreen(self.run_dir))
