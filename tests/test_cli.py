@@ -296,32 +296,26 @@ LIGHT_MODULES = ["cltui.cli", "core.config", "core.store", "core.events", "core.
 HEADLESS_MODULES = ["cltui.cli", "cltui.compare", "cltui.progress", "cltui.halfblock", "cltui.dreams"]
 
 
-def test_the_faces_do_not_import_torch():
-    # Each module in turn, in a fresh interpreter: the first one that pulls torch in is named.
+def modules_that_load(package: str, modules: list[str]) -> list[str]:
+    """Import `modules` in turn in a fresh interpreter; the ones after which `package` is loaded (the first
+    of them is the one that pulled it in)."""
     code = (
         "import importlib, json, sys\n"
-        f"for name in {LIGHT_MODULES!r}:\n"
+        f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "    print(json.dumps([name, 'torch' in sys.modules]))\n"
+        f"    print(json.dumps([name, {package!r} in sys.modules]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
     seen = dict(json.loads(line) for line in result.stdout.splitlines())
-    assert list(seen) == LIGHT_MODULES
-    assert [name for name, torch_loaded in seen.items() if torch_loaded] == []
+    assert list(seen) == modules
+    return [name for name, loaded in seen.items() if loaded]
+
+
+def test_the_faces_do_not_import_torch():
+    assert modules_that_load("torch", LIGHT_MODULES) == []
 
 
 def test_the_headless_commands_do_not_import_textual():
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {HEADLESS_MODULES!r}:\n"
-        "    importlib.import_module(name)\n"
-        "    print(json.dumps([name, 'textual' in sys.modules]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parent.parent)
-    assert result.returncode == 0, result.stderr
-    seen = dict(json.loads(line) for line in result.stdout.splitlines())
-    assert list(seen) == HEADLESS_MODULES
-    assert [name for name, textual_loaded in seen.items() if textual_loaded] == []
+    assert modules_that_load("textual", HEADLESS_MODULES) == []
