@@ -265,3 +265,35 @@ def test_dreaming_beats_fine_tuning_and_lwf_on_split_digits_class_il(tmp_path):
     assert acc["none"] < 0.25 and acc["lwf"] < 0.3, acc
     assert acc["abd"] >= 0.4 and acc["abd"] >= acc["lwf"] + 0.25 and acc["abd"] >= acc["none"] + 0.25, acc
     assert acc["deepinversion"] >= acc["none"] + 0.25, acc
+
+
+def test_the_tui_dreams_screen_opens_a_real_dreaming_run(dreamed, tmp_path):
+    """The TUI's fixtures are written by hand; this opens what the engine really writes."""
+    from textual.widgets import Static, Tabs
+
+    from cltui.tui.dreams import DreamsScreen
+    from tests.test_tui_browse import drive, select, settle
+
+    _, folder, record, _ = dreamed
+    runs = tmp_path / "runs"
+    shutil.copytree(folder, runs / folder.name)
+
+    async def script(app, pilot, notes):
+        await select(pilot, folder.name)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        screen = app.screen
+        tabs = [str(t.label) for t in screen.query_one(Tabs).query("Tab")]
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        await pilot.pause()
+        quality = screen.query_one("#quality", Static).content.columns[1]._cells
+        return type(screen), tabs, quality, notes
+
+    screen, tabs, quality, notes = drive(runs, script)
+    assert screen is DreamsScreen and not notes
+    assert tabs == ["context 0", "context 1", "context 2", "context 3"]
+    last = record["dreams"][3]
+    assert quality[0] == str(last["count"]) or quality[0] == str(last["dreamed"])
+    assert f"{100 * last['quality']['verifier_accuracy']:.1f}%" in quality
