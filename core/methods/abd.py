@@ -71,11 +71,11 @@ class ABD(Method):
         if k == 0 or teacher is None:
             logits, target = self.scenario.train_view(self.model(batch.x), batch.y, k, batch.context_ids)
             return F.cross_entropy(logits, target)
-        with torch.no_grad():
+        with torch.no_grad():  # one pass of the old model: it labels the dreams and gives the KD targets
             self.generator.eval()
-            x_dream = self.generator.sample(n, generator=self.rng)
-            y_dream = teacher(x_dream)[:, :old].argmax(1)
-        x, y = torch.cat([batch.x, x_dream]), torch.cat([batch.y, y_dream])
+            x = torch.cat([batch.x, self.generator.sample(n, generator=self.rng)])
+            target = teacher.head(teacher.features(x))[:, :old]
+        y = torch.cat([batch.y, target[n:].argmax(1)])
         features = self.model.features(x)
         logits = self.model.head(features)
         ratio = old / seen
@@ -83,9 +83,6 @@ class ABD(Method):
         local = (F.cross_entropy(logits[:n, old:seen], batch.y - old, reduction="none") * weight[:n]).mean()
         head_only = self.model.head(features.detach())[:, :seen]
         fine_tune = (F.cross_entropy(head_only, y, reduction="none") * weight).mean()
-        with torch.no_grad():
-            old_features = teacher.features(x)
-            target = teacher.head(old_features)[:, :old]
         kd = F.mse_loss(teacher.head(features)[:, :old], target, reduction="none").sum(1).mean() / old
         return local + fine_tune + self.params.mu * kd
 
