@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.data import CIFAR_STATS
-from core.methods.base import Batch, ContextInfo, Method
-from core.methods.dgr import frozen
+from core.methods.base import Batch, ContextInfo
 from core.methods.dreaming import (
     BatchNormStatistics,
+    DreamingMethod,
     Dreams,
     Generator,
     diversity,
@@ -43,7 +43,7 @@ from core.methods.dreaming import (
 )
 
 
-class ABD(Method):
+class ABD(DreamingMethod):
     name = "abd"
     needs_previous_model = True  # f_old: labels the dreams and gives the old features and head
 
@@ -59,7 +59,6 @@ class ABD(Method):
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=p.generator_lr, fused=fused)
         self.rng = torch.Generator(self.device).manual_seed(seed + 86028121)
-        self.latest: Dreams | None = None
 
     # --- the model's training -----------------------------------------------------------------------
 
@@ -88,11 +87,8 @@ class ABD(Method):
 
     # --- dreaming -------------------------------------------------------------------------------------
 
-    def after_context(self, info: ContextInfo) -> None:
-        if info.stage == len(self.benchmark.contexts) - 1:
-            return  # nothing follows the last context: no one to replay to
-        teacher = frozen(self.model)
-        classes = (info.stage + 1) * self.scenario.c
+    def dream(self, info: ContextInfo, teacher: torch.nn.Module, classes: int) -> Dreams:
+        """Train the generator against the teacher, then sample the dreams to save and score."""
         p = self.params
         self.generator.train()
         batch_size = self.config.train.batch_size
@@ -108,18 +104,10 @@ class ABD(Method):
                 loss.backward()
                 self.optimizer.step()
                 progress(step, loss.detach())
-        self.latest = self.dream(teacher, classes, p.dreams_per_class * classes)
-
-    @torch.no_grad()
-    def dream(self, teacher: torch.nn.Module, classes: int, n: int) -> Dreams:
-        """n samples of the generator, each labelled with the class the teacher sees in it."""
-        self.generator.eval()
-        x = self.generator.sample(n, generator=self.rng)
-        return Dreams(x=x, y=teacher(x)[:, :classes].argmax(1), teacher=teacher, classes=classes)
-
-    def take_dreams(self) -> Dreams | None:
-        dreams, self.latest = self.latest, None
-        return dreams
+        with torch.no_grad():  # each labelled with the class the teacher sees in it
+            self.generator.eval()
+            x = self.generator.sample(p.dreams_per_class * classes, generator=self.rng)
+            return Dreams(x=x, y=teacher(x)[:, :classes].argmax(1), teacher=teacher, classes=classes)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +21,11 @@ from torch import Tensor, nn
 from core.config import MethodParams, RunConfig
 from core.data import Benchmark, Context
 from core.events import Event, PhaseFinished, PhaseStarted, Progress
-from core.methods.dreaming import Dreams
 from core.models import build_model
 from core.scenarios import ScenarioView
+
+if TYPE_CHECKING:
+    from core.methods.dreaming import Dreams
 
 
 @dataclass

@@ -20,12 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
-from core.methods.dgr import frozen, replay_loss
-from core.methods.dreaming import BatchNormStatistics, Dreams, balanced_labels, pixel_box, total_variation
+from core.methods.base import Batch, ContextInfo
+from core.methods.dgr import replay_loss
+from core.methods.dreaming import (
+    BatchNormStatistics,
+    DreamingMethod,
+    Dreams,
+    balanced_labels,
+    pixel_box,
+    total_variation,
+)
 
 
-class DeepInversion(Method):
+class DeepInversion(DreamingMethod):
     name = "deepinversion"
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -36,7 +43,6 @@ class DeepInversion(Method):
         self.lo, self.hi = pixel_box(self.benchmark)
         self.dream_x: Tensor | None = None
         self.dream_logits: Tensor | None = None  # the teacher's, computed once when dreamed
-        self.latest: Dreams | None = None
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         k, n = batch.context, batch.x.shape[0]
@@ -51,11 +57,7 @@ class DeepInversion(Method):
         t = k + 1
         return current / t + (1 - 1 / t) * replay
 
-    def after_context(self, info: ContextInfo) -> None:
-        if info.stage == len(self.benchmark.contexts) - 1:
-            return  # nothing follows the last context: no one to replay to
-        teacher = frozen(self.model)
-        classes = (info.stage + 1) * self.scenario.c
+    def dream(self, info: ContextInfo, teacher: torch.nn.Module, classes: int) -> Dreams:
         p = self.params
         n = p.dreams_per_class * classes
         labels = balanced_labels(classes, n, self.rng, self.device)
@@ -68,7 +70,7 @@ class DeepInversion(Method):
         with torch.no_grad():
             self.dream_logits = teacher(x)
         self.dream_x = x
-        self.latest = Dreams(x=x, y=labels, teacher=teacher, classes=classes)
+        return Dreams(x=x, y=labels, teacher=teacher, classes=classes)
 
     def invert(self, teacher: torch.nn.Module, y: Tensor, classes: int, progress) -> Tensor:
         """One batch of dreams for labels `y`: Adam on the pixels, kept inside the pixel box."""
@@ -94,10 +96,6 @@ class DeepInversion(Method):
                     x.copy_(torch.maximum(torch.minimum(x, self.hi), self.lo))
                 progress(step, loss.detach())
         return x.detach()
-
-    def take_dreams(self) -> Dreams | None:
-        dreams, self.latest = self.latest, None
-        return dreams
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"rng": self.rng.get_state(), "jitter_rng": self.jitter_rng.get_state()}

@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from core.methods.base import ContextInfo, Method
+from core.methods.dgr import frozen
+
 
 @dataclass
 class Dreams:
@@ -29,6 +32,26 @@ class Dreams:
     y: Tensor  # global labels, all < classes
     teacher: nn.Module
     classes: int  # classes the teacher knew (the old classes from the next context's point of view)
+
+
+class DreamingMethod(Method):
+    """A data-free method: after every context but the last (nothing follows it to replay to), `dream`
+    inverts a frozen copy of the model over the classes it knows; the trainer takes the dreams once."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.latest: Dreams | None = None
+
+    def after_context(self, info: ContextInfo) -> None:
+        if info.stage < len(self.benchmark.contexts) - 1:
+            self.latest = self.dream(info, frozen(self.model), (info.stage + 1) * self.scenario.c)
+
+    def dream(self, info: ContextInfo, teacher: nn.Module, classes: int) -> Dreams:
+        raise NotImplementedError
+
+    def take_dreams(self) -> Dreams | None:
+        dreams, self.latest = self.latest, None
+        return dreams
 
 
 class BatchNormStatistics:
