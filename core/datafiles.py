@@ -1,8 +1,13 @@
-"""Which files each torchvision data set needs on disk, checked without importing torch, so a missing
-data set is reported before a worker process is started."""
+"""Which files each torchvision data set needs on disk, checked without importing torch, so a missing or
+unreadable data set is reported before a worker process is started.
+
+`unreadable(path)` is shared with core/data.py, so the CLI's early check and the worker's loader phrase
+a file they cannot read in the same one line.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from core.config import BenchmarkConfig
@@ -22,11 +27,39 @@ def data_root(cfg: BenchmarkConfig) -> Path:
     return Path(cfg.data_dir or "data").expanduser()
 
 
+def permission_denied(path: Path | str) -> str:
+    """The one line for a data file that exists but may not be read."""
+    return (f"benchmark.data_dir: cannot read {path} (permission denied); fix its permissions or point "
+            f"--data-dir elsewhere")
+
+
+def unreadable(path: Path) -> str | None:
+    """One line saying why an existing data file cannot be read, or None when it can (or is simply absent:
+    that is `missing_data`'s business). A folder where a file should be would otherwise look "missing",
+    and --download cannot fix it (the download would fail to write the file there)."""
+    if path.is_dir():
+        return (f"benchmark.data_dir: cannot read {path} (a folder, where a file should be); remove it and "
+                f"pass --download, or point --data-dir elsewhere")
+    # os.access asks with the real uid, as opening the file will; as root it says yes to mode 000 too,
+    # which matches what open() then does.
+    if path.exists() and not os.access(path, os.R_OK):
+        return permission_denied(path)
+    return None
+
+
 def missing_data(cfg: BenchmarkConfig) -> str | None:
-    """One line naming the missing files and the fix, or None when the data set can be loaded."""
-    if cfg.name not in REQUIRED_FILES or cfg.download:
+    """One line naming a missing or unreadable file and the fix, or None when the data set can be loaded."""
+    if cfg.name not in REQUIRED_FILES:
         return None
     root = data_root(cfg)
+    # Unreadable files first, and even with --download: torchvision skips the download when the files are
+    # there, and a new download would not change a file's permissions.
+    for name in REQUIRED_FILES[cfg.name]:
+        problem = unreadable(root / name)
+        if problem:
+            return problem
+    if cfg.download:
+        return None
     missing = [n for n in REQUIRED_FILES[cfg.name] if not (root / n).is_file()]
     if not missing:
         return None

@@ -2,17 +2,57 @@
 CIFAR), so the data path runs through the real readers, offline, in milliseconds.
 
 Images are deterministic (seeded numpy); every class has samples in both train and test.
+
+The fake CIFAR files are not the ones torchvision ships, so core/data.py refuses them unless the user
+vouches for them: the CIFAR makers also write the MD5 of every file they write into a checksum list
+*beside* the data folder (`manifest_path(root)`, i.e. `<root>.cltui-checksums.json` in root's parent;
+never inside root, which the loader refuses), merging with what is already listed there. A test then
+turns it on with `vouch(monkeypatch, root)`, which sets $CLTUI_DATA_CHECKSUMS for that test only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+CHECKSUMS_ENV = "CLTUI_DATA_CHECKSUMS"
+
+
+# --- Vouching for files we made ourselves ---------------------------------------------------------
+
+
+def manifest_path(root: Path) -> Path:
+    """The checksum list for data folder `root`: a sibling file, one per data folder, so folders that
+    share a parent (tmp_path_factory's) never overwrite each other's entries."""
+    return root.parent / f"{root.name}.cltui-checksums.json"
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def vouch_for(root: Path, *files: Path) -> Path:
+    """List each file (inside `root`) under its path relative to root, with its current MD5, in root's
+    checksum list; returns the list's path."""
+    path = manifest_path(root)
+    listed = json.loads(path.read_text()) if path.is_file() else {}
+    listed.update({f.relative_to(root).as_posix(): md5_of(f) for f in files})
+    path.write_text(json.dumps(listed, indent=1, sort_keys=True))
+    return path
+
+
+def vouch(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
+    """Point $CLTUI_DATA_CHECKSUMS at root's checksum list for the current test; returns its path."""
+    path = manifest_path(root)
+    monkeypatch.setenv(CHECKSUMS_ENV, str(path))
+    return path
 
 
 def _labels(n: int, classes: int) -> np.ndarray:
@@ -55,12 +95,13 @@ def _cifar_data(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _dump(path: Path, obj: dict) -> None:
     with path.open("wb") as f:
-        pickle.dump(obj, f)
+        pickle.dump(obj, f, protocol=4)  # numpy arrays pickle through _reconstruct, as in the real files
 
 
 def make_cifar10(root: Path, per_batch: int = 10, n_test: int = 20, seed: int = 0
                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write `<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`."""
+    """Write `<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}` and vouch for them in
+    `manifest_path(root)`."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,12 +116,15 @@ def make_cifar10(root: Path, per_batch: int = 10, n_test: int = 20, seed: int = 
     _dump(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": test_x,
                                   "labels": [int(v) for v in test_y]})
     _dump(folder / "batches.meta", {"label_names": [f"class{c}" for c in range(10)], "num_vis": 3072})
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    vouch_for(root, *(folder / n for n in names))
     return {"train": (np.concatenate(train_x), np.concatenate(train_y)), "test": (test_x, test_y)}
 
 
 def make_cifar100(root: Path, per_class_train: int = 2, per_class_test: int = 1, seed: int = 0
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write `<root>/cifar-100-python/{train,test,meta}` with every one of the 100 classes present."""
+    """Write `<root>/cifar-100-python/{train,test,meta}` with every one of the 100 classes present, and
+    vouch for them in `manifest_path(root)`."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +137,7 @@ def make_cifar100(root: Path, per_class_train: int = 2, per_class_test: int = 1,
         out[split] = (x, y)
     _dump(folder / "meta", {"fine_label_names": [f"fine{c}" for c in range(100)],
                             "coarse_label_names": [f"coarse{c}" for c in range(20)]})
+    vouch_for(root, *(folder / n for n in ("train", "test", "meta")))
     return out
 
 

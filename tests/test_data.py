@@ -1,7 +1,11 @@
 """Tests for core/data.py and core/datafiles.py: tiny data sets written in their real on-disk layouts and
-read through torchvision's real readers; protocols; missing and damaged files; sampling; augmentation."""
+read through the real readers (torchvision's for MNIST-likes, core/data.py's checked one for CIFAR, with
+the fakes vouched for through $CLTUI_DATA_CHECKSUMS); protocols; missing and damaged files; sampling;
+augmentation. What a crafted or unreadable file does is in test_data_trust.py."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -102,8 +106,9 @@ def test_class_order_seed_permutes_classes_reproducibly(data):
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
-def test_cifar_split_contexts_and_standardisation(name, data):
+def test_cifar_split_contexts_and_standardisation(name, data, monkeypatch):
     root, written = data
+    fakedata.vouch(monkeypatch, root)
     bench = build_benchmark(cfg_for(name, root))
     c = 2 if name == "cifar10" else 10
     n_contexts = 5 if name == "cifar10" else 10
@@ -136,8 +141,9 @@ def test_cifar10_pixel_255_in_channel_0():
     assert (1 - CIFAR_MEAN["cifar10"][0]) / CIFAR_STD["cifar10"][0] == pytest.approx(2.05911, rel=1e-4)
 
 
-def test_cifar100_ten_contexts_of_ten(data):
+def test_cifar100_ten_contexts_of_ten(data, monkeypatch):
     root, _ = data
+    fakedata.vouch(monkeypatch, root)
     bench = build_benchmark(cfg_for("cifar100", root))
     for k, ctx in enumerate(bench.contexts):
         assert ctx.n_train == 20 and len(ctx.y_test) == 10  # 2 train and 1 test image per class
@@ -239,6 +245,11 @@ def test_required_files_are_what_the_fakes_write(tmp_path):
     for name, make in fakedata.MAKERS.items():
         make(tmp_path)
         assert all((tmp_path / f).is_file() for f in REQUIRED_FILES[name]), name
+    # ... and the CIFAR makers vouch for every CIFAR file they wrote, from outside the data folder
+    listed = json.loads(fakedata.manifest_path(tmp_path).read_text())
+    assert not fakedata.manifest_path(tmp_path).is_relative_to(tmp_path)
+    assert sorted(listed) == sorted(REQUIRED_FILES["cifar10"] + REQUIRED_FILES["cifar100"])
+    assert all(listed[f] == fakedata.md5_of(tmp_path / f) for f in listed)
 
 
 @pytest.mark.parametrize("name", TORCHVISION_SETS)
@@ -281,8 +292,9 @@ DAMAGES = {
     ("cifar100", "cifar-100-python/train", "truncated"),
     ("cifar100", "cifar-100-python/meta", "empty"),
 ])
-def test_damaged_files_raise_one_line_data_error(name, file, damage, tmp_path):
+def test_damaged_files_raise_one_line_data_error(name, file, damage, tmp_path, monkeypatch):
     fakedata.MAKERS[name](tmp_path)
+    fakedata.vouch(monkeypatch, tmp_path)  # vouches for the files as written, not as damaged afterwards
     DAMAGES[damage](tmp_path / file)
     with pytest.raises(DataError) as info:
         build_benchmark(cfg_for(name, tmp_path))
