@@ -7,8 +7,10 @@ without paying for torch.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import reprlib
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -30,6 +32,72 @@ SCENARIOS: tuple[str, ...] = ("task", "domain", "class")
 class ConfigError(ValueError):
     """A user-facing configuration problem, phrased as one line that names the field and the fix."""
 
+    def __init__(self, message: object = "") -> None:
+        # One line even when a value quoted in it holds a line break (a file name, a --set item).
+        super().__init__(" ".join(str(message).splitlines()))
+
+
+# --- Limits ----------------------------------------------------------------------------------------
+# Far beyond any experiment this workbench runs, yet tight enough that a typo (1e12 for 1e2, an extra
+# 000) is refused here in one line instead of asking the worker for terabytes or for years.
+
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63: torch takes 64 bits, and methods add offsets (< 2**31) to the seed
+MAX_LR = 10.0  # the presets use 1e-4 .. 0.1; Adam is used at <= 1e-2 and SGD at <= 1; above 10 only diverges
+MAX_WEIGHT_DECAY = 1.0  # typical values are 1e-5 .. 5e-4
+MAX_ITERATIONS = 10_000_000  # steps per context or phase: 1,000x the presets'; the worker keeps a float per step
+MAX_BATCH = 1_000_000  # samples per step / evaluation batch: more than any training set here (60,000)
+MAX_WIDTH = 65_536  # units (or channels, or latent size) of one layer: 2**16, ~30x the widest published nets here
+MAX_LAYERS = 100  # entries of a width list (hidden layers)
+# Parameters of one network (or a method's set of networks): 5e8 x 16 bytes (weights, gradients and Adam's
+# two moments) = 8 GB; the presets' networks have 2e5 .. 7e6.
+MAX_PARAMETERS = 500_000_000
+BYTES_PER_PARAMETER = 16  # float32 weights + gradients + Adam's two moments
+MAX_STORED_SAMPLES = 1_000_000  # replay buffer, all classes together: 12 GB as float32 CIFAR images
+# Samples of an estimate (the Fisher; importance samples per test image, 10,000 in the generative
+# classifier's paper): both are computed in chunks, so this bounds time, not memory.
+MAX_SAMPLES = 1_000_000
+MAX_DREAMS_PER_CLASS = 10_000  # dreamed (and exported) images per class: ABD generates all classes' dreams at once
+MAX_IMAGE_SIDE = 1024  # pixels: padding size, jitter
+MAX_PROGRESS_INTERVAL = 3600.0  # seconds between progress events: an hour
+
+
+def _sci(x: float) -> str:
+    """6.4e9, 5e8: short scientific notation for the size messages."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _dense_parameters(widths: list[int]) -> int:
+    """Weights and biases of fully connected layers widths[0] -> widths[1] -> ... -> widths[-1]."""
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def _vae_parameters(in_dim: int, hidden: list[int], z_dim: int) -> int:
+    """A fully connected VAE: encoder in -> hidden, mean and log-variance heads, decoder z -> hidden reversed -> in."""
+    h = hidden[-1] if hidden else in_dim
+    encoder = _dense_parameters([in_dim, *hidden]) + 2 * (h + 1) * z_dim
+    return encoder + _dense_parameters([z_dim, *hidden[::-1], in_dim])
+
+
+def _check_size(field: str, what: str, parameters: int) -> None:
+    """Refuse a network too large for any device, in one line naming the field and the limit."""
+    if parameters > MAX_PARAMETERS:
+        gb = parameters * BYTES_PER_PARAMETER / 1e9
+        raise ValueError(f"{field}: {what} gives about {_sci(parameters)} parameters (~{gb:,.0f} GB with Adam's "
+                         f"state); at most {_sci(MAX_PARAMETERS)}: use smaller widths")
+
+
+def _check_widths(v: list[int] | None) -> list[int] | None:
+    if v is not None and any(not 1 <= w <= MAX_WIDTH for w in v):
+        raise ValueError(f"every layer width must be >= 1 and <= {MAX_WIDTH}, got {_show(v)}")
+    return v
+
+
+def _check_seed(v: int | None) -> int | None:
+    if v is not None and not 0 <= v < SEED_LIMIT:
+        raise ValueError(f"a seed must be >= 0 and below 2**63 = {SEED_LIMIT} (torch seeds are 64-bit), got {v}")
+    return v
+
 
 # Facts about each benchmark that config validation needs (no data is loaded here).
 BENCHMARK_INFO: dict[str, dict[str, Any]] = {
@@ -42,7 +110,8 @@ BENCHMARK_INFO: dict[str, dict[str, Any]] = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan=False: no float anywhere (method parameters included) may be inf or nan.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class BenchmarkConfig(_Section):
@@ -57,14 +126,17 @@ class BenchmarkConfig(_Section):
         None, ge=1, description="split: classes in each context (default: all classes / contexts)."
     )
     class_order_seed: int | None = Field(
-        None, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...); "
+        None, ge=0, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...); "
         "permuted: seed of the pixel permutations (none: 0)."
     )
-    pad_to: int | None = Field(None, ge=1, le=1024, description="Zero-pad images to this size (permuted MNIST uses 32).")
+    pad_to: int | None = Field(None, ge=1, le=MAX_IMAGE_SIDE,
+                               description="Zero-pad images to this size (permuted MNIST uses 32).")
     rotation_max: float = Field(180.0, description="rotated: contexts use angles evenly spaced in [0, rotation_max).")
     augment: bool = Field(False, description="Padded random crop (4 px) and horizontal flip, batched on the device.")
     data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data).")
     download: bool = Field(False, description="Download the data set when its files are missing.")
+
+    _seed = field_validator("class_order_seed")(_check_seed)
 
     @property
     def num_classes(self) -> int:
@@ -113,38 +185,54 @@ class ModelConfig(_Section):
     kind: Literal["mlp", "lenet5", "vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced"] = Field(
         "mlp", description="Network: mlp, lenet5, vdv-conv (van de Ven's 5-conv net), CIFAR ResNets."
     )
-    hidden: list[int] = Field([400, 400], description="mlp: widths of the hidden layers.")
+    hidden: list[int] = Field([400, 400], max_length=MAX_LAYERS, description="mlp: widths of the hidden layers.")
     batch_norm: bool = Field(False, description="mlp / fc layers: BatchNorm after each hidden layer.")
-    fc_hidden: list[int] | None = Field(None, description="vdv-conv: widths of the fc layers (default 2000, 2000).")
+    fc_hidden: list[int] | None = Field(None, max_length=MAX_LAYERS,
+                                        description="vdv-conv: widths of the fc layers (default 2000, 2000).")
 
-    @field_validator("hidden", "fc_hidden")
-    @classmethod
-    def _positive(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and any(w < 1 for w in v):
-            raise ValueError("every layer width must be >= 1")
-        return v
+    _widths = field_validator("hidden", "fc_hidden")(_check_widths)
+
+
+VDV_CHANNELS = (16, 32, 64, 128, 256)  # VdVConvNet's conv stack (core/models.py): 3x3 convs, all but the first stride 2
+
+
+def model_parameters(kind: str, input_shape: tuple[int, int, int], head: int, hidden: list[int],
+                     fc_hidden: list[int] | None) -> int | None:
+    """About how many parameters core.models.build_model gives, without torch; None for the networks whose
+    size no setting can blow up (lenet5's fc layers and the ResNets are fixed)."""
+    c, h, w = input_shape
+    if kind == "mlp":
+        return _dense_parameters([c * h * w, *hidden, head])
+    if kind == "vdv-conv":
+        conv = sum(9 * a * b + 2 * b for a, b in zip((c, *VDV_CHANNELS), VDV_CHANNELS))
+        flat = VDV_CHANNELS[-1] * math.ceil(h / 16) * math.ceil(w / 16)  # four stride-2 convs
+        return conv + _dense_parameters([flat, *(fc_hidden or [2000, 2000]), head])
+    return None
 
 
 class TrainConfig(_Section):
-    iterations: int = Field(500, ge=1, description="Optimiser steps per context.")
-    batch_size: int = Field(128, ge=1, description="Samples per step.")
+    iterations: int = Field(500, ge=1, le=MAX_ITERATIONS, description="Optimiser steps per context.")
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH, description="Samples per step.")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam (betas 0.9, 0.999) or sgd.")
-    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    lr: float = Field(1e-3, gt=0, le=MAX_LR, description="Learning rate.")
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd: momentum.")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay.")
+    weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT_DECAY, description="L2 weight decay.")
     reset_optimizer: bool = Field(False, description="Start every context with a fresh optimiser state.")
-    lr_decay_at: list[float] = Field([], description="Fractions of each context's iterations at which the "
-                                     "learning rate is multiplied by lr_decay (e.g. [0.4, 0.6, 0.8]).")
+    lr_decay_at: list[float] = Field([], max_length=MAX_LAYERS, description="Fractions of each context's iterations "
+                                     "at which the learning rate is multiplied by lr_decay (e.g. [0.4, 0.6, 0.8]).")
     lr_decay: float = Field(0.1, gt=0, le=1, description="Factor applied at each lr_decay_at point.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation, sampling and augmentation.")
+    seed: int = Field(0, description="Seed of initialisation, sampling and augmentation (0 <= seed < 2**63).")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass on CUDA.")
     compile: bool = Field(False, description="torch.compile the model (CUDA).")
-    eval_batch_size: int = Field(2048, ge=1, description="Samples per evaluation batch.")
+    eval_batch_size: int = Field(2048, ge=1, le=MAX_BATCH, description="Samples per evaluation batch.")
     checkpoints: Literal["last", "all", "none"] = Field(
         "last", description="Context checkpoints to keep: last (enough to resume), all, none."
     )
-    progress_interval: float = Field(0.25, gt=0, description="Seconds between progress events.")
+    progress_interval: float = Field(0.25, gt=0, le=MAX_PROGRESS_INTERVAL,
+                                     description="Seconds between progress events.")
+
+    _seed = field_validator("seed")(_check_seed)
 
     @field_validator("lr_decay_at")
     @classmethod
@@ -197,6 +285,12 @@ class JointParams(MethodParams):
     name: Literal["joint"] = "joint"
     summary: ClassVar[str] = "all contexts at once, the upper bound"
 
+    def resolve(self, config: RunConfig) -> None:
+        steps = config.train.iterations * config.benchmark.contexts  # one stage of them all (core/train.py)
+        if steps > MAX_ITERATIONS:
+            raise ValueError(f"train.iterations: joint trains iterations x contexts = {config.train.iterations} x "
+                             f"{config.benchmark.contexts} = {steps} steps in one stage; at most {MAX_ITERATIONS}")
+
 
 @register_method
 class EWCParams(MethodParams):
@@ -209,7 +303,8 @@ class EWCParams(MethodParams):
     fisher_labels: Literal["all", "sample", "pred", "true"] = Field(
         "all", description="Fisher: all = exact expectation over the predictive distribution; sample, pred "
         "(argmax) or true (empirical Fisher).")
-    fisher_n: int | None = Field(None, ge=1, description="Samples for the Fisher (none: the whole context).")
+    fisher_n: int | None = Field(None, ge=1, le=MAX_SAMPLES,
+                                 description="Samples for the Fisher (none: the whole context).")
 
     def resolve(self, config: RunConfig) -> None:
         if self.lambda_ is None:
@@ -267,21 +362,39 @@ class SeparateParams(MethodParams):
     summary: ClassVar[str] = "one network per context (task-IL)"
     scenarios: ClassVar[tuple[str, ...]] = ("task",)
     hidden: list[int] | None = Field(
-        None, description="Hidden widths of each network (none: scaled so all networks together have about "
-        "the shared network's parameters).")
+        None, max_length=MAX_LAYERS, description="Hidden widths of each network (none: scaled so all networks "
+        "together have about the shared network's parameters).")
+
+    _widths = field_validator("hidden")(_check_widths)
+
+    def resolve(self, config: RunConfig) -> None:
+        m, b = config.model, config.benchmark
+        if self.hidden is None or m.kind not in ("mlp", "vdv-conv"):
+            return
+        per_network = model_parameters(m.kind, b.input_shape, b.classes_per_context,  # type: ignore[arg-type]
+                                       self.hidden if m.kind == "mlp" else m.hidden,
+                                       self.hidden if m.kind == "vdv-conv" else m.fc_hidden)
+        _check_size("method.hidden", f"a network per context ({b.contexts}) with widths {_show(self.hidden)}",
+                    b.contexts * (per_network or 0))
 
 
 class ReplayParams(MethodParams):
     """Shared by the methods that store data: the buffer's budget."""
 
-    budget: int | None = Field(None, ge=1, description="Stored samples per class (class-balanced buffer).")
+    budget: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES,
+                               description="Stored samples per class (class-balanced buffer).")
     budget_total: int | None = Field(
-        None, ge=1, description="Stored samples in all (reservoir buffer); replaces budget when set.")
+        None, ge=1, le=MAX_STORED_SAMPLES, description="Stored samples in all (reservoir buffer); replaces budget "
+        "when set.")
 
     def resolve(self, config: RunConfig) -> None:
         if self.budget is None and self.budget_total is None:
             raise ValueError(f"method.budget: no default for {self.name} in this preset; "
                              f"pass --set method.budget=N (per class) or --set method.budget_total=N")
+        stored = self.budget_total or self.budget * config.benchmark.total_classes  # type: ignore[operator]
+        if stored > MAX_STORED_SAMPLES:
+            raise ValueError(f"method.budget: {self.budget} per class x {config.benchmark.total_classes} classes = "
+                             f"{stored} stored samples; at most {MAX_STORED_SAMPLES} in all")
 
 
 @register_method
@@ -328,11 +441,20 @@ class DGRParams(MethodParams):
 
     name: Literal["dgr"] = "dgr"
     summary: ClassVar[str] = "deep generative replay (generated data)"
-    z_dim: int = Field(100, ge=1, description="Latent size of the VAE generator.")
-    generator_hidden: list[int] | None = Field(None, description="VAE hidden widths (none: the model's MLP shape).")
-    generator_lr: float | None = Field(None, gt=0, description="VAE learning rate (none: train.lr).")
+    z_dim: int = Field(100, ge=1, le=MAX_WIDTH, description="Latent size of the VAE generator.")
+    generator_hidden: list[int] | None = Field(None, max_length=MAX_LAYERS,
+                                               description="VAE hidden widths (none: the model's MLP shape).")
+    generator_lr: float | None = Field(None, gt=0, le=MAX_LR, description="VAE learning rate (none: train.lr).")
     distill: bool = Field(False, description="Replay soft targets of the previous model instead of its argmax.")
     temperature: float = Field(2.0, gt=0, description="Distillation temperature when distill is on.")
+
+    _widths = field_validator("generator_hidden")(_check_widths)
+
+    def resolve(self, config: RunConfig) -> None:
+        m = config.model
+        hidden = self.generator_hidden or (m.hidden if m.kind == "mlp" else [400, 400])  # as core/methods/dgr.py
+        _check_size("method.generator_hidden", f"a VAE generator with widths {_show(hidden)} and z_dim {self.z_dim}",
+                    _vae_parameters(math.prod(config.benchmark.input_shape), hidden, self.z_dim))
 
 
 @register_method
@@ -341,10 +463,19 @@ class BIRParams(MethodParams):
 
     name: Literal["bir"] = "bir"
     summary: ClassVar[str] = "brain-inspired replay (generated data)"
-    z_dim: int = Field(100, ge=1, description="Latent size.")
+    z_dim: int = Field(100, ge=1, le=MAX_WIDTH, description="Latent size.")
     gating: float = Field(0.8, ge=0, lt=1, description="Fraction of decoder units gated off per context.")
     temperature: float = Field(2.0, gt=0, description="Distillation temperature.")
     recon_weight: float = Field(1.0, ge=0, description="Weight of the generative (VAE) loss.")
+
+    def resolve(self, config: RunConfig) -> None:
+        m = config.model
+        # The decoder mirrors the classifier's fc hidden layers (core/methods/bir.py); its prior has a mode per class.
+        fc = {"mlp": m.hidden, "vdv-conv": m.fc_hidden or [2000, 2000], "lenet5": [120, 84]}
+        hidden = fc.get(m.kind) or [400, 400]
+        _check_size("method.z_dim", f"a decoder with widths {_show(hidden[::-1])} and z_dim {self.z_dim}",
+                    _vae_parameters(math.prod(config.benchmark.input_shape), hidden, self.z_dim)
+                    + 2 * config.head_size * self.z_dim)
 
 
 @register_method
@@ -354,10 +485,11 @@ class GenClassifierParams(MethodParams):
     name: Literal["gen-classifier"] = "gen-classifier"
     summary: ClassVar[str] = "generative classifier (one VAE per class)"
     scenarios: ClassVar[tuple[str, ...]] = ("task", "class")
-    hidden: int = Field(85, ge=1, description="Hidden units of each class's VAE.")
-    z_dim: int | None = Field(None, ge=1, description="Latent size of each class's VAE (none: 20 for CIFAR, "
-                              "5 for the others, the paper's values).")
-    importance_samples: int = Field(100, ge=1, description="Samples of the importance-sampled likelihood at test.")
+    hidden: int = Field(85, ge=1, le=MAX_WIDTH, description="Hidden units of each class's VAE.")
+    z_dim: int | None = Field(None, ge=1, le=MAX_WIDTH, description="Latent size of each class's VAE (none: 20 "
+                              "for CIFAR, 5 for the others, the paper's values).")
+    importance_samples: int = Field(100, ge=1, le=MAX_SAMPLES,
+                                    description="Samples of the importance-sampled likelihood at test.")
     likelihood: Literal["bernoulli", "gaussian"] | None = Field(
         None, description="p(x|z): bernoulli (pixels in [0, 1]) or gaussian with unit variance (none: gaussian "
         "for the standardised CIFAR inputs, bernoulli for the others).")
@@ -371,6 +503,12 @@ class GenClassifierParams(MethodParams):
         if self.likelihood == "bernoulli" and cifar:
             raise ValueError(f"method.likelihood: bernoulli needs pixels in [0, 1], but {config.benchmark.name} "
                              f"inputs are standardised; use --set method.likelihood=gaussian")
+        # One VAE per class: encoder in -> h -> h -> 2z, decoder z -> h -> h -> in (core/methods/gen_classifier.py).
+        h, z = self.hidden, self.z_dim
+        per_class = _dense_parameters([math.prod(config.benchmark.input_shape), h, h, 2 * z]) \
+            + _dense_parameters([z, h, h, math.prod(config.benchmark.input_shape)])
+        _check_size("method.hidden", f"a VAE per class ({config.head_size}) with {h} hidden units and z_dim {z}",
+                    config.head_size * per_class)
 
 
 BN_MODELS = ("vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced")
@@ -380,13 +518,15 @@ class DreamingParams(MethodParams):
     """Shared by the data-free methods that invert the frozen model into images of old classes."""
 
     scenarios: ClassVar[tuple[str, ...]] = ("class",)
-    dreams_per_class: int = Field(20, ge=1, description="Dreamed images per old class (replayed, and scored).")
-    export_per_class: int = Field(8, ge=0, description="Dreamed images per class saved as PNGs in the run folder.")
+    dreams_per_class: int = Field(20, ge=1, le=MAX_DREAMS_PER_CLASS,
+                                  description="Dreamed images per old class (replayed, and scored).")
+    export_per_class: int = Field(8, ge=0, le=MAX_DREAMS_PER_CLASS,
+                                  description="Dreamed images per class saved as PNGs in the run folder.")
     bn_weight: float = Field(10.0, ge=0, description="Weight of the BatchNorm statistics loss.")
     first_bn_weight: float = Field(10.0, ge=0, description="Extra factor on the first BatchNorm layer's term.")
     temperature: float = Field(2.0, gt=0, description="Distillation temperature on the dreamed images.")
-    verifier_iterations: int = Field(500, ge=0, description="Steps to train the verifier that scores the dreams "
-                                     "(0: no verifier figures).")
+    verifier_iterations: int = Field(500, ge=0, le=MAX_ITERATIONS, description="Steps to train the verifier that "
+                                     "scores the dreams (0: no verifier figures).")
 
     def resolve(self, config: RunConfig) -> None:
         m = config.model
@@ -402,12 +542,13 @@ class DeepInversionParams(DreamingParams):
 
     name: Literal["deepinversion"] = "deepinversion"
     summary: ClassVar[str] = "DeepInversion (data-free: dreamed pixels)"
-    steps: int = Field(2000, ge=1, description="Adam steps on the pixels of each batch of dreams.")
-    lr: float = Field(0.05, gt=0, description="Learning rate of the pixel optimisation.")
-    batch_size: int = Field(256, ge=1, description="Dreams optimised together (their batch statistics are matched).")
+    steps: int = Field(2000, ge=1, le=MAX_ITERATIONS, description="Adam steps on the pixels of each batch of dreams.")
+    lr: float = Field(0.05, gt=0, le=MAX_LR, description="Learning rate of the pixel optimisation.")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH,
+                            description="Dreams optimised together (their batch statistics are matched).")
     tv_weight: float = Field(2.5e-5, ge=0, description="Weight of the total-variation prior.")
     l2_weight: float = Field(3e-8, ge=0, description="Weight of the l2 prior on pixels.")
-    jitter: int = Field(2, ge=0, description="Random shift of the dreams in pixels at each step.")
+    jitter: int = Field(2, ge=0, le=MAX_IMAGE_SIDE, description="Random shift of the dreams in pixels at each step.")
     flip: bool = Field(True, description="Random horizontal flips at each step.")
 
 
@@ -418,11 +559,13 @@ class ABDParams(DreamingParams):
 
     name: Literal["abd"] = "abd"
     summary: ClassVar[str] = "Always Be Dreaming (data-free: a generator)"
-    generator_iterations: int = Field(10000, ge=1, description="Generator steps after each context.")
-    generator_lr: float = Field(1e-3, gt=0, description="Generator learning rate (Adam; state kept across contexts).")
-    z_dim: int = Field(1000, ge=1, description="Generator noise size.")
-    generator_width: int | None = Field(None, ge=1, description="Channels of the generator (none: 128 for "
-                                        "images of 16 px and more, 32 below).")
+    generator_iterations: int = Field(10000, ge=1, le=MAX_ITERATIONS,
+                                      description="Generator steps after each context.")
+    generator_lr: float = Field(1e-3, gt=0, le=MAX_LR, description="Generator learning rate (Adam; state kept across "
+                                "contexts).")
+    z_dim: int = Field(1000, ge=1, le=MAX_WIDTH, description="Generator noise size.")
+    generator_width: int | None = Field(None, ge=1, le=MAX_WIDTH, description="Channels of the generator (none: "
+                                        "128 for images of 16 px and more, 32 below).")
     content_temperature: float = Field(1000.0, gt=0, description="Temperature of the content cross-entropy.")
     diversity_weight: float = Field(1.0, ge=0, description="Weight of the information-entropy (diversity) term.")
     smoothness_weight: float = Field(1e-3, ge=0, description="Weight of the smoothness prior.")
@@ -436,6 +579,12 @@ class ABDParams(DreamingParams):
         if h % 4 or w % 4:
             raise ValueError(f"benchmark.pad_to: abd's generator upsamples 4x, so images need sides divisible "
                              f"by 4; {config.benchmark.name} gives {h}x{w}")
+        # core/methods/dreaming.py's Generator: linear z -> (width, h/4, w/4), 3x3 convs width -> width -> width/2 -> c.
+        width = self.generator_width or (128 if min(h, w) >= 16 else 32)
+        half, c = max(width // 2, 1), config.benchmark.input_shape[0]
+        parameters = (self.z_dim + 1) * width * (h // 4) * (w // 4) + 9 * (width * width + width * half + half * c)
+        field = "method.generator_width" if self.generator_width is not None else "method.z_dim"
+        _check_size(field, f"a generator with z_dim {self.z_dim} and width {width} on {h}x{w} images", parameters)
 
 
 class RunConfig(_Section):
@@ -453,9 +602,9 @@ class RunConfig(_Section):
             return v
         if not isinstance(v, dict) or "name" not in v:
             raise ValueError("needs a table with at least a name, e.g. name = \"none\"")
-        params = METHOD_PARAMS.get(v["name"])
+        params = METHOD_PARAMS.get(v["name"]) if isinstance(v["name"], str) else None
         if params is None:
-            raise ValueError(f"unknown method {v['name']!r}; choose one of: {', '.join(METHOD_PARAMS)}")
+            raise ValueError(f"unknown method {_show(v['name'])}; choose one of: {', '.join(METHOD_PARAMS)}")
         return params.model_validate(v)
 
     @model_validator(mode="after")
@@ -465,6 +614,10 @@ class RunConfig(_Section):
                 f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
                 f"not {self.scenario}: use --scenario {self.method.scenarios[0]}"
             )
+        m = self.model
+        parameters = model_parameters(m.kind, self.benchmark.input_shape, self.head_size, m.hidden, m.fc_hidden)
+        key = "model.hidden" if m.kind == "mlp" else "model.fc_hidden"
+        _check_size(key, _show(m.hidden if m.kind == "mlp" else m.fc_hidden or [2000, 2000]), parameters or 0)
         self.method.resolve(self)
         _, h, w = self.benchmark.input_shape
         if self.model.kind == "lenet5" and min(h, w) < 16:
@@ -498,22 +651,61 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in presets_dir().glob("*.toml"))
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
 def load_preset(name: str) -> dict[str, Any]:
-    """A preset by name (from presets/) or by path to a TOML file; the raw table, not yet validated."""
+    """A preset by name (from presets/) or by path to a TOML file; the raw table, its top level checked
+    (sections are tables, description a string, method_defaults a table per method), not yet validated."""
     path = Path(name)
-    if not (path.suffix == ".toml" and path.is_file()):
+    if not (path.suffix == ".toml" and _is_file(path)):
         path = presets_dir() / f"{name}.toml"
-        if not path.is_file():
+        if not _is_file(path):
             raise ConfigError(
                 f"unknown preset {name!r}; available: {', '.join(list_presets())} (or give the path of a .toml file)"
             )
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+            table = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"preset {path}: not valid TOML ({e}); fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"preset {path}: not valid TOML (values nested too deeply); fix the file") from None
     except OSError as e:
         raise ConfigError(f"preset {path}: cannot read it ({e.strerror})") from None
+    _check_preset(table, f"preset {path}")
+    return table
+
+
+def _check_preset(table: dict[str, Any], where: str) -> None:
+    """The shapes build_config and the TUI rely on before validation; a one-line ConfigError naming the key."""
+    for key in ("benchmark", "model", "train", "method"):
+        if key in table and not isinstance(table[key], dict):
+            raise ConfigError(f"{where}: {key} must be a table ([{key}] followed by its settings), "
+                              f"not {_show(table[key])}")
+    if "description" in table and not isinstance(table["description"], str):
+        raise ConfigError(f'{where}: description must be a string, e.g. description = "what it runs"; '
+                          f"not {_show(table['description'])}")
+    defaults = table.get("method_defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: method_defaults must hold a table per method, e.g. [method_defaults.ewc] "
+                          f"then lambda = 100; not {_show(defaults)}")
+    for method, params in defaults.items():
+        if method not in METHOD_PARAMS:
+            raise ConfigError(f"{where}: method_defaults.{method}: unknown method; choose one of: "
+                              f"{', '.join(METHOD_PARAMS)}")
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}: method_defaults.{method} must be a table of {method}'s settings, "
+                              f"e.g. [method_defaults.{method}]; not {_show(params)}")
+        for key, value in params.items():
+            if isinstance(value, dict) and not set(value) <= set(SCENARIOS):
+                extra = ", ".join(sorted(set(value) - set(SCENARIOS)))
+                raise ConfigError(f"{where}: method_defaults.{method}.{key}: a per-scenario table takes the keys "
+                                  f"{', '.join(SCENARIOS)}, not {extra}")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -525,10 +717,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: write it as KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4")
     raw = raw.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.split("."), value
+        parsed = tomllib.loads(f"v = {raw}")
+    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError; RecursionError: nested too deeply
+        return key.split("."), raw
+    # A line break in the value could smuggle in more TOML keys (v = 1 / x = 2): then it is not one value.
+    return key.split("."), parsed["v"] if set(parsed) == {"v"} else raw
 
 
 def _set_path(data: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
@@ -554,7 +747,7 @@ def build_config(
 ) -> RunConfig:
     """Preset, then the named options, then `--set` overrides, then the preset's per-scenario method
     defaults for whatever is still unset; validated into a RunConfig or a one-line ConfigError."""
-    table = load_preset(preset)
+    table = load_preset(preset)  # its top level is checked: sections and method_defaults' entries are tables
     method_defaults = table.get("method_defaults", {})
     data = {k: v for k, v in table.items() if k not in PRESET_ONLY_KEYS}
     data["preset"] = Path(preset).stem if preset.endswith(".toml") else preset
@@ -575,12 +768,13 @@ def build_config(
         path, value = parse_override(item)
         _set_path(data, path, value, f"--set {item}")
         set_origin[".".join(path)] = item
-    # Tuned defaults differ by orders of magnitude per scenario (REFERENCE.md): resolve them now.
+    # Tuned defaults differ by orders of magnitude per scenario (REFERENCE.md): resolve them now. After --set
+    # the method or the scenario may be anything: only a table with a string name takes defaults.
     chosen = data["method"].get("name") if isinstance(data.get("method"), dict) else None
     chosen_scenario = data.get("scenario", "class")
-    for key, value in method_defaults.get(chosen, {}).items():
+    for key, value in (method_defaults.get(chosen, {}) if isinstance(chosen, str) else {}).items():
         if isinstance(value, dict):
-            if chosen_scenario not in value:
+            if not isinstance(chosen_scenario, str) or chosen_scenario not in value:
                 continue
             value = value[chosen_scenario]
         data["method"].setdefault(key, value)
@@ -592,34 +786,71 @@ def validate_config(data: dict[str, Any], set_origin: dict[str, str] | None = No
         return RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_one_line(e, data, set_origin or {})) from None
+    except RecursionError:  # a value nested thousands deep
+        raise ConfigError("config: values nested too deeply; give numbers, strings, lists or tables") from None
 
 
-def _one_line(e: ValidationError, data: dict[str, Any], set_origin: dict[str, str]) -> str:
-    err = e.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"]]
-    # Discriminated method params report under the method's class name; keep the user's path.
-    path = ".".join(p for p in loc if not p[:1].isupper())
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A value as the user would recognise it, cut short (a --set value may be huge or nested deep)."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # noqa: BLE001 - a message must never fail: RecursionError, a broken __repr__
+        return f"a {type(value).__name__}"
+
+
+def _one_line(e: ValidationError, data: Any, set_origin: dict[str, str]) -> str:
+    """The first error as one line naming the field (and the --set item it came from). Never raises."""
+    try:
+        return _first_error(e, data, set_origin)
+    except Exception:  # noqa: BLE001 - a fallback, should describing the error itself fail
+        return f"config: not valid ({e.error_count()} problem(s)); check the preset and the --set values"
+
+
+# The method's parameters validate inside RunConfig.method: a class name in an error's location is not a key.
+_CLASS_NAMES = frozenset({"RunConfig", "MethodParams", *(c.__name__ for c in METHOD_PARAMS.values())})
+
+
+def _first_error(e: ValidationError, data: Any, set_origin: dict[str, str]) -> str:
+    errors = e.errors(include_url=False)
+    if not errors:
+        return "config: not valid; check the preset and the --set values"
+    err = errors[0]
+    loc = [str(p) for p in err["loc"] if str(p) not in _CLASS_NAMES]
+    path = ".".join(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
         parent_model: type[BaseModel] = RunConfig
         for part in loc[:-1]:
             field = parent_model.model_fields.get(part)
             ann = getattr(field, "annotation", None) if field else None
-            if part == "method":
-                name = (data.get("method") or {}).get("name")
-                ann = METHOD_PARAMS.get(name, MethodParams)
+            if parent_model is RunConfig and part == "method":
+                method = data.get("method") if isinstance(data, dict) else None
+                name = method.get("name") if isinstance(method, dict) else None
+                ann = METHOD_PARAMS.get(name, MethodParams) if isinstance(name, str) else MethodParams
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 parent_model = ann
-        valid = ", ".join(k for k in parent_model.model_fields if k != "name" or parent_model is not RunConfig)
+        valid = ", ".join(f.alias or k for k, f in parent_model.model_fields.items()
+                          if k != "name" or parent_model is not RunConfig)
         where = ".".join(loc[:-1]) or "the top level"
         msg = f"{path}: unknown setting; valid keys under {where}: {valid}"
     elif kind in ("value_error", "assertion_error"):
-        text = err["msg"].removeprefix("Value error, ")
+        text = str(err["msg"]).removeprefix("Value error, ")
+        if not path:  # a whole-config check names its dotted field first: "model.hidden: ..."
+            named = re.match(r"([\w.-]+): ", text)
+            if named:
+                path, text = named.group(1), text[named.end():]
         field = re.match(r"(\w+): ", text)  # a section's own check names its field first
         if field and path and field.group(1) not in path.split("."):
             path, text = f"{path}.{field.group(1)}", text[field.end():]
         msg = f"{path}: {text}" if path else text
     else:
-        msg = f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]} (got {err.get('input')!r})"
+        text = str(err["msg"])
+        text = f"{text[:1].lower()}{text[1:]} (got {_show(err.get('input'))})"
+        msg = f"{path}: {text}" if path else text
     origin = set_origin.get(path)
     return f"--set {origin}: {msg}" if origin else msg
