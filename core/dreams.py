@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +70,21 @@ class DreamJudge:
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         rng = torch.Generator(self.device).manual_seed(seed)
         per_context = max(128 // len(b.contexts), 8)
-        phase = info.phase("verifier", total=steps) if info is not None else None
-        progress = phase.__enter__() if phase is not None else (lambda *_: None)
-        for step in range(1, steps + 1):
-            xs, ys = [], []
-            for c in b.contexts:  # every context in every batch: the verifier learns all classes at once
-                idx = torch.randint(c.n_train, (per_context,), generator=rng, device=self.device)
-                xs.append(c.inputs(c.x_train[idx]))
-                ys.append(c.y_train[idx])
-            loss = F.cross_entropy(net(torch.cat(xs)), torch.cat(ys))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            progress(step, loss.detach())
-        if phase is not None:
-            phase.__exit__(None, None, None)
+        # With the run's info, a phase whose progress callback reports every step and raises Cancelled on a
+        # stop (the verifier is then left untrained: self.verifier stays None).
+        phase = info.phase("verifier", total=steps) if info is not None else nullcontext(lambda *_: None)
+        with phase as progress:
+            for step in range(1, steps + 1):
+                xs, ys = [], []
+                for c in b.contexts:  # every context in every batch: the verifier learns all classes at once
+                    idx = torch.randint(c.n_train, (per_context,), generator=rng, device=self.device)
+                    xs.append(c.inputs(c.x_train[idx]))
+                    ys.append(c.y_train[idx])
+                loss = F.cross_entropy(net(torch.cat(xs)), torch.cat(ys))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress(step, loss.detach())
         net.eval().requires_grad_(False)
         self.verifier = net
         return net
@@ -99,15 +101,16 @@ class DreamJudge:
                 ys.append(c.y_test[keep])
         return torch.cat(xs), torch.cat(ys)
 
-    def quality(self, dreams: Dreams) -> dict[str, Any]:
-        """The quality figures of `dreams` (see the module's docstring); any images, noise included."""
+    def quality(self, dreams: Dreams, check: Callable[[], None] = lambda: None) -> dict[str, Any]:
+        """The quality figures of `dreams` (see the module's docstring); any images, noise included.
+        `check()` runs between batches (the run's stop check, raising Cancelled)."""
         self.train_verifier()
         with torch.no_grad():
-            return self._quality(dreams)
+            return self._quality(dreams, check)
 
-    def _quality(self, dreams: Dreams) -> dict[str, Any]:
+    def _quality(self, dreams: Dreams, check: Callable[[], None] = lambda: None) -> dict[str, Any]:
         k = dreams.classes
-        probs = F.softmax(batched(dreams.teacher, dreams.x)[:, :k].float(), dim=1)
+        probs = F.softmax(batched(dreams.teacher, dreams.x, check=check)[:, :k].float(), dim=1)
         top = probs.argmax(1)
         figures: dict[str, Any] = {
             "teacher_agreement": mean(top == dreams.y),
@@ -118,8 +121,8 @@ class DreamJudge:
         if verifier is None:
             return figures
         real_x, real_y = self.real_test(k)
-        fake_f, fake_logits = features_and_logits(verifier, dreams.x)
-        real_f, real_logits = features_and_logits(verifier, real_x)
+        fake_f, fake_logits = features_and_logits(verifier, dreams.x, check)
+        real_f, real_logits = features_and_logits(verifier, real_x, check)
         figures["verifier_accuracy"] = mean(fake_logits[:, :k].argmax(1) == dreams.y)
         figures["verifier_real_accuracy"] = mean(real_logits[:, :k].argmax(1) == real_y)
         per_class: dict[str, float] = {}
@@ -132,13 +135,16 @@ class DreamJudge:
             per_class[str(label)] = round(float(torch.linalg.vector_norm(fake_c.mean(0) - centre) / spread), 4)
         figures["feature_distance"] = round(sum(per_class.values()) / len(per_class), 4) if per_class else None
         figures["feature_distance_per_class"] = per_class
+        check()
         figures["frechet_distance"] = round(frechet_distance(fake_f, real_f), 4)
         return figures
 
     # --- on disk ----------------------------------------------------------------------------------
 
     def record(self, run_dir: Path, stage: int, dreams: Dreams, info: ContextInfo | None = None) -> dict[str, Any]:
-        """Write the context's dreams, grid and latent map; return its run.json `dreams` entry."""
+        """Write the context's dreams, grid and latent map; return its run.json `dreams` entry. With the run's
+        `info`, a stop asked meanwhile raises Cancelled between batches and between classes."""
+        check = info.check_stop if info is not None else (lambda: None)
         self.train_verifier(info)
         folder = Path("dreams") / f"context-{stage}"
         out = run_dir / folder
@@ -148,22 +154,25 @@ class DreamJudge:
         rows: list[tuple[str, Tensor]] = []
         exported = 0
         for label in range(dreams.classes):
+            check()
             chosen = pixels[dreams.y == label][:per_class]
             for i, image in enumerate(chosen):
                 to_image(image).save(out / "images" / f"{label}-{i}.png")
+                check()
             exported += chosen.shape[0]
             rows.append((self.class_name(label), chosen))
         grid_path = None
         if per_class > 0:
             labelled_grid(rows, per_class).save(out / "grid.png")
             grid_path = str(folder / "grid.png")
-        latent = self.latent_map(dreams, stage)
+        check()
+        latent = self.latent_map(dreams, stage, check)
         (out / "latent.json").write_text(json.dumps(latent) + "\n")
         return {
             "context": stage, "path": grid_path, "images": str(folder / "images"), "count": exported,
             "dreamed": int(dreams.x.shape[0]), "classes": list(range(dreams.classes)),
             "class_names": [self.class_name(label) for label in range(dreams.classes)],
-            "latent": str(folder / "latent.json"), "quality": self.quality(dreams),
+            "latent": str(folder / "latent.json"), "quality": self.quality(dreams, check),
         }
 
     def class_name(self, label: int) -> str:
@@ -192,14 +201,15 @@ class DreamJudge:
         return x.clamp(0, 1).cpu()
 
     @torch.no_grad()
-    def latent_map(self, dreams: Dreams, stage: int) -> dict[str, Any]:
+    def latent_map(self, dreams: Dreams, stage: int, check: Callable[[], None] = lambda: None
+                   ) -> dict[str, Any]:
         """PCA of the teacher's features fitted on real test images of the dreamed classes; dreams projected
         into the same two axes."""
         real_x, real_y = self.real_test(dreams.classes)
         keep = torch.cat([(real_y == label).nonzero()[:LATENT_REAL_PER_CLASS, 0] for label in range(dreams.classes)])
         real_x, real_y = real_x[keep], real_y[keep]
-        real_f = batched(dreams.teacher.features, real_x).double()
-        fake_f = batched(dreams.teacher.features, dreams.x).double()
+        real_f = batched(dreams.teacher.features, real_x, check=check).double()
+        fake_f = batched(dreams.teacher.features, dreams.x, check=check).double()
         centre = real_f.mean(0)
         _, s, v = torch.linalg.svd(real_f - centre, full_matrices=False)
         axes = v[:2].T
@@ -221,12 +231,18 @@ def mean(hits: Tensor) -> float:
     return round(float(hits.float().mean()), 4) if hits.numel() else 0.0
 
 
-def batched(fn, x: Tensor, size: int = 1024) -> Tensor:
-    return torch.cat([fn(x[i : i + size]) for i in range(0, x.shape[0], size)])
+def batched(fn, x: Tensor, size: int = 1024, check: Callable[[], None] = lambda: None) -> Tensor:
+    """fn over x, `size` rows at a time; `check()` after each (a stop check: no sync, no random numbers)."""
+    parts = []
+    for i in range(0, x.shape[0], size):
+        parts.append(fn(x[i : i + size]))
+        check()
+    return torch.cat(parts)
 
 
-def features_and_logits(net: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    f = batched(net.features, x)
+def features_and_logits(net: nn.Module, x: Tensor, check: Callable[[], None] = lambda: None
+                        ) -> tuple[Tensor, Tensor]:
+    f = batched(net.features, x, check=check)
     return f.double(), net.head(f)
 
 

@@ -40,6 +40,10 @@ class Batch:
         return torch.full_like(self.y, self.context) if self.context_ids is None else self.context_ids
 
 
+class Cancelled(Exception):
+    """The user (or a dying parent process) asked the run to stop; raised at the next stop check."""
+
+
 @dataclass
 class ContextInfo:
     """What a method sees of the context being learned."""
@@ -49,11 +53,19 @@ class ContextInfo:
     previous_model: nn.Module | None  # frozen copy after the previous context (when the method asks)
     emit: Callable[[Event], None]
     progress_interval: float = 0.25
+    should_stop: Callable[[], bool] = lambda: False  # the run's stop flag (Ctrl+C, SIGTERM, the TUI's s)
+
+    def check_stop(self) -> None:
+        """Raise Cancelled when a stop was asked for. Cheap: long loops call it every step or so."""
+        if self.should_stop():
+            raise Cancelled(f"stopped in context {self.stage}")
 
     @contextmanager
     def phase(self, name: str, total: int | None = None) -> Iterator[Callable[[int, float | Tensor | None], None]]:
         """A long consolidation phase: PhaseStarted, throttled Progress via the yielded callback, PhaseFinished.
-        The callback takes the loss as a float or a device tensor, read only when a report is due."""
+        The callback takes the loss as a float or a device tensor, read only when a report is due; it also
+        checks for a stop (raising Cancelled), so a phase that reports its steps is always stoppable."""
+        self.check_stop()
         self.emit(PhaseStarted(context=self.stage, phase=name, total=total))
         start = last = time.monotonic()
 
@@ -64,6 +76,7 @@ class ContextInfo:
                 last = now
                 self.emit(Progress(context=self.stage, phase=name, step=step, total=total or 0,
                                    loss=None if loss is None else float(loss)))
+                self.check_stop()
 
         yield progress
         self.emit(PhaseFinished(context=self.stage, phase=name, seconds=time.monotonic() - start))

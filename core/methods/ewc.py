@@ -32,6 +32,9 @@ def fisher_diagonal(model: nn.Module, x: Tensor, y: Tensor, scenario: ScenarioVi
                     progress=lambda done: None, method: str = "auto") -> dict[str, Tensor]:
     """Mean over samples of the squared per-sample gradients of log p(label | x) (the diagonal Fisher).
 
+    `progress(done)` is called after every chunk of samples and every backward pass within one (a
+    phase's progress callback: it reports the samples done and raises Cancelled on a stop).
+
     labels: "all" (exact expectation over the model's predictive distribution), "sample" (one label
     drawn from it), "pred" (its argmax) or "true" (the data's labels: the empirical Fisher). The
     network is evaluated in eval mode (BatchNorm uses running statistics), logits under the
@@ -101,6 +104,7 @@ def _fisher_layerwise(model, x, y, scenario, context, labels, generator, progres
                     deltas = torch.autograd.grad(chosen, outputs, retain_graph=True)
                     for (_, m), delta in zip(layers, deltas):
                         _accumulate(m, prefix[m], seen[m][0], delta.detach(), weight, fisher)
+                    progress(start)  # a backward pass per class with labels="all": stoppable between them
             progress(min(start + chunk, x.shape[0]))
     finally:
         for h in hooks:
@@ -164,6 +168,7 @@ def _fisher_vmap(model, x, y, scenario, context, labels, generator, progress) ->
             w = torch.ones(xs.shape[0], device=x.device) if weight is None else weight
             for n in fisher:
                 fisher[n] += torch.einsum("b,b...->...", w, g[n].square())
+            progress(start)  # one vmap pass per class with labels="all": stoppable between them
         progress(min(start + chunk, x.shape[0]))
     return fisher
 

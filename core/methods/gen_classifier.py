@@ -19,6 +19,7 @@ Likelihood: Bernoulli (BCE) for pixels in [0, 1]; a unit-variance Gaussian for s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,9 +123,11 @@ class VAEBank(nn.Module):
         return self.log_px(x[:, None], out) + log_pz - log_qz
 
     def log_likelihood(self, x: Tensor, contexts: slice, samples: int, generator: torch.Generator | None = None,
-                       chunk_elements: int = SCORE_CHUNK_ELEMENTS["cpu"]) -> Tensor:
+                       chunk_elements: int = SCORE_CHUNK_ELEMENTS["cpu"],
+                       check: Callable[[], None] = lambda: None) -> Tensor:
         """Importance-sampled log p(x | class) of x (N, D) under every class of `contexts` -> (K, N), in
-        chunks of inputs and samples small enough that no activation exceeds `chunk_elements`."""
+        chunks of inputs and samples small enough that no activation exceeds `chunk_elements`; `check()`
+        after every chunk (the run's stop check: no host sync, no random numbers)."""
         k = len(range(self.contexts)[contexts]) * self.classes_per_context
         per_sample = k * max(self.in_dim, self.hidden)
         s_chunk = max(1, min(samples, chunk_elements // per_sample))
@@ -132,11 +135,13 @@ class VAEBank(nn.Module):
         rows = []
         for i in range(0, x.shape[0], n_chunk):
             xi = x[i : i + n_chunk]
-            log_w = torch.cat([
-                self.log_weights(xi, contexts, torch.randn(xi.shape[0], min(s_chunk, samples - s), self.z_dim,
-                                                           generator=generator, device=x.device))
-                for s in range(0, samples, s_chunk)
-            ], dim=-1)
+            parts = []
+            for s in range(0, samples, s_chunk):
+                eps = torch.randn(xi.shape[0], min(s_chunk, samples - s), self.z_dim, generator=generator,
+                                  device=x.device)
+                parts.append(self.log_weights(xi, contexts, eps))
+                check()
+            log_w = torch.cat(parts, dim=-1)
             rows.append(log_w.logsumexp(-1) - math.log(samples))
         return torch.cat(rows, dim=1)
 
@@ -157,6 +162,12 @@ class GenerativeClassifier(Method):
         # Fresh, seeded noise for every evaluation: the score of an input depends only on the weights, so an
         # old class's (frozen) VAE scores its test images the same after every later context.
         self.noise = torch.Generator(self.device)
+        # The stop check of the context being learned: scoring (evaluation) can run long with many importance
+        # samples, and checks between chunks.
+        self.check_stop: Callable[[], None] = lambda: None
+
+    def before_context(self, info: ContextInfo) -> None:
+        self.check_stop = info.check_stop
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         bank: VAEBank = self.model  # type: ignore[assignment]
@@ -184,8 +195,9 @@ class GenerativeClassifier(Method):
         if contexts is None:
             return scores
         self.noise.manual_seed(self.config.train.seed)
+        chunk = SCORE_CHUNK_ELEMENTS.get(x.device.type, SCORE_CHUNK_ELEMENTS["cpu"])
         ll = bank.log_likelihood(x.flatten(1).float(), contexts, self.params.importance_samples,  # type: ignore[attr-defined]
-                                 self.noise, SCORE_CHUNK_ELEMENTS.get(x.device.type, SCORE_CHUNK_ELEMENTS["cpu"]))
+                                 self.noise, chunk, self.check_stop)
         lo = contexts.start * bank.classes_per_context
         scores[:, lo : lo + ll.shape[0]] = ll.T
         return scores.masked_fill(~bank.trained, float("-inf"))

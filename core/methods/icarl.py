@@ -9,6 +9,7 @@ samples instead, the classic ablation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,8 +21,10 @@ from core.methods.buffer import buffer_for, random_order
 from core.methods.er import classes_of, store_context
 
 
-def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int) -> dict[int, Tensor]:
-    """For each class, the indices (into features) of its first min(m, n_c) herding picks, in order."""
+def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
+                  step: Callable[[], None] = lambda: None) -> dict[int, Tensor]:
+    """For each class, the indices (into features) of its first min(m, n_c) herding picks, in order.
+    `step()` is called after every pick (a stop check: no host sync, no random numbers)."""
     features = F.normalize(features, dim=1)
     members = [(labels == c).nonzero().squeeze(1) for c in classes]  # once per consolidation
     counts = [int(idx.shape[0]) for idx in members]
@@ -42,6 +45,7 @@ def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int) 
         picks.append(pick)
         chosen_sum += padded[rows, pick]
         valid[rows, pick] = False
+        step()
     order = torch.stack(picks, 1)
     return {c: members[i][order[i, : min(m, counts[i])]] for i, c in enumerate(classes)}
 
@@ -81,27 +85,39 @@ class ICaRL(Method):
         context = info.context
         classes = classes_of(info)
         with info.phase("herding", total=len(classes)) as progress:
+
+            def working() -> None:  # reports (and checks for a stop); all classes are herded at once
+                progress(0)
+
             if self.params.selection == "herding":
-                order = herding_order(self.features(context.inputs(context.x_train)), context.y_train, classes,
-                                      self.buffer.quota(len(self.buffer.classes) + len(classes)))
+                order = herding_order(self.features(context.inputs(context.x_train), step=working),
+                                      context.y_train, classes,
+                                      self.buffer.quota(len(self.buffer.classes) + len(classes)), working)
             else:
                 order = random_order(context.y_train, classes, self.generator)
             store_context(self.buffer, info, order)
-            self.class_means = self.exemplar_means()
+            self.class_means = self.exemplar_means(step=working)
             progress(len(classes))
 
     @torch.no_grad()
-    def features(self, x: Tensor, batch: int = 2048) -> Tensor:
+    def features(self, x: Tensor, batch: int = 2048, step: Callable[[], None] = lambda: None) -> Tensor:
+        """The model's features of x in eval mode, `batch` inputs at a time; `step()` after each batch."""
         was_training = self.model.training
         self.model.eval()
-        out = torch.cat([self.model.features(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
-        self.model.train(was_training)
+        try:
+            parts = []
+            for i in range(0, x.shape[0], batch):
+                parts.append(self.model.features(x[i : i + batch]))
+                step()
+            out = torch.cat(parts)
+        finally:
+            self.model.train(was_training)
         return out
 
-    def exemplar_means(self) -> Tensor:
+    def exemplar_means(self, step: Callable[[], None] = lambda: None) -> Tensor:
         """Mean of each class's L2-normalised exemplar features, normalised again (iCaRL's class prototypes)."""
         assert self.buffer.x is not None and self.buffer.y is not None
-        feats = F.normalize(self.features(self.buffer.x), dim=1)
+        feats = F.normalize(self.features(self.buffer.x, step=step), dim=1)
         head = self.scenario.c * self.scenario.contexts if self.scenario.kind != "domain" else self.scenario.c
         sums = torch.zeros(head, feats.shape[1], device=feats.device).index_add_(0, self.buffer.y, feats)
         counts = torch.zeros(head, device=feats.device).index_add_(0, self.buffer.y, torch.ones_like(self.buffer.y,
