@@ -19,8 +19,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
-from core.config import METHOD_PARAMS, ConfigError, build_config, list_presets, load_preset, presets_dir
-from core.store import RunEntry, RunStore, StoreError
+from core.config import (
+    METHOD_PARAMS,
+    ConfigError,
+    TrainConfig,
+    build_config,
+    list_presets,
+    load_preset,
+    presets_dir,
+)
+from core.store import RunEntry, RunStore, StoreError, run_folder_name
 
 app = typer.Typer(
     name="cltui",
@@ -79,12 +87,18 @@ def run(
     store = store_for(runs_dir)
     if resume is not None:
         changed = [name for name, value in (("PRESET", preset), ("--method", method), ("--scenario", scenario),
-                                            ("--set", set_), ("--seed", seed), ("--device", device)) if value]
+                                            ("--set", set_), ("--seed", seed)) if value]
         if changed:
             fail(f"--resume continues {resume} with its saved config; drop {', '.join(changed)}")
         config, run_dir = resumable(store, resume)
-        if data_dir:  # where the data lives may change; what the run computes may not
+        # Where the data lives and which device computes may change; what the run computes may not.
+        if data_dir:
             config.benchmark.data_dir = str(data_dir)
+        if device:
+            try:
+                config.train.device = TrainConfig.model_validate({"device": device}).device
+            except ValueError:
+                fail(f"--device: {device!r} is not a device; use auto, cpu, cuda or cuda:N")
         config.benchmark.download = download or config.benchmark.download
     else:
         try:
@@ -97,9 +111,12 @@ def run(
     problem = missing_data(config.benchmark)
     if problem:
         fail(problem)
+    # The folders this command would create for the runs folder itself: bad input found later removes them.
+    created = [p for p in (store.root, *store.root.parents) if not p.exists()]
     if resume is None:
         try:
-            run_dir = store.new_run_dir(f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+            run_dir = store.new_run_dir(run_folder_name(config.preset, config.scenario, config.method.name,
+                                                        config.train.seed))
         except (OSError, StoreError) as e:
             fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
 
@@ -114,7 +131,13 @@ def run(
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        handle = worker.start(config, run_dir, resume=resume is not None)
+        try:
+            handle = worker.start(config, run_dir, resume=resume is not None)
+        except OSError as e:  # run.json could not be written: a full disk, a read-only runs folder
+            if resume is None:
+                discard(run_dir, created)
+            fail(f"--runs-dir: cannot write a run in {store.root} ({e.strerror or e}); free some space or pick "
+                 f"another folder", EXIT_FAILED)
         display = RunProgress(console, config, run_dir, quiet=quiet)
         handled = 0
         with display:
@@ -131,48 +154,62 @@ def run(
                         handle.kill()
     finally:
         signal.signal(signal.SIGINT, previous)
-    code = finish_run(handle, display, resumed=resume is not None)
+    code = finish_run(handle, display, resumed=resume is not None, created=created)
     raise typer.Exit(code)
+
+
+def discard(run_dir: Path, created: list[Path]) -> None:
+    """Remove the folder of a run that never ran (bad input found by the worker), and the folders this command
+    created for the runs folder (innermost first) while they are empty: bad input leaves nothing behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def resumable(store: RunStore, run: str) -> tuple[Any, Path]:
     """The saved config and folder of a run that can be continued, or one line saying why not."""
     from core.config import validate_config
-    from core.store import pid_alive, read_run_json
+    from core.store import pid_alive, read_record
 
     try:
         path = store.resolve(run)
-        record = read_run_json(path)
+        record = read_record(path)
     except StoreError as e:
-        fail(str(e))
-    status = record.get("status")
-    if status == "finished":
+        fail(f"--resume: {e}")
+    if record.status == "finished":
         fail(f"--resume: run {path.name} is finished; nothing to continue")
-    if status == "running" and pid_alive(record.get("pid")):
-        fail(f"--resume: run {path.name} is still running (pid {record['pid']})")
-    if record.get("config", {}).get("train", {}).get("checkpoints") == "none" and record.get("acc_matrix"):
+    if record.status == "running" and pid_alive(record.pid):
+        fail(f"--resume: run {path.name} is still running (pid {record.pid})")
+    if record.config.train.get("checkpoints") == "none" and record.acc_matrix:
         fail(f"--resume: run {path.name} kept no checkpoints (train.checkpoints=none); start it again instead")
     try:
-        return validate_config(record["config"]), path
-    except (ConfigError, KeyError) as e:
+        return validate_config(record.config.model_dump(mode="json")), path
+    except ConfigError as e:
         fail(f"--resume: the config saved in {path / 'run.json'} is not valid here: {e}")
 
 
-def finish_run(handle: Any, display: Any, resumed: bool = False) -> int:
+def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[Path] | None = None) -> int:
     from core.events import RunCancelled, RunFailed, RunFinished
     from core.store import read_run_json
 
     event = handle.terminal
     if isinstance(event, RunFailed) and event.kind == "input":
-        if not resumed:
-            shutil.rmtree(handle.run_dir, ignore_errors=True)  # nothing ran: leave no empty run behind
+        if not resumed:  # nothing ran: leave no empty run behind
+            discard(handle.run_dir, created or [])
+        fail(event.error)
+    if isinstance(event, RunFailed) and event.kind == "resume":  # the run's folder is as it was
         fail(event.error)
     try:
         record = read_run_json(handle.run_dir)
     except StoreError as e:
         fail(str(e), EXIT_FAILED)
-    if isinstance(event, RunFailed) and record.get("status") == "running":  # killed before it could say so
+    if isinstance(event, RunFailed) and record.get("status") == "running":
+        # killed before it could say so, or run.json could not be written (a full disk): the event says why
         record["status"] = "failed"
+        record["error"] = {"message": event.error, "kind": event.kind, "traceback": event.traceback}
     print_run(record, handle.run_dir)
     if isinstance(event, RunFinished):
         return 0
@@ -201,12 +238,12 @@ def acc_matrix_table(record: dict[str, Any]) -> Table:
     for j in range(n):
         table.add_column(f"c{j}", justify="right")
     table.add_column("avg seen", justify="right", style="bold")
-    joint = len(matrix) == 1 and n > 1
+    joint = bool(record.get("config", {}).get("method", {}).get("name") == "joint")
     for i, row in enumerate(matrix):
         seen = row if joint else row[: i + 1]
         cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
                  for j, a in enumerate(row)]
-        table.add_row("all" if joint else f"c{i}", *cells, fmt_pct(sum(seen) / len(seen)))
+        table.add_row("all" if joint else f"c{i}", *cells, fmt_pct(sum(seen) / len(seen)) if seen else "–")
     return table
 
 
@@ -214,10 +251,10 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
     cfg = record.get("config", {})
     status = record.get("status", "?")
     colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "white")
-    console.print(f"[bold]{record.get('id')}[/]  [{colour}]{status}[/]  {cfg.get('benchmark', {}).get('name')} "
-                  f"{cfg.get('benchmark', {}).get('protocol')} · {cfg.get('scenario')}-IL · "
-                  f"method {cfg.get('method', {}).get('name')} · seed {cfg.get('train', {}).get('seed')} · "
-                  f"{record.get('env', {}).get('device', '')}")
+    console.print(f"[bold]{escape(str(record.get('id')))}[/]  [{colour}]{status}[/]  "
+                  + escape(f"{cfg.get('benchmark', {}).get('name')} {cfg.get('benchmark', {}).get('protocol')} · "
+                           f"{cfg.get('scenario')}-IL · method {cfg.get('method', {}).get('name')} · "
+                           f"seed {cfg.get('train', {}).get('seed')} · {record.get('env', {}).get('device', '')}"))
     if record.get("acc_matrix"):
         console.print(acc_matrix_table(record))
     m = record.get("metrics") or {}
@@ -248,14 +285,15 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
 
 def run_row(entry: RunEntry) -> list[str]:
     if entry.data is None:
-        return [entry.id, "–", "–", "–", "[red]unreadable[/]", "–", "–"]
+        return [escape(entry.id), "–", "–", "–", "[red]unreadable[/]", "–", "–"]
     d = entry.data
     cfg = d.get("config", {})
     total = (d.get("timing") or {}).get("total_s")
     status = entry.status
     colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "magenta")
     return [
-        entry.id, str(d.get("preset")), str(cfg.get("method", {}).get("name")), str(cfg.get("scenario")),
+        escape(entry.id), escape(str(d.get("preset"))), escape(str(cfg.get("method", {}).get("name"))),
+        escape(str(cfg.get("scenario"))),
         f"[{colour}]{status}[/]", fmt_pct((d.get("metrics") or {}).get("final_avg_acc")),
         "–" if total is None else f"{total:.1f} s",
     ]
@@ -320,7 +358,7 @@ def runs_rm(
     """Delete runs (their whole folders) after a confirmation."""
     store = store_for(runs_dir)
     try:
-        paths = [store.resolve(r) for r in run_ids]
+        paths = [store.resolve(r, allow_link=True) for r in run_ids]
     except StoreError as e:
         fail(str(e))
     if not yes:
@@ -328,11 +366,14 @@ def runs_rm(
             fail("runs rm: refusing to delete without confirmation; pass --yes")
         typer.confirm(f"delete {len(paths)} run(s): {', '.join(p.name for p in paths)}?", abort=True)
     for p in paths:
+        link = p.is_symlink()
         try:
-            store.remove(str(p))
+            store.remove(p.name)
         except StoreError as e:
             fail(str(e))
-        console.print(f"deleted {p}")
+        except OSError as e:
+            fail(f"{p}: not fully deleted ({e.strerror or e})", EXIT_FAILED)
+        console.print(f"deleted {'the link ' if link else ''}{p}")
 
 
 # --- cltui presets -------------------------------------------------------------------------------
@@ -345,7 +386,11 @@ def presets_list() -> None:
     table.add_column("preset", style="bold")
     table.add_column("description")
     for name in list_presets():
-        table.add_row(name, str(load_preset(name).get("description", "")))
+        try:
+            description = str(load_preset(name).get("description", ""))
+        except ConfigError as e:  # one damaged preset file is one row, not the end of the listing
+            description = f"[red]unreadable:[/] {escape(str(e))}"
+        table.add_row(name, description)
     console.print(table)
     console.print(f"[dim]{presets_dir()} · methods: {', '.join(METHOD_PARAMS)}[/]")
 

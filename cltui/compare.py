@@ -11,6 +11,7 @@ from typing import Annotated, Any, Self
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -18,7 +19,7 @@ from cltui.common import RunsDir, console, fail
 from core import study as studies
 from core.config import ConfigError, build_config, validate_config
 from core.events import ContextEvaluated, ContextStarted, Progress, RunCancelled, RunFailed, RunFinished
-from core.store import RunStore, StoreError, read_run_json
+from core.store import RunStore, StoreError, read_run_json, run_folder_name
 
 studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
 
@@ -29,11 +30,22 @@ def study_table(rows: list[dict[str, Any]], title: str) -> Table:
                  "published (%)"):
         table.add_column(name, justify="left" if name == "method" else "right")
     for r in rows:
-        table.add_row(r["method"], f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
+        table.add_row(escape(r["method"]), f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
                       studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
                       "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
                       "–" if r["published"] is None else f"{r['published']:g}")
     return table
+
+
+def saved_config(store: RunStore, entry: dict[str, Any]) -> Any:
+    """The config a study's run was started with, when its run.json can be read; else None (it is planned
+    again from the study's settings)."""
+    if not entry.get("run_id"):
+        return None
+    try:
+        return validate_config(read_run_json(store.run_dir(entry["run_id"]))["config"])
+    except StoreError:
+        return None
 
 
 def devices_and_threads(jobs: int | None, device: str | None) -> tuple[list[str | None], int, int | None]:
@@ -104,10 +116,7 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
         from core.worker import start
 
     pending = []
-    for i, entry in enumerate(study["runs"]):
-        record = None
-        if entry.get("run_id") and (store.root / entry["run_id"] / "run.json").exists():
-            record = read_run_json(store.root / entry["run_id"])
+    for i, record in enumerate(studies.run_records(store, study)):
         if record is None or record.get("status") != "finished":
             pending.append(i)
     studies.save(store, study)
@@ -131,9 +140,9 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
                     next_device += 1
                     if device is not None:
                         config = config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
-                    resume = bool(entry.get("run_id")) and (store.root / entry["run_id"]).is_dir()
-                    run_dir = store.root / entry["run_id"] if resume else store.new_run_dir(
-                        f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+                    resume = bool(entry.get("run_id")) and store.run_dir(entry["run_id"]).is_dir()
+                    run_dir = store.run_dir(entry["run_id"]) if resume else store.new_run_dir(run_folder_name(
+                        config.preset, config.scenario, config.method.name, config.train.seed))
                     entry["run_id"] = run_dir.name
                     studies.save(store, study)
                     active[i] = start(config, run_dir, threads=threads, resume=resume)
@@ -158,8 +167,8 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
     study.setdefault("wall_s", []).append(round(wall, 2))
     studies.save(store, study)
     summed = sum(r["timing"].get("total_s") or 0 for r in records if r and r.get("timing"))
-    console.print(study_table(studies.table(store, study), f"study {study['id']} ({study['preset']}, "
-                                                            f"{study['scenario']}-IL, {study['seeds']} seeds)"))
+    console.print(study_table(studies.table(store, study), escape(f"study {study['id']} ({study['preset']}, "
+                                                                  f"{study['scenario']}-IL, {study['seeds']} seeds)")))
     console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
                   f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
     if interrupts:
@@ -195,10 +204,12 @@ def register(app: typer.Typer) -> None:
                 if preset or methods or set_:
                     fail(f"--resume continues study {resume} with its saved settings; drop PRESET/--methods/--set")
                 study = studies.load(store, resume)
-                configs = [validate_config(read_run_json(store.root / e["run_id"])["config"])
-                           if e.get("run_id") and (store.root / e["run_id"] / "run.json").exists() else
+                for e in study["runs"]:  # every run folder it names must be a plain child of the runs folder
+                    if e.get("run_id"):
+                        store.run_dir(e["run_id"])
+                configs = [saved_config(store, e) or
                            build_config(study["preset"], method=e["method"], scenario=study["scenario"],
-                                                seed=e["seed"], overrides=study["overrides"])
+                                        seed=e["seed"], overrides=study["overrides"])
                            for e in study["runs"]]
                 jobs = jobs or study.get("jobs")
             else:
@@ -239,10 +250,11 @@ def studies_list(runs_dir: RunsDir = None) -> None:
         table.add_column(name)
     for s in found:
         if "error" in s:
-            table.add_row(s["id"], "[red]unreadable[/]", "", "", "", "")
+            table.add_row(escape(s["id"]), "[red]unreadable[/]", "", "", "", "")
             continue
         done = sum(r is not None and r.get("status") == "finished" for r in studies.run_records(store, s))
-        table.add_row(s["id"], str(s["preset"]), s["scenario"], ",".join(s["methods"]), str(s["seeds"]),
+        table.add_row(escape(s["id"]), escape(str(s["preset"])), escape(s["scenario"]), escape(",".join(s["methods"])),
+                      str(s["seeds"]),
                       f"{done}/{len(s['runs'])}")
     console.print(table)
 
@@ -262,7 +274,7 @@ def studies_show(
         fail(str(e))
     rows = studies.table(store, study)
     if fmt == "table":
-        console.print(study_table(rows, f"study {study['id']} ({study['preset']}, {study['scenario']}-IL, "
-                                        f"{study['seeds']} seeds)"))
+        console.print(study_table(rows, escape(f"study {study['id']} ({study['preset']}, {study['scenario']}-IL, "
+                                               f"{study['seeds']} seeds)")))
     else:
         print(studies.render(rows, fmt))

@@ -6,6 +6,7 @@ Reads only the run folder (run.json's `dreams` list and the PNGs): no torch, no 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,6 +98,14 @@ def show_grid(run_dir: Path, entry: dict[str, Any], width: int | None) -> None:
 
 def export_dreams(run_dir: Path, entries: list[dict[str, Any]], dest: Path) -> None:
     """Copy each context's folder to DEST/context-K; never overwrite: a folder already there is an error."""
+    if dest.exists() and not dest.is_dir():
+        fail(f"--export: {dest} is a file; give a folder (it is created if missing)")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--export: cannot create {dest} ({e.strerror or e}); choose a folder you can write to")
+    if not os.access(dest, os.W_OK | os.X_OK):
+        fail(f"--export: {dest} is not writable; choose a folder you can write to")
     targets = [(run_dir / "dreams" / f"context-{e['context']}", dest / f"context-{e['context']}") for e in entries]
     for source, target in targets:
         if not source.is_dir():
@@ -104,5 +113,9 @@ def export_dreams(run_dir: Path, entries: list[dict[str, Any]], dest: Path) -> N
         if target.exists():
             fail(f"--export: {target} already exists; choose an empty folder (nothing was copied)")
     for source, target in targets:
-        shutil.copytree(source, target)
+        try:
+            shutil.copytree(source, target)
+        except OSError as e:  # a full disk, a folder that turned read-only meanwhile
+            fail(f"--export: copying {source} to {target} failed ({e.strerror or e}); what was copied before is "
+                 f"kept", 1)
         console.print(f"copied {source} -> {target}")

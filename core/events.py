@@ -118,8 +118,11 @@ def to_json(event: Event) -> str:
 def from_json(line: str) -> Event:
     """One events.jsonl line back into its event; ValueError names what is wrong with it."""
     data = json.loads(line)
-    cls = EVENT_TYPES.get(data.pop("event", None))
+    cls = EVENT_TYPES.get(data.pop("event", None)) if isinstance(data, dict) else None
     if cls is None:
         raise ValueError(f"not a cltui event: {line[:80]!r}")
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as e:  # a required field missing: a damaged line, not a crash of the reader
+        raise ValueError(f"damaged {cls.__name__} event ({e}): {line[:80]!r}") from None

@@ -17,7 +17,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.events import TERMINAL, Event, from_json
-from core.store import EVENTS, WORKER_LOG, new_run_record, write_json_atomic
+from core.store import EVENTS, WORKER_LOG, RunRecord, write_record
 from core.worker import record_end
 
 STOP_FILE = "STOP"
@@ -126,7 +126,7 @@ class RayExecutor:
     def start(self, config: RunConfig, run_dir: Path, threads: int | None = None, resume: bool = False
               ) -> RayRunHandle:
         if not resume:
-            write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
+            write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
         wants_gpu = self.gpus > 0 and config.train.device in ("auto", "cuda")
         task = self.remote.options(num_cpus=threads or 1, num_gpus=1 if wants_gpu else 0)
         return RayRunHandle(task.remote(config.to_dict(), str(run_dir), resume, threads), run_dir)

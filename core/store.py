@@ -1,8 +1,15 @@
 """The run store: one folder per run under the runs directory, holding run.json (schema 1, rewritten
 atomically), events.jsonl (append-only), worker.log, checkpoints/ and dreams/.
 
-Listing and loading never crash on a damaged folder: an unreadable run.json becomes an entry that
-names the file and what is wrong with it.
+Two rules make it trustworthy:
+
+- run.json is read and written only through `RunRecord`, a typed record with its transitions (new,
+  resumed, context completed, ended, worker died) written once, here. A file it cannot read, whatever is
+  wrong with it (cut JSON, wrong types, a folder where the file should be), becomes one "unreadable: why"
+  entry; it never stops a listing, a screen or a study table.
+- every id that names a folder (a run, a study) goes through `RunStore.run_dir` / `child_name`, which
+  refuse anything but a plain child of the runs folder: no separators, no `..`, no symlink out. So no run
+  id, study file or command line makes cltui touch a file outside its runs folder.
 """
 
 from __future__ import annotations
@@ -17,14 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from core.events import Event, from_json, to_json
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.events import Event, RunCancelled, RunFailed, RunFinished, from_json, to_json
 
 SCHEMA = 1
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
 WORKER_LOG = "worker.log"
+
+Status = Literal["running", "finished", "failed", "cancelled"]
+ENDED: tuple[str, ...] = ("finished", "failed", "cancelled")
 
 
 class StoreError(ValueError):
@@ -39,9 +51,17 @@ def now_iso() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename over: a reader (or a
-    crash) sees the old file or the new one, never half of one."""
+    crash) sees the old file or the new one, never half of one. The file gets the permissions of any
+    other new file (the umask), not mkstemp's 0600, so a runs folder shared between users stays readable.
+    On a failed write (a full disk) the temporary file is removed and the old file is left as it was."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -49,36 +69,215 @@ def write_json_atomic(path: Path, data: Any) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def read_run_json(run_dir: Path) -> dict[str, Any]:
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "run"
+
+
+def run_folder_name(preset: str | None, scenario: str, method: str, seed: int) -> str:
+    """The readable part of a run folder's name; the store puts the time in front."""
+    return f"{preset or 'run'}-{scenario}-{method}-s{seed}"
+
+
+# --- the record ------------------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    # Fields this version does not know (written by a newer cltui, or a new run kind) are kept as they are.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class ContextRow(_Open):
+    """One trained stage: what run.json's `contexts` lists."""
+
+    index: int
+    classes: list[int] = []
+    train_s: float | None = None
+    iterations: int | None = None
+    final_loss: float | None = None
+    elapsed_s: float | None = None  # wall time of the run (all its sessions) when this stage was saved
+
+
+class DreamEntry(_Open):
+    """One context's dreams (data-free methods): run.json's `dreams` list."""
+
+    context: int
+    path: str | None = None
+    count: int = 0
+    quality: dict[str, Any] = {}
+
+
+class RunError(_Open):
+    message: str
+    kind: str = "error"  # error, input, cancelled, failed
+    traceback: str | None = None
+    context: int | None = None
+    iteration: int | None = None
+
+
+class Resumed(_Open):
+    at: str
+    status: str
+    device: str | None = None
+
+
+class MethodView(_Open):
+    name: str
+
+
+class ConfigView(_Open):
+    """What every reader of a record relies on in its config; the rest is kept as written (a record stays
+    readable when a later cltui changes a method's parameters; `--resume` validates the whole config)."""
+
+    preset: str | None = None
+    benchmark: dict[str, Any] = {}
+    scenario: str | None = None
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    method: MethodView
+
+
+class RunRecord(_Open):
+    """run.json, schema 1 (DESIGN.md): the one typed view of a run's record. Faces read it as a dict
+    (`to_dict`), normalised: every field present with the type named here."""
+
+    schema_: Literal[1] = Field(1, alias="schema")
+    id: str
+    status: Status
+    pid: int | None = None
+    created: str
+    finished: str | None = None
+    preset: str | None = None
+    config: ConfigView
+    env: dict[str, str] = {}
+    contexts: list[ContextRow] = []
+    acc_init: list[float] | None = None
+    acc_matrix: list[list[float]] = []
+    metrics: dict[str, float | None] = {}
+    timing: dict[str, float | None] = {}
+    dreams: list[DreamEntry] = []
+    error: RunError | None = None
+    resumed: list[Resumed] = []
+
+    # transitions ---------------------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, run_id: str, preset: str | None, config: dict[str, Any], env: dict[str, str] | None = None
+            ) -> RunRecord:
+        """A run that has just started (its worker may not exist yet)."""
+        return cls(id=run_id, status="running", pid=os.getpid(), created=now_iso(), preset=preset,
+                   config=ConfigView.model_validate(config), env=env or {})
+
+    def resume(self, config: dict[str, Any], env: dict[str, str], completed: int) -> None:
+        """Continue in this process after `completed` stages whose checkpoint has loaded: rows past it are
+        work a kill interrupted, and are dropped (they are trained again)."""
+        self.resumed.append(Resumed(at=now_iso(), status=self.status, device=env.get("device")))
+        self.status, self.finished, self.error, self.pid = "running", None, None, os.getpid()
+        self.config, self.env = ConfigView.model_validate(config), env
+        self.contexts = self.contexts[:completed]
+        self.acc_matrix = self.acc_matrix[:completed]
+        self.dreams = [d for d in self.dreams if d.context < completed]
+
+    def context_completed(self, row: ContextRow, accuracies: list[float], metrics: dict[str, float | None],
+                          dreams: dict[str, Any] | None = None) -> None:
+        if dreams is not None:
+            self.dreams = [d for d in self.dreams if d.context != row.index] + [DreamEntry.model_validate(dreams)]
+        self.contexts.append(row)
+        self.acc_matrix.append(accuracies)
+        self.metrics = metrics
+
+    def end(self, status: Status, error: RunError | None, metrics: dict[str, float | None],
+            timing: dict[str, float | None]) -> None:
+        self.status, self.finished, self.error = status, now_iso(), error
+        self.metrics, self.timing = metrics, timing
+
+    def worker_died(self, asked: bool, message: str, log_tail: str) -> None:
+        """The worker ended without its own final word: cancelled when it was asked to stop, else failed.
+        What it had saved (every completed context) stays."""
+        status: Status = "cancelled" if asked else "failed"
+        self.status, self.finished = status, now_iso()
+        self.error = RunError(message=message, kind=status, traceback=log_tail)
+
+    # reading -------------------------------------------------------------------------------------
+
+    @property
+    def trains_jointly(self) -> bool:
+        """One stage over every context's data: its single row is "all", not context 0."""
+        return self.config.method.name == "joint"
+
+    def terminal_event(self) -> Event | None:
+        """The event a follower would have seen for this record's final status (None while running)."""
+        if self.status == "finished":
+            return RunFinished(metrics=dict(self.metrics), total_s=self.timing.get("total_s") or 0.0)
+        message = self.error.message if self.error else self.status
+        if self.status == "failed":
+            return RunFailed(error=message, traceback=(self.error.traceback or "") if self.error else "",
+                             kind=self.error.kind if self.error else "error")
+        if self.status == "cancelled":
+            return RunCancelled(reason=message, context=len(self.acc_matrix))
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _why(e: ValidationError) -> str:
+    err = e.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "the top level"
+    return f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}"
+
+
+def parse_record(data: Any, where: Path | str) -> RunRecord:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise StoreError(f"{where}: not a cltui run.json (schema {SCHEMA} expected)")
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        raise StoreError(f"{where}: unreadable ({_why(e)}); the run's other files are untouched") from None
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    """The run's record, or StoreError with one line saying why it cannot be read."""
     path = run_dir / RUN_JSON
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; this folder is not a cltui run") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StoreError(f"{path}: unreadable JSON ({e}); the run's other files are untouched") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or "id" not in data:
-        raise StoreError(f"{path}: not a cltui run.json (schema {SCHEMA} expected)")
-    return data
+    except OSError as e:  # a folder where the file should be, no permission, an I/O error
+        raise StoreError(f"{path}: unreadable ({e.strerror or e}); the run's other files are untouched") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:  # cut JSON, bad UTF-8, absurd nesting
+        raise StoreError(f"{path}: unreadable JSON ({str(e)[:120]}); the run's other files are untouched") from None
+    record = parse_record(data, path)
+    try:
+        record.to_dict()  # text no UTF-8 can hold (a lone surrogate, written as \\ud800) breaks every reader later
+    except (UnicodeError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable ({str(e)[:120]}); the run's other files are untouched") from None
+    return record
+
+
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """The record as a normalised dict (every field present and typed), for the faces."""
+    return read_record(run_dir).to_dict()
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    write_json_atomic(run_dir / RUN_JSON, record.to_dict())
 
 
 def new_run_record(run_id: str, preset: str | None, config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """A run.json (schema 1) for a run that has just started."""
-    return {
-        "schema": SCHEMA, "id": run_id, "status": "running", "pid": os.getpid(), "created": now_iso(),
-        "finished": None, "preset": preset, "config": config, "env": env, "contexts": [], "acc_init": None,
-        "acc_matrix": [], "metrics": {}, "timing": {}, "dreams": [], "error": None,
-    }
+    """A run.json (schema 1) for a run that has just started, as a dict."""
+    return RunRecord.new(run_id, preset, config, env).to_dict()
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "run"
+# --- the folder ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -101,20 +300,52 @@ class RunEntry:
 
 
 def pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
     return True
 
 
+def child_name(name: Any, what: str = "run") -> str:
+    """`name` if it can name a plain child of a runs folder; StoreError otherwise. Every run and study id
+    read from a command line, a study file or a screen passes through here before it is joined to a path."""
+    if not isinstance(name, str) or not name:
+        raise StoreError(f"{what} id {name!r}: not a name")
+    try:
+        too_long = len(name.encode()) > 255  # a folder name the file system cannot hold
+    except UnicodeEncodeError:
+        raise StoreError(f"{what} id {name!r}: not a valid file name") from None
+    if too_long:
+        raise StoreError(f"{what} id {name[:40]!r}...: longer than a folder name can be")
+    if name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise StoreError(f"{what} id {name!r}: not a plain folder name in the runs folder; cltui touches nothing "
+                         f"outside it")
+    return name
+
+
 class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_runs_dir()
+
+    def child(self, name: Any, what: str = "run", allow_link: bool = False) -> Path:
+        """`root/name` for a plain child name whose folder, if it is a link, stays inside the root
+        (`allow_link`: return the link itself, whatever it points to, for removing it)."""
+        path = self.root / child_name(name, what)
+        try:
+            link = path.is_symlink()
+        except OSError as e:
+            raise StoreError(f"{what} {name!r} in {self.root}: cannot be read ({e.strerror or e})") from None
+        if link and not allow_link:
+            target = path.resolve()
+            if target.parent != self.root.resolve():
+                raise StoreError(f"{what} {name!r} in {self.root} is a symbolic link to {target}, outside the runs "
+                                 f"folder; cltui does not follow it (`cltui runs rm {name}` removes the link)")
+        return path
 
     def new_run_dir(self, name: str) -> Path:
         """A fresh folder `<time>-<name>`; an existing folder is never reused."""
@@ -129,46 +360,102 @@ class RunStore:
                 continue
         raise StoreError(f"{self.root}: cannot find a free run folder name for {base}")
 
-    def list(self) -> list[RunEntry]:
-        if not self.root.is_dir():
+    def folders(self) -> list[Path]:
+        """The run folders: children holding a run.json (studies/ and other folders are not runs); links
+        out of the runs folder are left out."""
+        try:
+            children = sorted(self.root.iterdir())
+        except OSError:
             return []
-        entries = []
-        for path in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if not (path / RUN_JSON).exists():
-                continue  # studies/ and other folders that are not runs
+        out = []
+        for path in children:
+            if path.name.startswith("."):
+                continue
             try:
-                entries.append(RunEntry(path.name, path, read_run_json(path)))
-            except StoreError as e:
-                entries.append(RunEntry(path.name, path, None, str(e)))
-        return entries
+                self.child(path.name)
+                if path.is_dir() and os.path.lexists(path / RUN_JSON):
+                    out.append(path)
+            except (StoreError, OSError):
+                continue
+        return out
 
-    def resolve(self, run: str) -> Path:
-        """A run by id, unique id prefix, or path to its folder."""
-        as_path = Path(run)
-        if (as_path / RUN_JSON).exists():
-            return as_path
-        if (self.root / run / RUN_JSON).exists():
-            return self.root / run
-        matches = [e.path for e in self.list() if e.id.startswith(run)] if run else []
+    def entry(self, path: Path) -> RunEntry:
+        try:
+            return RunEntry(path.name, path, read_run_json(path))
+        except StoreError as e:
+            return RunEntry(path.name, path, None, str(e))
+
+    def list(self) -> list[RunEntry]:
+        return [self.entry(path) for path in self.folders()]
+
+    def resolve(self, run: str, allow_link: bool = False) -> Path:
+        """A run by id, unique id prefix, or the path of its folder inside the runs folder; never a folder
+        outside it."""
+        if not isinstance(run, str) or not run:
+            raise StoreError("no run given; `cltui runs list` shows the runs")
+        if "\0" in run:
+            raise StoreError(f"{run!r}: not a run id (it holds a NUL character)")
+        try:
+            run.encode()
+        except UnicodeEncodeError:
+            raise StoreError(f"{run!r}: not a valid run id or path") from None
+        name = run.rstrip("/")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            as_path = Path(name)
+            if as_path.absolute().parent.resolve() != self.root.resolve():
+                raise StoreError(f"{run!r} is not a run in the runs folder {self.root}; cltui touches nothing "
+                                 f"outside it (pass --runs-dir for another runs folder)")
+            name = as_path.name
+        path = self.child(name, allow_link=allow_link)
+        if os.path.lexists(path):
+            if (path / RUN_JSON).exists() or path.is_symlink():
+                return path
+            raise StoreError(f"{path} holds no run.json: not a cltui run, so cltui leaves it alone")
+        matches = [p for p in self.folders() if p.name.startswith(name)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise StoreError(f"run {run!r} is ambiguous in {self.root}: {', '.join(p.name for p in matches[:5])}")
         raise StoreError(f"no run {run!r} in {self.root}; `cltui runs list` shows the runs there (or pass --runs-dir)")
 
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of an exact run id (a study's runs), checked as `child`."""
+        return self.child(run_id)
+
     def load(self, run: str) -> dict[str, Any]:
         return read_run_json(self.resolve(run))
 
     def remove(self, run: str) -> Path:
-        path = self.resolve(run)
+        """Delete a run's folder. A symbolic link is removed itself, never what it points to; a folder
+        whose run.json is not a cltui record is left alone; a running run is refused."""
+        path = self.resolve(run, allow_link=True)
+        if path.is_symlink():
+            path.unlink()
+            return path
         try:
             data = read_run_json(path)
-        except StoreError:
-            data = {}
+        except StoreError as e:
+            if not os.path.isfile(path / RUN_JSON):
+                raise StoreError(f"{path}: {e}; not removed") from None
+            data = {}  # a damaged run.json of a run: removing it is what a user wants
+            if not _looks_like_run(path):
+                raise StoreError(f"{path} does not look like a cltui run ({e}); not removed") from None
         if data.get("status") == "running" and pid_alive(data.get("pid")):
             raise StoreError(f"run {path.name} is still running (pid {data['pid']}); stop it before removing it")
         shutil.rmtree(path)
         return path
+
+
+def _looks_like_run(path: Path) -> bool:
+    """A folder with a damaged run.json is still a run when cltui's other files are there, or when the
+    file at least says it is a cltui record."""
+    if (path / EVENTS).exists() or (path / WORKER_LOG).exists() or (path / "checkpoints").is_dir():
+        return True
+    try:
+        head = (path / RUN_JSON).read_text(errors="replace")[:200]
+    except OSError:
+        return False
+    return '"schema"' in head
 
 
 def append_event(run_dir: Path, event: Event) -> None:
@@ -177,14 +464,14 @@ def append_event(run_dir: Path, event: Event) -> None:
 
 
 def read_events(run_dir: Path) -> Iterator[Event]:
-    """Every complete event line; a line cut short by a crash (the last one) is skipped."""
+    """Every complete event line; a line cut short by a crash (the last one) or damaged is skipped."""
     path = run_dir / EVENTS
-    if not path.exists():
+    if not path.is_file():
         return
-    with path.open() as f:
+    with path.open(errors="replace") as f:
         for line in f:
             if line.endswith("\n"):
                 try:
                     yield from_json(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue

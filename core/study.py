@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
 from core.config import ConfigError, RunConfig, build_config
-from core.store import RunStore, StoreError, now_iso, read_run_json, slug, write_json_atomic
+from core.store import RunStore, StoreError, child_name, now_iso, read_run_json, slug, write_json_atomic
 
 SCHEMA = 1
 
@@ -38,6 +40,56 @@ PUBLISHED: dict[tuple[str, str], dict[str, float]] = {
 
 def studies_dir(store: RunStore) -> Path:
     return store.root / "studies"
+
+
+class StudyRun(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    seed: int
+    run_id: str | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _plain_child(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                child_name(v)
+            except StoreError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+class Study(BaseModel):
+    """A study file, typed: a file that is not one becomes one "unreadable" entry, and its run ids can only
+    name plain children of the runs folder."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    created: str | None = None
+    finished: str | None = None
+    preset: str | None = None
+    scenario: str
+    methods: list[str]
+    seeds: int
+    overrides: list[str] = []
+    jobs: int | None = None
+    runs: list[StudyRun]
+    wall_s: list[float] = []
+
+
+def parse_study(data: Any, where: Path) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise StoreError(f"{where}: not a cltui study file")
+    try:
+        study = Study.model_validate({k: v for k, v in data.items() if k != "schema"})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        at = ".".join(str(p) for p in err["loc"]) or "the top level"
+        raise StoreError(f"{where}: unreadable ({at}: {err['msg']})") from None
+    child_name(study.id, "study")  # it names the file the study is saved back to
+    return {"schema": SCHEMA, **study.model_dump(mode="json")}
 
 
 def plan(preset: str, methods: list[str], scenario: str, seeds: int, overrides: list[str],
@@ -68,25 +120,25 @@ def plan(preset: str, methods: list[str], scenario: str, seeds: int, overrides: 
 def save(store: RunStore, study: dict[str, Any]) -> Path:
     folder = studies_dir(store)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{study['id']}.json"
+    path = folder / f"{child_name(study['id'], 'study')}.json"
     write_json_atomic(path, study)
     return path
 
 
 def load(store: RunStore, study_id: str) -> dict[str, Any]:
-    files = sorted(studies_dir(store).glob("*.json")) if studies_dir(store).is_dir() else []
+    """A study by id or unique id prefix, read through the typed `Study`; StoreError says why not."""
+    child_name(study_id, "study")
     folder = studies_dir(store)
+    files = sorted(p for p in folder.glob("*.json") if not p.is_symlink()) if folder.is_dir() else []
     candidates = [p for p in files if p.stem == study_id] or [p for p in files if p.stem.startswith(study_id)]
     if len(candidates) != 1:
         what = "ambiguous" if candidates else "not found"
         raise StoreError(f"study {study_id!r} {what} in {folder}; `cltui studies list` shows the studies there")
     try:
-        study = json.loads(candidates[0].read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{candidates[0]}: unreadable ({e})") from None
-    if not isinstance(study, dict) or study.get("schema") != SCHEMA or "runs" not in study:
-        raise StoreError(f"{candidates[0]}: not a cltui study file")
-    return study
+        study = json.loads(candidates[0].read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        raise StoreError(f"{candidates[0]}: unreadable ({str(e)[:120]})") from None
+    return parse_study(study, candidates[0])
 
 
 def list_studies(store: RunStore) -> list[dict[str, Any]]:
@@ -103,13 +155,14 @@ def run_records(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any] |
     records: list[dict[str, Any] | None] = []
     for entry in study["runs"]:
         try:
-            records.append(read_run_json(store.root / entry["run_id"]) if entry.get("run_id") else None)
+            records.append(read_run_json(store.run_dir(entry["run_id"])) if entry.get("run_id") else None)
         except StoreError:
             records.append(None)
     return records
 
 
 def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]  # a NaN metric is no figure
     if not values:
         return None, None
     if len(values) == 1:

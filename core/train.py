@@ -9,9 +9,11 @@ matching terminal event; it raises only for problems with its arguments.
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import platform
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -37,16 +39,13 @@ from core.events import (
     RunStarted,
 )
 from core.methods import method_class
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.base import Batch, Cancelled, ContextInfo, Method
 from core.metrics import summarize
 from core.scenarios import ScenarioView
-from core.store import new_run_record, now_iso, read_run_json, write_json_atomic
+from core.store import ContextRow, RunError, RunRecord, StoreError, read_record, write_record
 
 FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
-
-
-class Cancelled(Exception):
-    """The user (or a dying parent process) asked the run to stop."""
+FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
 
 
 class NonFiniteLoss(Exception):
@@ -60,13 +59,29 @@ class InputError(Exception):
     """Bad input found only once the worker looked (missing device, unreadable data): exit code 2."""
 
 
+class ResumeError(Exception):
+    """A run that cannot be continued (damaged checkpoint, unreadable run.json): its folder is left as it was."""
+
+
+class StoreWriteError(Exception):
+    """The run folder could not be written (a full disk, a read-only or vanished folder)."""
+
+    def __init__(self, what: str, error: OSError, completed: int, run_id: str = "RUN"):
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = error.strerror or str(error)
+        super().__init__(f"cannot write {what} ({why}){': the disk is full' if full else ''}; "
+                         f"{completed} completed context(s) are saved; "
+                         f"{'free some space' if full else 'fix the runs folder'}, then `cltui run --resume {run_id}`")
+
+
 def resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"train.device: {spec} asked for but no CUDA device is visible; use --device cpu")
+            raise InputError(f"train.device: {spec} asked for but no CUDA device is visible; use --device cpu "
+                             f"(also with --resume)")
         if (device.index or 0) >= torch.cuda.device_count():
             raise InputError(f"train.device: {spec} does not exist ({torch.cuda.device_count()} CUDA devices)")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -98,14 +113,18 @@ class Trainer:
                  should_stop: Callable[[], bool], benchmark: Benchmark | None = None, resume: bool = False):
         self.config, self.run_dir, self.emit, self.should_stop = config, run_dir, emit, should_stop
         self.started = time.monotonic()
+        self.elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
         self.device = resolve_device(config.train.device)
-        self.record = new_run_record(run_dir.name, config.preset, config.to_dict(), environment(self.device))
-        if resume:  # keep what the interrupted run recorded; rows past the last checkpoint are dropped below
-            previous = read_run_json(run_dir)
-            self.record.update({k: previous[k] for k in ("created", "contexts", "acc_init", "acc_matrix", "dreams")
-                                if k in previous})
-            self.record["resumed"] = previous.get("resumed", []) + [{"at": now_iso(), "status": previous["status"]}]
-        self.save()
+        if resume:
+            # Nothing is written to run.json until the checkpoint has loaded (restore() below): a resume that
+            # fails leaves the record of every completed context exactly as it was.
+            try:
+                self.record = read_record(run_dir)
+            except StoreError as e:
+                raise ResumeError(f"--resume: {e}") from None
+        else:
+            self.record = RunRecord.new(run_dir.name, config.preset, config.to_dict(), environment(self.device))
+            self.save()
         t = config.train
         torch.manual_seed(t.seed)
         if self.device.type == "cuda":
@@ -137,29 +156,57 @@ class Trainer:
         self.samples = 0
         self.first_stage = self.restore() if resume else 0
 
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise Cancelled("stopped before training started")
+
     def restore(self) -> int:
-        """Load the last context checkpoint (model, optimiser, method and random states); the stage to run next."""
-        checkpoints = sorted((self.run_dir / "checkpoints").glob("context-*.pt"),
-                             key=lambda p: int(p.stem.removeprefix("context-")))
-        if not checkpoints:  # nothing completed: start over in the same folder
-            self.record.update(contexts=[], acc_init=None, acc_matrix=[])
-            return 0
-        state = torch.load(checkpoints[-1], map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.generator.set_state(state["rng"]["generator"])
-        done = state["context"] + 1
-        if self.method.needs_previous_model:
-            self.previous_model = frozen_copy(self.model)
-        self.record["contexts"] = self.record["contexts"][:done]
-        self.record["acc_matrix"] = self.record["acc_matrix"][:done]
-        self.record["dreams"] = [d for d in self.record.get("dreams", []) if d.get("context", done) < done]
-        self.train_s = sum(c.get("train_s", 0.0) for c in self.record["contexts"])
-        self.samples = sum(c.get("iterations", 0) for c in self.record["contexts"]) * self.config.train.batch_size
+        """Load the last context checkpoint (model, optimiser, method and random states) and only then mark the
+        record resumed; the stage to run next."""
+        folder = self.run_dir / "checkpoints"
+        checkpoints = sorted(folder.glob("context-*.pt"), key=lambda p: int(p.stem.removeprefix("context-"))) \
+            if folder.is_dir() else []
+        done = 0
+        if checkpoints:
+            path = checkpoints[-1]
+            try:
+                state = torch.load(path, map_location=self.device, weights_only=True)
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.method.load_state_dict(state["method"])
+                torch.set_rng_state(state["rng"]["torch"])
+                if "cuda" in state["rng"] and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+                self.generator.set_state(state["rng"]["generator"])
+                done = int(state["context"]) + 1
+                saved = state.get("record")
+            except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run stays as it was
+                first = str(e).splitlines()[0].split(". ")[0][:160] if str(e) else ""
+                why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+                raise ResumeError(f"--resume: {path} is damaged ({why}); run.json is untouched; restore the file "
+                                  f"from a backup, or start the run again") from None
+            # The checkpoint carries the rows it completes: a kill between writing it and writing run.json
+            # loses nothing.
+            if saved is not None and len(self.record.acc_matrix) < done:
+                self.record.contexts = [ContextRow.model_validate(c) for c in saved["contexts"]]
+                self.record.acc_matrix = saved["acc_matrix"]
+                self.record.acc_init = saved["acc_init"]
+            if len(self.record.acc_matrix) < done:
+                raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} context(s) but {path} "
+                                  f"follows context {done - 1}; run.json is untouched")
+            if self.method.needs_previous_model:
+                self.previous_model = frozen_copy(self.model)
+        elif self.record.acc_matrix and self.config.train.checkpoints != "none":
+            raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} completed context(s) but "
+                              f"{folder} holds no checkpoint; run.json is untouched; start the run again")
+        if done == 0:  # nothing completed: start over in the same folder
+            self.record.acc_init = None
+        self.record.resume(self.config.to_dict(), environment(self.device), done)
+        rows = self.record.contexts
+        self.elapsed_before = (rows[-1].elapsed_s or 0.0) if rows else 0.0
+        self.train_s = sum(c.train_s or 0.0 for c in rows)
+        self.samples = sum(c.iterations or 0 for c in rows) * self.config.train.batch_size
+        self.save()
         return done
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -170,23 +217,33 @@ class Trainer:
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
     def save(self) -> None:
-        write_json_atomic(self.run_dir / "run.json", self.record)
+        try:
+            write_record(self.run_dir, self.record)
+        except OSError as e:
+            raise StoreWriteError(str(self.run_dir / "run.json"), e, len(self.record.acc_matrix),
+                                  self.run_dir.name) from None
+
+    def elapsed(self) -> float:
+        """Wall time of the whole run so far, earlier sessions of a resumed run included."""
+        return self.elapsed_before + time.monotonic() - self.started
 
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> None:
         cfg = self.config
+        self.check_stop()  # asked while the data loaded
         stages = ([self.benchmark.joint()] if self.method.trains_jointly else self.benchmark.contexts)
         iterations = cfg.train.iterations * (len(self.benchmark.contexts) if self.method.trains_jointly else 1)
         self.emit(RunStarted(run_id=self.run_dir.name, contexts=len(stages), device=describe_device(self.device),
                              config=cfg.to_dict(), resumed_from=self.first_stage or None))
-        if self.record["acc_init"] is None:
-            self.record["acc_init"] = self.evaluate(trained=-1)
+        if self.record.acc_init is None:
+            self.record.acc_init = self.evaluate(trained=-1)
         for stage, context in enumerate(stages):
             if stage < self.first_stage:
                 continue
             self.emit(ContextStarted(context=stage, classes=context.classes, iterations=iterations))
-            info = ContextInfo(stage, context, self.previous_model, self.emit, cfg.train.progress_interval)
+            info = ContextInfo(stage, context, self.previous_model, self.emit, cfg.train.progress_interval,
+                               self.should_stop)
             if cfg.train.reset_optimizer and stage > 0:
                 self.optimizer = self.make_optimizer()
             self.method.before_context(info)
@@ -196,14 +253,14 @@ class Trainer:
             if self.method.needs_previous_model:
                 self.previous_model = frozen_copy(self.model)
             accuracies = self.evaluate(trained=context.index, stage=stage)
-            self.record["acc_matrix"].append(accuracies)
-            self.record["contexts"].append({
-                "index": stage, "classes": context.classes, "train_s": round(train_s, 4),
-                "iterations": iterations, "final_loss": final_loss,
-            })
-            self.checkpoint(stage)
-            self.record["metrics"] = summarize(self.record["acc_matrix"], self.record["acc_init"])
-            self.save()  # on disk before anyone hears of it: a context reported done survives a kill
+            row = ContextRow(index=stage, classes=context.classes, train_s=round(train_s, 4), iterations=iterations,
+                             final_loss=final_loss, elapsed_s=round(self.elapsed(), 3))
+            # On disk before anyone hears of it: the checkpoint (which carries this row too), then run.json.
+            # A kill between the two loses nothing: a resume takes the row from the checkpoint.
+            self.checkpoint(stage, row, accuracies)
+            matrix = self.record.acc_matrix + [accuracies]
+            self.record.context_completed(row, accuracies, summarize(matrix, self.record.acc_init), dreams)
+            self.save()
             if dreams is not None:
                 scalars = {k: v for k, v in dreams["quality"].items() if not isinstance(v, dict)}
                 self.emit(DreamsSaved(context=stage, path=dreams["path"] or dreams["images"], count=dreams["count"],
@@ -222,7 +279,6 @@ class Trainer:
         self.judge.train_verifier(info)  # once per run, its own phase
         with info.phase("dream-quality"):
             entry = self.judge.record(self.run_dir, stage, dreams, info)
-        self.record["dreams"] = [d for d in self.record["dreams"] if d["context"] != stage] + [entry]
         return entry
 
     def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
@@ -293,6 +349,7 @@ class Trainer:
         bs = self.config.train.eval_batch_size
         correct, counts = [], []
         for context in self.benchmark.contexts:
+            self.check_stop()  # between contexts: a slow evaluation (a ResNet on a CPU) stays stoppable
             hits = torch.zeros((), dtype=torch.long, device=self.device)
             for i in range(0, context.x_test.shape[0], bs):
                 x = context.inputs(context.x_test[i : i + bs])
@@ -315,7 +372,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def checkpoint(self, stage: int) -> None:
+    def checkpoint(self, stage: int, row: ContextRow, accuracies: list[float]) -> None:
         keep = self.config.train.checkpoints
         if keep == "none":
             return
@@ -327,27 +384,44 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],
+                       "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init},
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         path = folder / f"context-{stage}.pt"
         tmp = path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        if keep == "last":
+        try:
+            # Our own file object: on a failure it is closed here, so removing the .tmp frees its space (a file
+            # torch opened itself stays open in the exception's frames, and a full disk stays full).
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+            tmp.unlink(missing_ok=True)
+            error = e if isinstance(e, OSError) else OSError(errno.EIO, str(e).splitlines()[0][:200])
+            # torch.save words a full disk as a zip-writer error ("unexpected pos"): ask the disk instead.
+            if not isinstance(e, OSError) and shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+                error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise StoreWriteError(str(path), error, len(self.record.acc_matrix), self.run_dir.name) from None
+        if keep == "last":  # only once the new one is safely on disk
             for old in folder.glob("context-*.pt"):
                 if old != path:
                     old.unlink(missing_ok=True)
 
-    def finish(self, status: str, error: dict[str, Any] | None = None) -> None:
-        total = time.monotonic() - self.started
-        self.record.update(status=status, finished=now_iso(), error=error)
-        self.record["metrics"] = summarize(self.record["acc_matrix"], self.record["acc_init"])
-        self.record["timing"] = {
-            "total_s": round(total, 3), "train_s": round(self.train_s, 3), "eval_s": round(self.eval_s, 3),
+    def finish(self, status: str, error: RunError | None = None) -> str | None:
+        """Record how the run ended; the reason run.json could not be written, if it could not (a full disk:
+        the record on disk keeps every context completed before)."""
+        timing = {
+            "total_s": round(self.elapsed(), 3), "train_s": round(self.train_s, 3), "eval_s": round(self.eval_s, 3),
             "samples_per_s": round(self.samples / self.train_s, 1) if self.train_s else None,
         }
-        self.save()
+        self.record.end(status, error, summarize(self.record.acc_matrix, self.record.acc_init), timing)  # type: ignore[arg-type]
+        try:
+            self.save()
+        except StoreWriteError as e:
+            return str(e)
+        return None
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -368,33 +442,47 @@ def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda
         trainer.run()
     except (Cancelled, KeyboardInterrupt) as e:
         reason = str(e) or "interrupted"
-        if trainer is None:
-            record = new_run_record(run_dir.name, config.preset, config.to_dict(), {})
-            record.update(status="cancelled", finished=now_iso(), error={"message": reason, "kind": "cancelled"})
-            write_json_atomic(run_dir / "run.json", record)
-        else:
-            trainer.finish("cancelled", {"message": reason, "kind": "cancelled"})
-            record = trainer.record
-        emit(RunCancelled(reason=reason, context=len(record["acc_matrix"])))
+        record, _ = _ended(trainer, config, run_dir, resume, "cancelled", RunError(message=reason, kind="cancelled"))
+        emit(RunCancelled(reason=reason, context=len(record.acc_matrix)))
         if isinstance(e, KeyboardInterrupt):
             raise
-        return record
+        return record.to_dict()
     except Exception as e:  # noqa: BLE001 - every failure must land in run.json
-        kind = "input" if isinstance(e, InputError) else "error"
-        message = str(e) if isinstance(e, (InputError, NonFiniteLoss)) else f"{type(e).__name__}: {e}"
-        error = {"message": message, "kind": kind, "traceback": traceback.format_exc(),
-                 "context": getattr(e, "context", None), "iteration": getattr(e, "iteration", None)}
-        if trainer is None:
-            record = new_run_record(run_dir.name, config.preset, config.to_dict(), {})
-            record.update(status="failed", finished=now_iso(), error=error)
-            write_json_atomic(run_dir / "run.json", record)
-        else:
-            trainer.finish("failed", error)
-            record = trainer.record
-        emit(RunFailed(error=message, traceback=error["traceback"], context=error["context"],
-                       iteration=error["iteration"], kind=kind))
-        return record
-    trainer.finish("finished")
-    emit(RunFinished(metrics=trainer.record["metrics"], total_s=trainer.record["timing"]["total_s"]))
-    return trainer.record
+        kind = "input" if isinstance(e, InputError) else "resume" if isinstance(e, ResumeError) else "error"
+        plain = (InputError, ResumeError, NonFiniteLoss, StoreWriteError)
+        message = str(e) if isinstance(e, plain) else f"{type(e).__name__}: {e}"
+        error = RunError(message=message, kind=kind, traceback=traceback.format_exc(),
+                         context=getattr(e, "context", None), iteration=getattr(e, "iteration", None))
+        record, unsaved = _ended(trainer, config, run_dir, resume, "failed", error)
+        if unsaved and not isinstance(e, StoreWriteError):
+            message = f"{message} (and {unsaved})"
+        emit(RunFailed(error=message, traceback=error.traceback or "", context=error.context,
+                       iteration=error.iteration, kind=kind))
+        return record.to_dict()
+    unsaved = trainer.finish("finished")
+    if unsaved:  # trained to the end, but the last write failed: say so instead of claiming success
+        emit(RunFailed(error=unsaved, kind="error"))
+        return trainer.record.to_dict()
+    emit(RunFinished(metrics=trainer.record.metrics, total_s=trainer.record.timing["total_s"] or 0.0))
+    return trainer.record.to_dict()
 
+
+def _ended(trainer: Trainer | None, config: RunConfig, run_dir: Path, resume: bool, status: str,
+           error: RunError) -> tuple[RunRecord, str | None]:
+    """Record how a run ended. A resume that failed before its checkpoint loaded writes nothing: run.json
+    keeps every completed context as it was. A write that fails (a full disk) is reported, never raised."""
+    if trainer is not None:  # the trainer exists: a fresh record, or a resumed one whose checkpoint loaded
+        return trainer.record, trainer.finish(status, error)  # type: ignore[arg-type]
+    if resume:
+        try:
+            return read_record(run_dir), None
+        except StoreError:
+            return RunRecord.new(run_dir.name, config.preset, config.to_dict()), None
+    # A fresh run that failed at start-up (bad device, unreadable data): say so on disk.
+    record = RunRecord.new(run_dir.name, config.preset, config.to_dict())
+    record.end(status, error, {}, {})  # type: ignore[arg-type]
+    try:
+        write_record(run_dir, record)
+    except OSError as e:
+        return record, str(StoreWriteError(str(run_dir / "run.json"), e, 0, run_dir.name))
+    return record, None

@@ -27,15 +27,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.events import TERMINAL, Event, RunCancelled, RunFailed
-from core.store import (
-    WORKER_LOG,
-    StoreError,
-    append_event,
-    new_run_record,
-    now_iso,
-    read_run_json,
-    write_json_atomic,
-)
+from core.store import WORKER_LOG, RunRecord, StoreError, append_event, now_iso, read_record, write_record
 
 
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,
@@ -87,8 +79,15 @@ def _train(config: dict[str, Any], path: Path, threads: int | None, resume: bool
         torch.set_num_threads(threads)
     from core import train
 
+    unwritable: list[str] = []
+
     def emit(event: Event) -> None:
-        append_event(path, event)
+        try:
+            append_event(path, event)
+        except OSError as e:  # a full disk: the event still reaches the parent, and run.json says the rest
+            if not unwritable:
+                unwritable.append(str(e))
+                print(f"{now_iso()} cannot append to events.jsonl ({e}); events go to the parent only", flush=True)
         also(event)
 
     record = train.run(RunConfig.model_validate(config), path, emit, should_stop=should_stop, resume=resume)
@@ -168,23 +167,27 @@ class RunHandle:
 
 def record_end(run_dir: Path, killed: bool, cause: str) -> Event:
     """Record in run.json (if it still says running) and events.jsonl that a run ended without its own final
-    word: cancelled when we killed it, failed otherwise, with the tail of its worker.log."""
+    word: cancelled when we killed it, failed otherwise, with the tail of its worker.log. Never raises: a
+    record it cannot write (a full disk) stays as the worker left it, every completed context in it."""
     log = run_dir / WORKER_LOG
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+    try:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+    except OSError:
+        tail = ""
     if killed:
-        status, message = "cancelled", "worker killed on request; the last completed context is saved"
+        message = "worker killed on request; the last completed context is saved"
         event: Event = RunCancelled(reason=message)
     else:
-        status, message = "failed", f"{cause}; see {log}"
+        message = f"{cause}; see {log}"
         event = RunFailed(error=message, traceback=tail)
     try:
-        record = read_run_json(run_dir)
-    except StoreError:
-        record = None
-    if record is not None and record.get("status") == "running":
-        record.update(status=status, finished=now_iso(), error={"message": message, "kind": status, "traceback": tail})
-        write_json_atomic(run_dir / "run.json", record)
-    append_event(run_dir, event)
+        record = read_record(run_dir)
+        if record.status == "running":
+            record.worker_died(killed, message, tail)
+            write_record(run_dir, record)
+        append_event(run_dir, event)
+    except (StoreError, OSError):
+        pass
     return event
 
 
@@ -192,7 +195,7 @@ def start(config: RunConfig, run_dir: Path, threads: int | None = None, resume: 
     """Start `config` in a spawned worker process writing to `run_dir` (which must exist); with `resume`,
     continue the run saved there from its last completed context."""
     if not resume:  # the record exists before the process does: a worker that dies at start-up leaves a run
-        write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
+        write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
     ctx = mp.get_context("spawn")  # fork would copy a parent that may hold CUDA or UI threads
     events = ctx.Queue()
     stop_event = ctx.Event()
@@ -253,7 +256,7 @@ class DetachedRun:
     def _reap(self) -> None:
         code = self.process.wait()
         try:
-            status = read_run_json(self.run_dir).get("status")
+            status = read_record(self.run_dir).status
         except StoreError:
             status = "running"
         if status == "running":
@@ -267,7 +270,7 @@ def start_detached(config: RunConfig, run_dir: Path, threads: int | None = None)
     worker survives the caller's exit (and its terminal's hang-up) and reads its config from run.json; this
     process never imports torch."""
     run_dir = run_dir.resolve()
-    write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
+    write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
     command = [sys.executable, "-m", "core.worker", str(run_dir)]
     if threads:
         command += ["--threads", str(threads)]
@@ -285,11 +288,12 @@ def _detached_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path: Path = args.run_dir
     asked_to_stop = _stop_on_signals()
-    record = read_run_json(path)
+    record = read_record(path)
     # The launcher wrote run.json with its own pid; the run lives as long as this process does.
-    record["pid"] = os.getpid()
-    write_json_atomic(path / "run.json", record)
-    status = _train(record["config"], path, args.threads, False, lambda event: None, asked_to_stop.is_set)
+    record.pid = os.getpid()
+    write_record(path, record)
+    status = _train(record.config.model_dump(mode="json"), path, args.threads, False, lambda event: None,
+                    asked_to_stop.is_set)
     sys.exit(EXIT_CODES.get(status, 1))
 
 

@@ -519,48 +519,64 @@ def test_i_without_dreams_says_so(runs, runs_dir):
 
 
 def test_odd_run_json_files_do_not_crash_the_screens(runs_dir):
-    """Missing keys, None metrics, an empty or damaged matrix, wrong types: every screen still opens."""
-    odd = {
-        "20260101-000001-bare": {"schema": 1, "id": "20260101-000001-bare"},
-        "20260101-000002-nones": {"schema": 1, "id": "20260101-000002-nones", "status": "finished", "preset": None,
-                                  "config": None, "metrics": {"final_avg_acc": None, "bwt": None},
-                                  "timing": {"total_s": None}, "acc_matrix": [], "contexts": None, "error": None},
-        "20260101-000003-junk": {"schema": 1, "id": "20260101-000003-junk", "status": "failed", "config": [],
-                                 "acc_matrix": [[0.5, "x"], None, [], [0.25, 0.75]], "metrics": "??",
-                                 "error": {"message": None}, "dreams": [{"context": 0}], "timing": []},
+    """A sparse but valid record opens on every screen; wrong types, a folder where run.json should be and a
+    status that is not one are each one "unreadable" row that says why and never opens a screen."""
+    sparse = {"schema": 1, "id": "20260101-000001-sparse", "status": "finished", "created": "2026-01-01T00:00:01",
+              "preset": None, "config": {"method": {"name": "none"}}, "metrics": {"final_avg_acc": None, "bwt": None},
+              "timing": {"total_s": None}, "acc_matrix": [], "error": None, "dreams": [{"context": 0}]}
+    unreadable = {
+        "20260101-000002-bare": {"schema": 1, "id": "20260101-000002-bare"},
+        "20260101-000003-status": {"schema": 1, "id": "x", "status": 5},
+        "20260101-000004-junk": {"schema": 1, "id": "20260101-000004-junk", "status": "failed", "config": [],
+                                 "acc_matrix": [[0.5, "x"], None], "metrics": "??", "timing": []},
     }
-    for name, record in odd.items():
+    one_row = {**sparse, "id": "20260101-000000-one-row", "acc_matrix": [[1.0, 0.0]], "dreams": []}
+    for record in (sparse, one_row):
+        (runs_dir / record["id"]).mkdir()
+        (runs_dir / record["id"] / "run.json").write_text(json.dumps(record))
+    for name, record in unreadable.items():
         (runs_dir / name).mkdir()
         (runs_dir / name / "run.json").write_text(json.dumps(record))
+    (runs_dir / "20260101-000005-folder" / "run.json").mkdir(parents=True)  # a folder where the file should be
+    names = [*unreadable, "20260101-000005-folder"]
 
     async def script(app, pilot, notes):
         seen: dict[str, Any] = {"rows": runs_rows(app)}
-        for name in odd:
+        await select(pilot, sparse["id"])
+        await pilot.press("enter")
+        await settle(pilot)
+        seen["summary"] = text_of(app, "#summary")
+        await pilot.press("2", "3", "4", "i")
+        await settle(pilot)
+        if isinstance(app.screen, DreamsScreen):
+            seen["dreams"] = text_of(app, "#empty"), app.screen.query_one("#grid", DreamGrid).problem
+            await pilot.press("escape")
+        await pilot.press("escape")
+        await pilot.pause()
+        for name in names:
             await select(pilot, name)
             await pilot.press("enter")
             await settle(pilot)
-            seen[name] = text_of(app, "#summary")
-            await pilot.press("2", "3", "4", "i")
-            await settle(pilot)
-            if isinstance(app.screen, DreamsScreen):
-                seen["dreams"] = text_of(app, "#empty"), app.screen.query_one("#grid", DreamGrid).problem
-                await pilot.press("escape")
-            await pilot.press("escape")
-            await pilot.pause()
-        for name in odd:
+            seen.setdefault("screens", []).append(type(app.screen))
+        for name in [sparse["id"], one_row["id"], *names]:
             await select(pilot, name)
             await pilot.press("space")
         await pilot.press("c")
         await settle(pilot)
         seen["compare"] = table_rows(app, "#table")
+        seen["notes"] = list(notes)
         return seen
 
     seen = drive(runs_dir, script)
-    assert seen["rows"]["20260101-000001-bare"]["status"] == "?"
-    assert list(seen["rows"]["20260101-000002-nones"].values())[-3:] == ["finished", "–", "–"]
-    assert "20260101-000003-junk" in seen["20260101-000003-junk"]
+    assert list(seen["rows"][sparse["id"]].values())[-3:] == ["finished", "–", "–"]
+    assert sparse["id"] in seen["summary"]
     assert seen["dreams"][1] == "no grid image saved for this context"
-    assert len(seen["compare"]) == 3
+    for name in names:
+        assert seen["rows"][name]["status"] == "unreadable", seen["rows"][name]
+    assert seen["screens"] == [RunsScreen] * len(names)  # an unreadable run says why instead of opening
+    assert sum("unreadable" in n or "run.json" in n for n in seen["notes"]) >= len(names)
+    assert len(seen["compare"]) == 2  # the unreadable runs are left out, and the screen says so
+    assert any(f"{len(names)} unreadable run(s) left out" in n for n in seen["notes"])
 
 
 # --- dreams ---------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from core.config import (
     parse_override,
     presets_dir,
 )
-from core.store import RunStore, slug
+from core.store import RunStore, run_folder_name, slug
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -582,7 +582,7 @@ class ComposeScreen(Screen[None]):
 
         try:
             run_dir = RunStore(self.runs_dir).new_run_dir(
-                f"{config.preset}-{config.scenario}-{config.method.name}-s{config.train.seed}")
+                run_folder_name(config.preset, config.scenario, config.method.name, config.train.seed))
             handle = start_detached(config, run_dir)
         except OSError as e:
             self.notify(f"could not start the run in {self.runs_dir}: {e}", severity="error")

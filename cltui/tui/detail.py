@@ -133,7 +133,9 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
         return [], []
     n = max(len(row) for row in matrix)
     contexts = record.get("contexts") if isinstance(record.get("contexts"), list) else []
-    joint = is_joint(matrix)
+    method = (record.get("config") or {}).get("method")
+    # The record says whether it trained jointly; a run cancelled after one context also has one row.
+    joint = method.get("name") == "joint" if isinstance(method, dict) else is_joint(matrix)
     columns = ["after", "classes", *[f"c{j}" for j in range(n)], "avg seen", "loss", "train"]
     numeric = set(columns[2:])
     rows = []

@@ -128,7 +128,8 @@ def scan(root: Path, known: dict[str, tuple[Stamp, RunEntry]], force: bool) -> d
     """The runs under `root`: entries whose run.json is unchanged are reused, the others read again."""
     found: dict[str, tuple[Stamp, RunEntry]] = {}
     try:
-        folders = [p for p in os.scandir(root) if p.is_dir() and not p.name.startswith(".")]
+        folders = [p for p in os.scandir(root) if p.is_dir() and not p.name.startswith(".")
+                   and not (p.is_symlink() and Path(p.path).resolve().parent != root.resolve())]  # no link out
     except OSError:
         return found
     for folder in folders:
@@ -394,7 +395,7 @@ class RunsScreen(ReportsWorkerErrors, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-delete")
     def delete(self, entry: RunEntry) -> None:
         try:
-            self.app.store.remove(str(entry.path))  # type: ignore[attr-defined]
+            self.app.store.remove(entry.id)  # type: ignore[attr-defined]
         except (StoreError, OSError) as e:
             self.app.call_from_thread(self.notify, str(e), title="not deleted", severity="error", timeout=8)
             return

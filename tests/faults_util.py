@@ -1,0 +1,131 @@
+"""Helpers for the fault tests (tests/test_faults.py, tests/test_property_store.py): a kill that no handler
+catches, tiny configs and the matrices of their uninterrupted runs, the CLI through typer's CliRunner, the
+one-line-error check, and snapshots of folder trees (to prove that nothing outside the runs folder moved)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+TINY = ("train.iterations=20",)
+WIDE = {"COLUMNS": "200"}
+
+
+class Killed(BaseException):  # noqa: N818 - it is not an error: it is the process going away
+    """A kill at an exact point, in-process. A BaseException that is not KeyboardInterrupt passes every
+    handler of the training loop (they catch Exception, Cancelled and KeyboardInterrupt), so the run folder is
+    left exactly as a SIGKILL at that point would leave it: no final write, no clean-up."""
+
+
+def config(*overrides: str, method: str = "none", scenario: str = "class") -> Any:
+    from core.config import build_config
+
+    return build_config("split-digits", method=method, scenario=scenario, device="cpu",
+                        overrides=[*TINY, *overrides])
+
+
+_WHOLE: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
+
+
+def whole_run(tmp_root: Path, *overrides: str, method: str = "none", scenario: str = "class"
+              ) -> tuple[dict[str, Any], Path]:
+    """The record and folder of an uninterrupted run of `config(*overrides)` (made once per test process)."""
+    from core.train import run
+
+    key = (overrides, method, scenario)
+    if key not in _WHOLE:
+        folder = tmp_root / f"whole-{len(_WHOLE)}"
+        folder.mkdir(parents=True)
+        record = run(config(*overrides, method=method, scenario=scenario), folder)
+        assert record["status"] == "finished", record["error"]
+        _WHOLE[key] = (record, folder)
+    return _WHOLE[key]
+
+
+def whole(tmp_root: Path, *overrides: str, method: str = "none", scenario: str = "class") -> dict[str, Any]:
+    return whole_run(tmp_root, *overrides, method=method, scenario=scenario)[0]
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None, input: str | None = None) -> Any:
+    from cltui.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={**WIDE, **(env or {})}, input=input)
+
+
+def no_traceback(result: Any) -> None:
+    """The command ended by its own exit (never an exception escaping to CliRunner) and printed no
+    traceback."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{type(result.exception).__name__}: {result.exception}\n{result.output}")
+    assert "Traceback" not in result.output, result.output
+
+
+def assert_one_line_error(result: Any, *words: str, code: int = 2) -> str:
+    """Exit code `code`, exactly one line on stderr ("error: ..."), no traceback; the line."""
+    no_traceback(result)
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple[Any, ...]]:
+    """Every entry under `root` (links not followed; `skip` and what is under it left out): its kind, mode,
+    and content hash (files) or target (links)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    if not os.path.lexists(root):
+        return out
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        if skip is not None and (here == skip or skip in here.parents):
+            dirnames[:] = []
+            continue
+        for name in dirnames + filenames:
+            path = here / name
+            if skip is not None and path == skip:
+                continue
+            st = os.lstat(path)
+            rel = str(path.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size,
+                            hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (as a killed worker's is)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def edit_record(run_dir: Path, changes: dict[str, Any]) -> None:
+    """Rewrite run.json with `changes` (a dotted key such as "config.train.device" reaches in)."""
+    path = run_dir / "run.json"
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path.write_text(json.dumps(data, indent=2))
+
+
+def tmp_files(root: Path) -> list[Path]:
+    """Temporary files a write left behind (checkpoints' `.pt.tmp`, run.json's `.run.json.*.tmp`)."""
+    return sorted(p for p in root.rglob("*") if p.name.endswith(".tmp"))
