@@ -888,15 +888,6 @@ def test_the_tui_detail_labels_the_one_row_of_a_run_cancelled_after_one_context_
     assert cells["avg seen"] == f"{100 * row[0]:.1f}" == "100.0"
 
 
-BUG_THE_TUI_CHARTS_OF_A_RUN = (
-    "BUG: cltui/tui/charts.py is_joint guesses 'joint' from the matrix shape (one row, several columns), "
-    "and AccuracyChart / AverageChart / seen_average use it: for a run cancelled after one context the "
-    "detail charts draw and list c0..c4 as trained and plot the average accuracy over all 5 contexts "
-    "(20%) instead of c0's (100%)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_THE_TUI_CHARTS_OF_A_RUN)
 def test_the_tui_charts_of_a_run_cancelled_after_one_context_show_c0_only(one_context_run, runs_dir):
     from rich.text import Text
 

@@ -223,9 +223,9 @@ def test_charts_redraw_at_most_four_times_a_second(runs_dir, monkeypatch):
     drawn: list[int] = []
     original = AccuracyChart.set_matrix
 
-    def counting(self: AccuracyChart, acc_matrix: Any) -> None:
+    def counting(self: AccuracyChart, acc_matrix: Any, joint: bool | None = None) -> None:
         drawn.append(len(acc_matrix))
-        original(self, acc_matrix)
+        original(self, acc_matrix, joint)
 
     monkeypatch.setattr(AccuracyChart, "set_matrix", counting)
 

@@ -57,9 +57,9 @@ def is_joint(matrix: Matrix) -> bool:
     return len(matrix) == 1 and len(matrix[0]) > 1
 
 
-def seen_average(matrix: Matrix, i: int) -> float:
+def seen_average(matrix: Matrix, i: int, joint: bool | None = None) -> float:
     row = matrix[i]
-    seen = row if is_joint(matrix) else row[: i + 1]
+    seen = row if (is_joint(matrix) if joint is None else joint) else row[: i + 1]
     return sum(seen) / len(seen)
 
 
@@ -142,17 +142,21 @@ class MatrixChart(Chart):
     def __init__(self, title: str, **kwargs: Any) -> None:
         super().__init__(title, **kwargs)
         self.matrix: Matrix | None = None
+        self.joint: bool | None = None  # said by the run's record; None: guessed from the matrix's shape
 
-    def set_matrix(self, acc_matrix: Any) -> None:
+    def set_matrix(self, acc_matrix: Any, joint: bool | None = None) -> None:
         matrix = clean_matrix(acc_matrix)
-        if matrix == self.matrix:
+        if matrix == self.matrix and joint == self.joint:
             return
-        self.matrix = matrix
+        self.matrix, self.joint = matrix, joint
         self.titles(bool(matrix), self.EMPTY_TITLE, self.legend_for(matrix))
         self.redraw()
 
     def legend_for(self, matrix: Matrix) -> Text | str:
         return ""
+
+    def is_joint(self, matrix: Matrix) -> bool:
+        return is_joint(matrix) if self.joint is None else self.joint
 
 
 class AccuracyChart(MatrixChart):
@@ -163,14 +167,14 @@ class AccuracyChart(MatrixChart):
 
     def legend_for(self, matrix: Matrix) -> Text | str:
         contexts = len(matrix[0]) if matrix else 0
-        return legend([(f"c{j}", j) for j in range(contexts) if is_joint(matrix) or j < len(matrix)])
+        return legend([(f"c{j}", j) for j in range(contexts) if self.is_joint(matrix) or j < len(matrix)])
 
     def draw(self) -> bool:
         matrix = self.matrix
         if not matrix:
             return False
         plt = self.plt
-        joint = is_joint(matrix)
+        joint = self.is_joint(matrix)
         xs = list(range(1, len(matrix) + 1))
         for j in range(len(matrix[0])):
             start = 0 if joint else j
@@ -197,12 +201,12 @@ class AverageChart(MatrixChart):
             return False
         plt = self.plt
         xs = list(range(1, len(matrix) + 1))
-        plt.plot(xs, [100 * seen_average(matrix, i) for i in range(len(matrix))], color=colour(0), marker="hd")
+        plt.plot(xs, [100 * seen_average(matrix, i, self.joint) for i in range(len(matrix))], color=colour(0), marker="hd")
         forgetting = [(i + 1, avg_forgetting(matrix[: i + 1])) for i in range(1, len(matrix))]
         points = [(x, 100 * f) for x, f in forgetting if f is not None]
         if points:
             plt.plot([x for x, _ in points], [f for _, f in points], color=colour(1), marker="hd")
-        self.axes(1 if is_joint(matrix) else max(len(matrix[0]), len(matrix)))
+        self.axes(1 if self.is_joint(matrix) else max(len(matrix[0]), len(matrix)))
         return True
 
 

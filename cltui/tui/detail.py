@@ -260,7 +260,9 @@ class DetailScreen(ReportsWorkerErrors, Screen[None]):
             for row in rows:
                 table.add_row(*row)
         for chart in self.query(".charts > Chart"):  # only the ones on screen draw
-            chart.set_matrix(record.get("acc_matrix"))  # type: ignore[attr-defined]
+            method = (record.get("config") or {}).get("method")
+            joint = method.get("name") == "joint" if isinstance(method, dict) else None
+            chart.set_matrix(record.get("acc_matrix"), joint)  # type: ignore[attr-defined]
         self.query_one("#config-text", Static).update(
             Syntax(toml_text(section(record, "config")), "toml", theme="ansi_dark", background_color="default"))
         error = section(record, "error")

@@ -459,8 +459,8 @@ class LiveScreen(Screen[None]):
             return
         self._charts_dirty = False
         matrix = [list(row) for row in self.state.acc_matrix]
-        self.query_one(AccuracyChart).set_matrix(matrix)
-        self.query_one(AverageChart).set_matrix(matrix)
+        self.query_one(AccuracyChart).set_matrix(matrix, self.state.joint)
+        self.query_one(AverageChart).set_matrix(matrix, self.state.joint)
 
     def outcome_from_record(self) -> None:
         """run.json says the run ended but no final event came (a worker that died before writing one)."""
