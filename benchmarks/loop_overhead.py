@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.config import build_config
+from core.presets import build_config
 from core.data import Split, build_benchmark
 from core.methods.base import ContextInfo
 from core.models import build_model

@@ -19,14 +19,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
-from core.config import (
-    METHOD_PARAMS,
-    ConfigError,
-    TrainConfig,
+from core.config import ConfigError, TrainConfig
+from core.methods.params import METHOD_PARAMS
+from core.presets import (
     build_config,
+    builtin_presets_dir,
+    is_builtin,
     list_presets,
     load_preset,
-    presets_dir,
+    method_defaults,
+    toml_text,
+    user_presets_dir,
 )
 from core.store import RunEntry, RunStore, StoreError, run_folder_name
 
@@ -384,15 +387,17 @@ def presets_list() -> None:
     """The presets, with what each one runs."""
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("preset", style="bold")
+    table.add_column("from")
     table.add_column("description")
     for name in list_presets():
         try:
-            description = str(load_preset(name).get("description", ""))
+            description = escape(str(load_preset(name).get("description", "")))
         except ConfigError as e:  # one damaged preset file is one row, not the end of the listing
             description = f"[red]unreadable:[/] {escape(str(e))}"
-        table.add_row(name, description)
+        table.add_row(escape(name), "built-in" if is_builtin(name) else "yours", description)
     console.print(table)
-    console.print(f"[dim]{presets_dir()} · methods: {', '.join(METHOD_PARAMS)}[/]")
+    console.print(f"[dim]built-in: {escape(str(builtin_presets_dir()))} · yours: {escape(str(user_presets_dir()))} "
+                  f"($CLTUI_PRESETS_DIR) · methods: {', '.join(METHOD_PARAMS)}[/]")
 
 
 @presets_app.command("show")
@@ -406,10 +411,20 @@ def presets_show(
         config = build_config(name, method=method, scenario=scenario)
     except ConfigError as e:
         fail(str(e))
-    description = load_preset(name).get("description")
+    table = load_preset(name)
+    description = table.get("description")
     if description:
-        console.print(f"[bold]{name}[/]: {description}")
-    console.print_json(json.dumps(config.to_dict()))
+        console.print(f"[bold]{escape(name)}[/]: {escape(description)}")
+    # Every method, with what this preset gives it under this scenario: what --method NAME would start from.
+    console.print(f"[bold]methods[/] ({config.scenario}-IL; the preset's values for each, before --set):")
+    for method, params in METHOD_PARAMS.items():
+        if config.scenario not in params.scenarios:
+            console.print(f"  [dim]{method}: {'/'.join(params.scenarios)}-IL only[/]")
+            continue
+        given = method_defaults(table, method, config.scenario)
+        values = ", ".join(f"{k}={toml_text(v)}" for k, v in given.items())
+        console.print(f"  {method}{escape(f': {values}') if values else ''} [dim]· {escape(params.summary)}[/]")
+    console.print_json(json.dumps(config.to_dict()))  # last, so a script can read it from the first "{" on
 
 
 from cltui import dreams as _dreams

@@ -17,7 +17,8 @@ from rich.text import Text
 
 from cltui.common import RunsDir, console, fail
 from core import study as studies
-from core.config import ConfigError, build_config, validate_config
+from core.config import ConfigError, validate_config
+from core.presets import build_config
 from core.events import ContextEvaluated, ContextStarted, Progress, RunCancelled, RunFailed, RunFinished
 from core.store import RunStore, StoreError, read_run_json, run_folder_name
 

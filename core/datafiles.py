@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.config import BenchmarkConfig
+from core.config import BenchmarkConfig, ConfigError
 
 REQUIRED_FILES: dict[str, list[str]] = {
     "mnist": [f"MNIST/raw/{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")],
@@ -47,24 +47,33 @@ def unreadable(path: Path) -> str | None:
     return None
 
 
+FIELD = "benchmark.data_dir"  # the key every problem here is about
+FIX_MISSING = "pass --download to fetch it, or --data-dir DIR for a folder that holds it"  # as the CLI says it
+
+
 def missing_data(cfg: BenchmarkConfig) -> str | None:
     """One line naming a missing or unreadable file and the fix, or None when the data set can be loaded."""
+    problem = data_problem(cfg)
+    return None if problem is None else str(problem)
+
+
+def data_problem(cfg: BenchmarkConfig, fix_missing: str = FIX_MISSING) -> ConfigError | None:
+    """`missing_data` as a ConfigError on benchmark.data_dir (a form shows `detail` beside that field), with
+    the fix for missing files worded by the face that asks (`fix_missing`)."""
     if cfg.name not in REQUIRED_FILES:
         return None
     root = data_root(cfg)
     # Unreadable files first, and even with --download: torchvision skips the download when the files are
     # there, and a new download would not change a file's permissions.
     for name in REQUIRED_FILES[cfg.name]:
-        problem = unreadable(root / name)
-        if problem:
-            return problem
+        line = unreadable(root / name)
+        if line:
+            return ConfigError(line, field=FIELD, detail=line.removeprefix(f"{FIELD}: "))
     if cfg.download:
         return None
     missing = [n for n in REQUIRED_FILES[cfg.name] if not (root / n).is_file()]
     if not missing:
         return None
-    return (
-        f"benchmark.data_dir: {cfg.name} not found in {root} (missing {root / missing[0]}"
-        f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); pass --download to fetch it, "
-        f"or --data-dir DIR for a folder that holds it"
-    )
+    detail = (f"{cfg.name} not found in {root} (missing {root / missing[0]}"
+              f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); {fix_missing}")
+    return ConfigError(f"{FIELD}: {detail}", field=FIELD, detail=detail)

@@ -58,6 +58,11 @@ def _current_umask() -> int:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """`write_text_atomic` of `data` as indented JSON."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename over: a reader (or a
     crash) sees the old file or the new one, never half of one. The file gets the permissions of any
     other new file (the umask), not mkstemp's 0600, so a runs folder shared between users stays readable.
@@ -65,8 +70,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())

@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from core.config import ConfigError, RunConfig, build_config
+from core.config import ConfigError, RunConfig
+from core.presets import build_config
 from core.store import RunStore, StoreError, child_name, now_iso, read_run_json, slug, write_json_atomic
 
 SCHEMA = 1

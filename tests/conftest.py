@@ -9,12 +9,16 @@ tens of seconds of thread contention. Set before anything imports torch.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Presets a test saves go to a folder of this session, never the user's config folder (and the user's own
+# presets there never change what a test lists).
+os.environ["CLTUI_PRESETS_DIR"] = tempfile.mkdtemp(prefix="cltui-test-presets-")
 
 
 

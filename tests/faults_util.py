@@ -26,7 +26,7 @@ class Killed(BaseException):  # noqa: N818 - it is not an error: it is the proce
 
 
 def config(*overrides: str, method: str = "none", scenario: str = "class") -> Any:
-    from core.config import build_config
+    from core.presets import build_config
 
     return build_config("split-digits", method=method, scenario=scenario, device="cpu",
                         overrides=[*TINY, *overrides])

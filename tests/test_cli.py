@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli import app
-from core.config import list_presets
+from core.presets import list_presets
 from core.store import StoreError, read_events, read_run_json
 
 CLTUI = Path(sys.executable).parent / "cltui"

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import (
-    METHOD_PARAMS,
-    SCENARIOS,
-    ConfigError,
-    JointParams,
-    NoneParams,
-    RunConfig,
-    build_config,
-    list_presets,
-    load_preset,
-    parse_override,
-    validate_config,
-)
+from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
+from core.methods.params import METHOD_PARAMS, JointParams, NoneParams
+from core.presets import build_config, builtin_presets_dir, list_presets, load_preset, parse_override, preset_toml, save_preset
 
 NAMED_PRESETS = ["split-digits", "split-mnist", "perm-mnist", "split-fashion-mnist", "split-cifar10",
                  "split-cifar100"]
@@ -120,11 +110,23 @@ def test_preset_by_path(tmp_path):
     assert cfg.benchmark.name == "digits"  # unspecified sections take the defaults
 
 
-def test_presets_dir_from_environment(tmp_path, monkeypatch):
+def test_user_presets_are_listed_with_the_built_in_ones(tmp_path, monkeypatch):
     (tmp_path / "only-one.toml").write_text("[train]\niterations = 3\n")
+    (tmp_path / "split-digits.toml").write_text("[train]\niterations = 4\n")  # a user file with a built-in's name
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))
-    assert list_presets() == ["only-one"]
+    assert set(list_presets()) == {*NAMED_PRESETS, "only-one", "split-digits-dfcil", "cifar100-dfcil-5",
+                                   "cifar100-dfcil-10", "cifar100-dfcil-20"}
     assert build_config("only-one").train.iterations == 3
+    assert build_config("split-digits").train.iterations == 300  # the built-in one is never hidden
+
+
+def test_a_preset_name_never_reaches_outside_the_preset_folders(tmp_path, monkeypatch):
+    (tmp_path / "outside.toml").write_text("[train]\niterations = 3\n")
+    monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path / "mine"))
+    for name in ("../outside", "..", ".hidden", "a/b"):
+        with pytest.raises(ConfigError, match="unknown preset") as e:
+            build_config(name)
+        assert e.value.field == "preset"
 
 
 # --- Overrides and named options ------------------------------------------------------------------
@@ -423,3 +425,38 @@ def test_head_size_follows_classes_per_context_override():
     assert cfg.head_size == 9
     assert build_config(scenario="domain", overrides=["benchmark.contexts=3",
                                                       "benchmark.classes_per_context=3"]).head_size == 3
+
+
+# --- Writing presets, and errors a form can place --------------------------------------------------
+
+
+def test_preset_toml_round_trips_every_preset(tmp_path):
+    for preset in sorted(builtin_presets_dir().glob("*.toml")):
+        config = build_config(preset.stem, method="er", overrides=["method.budget=5", "model.hidden=[64, 32]"])
+        path = tmp_path / f"{preset.stem}.toml"
+        path.write_text(preset_toml(config, "round trip", load_preset(preset.stem).get("method_defaults", {})))
+        again = build_config(str(path))
+        assert again.to_dict() | {"preset": None} == config.to_dict() | {"preset": None}
+
+
+def test_saving_over_a_built_in_preset_is_refused(tmp_path):
+    config = build_config("split-digits")
+    target = builtin_presets_dir() / "split-digits.toml"
+    before = target.read_bytes()
+    with pytest.raises(ConfigError, match="built-in presets are not changed") as e:
+        save_preset(target, config, "mine", {})
+    assert e.value.field == "preset" and target.read_bytes() == before
+
+
+@pytest.mark.parametrize("overrides, method, field, detail", [
+    (["train.lr=-1"], None, "train.lr", "input should be greater than 0 (got -1)"),
+    ([], "si", "method.c", "no default for si in this preset; pass --set method.c=VALUE"),
+    (["method.nope=1"], None, "method.nope", "unknown setting; valid keys under method: name"),
+])
+def test_a_config_error_names_its_field_for_a_form(overrides, method, field, detail, tmp_path):
+    preset = tmp_path / "bare.toml"
+    preset.write_text("[train]\niterations = 3\n")
+    with pytest.raises(ConfigError) as e:
+        build_config(str(preset), method=method, overrides=overrides)
+    assert (e.value.field, e.value.detail) == (field, detail)
+    assert str(e.value).endswith(f"{field}: {detail}")  # the CLI's one line says both

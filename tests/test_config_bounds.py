@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import (
-    MAX_BATCH,
-    MAX_ITERATIONS,
-    MAX_LR,
-    MAX_PARAMETERS,
-    MAX_WIDTH,
-    SEED_LIMIT,
-    ConfigError,
-    RunConfig,
-    build_config,
-    model_parameters,
-    validate_config,
-)
+from core.config import ConfigError, MAX_BATCH, MAX_ITERATIONS, MAX_LR, RunConfig, validate_config
+from core.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
+from core.methods.params import MAX_WIDTH
+from core.presets import build_config
 from tests.test_cli import assert_bad_input, cli
 from tests.test_config import config_error
 

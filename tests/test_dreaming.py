@@ -13,7 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cltui.cli import app
-from core.config import ConfigError, build_config
+from core.config import ConfigError
+from core.presets import build_config
 from core.data import build_benchmark
 from core.dreams import DreamJudge, frechet_distance
 from core.events import DreamsSaved

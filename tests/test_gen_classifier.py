@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import ConfigError, build_config
+from core.config import ConfigError
+from core.presets import build_config
 from core.data import build_benchmark
 from core.methods.base import Batch
 from core.methods.gen_classifier import GenerativeClassifier, VAEBank

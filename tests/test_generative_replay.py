@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from core.config import build_config
+from core.presets import build_config
 from core.data import build_benchmark
 from core.methods.base import Batch, ContextInfo
 from core.methods.bir import BIR, FeedbackModel

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli import app
-from core.config import build_config
+from core.presets import build_config
 from core.train import run
 
 

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from core.config import METHOD_PARAMS, SCENARIOS, ConfigError, RunConfig, build_config, validate_config
+from core.config import ConfigError, RunConfig, SCENARIOS, validate_config
+from core.methods.params import METHOD_PARAMS
+from core.presets import build_config
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError, build_config
+from core.config import ConfigError
+from core.presets import build_config
 from core.data import Context, build_benchmark
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo
@@ -217,9 +218,9 @@ def test_task_only_methods_are_refused_outside_task_il(method, scenario):
 
 
 def test_ewc_without_a_tuned_default_names_the_setting(tmp_path):
-    from core.config import presets_dir
+    from core.presets import builtin_presets_dir
 
-    bare = (presets_dir() / "split-digits.toml").read_text().split("# Tuned per-scenario")[0]
+    bare = (builtin_presets_dir() / "split-digits.toml").read_text().split("# Tuned per-scenario")[0]
     (tmp_path / "bare.toml").write_text(bare)
     with pytest.raises(ConfigError, match=r"method\.lambda: .*--set method\.lambda="):
         build_config(str(tmp_path / "bare.toml"), method="ewc")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from core.config import build_config
+from core.presets import build_config
 from core.data import build_benchmark
 from core.methods import method_class
 from core.methods.agem import project

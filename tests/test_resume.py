@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cltui.cli import app
 from core import worker
-from core.config import build_config
+from core.presets import build_config
 from core.events import ContextEvaluated
 from core.store import RunStore, read_run_json
 from core.train import run

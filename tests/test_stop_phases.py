@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from core import train
-from core.config import build_config
+from core.presets import build_config
 from core.data import build_benchmark
 from core.dreams import DreamJudge
 from core.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled

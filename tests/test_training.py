@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from core import train
-from core.config import build_config
+from core.presets import build_config
 from core.events import (
     ContextEvaluated,
     ContextStarted,

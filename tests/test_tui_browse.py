@@ -418,7 +418,7 @@ def test_a_real_run_shows_in_the_table_and_its_detail(runs_dir, tiny):
     """The fixtures are written by hand; this run is written by the training loop itself, so a change in the
     real run.json format that the screens do not follow fails here."""
     from core import train
-    from core.config import build_config
+    from core.presets import build_config
     from core.store import RunStore
 
     folder = RunStore(runs_dir).new_run_dir("split-digits-class-none-s0")

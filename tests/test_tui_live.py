@@ -24,11 +24,12 @@ from textual.widgets.tree import TreeNode
 
 from cltui.tui.app import create_app
 from cltui.tui.charts import AccuracyChart, AverageChart
-from cltui.tui.compose import ComposeScreen, SavePresetScreen, error_key, methods_for, preset_toml, toml_text
+from cltui.tui.compose import ComposeScreen, SavePresetScreen, methods_for
+from core.presets import toml_text
 from cltui.tui.confirm import ChoiceScreen, ConfirmScreen
 from cltui.tui.follow import LineTail, parse_events
 from cltui.tui.live import LiveScreen
-from core.config import build_config, load_preset
+from core.presets import build_config, load_preset
 from core.events import (
     ContextEvaluated,
     ContextStarted,
@@ -552,22 +553,6 @@ def test_the_composed_config_saves_as_a_preset(runs_dir, tmp_path, monkeypatch):
     # The base preset's tuned defaults travel along: another method on top of it keeps them.
     assert build_config("my-ewc", method="si", scenario="task").method.c == 10
     assert load_preset("my-ewc")["description"].startswith("Composed in cltui from split-digits")
-
-
-def test_preset_toml_round_trips_every_preset(tmp_path):
-    for preset in sorted(PRESETS.glob("*.toml")):
-        config = build_config(preset.stem, method="er", overrides=["method.budget=5", "model.hidden=[64, 32]"])
-        path = tmp_path / f"{preset.stem}.toml"
-        path.write_text(preset_toml(config, "round trip", load_preset(preset.stem).get("method_defaults", {})))
-        again = build_config(str(path))
-        assert again.to_dict() | {"preset": None} == config.to_dict() | {"preset": None}
-
-
-def test_error_key_names_the_field_of_a_build_config_error():
-    assert error_key("--set train.lr=-1: train.lr: input should be greater than 0 (got -1)") == (
-        "train.lr", "input should be greater than 0 (got -1)")
-    assert error_key("method.c: no default for si in this preset")[0] == "method.c"
-    assert error_key("something without a key")[0] is None
 
 
 # --- end to end ------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core import worker
-from core.config import build_config
+from core.presets import build_config
 from core.events import ContextEvaluated, Event, Progress, RunCancelled, RunFailed, RunFinished
 from core.store import RunStore, read_events, read_run_json
 
@@ -169,7 +169,7 @@ PARENT = """
 import sys
 from pathlib import Path
 from core import worker
-from core.config import build_config
+from core.presets import build_config
 
 handle = worker.start(build_config("split-digits", overrides=sys.argv[2:]), Path(sys.argv[1]))
 while not handle.done:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core import worker
-from core.config import build_config
+from core.presets import build_config
 from core.events import Progress, RunCancelled, RunFailed, RunFinished
 from core.store import RunStore, read_events, read_run_json
 
@@ -48,7 +48,7 @@ LAUNCHER = """
 import sys
 from pathlib import Path
 from core import worker
-from core.config import build_config
+from core.presets import build_config
 
 run = worker.start_detached(build_config("split-digits", overrides=sys.argv[2:]), Path(sys.argv[1]))
 print(run.pid, "torch" in sys.modules, flush=True)

@@ -8,9 +8,6 @@ the preset's value, which is what the field shows when the form opens.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import typing
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,20 +25,20 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from core.config import (
-    METHOD_PARAMS,
-    SCENARIOS,
-    BenchmarkConfig,
-    ConfigError,
-    RunConfig,
-    TrainConfig,
+from core.config import BenchmarkConfig, ConfigError, RunConfig, SCENARIOS, TrainConfig
+from core.methods.params import METHOD_PARAMS
+from core.presets import (
     build_config,
     list_presets,
     load_preset,
+    method_defaults,
     parse_override,
-    presets_dir,
+    preset_save_path,
+    save_preset,
+    toml_text,
+    user_presets_dir,
 )
-from core.store import RunStore, run_folder_name, slug
+from core.store import RunStore, run_folder_name
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -53,41 +50,6 @@ SCENARIO_HELP = {"task": "task-incremental: the context is given at test time",
 
 
 # --- fields: what a form row knows about its config value ------------------------------------------------
-
-
-def toml_text(value: Any) -> str:
-    """A value as `--set` (and a TOML file) writes it; "" for None (unset)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_text(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_text(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, str):
-        return value
-    return str(value)
-
-
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def toml_literal(value: Any) -> str:
-    """`toml_text`, with strings quoted: for writing a TOML file."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_literal(v)}" for k, v in value.items()) + " }"
-    return toml_text(value)
 
 
 @dataclass
@@ -110,7 +72,7 @@ class FieldSpec:
 
     @property
     def widget_id(self) -> str:
-        return "field-" + re.sub(r"[^A-Za-z0-9_-]", "-", self.key)
+        return "field-" + self.key.replace(".", "-")  # keys are dotted names: train.lr -> field-train-lr
 
     @cached_property
     def choices(self) -> tuple[str, ...] | None:
@@ -153,62 +115,20 @@ def main_fields(table: dict[str, Any]) -> list[FieldSpec]:
 
 
 def method_fields(table: dict[str, Any], method: str, scenario: str) -> list[FieldSpec]:
-    """The method's parameters, defaults as `build_config` resolves them: the preset's own method table (for
-    its method), then its per-scenario method_defaults, then the parameter's default."""
-    params = METHOD_PARAMS[method]
-    own = table.get("method", {}) if table.get("method", {}).get("name") == method else {}
-    tuned = table.get("method_defaults", {}).get(method, {})
+    """The method's parameters, defaults as `build_config` resolves them (core.presets.method_defaults),
+    else the parameter's own default."""
+    given = method_defaults(table, method, scenario)
     specs = []
-    for name, info in params.model_fields.items():
+    for name, info in METHOD_PARAMS[method].model_fields.items():
         if name == "name":
             continue
         key = info.alias or name
-        default = info.default
-        if key in tuned:
-            value = tuned[key]
-            if not isinstance(value, dict):
-                default = value
-            elif scenario in value:
-                default = value[scenario]
-        default = own.get(key, default)
-        specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, default))
+        specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, given.get(key, info.default)))
     return specs
 
 
 def methods_for(scenario: str) -> list[str]:
     return [name for name, params in METHOD_PARAMS.items() if scenario in params.scenarios]
-
-
-def error_key(message: str) -> tuple[str | None, str]:
-    """The config key a `build_config` error names (or None) and the message without the CLI's `--set` prefix."""
-    message = re.sub(r"^--set \S+: ", "", message)
-    match = re.match(r"([A-Za-z_][\w.-]*): ", message)
-    return (match.group(1), message[match.end():]) if match else (None, message)
-
-
-def preset_toml(config: RunConfig, description: str, method_defaults: dict[str, Any]) -> str:
-    """A preset file holding `config` fully resolved, and the base preset's tuned method defaults so that
-    switching method on top of it keeps them."""
-    data = config.to_dict()
-    lines = [f"description = {toml_literal(description)}", f"scenario = {toml_literal(data['scenario'])}", ""]
-    for section in ("benchmark", "model", "train", "method"):
-        lines.append(f"[{section}]")
-        lines += [f"{toml_key(k)} = {toml_literal(v)}" for k, v in data[section].items() if v is not None]
-        lines.append("")
-    for method, table in method_defaults.items():
-        lines.append(f"[method_defaults.{toml_key(method)}]")
-        lines += [f"{toml_key(k)} = {toml_literal(v)}" for k, v in table.items()]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def preset_path(text: str) -> Path:
-    """A name goes into the presets folder the config module reads; a path (with / or .toml) is taken as is."""
-    text = text.strip()
-    if "/" in text or text.endswith(".toml"):
-        path = Path(text).expanduser()
-        return path if path.suffix == ".toml" else path.with_suffix(".toml")
-    return presets_dir() / f"{slug(text)}.toml"
 
 
 # --- widgets -----------------------------------------------------------------------------------------
@@ -289,7 +209,7 @@ class SavePresetScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("[b]Save as preset[/b]")
-            yield Static(f"A name saves it in {presets_dir()}; a path ending in .toml saves it there.",
+            yield Static(f"A name saves it in {user_presets_dir()}; a path ending in .toml saves it there.",
                          markup=False)
             yield Input(self.suggestion, id="preset-name")
             yield Static("", id="save-error", markup=False)
@@ -505,7 +425,7 @@ class ComposeScreen(Screen[None]):
         help_line = self.query_one("#field-help", Static)
         if row is None:
             help_line.update({
-                "field-preset": f"Presets are the .toml files in {presets_dir()}; F2 saves this form as a new one.",
+                "field-preset": f"Presets: the built-in ones and yours in {user_presets_dir()}; F2 saves this form as a new one.",
                 "field-scenario": SCENARIO_HELP.get(self.scenario, ""),
                 "field-method": METHOD_PARAMS[self.method].__doc__ or "",
             }.get(event.widget.id or "", ""))
@@ -532,22 +452,20 @@ class ComposeScreen(Screen[None]):
             try:
                 config = build_config(self.preset, method=self.method, scenario=self.scenario, overrides=overrides)
             except ConfigError as e:
-                key, message = error_key(str(e))
-                if key in field_errors:
-                    field_errors[key] = message
+                if e.field in field_errors:
+                    field_errors[e.field] = e.detail
                 else:
                     general = str(e)
             if config is not None:
-                from core.datafiles import missing_data
+                from core.datafiles import data_problem
 
-                problem = missing_data(config.benchmark)
-                if problem:
-                    key, message = error_key(problem)
-                    if key in field_errors:
-                        field_errors[key] = message.replace("pass --download to fetch it, or --data-dir DIR",
-                                                            "set download to true, or a data dir")
+                problem = data_problem(config.benchmark, fix_missing="set download to true, or a data dir that "
+                                       "holds it")
+                if problem is not None:
+                    if problem.field in field_errors:
+                        field_errors[problem.field] = problem.detail
                     else:
-                        general = problem
+                        general = str(problem)
                     config = None
         for row in rows:
             row.show_error(field_errors[row.spec.key])
@@ -606,7 +524,7 @@ class ComposeScreen(Screen[None]):
     def _save_to(self, config: RunConfig, text: str | None, overwrite: bool = False) -> None:
         if not text:
             return
-        path = preset_path(text)
+        path = preset_save_path(text)
         if path.exists() and not overwrite:
             from cltui.tui.confirm import ConfirmScreen
 
@@ -619,13 +537,15 @@ class ComposeScreen(Screen[None]):
         description = (f"Composed in cltui from {self.preset}: {config.method.name}, {config.scenario}-IL, "
                        f"{config.train.iterations} iterations per context.")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(preset_toml(config, description, self.table.get("method_defaults", {})))
+            save_preset(path, config, description, self.table.get("method_defaults", {}))
+        except ConfigError as e:
+            self.notify(str(e), severity="error")
+            return
         except OSError as e:
             self.notify(f"could not save {path}: {e.strerror or e}", severity="error")
             return
         self.notify(f"saved preset {path.stem} in {path.parent}")
-        if path.parent.resolve() == presets_dir().resolve():
+        if path.parent.resolve() == user_presets_dir().resolve():
             self._add_preset(path.stem)
 
     def _add_preset(self, name: str) -> None:

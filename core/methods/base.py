@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.config import MethodParams, RunConfig
+from core.config import RunConfig
+from core.methods.params import MethodParams
 from core.data import Benchmark, Context
 from core.events import Event, PhaseFinished, PhaseStarted, Progress
 from core.models import build_model
