@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
+from cltui.tui.formats import acc_style, fmt_pct
 from core.config import ConfigError, TrainConfig
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
@@ -31,7 +31,7 @@ from core.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.store import RunEntry, RunStore, StoreError, run_folder_name
+from core.store import RunEntry, RunStore, StoreError
 
 app = typer.Typer(
     name="cltui",
@@ -118,22 +118,14 @@ def run(
     created = [p for p in (store.root, *store.root.parents) if not p.exists()]
     if resume is None:
         try:
-            run_dir = store.new_run_dir(run_folder_name(config.preset, config.scenario, config.method.name,
-                                                        config.train.seed))
+            run_dir = store.new_run_dir_for(config)
         except (OSError, StoreError) as e:
             fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
 
     from cltui.progress import RunProgress
     from core import worker
 
-    interrupts = 0
-
-    def on_sigint(*_: Any) -> None:  # a flag, not an exception: never cut a queue read in half
-        nonlocal interrupts
-        interrupts += 1
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with worker.CtrlC() as ctrl_c:  # the first Ctrl+C stops the run cleanly, the second kills the worker
         try:
             handle = worker.start(config, run_dir, resume=resume is not None)
         except OSError as e:  # run.json could not be written: a full disk, a read-only runs folder
@@ -142,21 +134,13 @@ def run(
             fail(f"--runs-dir: cannot write a run in {store.root} ({e.strerror or e}); free some space or pick "
                  f"another folder", EXIT_FAILED)
         display = RunProgress(console, config, run_dir, quiet=quiet)
-        handled = 0
+
+        def on_ctrl_c(action: str) -> None:
+            display.note("stopping after the current step… (Ctrl+C again to kill the worker)" if action == "stop"
+                         else "killing the worker")
+
         with display:
-            while not handle.done:
-                for event in handle.pump(0.1):
-                    display.update(event)
-                if interrupts > handled:
-                    handled = interrupts
-                    if handled == 1:
-                        display.note("stopping after the current step… (Ctrl+C again to kill the worker)")
-                        handle.stop()
-                    else:
-                        display.note("killing the worker")
-                        handle.kill()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            worker.follow(handle, display.update, ctrl_c, on_ctrl_c)
     code = finish_run(handle, display, resumed=resume is not None, created=created)
     raise typer.Exit(code)
 
@@ -222,14 +206,6 @@ def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[P
 
 
 # --- printing runs -------------------------------------------------------------------------------
-
-
-def fmt_pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def acc_style(value: float) -> str:
-    return "green" if value >= 0.9 else "yellow" if value >= 0.6 else "red" if value >= 0.3 else "bright_red"
 
 
 def acc_matrix_table(record: dict[str, Any]) -> Table:
@@ -428,7 +404,7 @@ def presets_show(
 
 
 from cltui import dreams as _dreams
-from cltui.compare import register, studies_app
+from cltui.studies import register, studies_app
 
 register(app)
 _dreams.register(app)

@@ -24,11 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.events import Event, RunCancelled, RunFailed, RunFinished, from_json, to_json
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
 
 SCHEMA = 1
 RUN_JSON = "run.json"
@@ -363,6 +366,11 @@ class RunStore:
             except FileExistsError:
                 continue
         raise StoreError(f"{self.root}: cannot find a free run folder name for {base}")
+
+    def new_run_dir_for(self, config: RunConfig) -> Path:
+        """A fresh folder for a run of `config`, named after it: `<time>-<preset>-<scenario>-<method>-s<seed>`."""
+        return self.new_run_dir(run_folder_name(config.preset, config.scenario, config.method.name,
+                                                config.train.seed))
 
     def folders(self) -> list[Path]:
         """The run folders: children holding a run.json (studies/ and other folders are not runs); links

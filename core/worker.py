@@ -9,6 +9,11 @@ parent decides between a clean stop and a kill.
 The TUI starts its runs detached instead (`start_detached`, `python -m core.worker RUN_DIR`): a process in
 its own session that outlives the TUI, reads its config from run.json and talks only through the run
 directory; SIGTERM stops it cleanly.
+
+Run control lives here, not in the faces: `stop_run` (a polite stop, or a kill when that was not enough),
+`stop_and_wait` (stop runs and wait for their ends, killing one that outstays its grace period), `CtrlC` (the
+Ctrl+C policy: the first press stops, the second kills) and `follow` (a run's events until it ends, Ctrl+C
+applied). The faces never signal a process themselves.
 """
 
 from __future__ import annotations
@@ -22,12 +27,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, Protocol
 
 from core.config import RunConfig
 from core.events import TERMINAL, Event, RunCancelled, RunFailed
-from core.store import WORKER_LOG, RunRecord, StoreError, append_event, now_iso, read_record, write_record
+from core.store import (
+    WORKER_LOG,
+    RunRecord,
+    StoreError,
+    append_event,
+    now_iso,
+    pid_alive,
+    read_record,
+    read_run_json,
+    write_record,
+)
 
 
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,
@@ -237,14 +254,20 @@ class DetachedRun:
         self._reaper.join(timeout)
         return None if self._reaper.is_alive() else self.process.returncode
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM, returning at once: the worker saves the run as cancelled at its next step. Sent once: a
+        second SIGTERM could reach the worker while it exits, its handler gone, and cut its clean exit short."""
+        first = not self.stopping
+        self.stopping = True  # however it ends now (even by SIGTERM before its handler is set), it was asked to
+        if first and self.alive():
+            self.process.send_signal(signal.SIGTERM)  # a no-op once the process is reaped
+
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (the worker saves the run as cancelled at its next step) and wait until it has ended; a
         worker still going after `timeout` s is killed and recorded as cancelled."""
-        self.stopping = True  # however it ends now (even by SIGTERM before its handler is set), it was asked to
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)  # a no-op once the process is reaped
-            if self.wait(timeout) is None:
-                self.kill()
+        self.ask_to_stop()
+        if self.wait(timeout) is None:
+            self.kill()
         self.wait()
 
     def kill(self) -> None:
@@ -278,6 +301,140 @@ def start_detached(config: RunConfig, run_dir: Path, threads: int | None = None)
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return DetachedRun(run_dir, process)
+
+
+# --- run control: stopping and following runs, the Ctrl+C policy ------------------------------------------
+
+
+class Stoppable(Protocol):
+    """A handle that `stop_run` can stop: `RunHandle`, or an executor's (core.ray_executor.RayRunHandle)."""
+
+    def stop(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class Followed(Stoppable, Protocol):
+    """A handle whose events the caller reads (`RunHandle`, RayRunHandle): what `follow` pumps."""
+
+    @property
+    def done(self) -> bool: ...
+
+    terminal: Event | None
+
+    def pump(self, timeout: float = 0.1) -> list[Event]: ...
+
+
+class StopError(Exception):
+    """A run that cannot be asked to stop (no live worker for it, a pid that cannot be signalled); one line."""
+
+
+def stop_run(run: Stoppable | DetachedRun | Path, kill: bool = False) -> None:
+    """Ask a run to stop, returning at once: the worker saves it as cancelled at its next progress check (within
+    a second or two in every phase), keeping every completed context. `run` is a handle from `start` (its stop
+    flag), from `start_detached` (SIGTERM) or from an executor, or the folder of a run started elsewhere (another
+    terminal's `cltui run`, a TUI that has quit): SIGTERM to the worker pid its run.json names, StopError when
+    there is none alive. `kill=True` is for when the polite stop was not enough (a second Ctrl+C, a grace period
+    over): the worker is killed now and the run recorded as cancelled."""
+    if isinstance(run, Path):
+        pid = _worker_pid(run)
+        try:
+            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        except OSError as e:
+            raise StopError(f"could not signal pid {pid}: {e.strerror}") from e
+        if kill:
+            record_end(run, True, f"worker process {pid} killed on request")
+    elif isinstance(run, DetachedRun):
+        if kill:
+            run.kill()
+        else:
+            run.ask_to_stop()
+    elif kill:
+        run.kill()
+    else:
+        run.stop()
+
+
+def _worker_pid(run_dir: Path) -> int:
+    """The pid of the live worker that run.json names; StopError saying why there is none."""
+    try:
+        pid = read_run_json(run_dir).get("pid")
+    except StoreError as e:
+        raise StopError(str(e)) from e
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid() or not pid_alive(pid):
+        raise StopError(f"no live worker process for this run (pid {pid})")
+    return pid
+
+
+def stop_and_wait(runs: Iterable[DetachedRun], grace: float = 30) -> None:
+    """Stop detached runs and wait until each has ended: all are asked at once, so they wind down together
+    rather than one by one; one still going after `grace` s is killed and recorded as cancelled. Every run is
+    tried; the first error is raised once all have been."""
+    runs = list(runs)
+    errors: list[Exception] = []
+    for run in runs:
+        if isinstance(run, DetachedRun):
+            try:
+                run.ask_to_stop()
+            except OSError as e:
+                errors.append(e)
+    for run in runs:
+        try:
+            run.stop(timeout=grace)
+        except Exception as e:  # noqa: BLE001 - one broken handle must not keep the others running
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+CtrlCAction = Literal["stop", "kill"]
+
+
+class CtrlC:
+    """Ctrl+C while a face follows its runs, one policy for every face: the first press asks every run to stop
+    (each is saved as cancelled after its current step), the next kills them. Inside `with CtrlC() as ctrl_c:`
+    SIGINT only counts presses (a flag, never KeyboardInterrupt, so no queue read is cut in half); the caller's
+    loop calls `ctrl_c.act(runs)` to apply them. The worker processes ignore SIGINT themselves. Main thread only."""
+
+    def __init__(self) -> None:
+        self.pressed = 0
+        self._acted = 0
+        self._previous: Any = None
+
+    def _on_sigint(self, *_: Any) -> None:
+        self.pressed += 1
+
+    def __enter__(self) -> CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def act(self, runs: Iterable[Stoppable]) -> CtrlCAction | None:
+        """Apply the presses not acted on yet to `runs`: the first stops them, a later one kills them. What was
+        done, or None when there was no new press."""
+        if self.pressed <= self._acted:
+            return None
+        self._acted = self.pressed
+        action: CtrlCAction = "stop" if self.pressed == 1 else "kill"
+        for run in list(runs):
+            stop_run(run, kill=action == "kill")
+        return action
+
+
+def follow(run: Followed, on_event: Callable[[Event], None], ctrl_c: CtrlC | None = None,
+           on_ctrl_c: Callable[[CtrlCAction], None] | None = None, poll: float = 0.1) -> Event | None:
+    """Hand a run's events to `on_event` until it ends, applying `ctrl_c`'s policy to it between reads
+    (`on_ctrl_c` hears what was done); its final event."""
+    while not run.done:
+        for event in run.pump(poll):
+            on_event(event)
+        action = ctrl_c.act([run]) if ctrl_c is not None else None
+        if action is not None and on_ctrl_c is not None:
+            on_ctrl_c(action)
+    return run.terminal
 
 
 def _detached_main(argv: list[str] | None = None) -> None:

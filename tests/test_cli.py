@@ -294,8 +294,8 @@ LIGHT_MODULES = ["cltui.cli", "core.config", "core.store", "core.events", "core.
                  "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.runs", "cltui.tui.detail",
                  "cltui.tui.dreams", "cltui.tui.compare", "cltui.tui.charts", "cltui.tui.confirm",
                  "cltui.tui.workers", "cltui.tui.formats", "cltui.tui.compose", "cltui.tui.live", "cltui.tui.follow",
-                 "cltui.dreams", "cltui.compare", "core.study"]
-HEADLESS_MODULES = ["cltui.cli", "cltui.compare", "cltui.progress", "cltui.halfblock", "cltui.dreams"]
+                 "cltui.dreams", "cltui.studies", "core.study"]
+HEADLESS_MODULES = ["cltui.cli", "cltui.studies", "cltui.progress", "cltui.halfblock", "cltui.dreams"]
 
 
 def modules_that_load(package: str, modules: list[str]) -> list[str]:

@@ -411,7 +411,7 @@ def test_compose_shows_the_preset_and_only_valid_methods(runs_dir):
             assert field(screen, "train.iterations").value == "300"
             assert field(screen, "train.lr").value == "0.001"
             assert "✓ ready" in static_text(screen, "#verdict")
-            offered = [value for _, value in field(screen, "method")._options if value != Select.BLANK]
+            offered = [value for _, value in field(screen, "method")._options if value != Select.NULL]
             assert "xdg" not in offered and "separate" not in offered and "ewc" in offered
             assert offered == methods_for("class")
 

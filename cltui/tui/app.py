@@ -8,10 +8,8 @@ a run this TUI launched is still going asks whether to stop it (it ends as cance
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App
@@ -23,8 +21,11 @@ from cltui.tui.runs import RunsScreen
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import RunStore
 
+if TYPE_CHECKING:  # core.worker (and the config it validates) loads when the first run is started or stopped
+    from core.worker import DetachedRun
 
-def is_alive(handle: Any) -> bool:
+
+def is_alive(handle: DetachedRun) -> bool:
     try:
         return bool(handle.alive())
     except Exception:  # noqa: BLE001 - a broken handle must not keep the user from quitting
@@ -37,16 +38,18 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
     CSS_PATH = "cltui.tcss"
     BINDINGS: ClassVar = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
+    launched: dict[str, DetachedRun]  # run id -> handle of the runs started here (core.worker.start_detached)
+
     def __init__(self, runs_dir: Path | str):
         super().__init__()
         self.runs_dir = Path(runs_dir)
         self.store = RunStore(self.runs_dir)
-        self.launched: dict[str, Any] = {}  # run id -> handle (core.worker.DetachedRun) of runs started here
+        self.launched = {}
 
     def get_default_screen(self) -> Screen:
         return RunsScreen()
 
-    def running_launched(self) -> list[Any]:
+    def running_launched(self) -> list[DetachedRun]:
         return [handle for handle in self.launched.values() if is_alive(handle)]
 
     async def action_quit(self) -> None:
@@ -75,13 +78,11 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
             self.stop_and_exit(running)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="quit")
-    def stop_and_exit(self, handles: list[Any]) -> None:
-        for handle in handles:  # SIGTERM to each first (the worker turns it into a clean cancel), so they wind
-            with contextlib.suppress(OSError, TypeError, AttributeError):  # down together, not one by one
-                os.kill(handle.pid, signal.SIGTERM)
-        for handle in handles:
-            with contextlib.suppress(Exception):  # best effort: quitting must not hang on a broken handle
-                handle.stop(timeout=30)
+    def stop_and_exit(self, handles: list[DetachedRun]) -> None:
+        from core.worker import stop_and_wait
+
+        with contextlib.suppress(Exception):  # best effort: quitting must not hang on a broken handle
+            stop_and_wait(handles, grace=30)  # all asked at once, so they wind down together
         self.call_from_thread(self.exit)
 
 

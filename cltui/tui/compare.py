@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Header
 
 from cltui.tui.charts import AverageByRunChart, FinalAccuracyChart, hex_colour
 from cltui.tui.formats import fmt_duration, fmt_pct, fmt_signed, section
-from cltui.tui.runs import RunsTable
+from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import StoreError, read_run_json
 

@@ -38,7 +38,7 @@ from core.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.store import RunStore, run_folder_name
+from core.store import RunStore, StoreError
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -160,8 +160,8 @@ class FieldRow(Vertical):
             yield Label(spec.label, classes="name")
             if spec.choices is not None:
                 options = [(c, c) for c in spec.choices]
-                value = self.text if self.text in spec.choices else Select.BLANK
-                yield Select(options, value=value, allow_blank=spec.optional or value is Select.BLANK,
+                value = self.text if self.text in spec.choices else Select.NULL
+                yield Select(options, value=value, allow_blank=spec.optional or value is Select.NULL,
                              prompt="default (none)", compact=True, id=spec.widget_id)
             else:
                 yield Input(self.text, placeholder=spec.placeholder or spec.default_text or "none", compact=True,
@@ -176,7 +176,7 @@ class FieldRow(Vertical):
     def value_text(self) -> str:
         control = self.control
         if isinstance(control, Select):
-            return "" if control.value is Select.BLANK else str(control.value)
+            return "" if control.value is Select.NULL else str(control.value)
         return control.value.strip()
 
     def show_error(self, message: str | None) -> None:
@@ -292,7 +292,7 @@ class ComposeScreen(Screen[None]):
             with Horizontal(classes="top-row"):
                 yield Label("preset", classes="name")
                 yield Select([(p, p) for p in self.presets], compact=True, id="field-preset",
-                             value=self.preset if self.preset in self.presets else Select.BLANK,
+                             value=self.preset if self.preset in self.presets else Select.NULL,
                              allow_blank=self.preset not in self.presets, prompt="no presets found")
             yield Static(self.table.get("description", ""), id="preset-description", markup=False)
             with Horizontal(classes="top-row"):
@@ -350,7 +350,7 @@ class ComposeScreen(Screen[None]):
 
     @on(Select.Changed, "#field-preset")
     async def preset_changed(self, event: Select.Changed) -> None:
-        if event.value is Select.BLANK or event.value == self.preset:
+        if event.value is Select.NULL or event.value == self.preset:
             return
         self.preset = str(event.value)
         self.table = self._load(self.preset)
@@ -370,7 +370,7 @@ class ComposeScreen(Screen[None]):
 
     @on(Select.Changed, "#field-scenario")
     async def scenario_changed(self, event: Select.Changed) -> None:
-        if event.value is Select.BLANK or event.value == self.scenario:
+        if event.value is Select.NULL or event.value == self.scenario:
             return
         self.scenario = str(event.value)
         self.query_one("#scenario-help", Static).update(SCENARIO_HELP.get(self.scenario, ""))
@@ -385,7 +385,7 @@ class ComposeScreen(Screen[None]):
 
     @on(Select.Changed, "#field-method")
     async def method_changed(self, event: Select.Changed) -> None:
-        if event.value is Select.BLANK or event.value == self.method:
+        if event.value is Select.NULL or event.value == self.method:
             return
         self.method = str(event.value)
         await self._rebuild_method_rows()
@@ -499,15 +499,11 @@ class ComposeScreen(Screen[None]):
         from core.worker import start_detached
 
         try:
-            run_dir = RunStore(self.runs_dir).new_run_dir(
-                run_folder_name(config.preset, config.scenario, config.method.name, config.train.seed))
-            handle = start_detached(config, run_dir)
-        except OSError as e:
+            handle = start_detached(config, RunStore(self.runs_dir).new_run_dir_for(config))
+        except (OSError, StoreError) as e:
             self.notify(f"could not start the run in {self.runs_dir}: {e}", severity="error")
             return
-        launched = getattr(self.app, "launched", None)
-        if isinstance(launched, dict):
-            launched[handle.run_id] = handle
+        self.app.launched[handle.run_id] = handle
         from cltui.tui.live import LiveScreen
 
         self.app.switch_screen(LiveScreen(handle.run_dir))

@@ -1,5 +1,6 @@
-"""How run.json's figures read on screen: percentages, signed percentage points, durations, config values, and
-the colour of each run status. Every field may be missing or damaged; each helper then shows "–"."""
+"""How run.json's figures read on screen, in the TUI and the CLI alike: percentages, signed percentage points,
+durations, config values, the colour of an accuracy and of each run status. Every field may be missing or
+damaged; each helper then shows "–". Plain Python (no Textual), so the headless commands use it too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 def fmt_pct(value: Any) -> str:
     """A fraction (0..1) as a percentage with one decimal."""
     return f"{100 * value:.1f}" if isinstance(value, (int, float)) else "–"
+
+
+def acc_style(value: float) -> str:
+    """The colour of an accuracy (0..1): green from 90%, yellow from 60%, red from 30%, bright red below."""
+    return "green" if value >= 0.9 else "yellow" if value >= 0.6 else "red" if value >= 0.3 else "bright_red"
 
 
 def fmt_signed(value: Any) -> str:

@@ -9,8 +9,6 @@ timer, at most four times a second, whatever the event rate.
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from cltui.tui.charts import AccuracyChart, AverageChart
 from cltui.tui.follow import RunFollower
+from cltui.tui.formats import acc_style
 from core.events import (
     ContextEvaluated,
     ContextStarted,
@@ -42,7 +41,7 @@ from core.events import (
     RunStarted,
 )
 from core.metrics import avg_forgetting
-from core.store import StoreError, pid_alive, read_run_json
+from core.store import StoreError, read_run_json
 
 CHART_INTERVAL = 0.25  # s between chart redraws: plotext is the costly part of a frame
 LOG_LINES = 500
@@ -160,10 +159,6 @@ class LiveRun:
 
 
 # --- labels ----------------------------------------------------------------------------------------
-
-
-def acc_style(value: float) -> str:
-    return "green" if value >= 0.9 else "yellow" if value >= 0.6 else "red" if value >= 0.3 else "bright_red"
 
 
 def bar(step: int, total: int | None, width: int = BAR_WIDTH, done: bool = False) -> Text:
@@ -574,25 +569,18 @@ class LiveScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="stop")
     def stop_run(self) -> None:
-        """Through the handle when this TUI started the run (it waits for the end), else SIGTERM to the pid
-        in run.json: the worker turns it into a clean cancel, which the follower then sees."""
-        handle = (getattr(self.app, "launched", None) or {}).get(self.run_id)
-        if handle is not None:
-            handle.stop()
-            self.post_message(self.StopFinished())
-            return
+        """Through the handle when this TUI started the run (it waits for the end), else through the run folder
+        (the worker pid its run.json names): the worker turns it into a clean cancel, which the follower sees."""
+        from core.worker import StopError, stop_and_wait, stop_run
+
+        handle = self.app.launched.get(self.run_id)
         try:
-            pid = read_run_json(self.run_dir).get("pid")
-        except StoreError as e:
+            if handle is not None:
+                stop_and_wait([handle])
+            else:
+                stop_run(self.run_dir)
+        except StopError as e:
             self.post_message(self.StopFinished(str(e)))
-            return
-        if not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid):
-            self.post_message(self.StopFinished(f"no live worker process for this run (pid {pid})"))
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError as e:
-            self.post_message(self.StopFinished(f"could not signal pid {pid}: {e.strerror}"))
             return
         self.post_message(self.StopFinished())
 

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from cltui.tui.confirm import ConfirmScreen
 from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, fmt_signed, fmt_value, section, shown_path
+from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import RUN_JSON, RunEntry, StoreError, pid_alive, read_run_json
 
@@ -148,12 +149,6 @@ def scan(root: Path, known: dict[str, tuple[Stamp, RunEntry]], force: bool) -> d
         except StoreError as e:
             found[folder.name] = (stamp, RunEntry(folder.name, path, None, str(e)))
     return found
-
-
-class RunsTable(DataTable):
-    """The runs table; `enter` (open) is listed in the footer."""
-
-    BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Open")]
 
 
 class RunsScreen(ReportsWorkerErrors, Screen[None]):

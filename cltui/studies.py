@@ -4,7 +4,6 @@ a live row per run, and the table with mean +- SEM over seeds."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Annotated, Any, Self
 
@@ -20,7 +19,7 @@ from core import study as studies
 from core.config import ConfigError, validate_config
 from core.presets import build_config
 from core.events import ContextEvaluated, ContextStarted, Progress, RunCancelled, RunFailed, RunFinished
-from core.store import RunStore, StoreError, read_run_json, run_folder_name
+from core.store import RunStore, StoreError, read_run_json
 
 studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
 
@@ -113,6 +112,8 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
             devices: list[str | None], threads: int | None, quiet: bool, start: Any = None) -> int:
     """Run every unfinished run of the study, `jobs` at a time; the study file follows along. `start` launches
     one run (core.worker.start by default, or a Ray executor's) and returns a handle to pump."""
+    from core.worker import CtrlC
+
     if start is None:
         from core.worker import start
 
@@ -121,46 +122,32 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
         if record is None or record.get("status") != "finished":
             pending.append(i)
     studies.save(store, study)
-    interrupts = 0
-
-    def on_sigint(*_: Any) -> None:
-        nonlocal interrupts
-        interrupts += 1
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     active: dict[int, Any] = {}
     next_device = 0
     started = time.monotonic()
-    try:
-        with StudyDisplay(console, store, study, quiet) as display:
-            while pending or active:
-                while pending and len(active) < jobs and not interrupts:
-                    i = pending.pop(0)
-                    entry, config = study["runs"][i], configs[i]
-                    device = devices[next_device % len(devices)]
-                    next_device += 1
-                    if device is not None:
-                        config = config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
-                    resume = bool(entry.get("run_id")) and store.run_dir(entry["run_id"]).is_dir()
-                    run_dir = store.run_dir(entry["run_id"]) if resume else store.new_run_dir(run_folder_name(
-                        config.preset, config.scenario, config.method.name, config.train.seed))
-                    entry["run_id"] = run_dir.name
-                    studies.save(store, study)
-                    active[i] = start(config, run_dir, threads=threads, resume=resume)
-                if interrupts and pending:
-                    pending.clear()
-                    for handle in active.values():
-                        handle.stop()
-                if interrupts > 1:
-                    for handle in active.values():
-                        handle.kill()
-                for i, handle in list(active.items()):
-                    for event in handle.pump(0.05):
-                        display.update(i, event)
-                    if handle.done:
-                        del active[i]
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # The first Ctrl+C starts no more runs and stops the running ones cleanly, the second kills them.
+    with CtrlC() as ctrl_c, StudyDisplay(console, store, study, quiet) as display:
+        while pending or active:
+            while pending and len(active) < jobs and not ctrl_c.pressed:
+                i = pending.pop(0)
+                entry, config = study["runs"][i], configs[i]
+                device = devices[next_device % len(devices)]
+                next_device += 1
+                if device is not None:
+                    config = config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
+                resume = bool(entry.get("run_id")) and store.run_dir(entry["run_id"]).is_dir()
+                run_dir = store.run_dir(entry["run_id"]) if resume else store.new_run_dir_for(config)
+                entry["run_id"] = run_dir.name
+                studies.save(store, study)
+                active[i] = start(config, run_dir, threads=threads, resume=resume)
+            if ctrl_c.pressed:
+                pending.clear()
+            ctrl_c.act(active.values())
+            for i, handle in list(active.items()):
+                for event in handle.pump(0.05):
+                    display.update(i, event)
+                if handle.done:
+                    del active[i]
     wall = time.monotonic() - started
     records = studies.run_records(store, study)
     if all(r is not None and r.get("status") == "finished" for r in records):
@@ -172,7 +159,7 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
                                                                   f"{study['scenario']}-IL, {study['seeds']} seeds)")))
     console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
                   f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
-    if interrupts:
+    if ctrl_c.pressed:
         console.print(f"interrupted: continue with `cltui compare --resume {study['id']}`")
         return 130
     return 0 if study["finished"] else 1
