@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.methods.ewc import fisher_diagonal
+from core.methods.fisher import fisher_diagonal
 from core.models import build_model
 from core.scenarios import ScenarioView
 

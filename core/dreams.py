@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from core.config import RunConfig
 from core.data import CIFAR_STATS, Benchmark
 from core.methods.base import ContextInfo
-from core.methods.dreaming import Dreams
+from core.methods.common import Dreams
 from core.models import build_model
 
 LATENT_REAL_PER_CLASS = 100  # real test images per class drawn in the latent map

@@ -16,36 +16,41 @@ from torch import Tensor
 
 
 class ScenarioView:
+    """The scenario `kind` over `contexts` contexts of `classes_per_context` classes each (c above)."""
+
     def __init__(self, kind: str, classes_per_context: int, contexts: int):
         if kind not in ("task", "domain", "class"):
             raise ValueError(f"unknown scenario {kind!r}")
-        self.kind, self.c, self.contexts = kind, classes_per_context, contexts
+        self.kind, self.classes_per_context, self.contexts = kind, classes_per_context, contexts
 
     @property
     def head_size(self) -> int:
-        return self.c if self.kind == "domain" else self.c * self.contexts
+        c = self.classes_per_context
+        return c if self.kind == "domain" else c * self.contexts
 
     def active(self, context: int, seen: int | None = None) -> tuple[int, int]:
         """The head outputs that compete for a sample of `context` once contexts 0..`seen` were trained."""
+        c = self.classes_per_context
         if self.kind == "task":
-            return context * self.c, (context + 1) * self.c
+            return context * c, (context + 1) * c
         if self.kind == "domain":
-            return 0, self.c
-        return 0, (max(context, seen if seen is not None else context) + 1) * self.c
+            return 0, c
+        return 0, (max(context, seen if seen is not None else context) + 1) * c
 
     def target(self, y: Tensor, context: int) -> Tensor:
         if self.kind == "class":
             return y
-        return y - context * self.c if self.kind == "task" else y.remainder(self.c)
+        c = self.classes_per_context
+        return y - context * c if self.kind == "task" else y.remainder(c)
 
     def train_view(self, logits: Tensor, y: Tensor, context: int, context_ids: Tensor | None = None
                    ) -> tuple[Tensor, Tensor]:
         """Logits and targets for the loss on a batch of `context` (or of mixed contexts, given their ids)."""
         if context_ids is not None and self.kind == "task":
-            owner = torch.arange(logits.shape[1], device=logits.device) // self.c
+            owner = torch.arange(logits.shape[1], device=logits.device) // self.classes_per_context
             return logits.masked_fill(owner[None, :] != context_ids[:, None], float("-inf")), y
         if context_ids is not None and self.kind == "domain":
-            return logits, y.remainder(self.c)
+            return logits, y.remainder(self.classes_per_context)
         lo, hi = self.active(context)
         return logits[:, lo:hi], self.target(y, context)
 

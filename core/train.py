@@ -8,7 +8,6 @@ matching terminal event; it raises only for problems with its arguments.
 
 from __future__ import annotations
 
-import copy
 import errno
 import math
 import os
@@ -40,6 +39,7 @@ from core.events import (
 )
 from core.methods import method_class
 from core.methods.base import Batch, Cancelled, ContextInfo, Method
+from core.methods.common import frozen_copy
 from core.metrics import summarize
 from core.scenarios import ScenarioView
 from core.store import ContextRow, RunError, RunRecord, StoreError, read_record, write_record
@@ -238,6 +238,8 @@ class Trainer:
                              config=cfg.to_dict(), resumed_from=self.first_stage or None))
         if self.record.acc_init is None:
             self.record.acc_init = self.evaluate(trained=-1)
+        # A stage is one training of the sequence and one row of the accuracy matrix; its context says which
+        # data and labels it learns (context.index = stage, except joint's single stage over every context).
         for stage, context in enumerate(stages):
             if stage < self.first_stage:
                 continue
@@ -282,11 +284,13 @@ class Trainer:
         return entry
 
     def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
+        """`iterations` optimiser steps on the context's training data through the method's hooks; the training
+        time and the mean loss of the last FINAL_LOSS_TAIL steps."""
         t = self.config.train
         context, stage = info.context, info.stage
         self.model.train()
         sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
-        losses = torch.zeros(iterations, device=self.device)  # on the device: read only when a report is due
+        losses = torch.zeros(iterations, device=self.device)  # (iterations,) on the device: read when a report is due
         use_bf16 = t.precision == "bf16" and self.device.type == "cuda"
         do_augment = self.config.benchmark.augment
         for group in self.optimizer.param_groups:  # each context starts at the base rate
@@ -295,30 +299,35 @@ class Trainer:
         self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
         self.sync()
         start = last_report = time.monotonic()
-        reported = 0
+        reported = 0  # steps whose losses a Progress event has reported
         final_loss = None
         for it in range(iterations):
+            # learning-rate schedule: step decay at the given fractions of the context
             if it in decay_at:
                 for group in self.optimizer.param_groups:
                     group["lr"] *= t.lr_decay
-            idx = sampler.next()
-            x = context.inputs(context.x_train[idx])
+            # a batch: sampled without replacement within an epoch, inputs as the network sees them
+            idx = sampler.next()  # (B,) indices into the context's training set
+            x = context.inputs(context.x_train[idx])  # (B, C, H, W)
             if do_augment:
                 x = augment(x, self.generator)
-            ids = None if context.context_ids is None else context.context_ids[idx]
+            ids = None if context.context_ids is None else context.context_ids[idx]  # (B,) joint: each one's context
             batch = Batch(x, context.y_train[idx], context.index, ids)
+            # forward and the method's loss (bf16 autocast on CUDA when asked)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = self.method.loss(batch, info)
+            # backward, the method's hooks around the optimiser step (A-GEM projects, SI accumulates)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.method.after_backward(info)
             self.optimizer.step()
             self.method.after_step(info)
             losses[it] = loss.detach()
+            # progress, the NaN check and the stop check, a few times a second
             now = time.monotonic()
             if now - last_report >= t.progress_interval or it == iterations - 1:
-                window = losses[reported : it + 1]
-                final_loss = window.mean().item()  # the one host sync, a few times a second
+                window = losses[reported : it + 1]  # the steps since the last report
+                final_loss = window.mean().item()  # the one host sync
                 if not math.isfinite(final_loss):
                     bad = int((~torch.isfinite(window)).nonzero()[0])
                     raise NonFiniteLoss(stage, reported + bad)
@@ -422,13 +431,6 @@ class Trainer:
         except StoreWriteError as e:
             return str(e)
         return None
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    old = copy.deepcopy(model)
-    old.eval()
-    old.requires_grad_(False)
-    return old
 
 
 def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda e: None,

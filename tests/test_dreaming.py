@@ -18,8 +18,8 @@ from core.presets import build_config
 from core.data import build_benchmark
 from core.dreams import DreamJudge, frechet_distance
 from core.events import DreamsSaved
-from core.methods.dgr import frozen
-from core.methods.dreaming import BatchNormStatistics, Dreams, pixel_box
+from core.methods.common import Dreams, frozen_copy
+from core.methods.dreaming import BatchNormStatistics, pixel_box
 from core.models import build_model
 from core.train import run
 
@@ -187,7 +187,7 @@ def test_dreams_of_a_trained_model_beat_noise_on_the_verifier(tmp_path):
     lo, hi = pixel_box(benchmark)
     y = torch.arange(32) % 2
     noise = lo + (hi - lo) * torch.rand((32, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-    baseline = judge.quality(Dreams(x=noise, y=y, teacher=frozen(model), classes=2))
+    baseline = judge.quality(Dreams(x=noise, y=y, teacher=frozen_copy(model), classes=2))
     assert q["verifier_accuracy"] >= baseline["verifier_accuracy"] + 0.25, (q, baseline)
     assert q["feature_distance"] < baseline["feature_distance"] - 0.3, (q, baseline)
     assert q["frechet_distance"] < baseline["frechet_distance"]

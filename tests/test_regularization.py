@@ -11,7 +11,7 @@ from core.presets import build_config
 from core.data import Context, build_benchmark
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo
-from core.methods.ewc import fisher_diagonal
+from core.methods.fisher import fisher_diagonal
 from core.methods.separate import budget_widths
 from core.models import build_model, count_parameters
 from core.scenarios import ScenarioView

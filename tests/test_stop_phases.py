@@ -30,8 +30,8 @@ from core.dreams import DreamJudge
 from core.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
 from core.methods import method_class
 from core.methods.base import Cancelled, ContextInfo, Method
-from core.methods.dreaming import Dreams
-from core.methods.ewc import fisher_diagonal
+from core.methods.common import Dreams
+from core.methods.fisher import fisher_diagonal
 from core.methods.gen_classifier import VAEBank
 from core.methods.icarl import herding_order
 from core.models import build_model
@@ -59,7 +59,7 @@ class Case:
 def wide_mlp_fisher_in_small_chunks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     # The digits are a few hundred samples a context: shrinking the chunk gives the Fisher the many chunks
     # of a large data set (MNIST: 60 of 1024), and a wide MLP gives each chunk real work.
-    monkeypatch.setattr("core.methods.ewc.FISHER_CHUNK_FLOATS", 8)
+    monkeypatch.setattr("core.methods.fisher.FISHER_CHUNK_FLOATS", 8)
     return ["model.hidden=[1500,1500]", "train.checkpoints=none"]
 
 

@@ -1,31 +1,32 @@
-"""Continual-learning methods, one file each; looked up by name and imported only when a run needs one."""
+"""Continual-learning methods, one file each; looked up by name and imported only when a run needs one.
+
+A method's typed parameters are in core/methods/params.py (torch-free: the CLI and the forms read them);
+its class, `class EWC(Method[EWCParams])` in core/methods/ewc.py, registers itself under the parameters'
+name when its module is imported (core/methods/base.py). This package imports no torch until asked for a class.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any
 
-# name -> "module:class"; the typed parameters live in core/config.py (torch-free, for forms and validation).
-METHODS: dict[str, str] = {
-    "none": "core.methods.none:FineTuning",
-    "joint": "core.methods.joint:Joint",
-    "ewc": "core.methods.ewc:EWC",
-    "online-ewc": "core.methods.ewc:OnlineEWC",
-    "si": "core.methods.si:SI",
-    "lwf": "core.methods.lwf:LwF",
-    "xdg": "core.methods.xdg:XdG",
-    "separate": "core.methods.separate:SeparateNetworks",
-    "er": "core.methods.er:ExperienceReplay",
-    "agem": "core.methods.agem:AGEM",
-    "derpp": "core.methods.derpp:DERPP",
-    "icarl": "core.methods.icarl:ICaRL",
-    "dgr": "core.methods.dgr:DGR",
-    "bir": "core.methods.bir:BIR",
-    "gen-classifier": "core.methods.gen_classifier:GenerativeClassifier",
-    "deepinversion": "core.methods.deepinversion:DeepInversion",
-    "abd": "core.methods.abd:ABD",
-}
+if TYPE_CHECKING:
+    from core.methods.base import Method
 
 
-def method_class(name: str):
-    module, _, cls = METHODS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+def registered_methods() -> dict[str, type[Method[Any]]]:
+    """Every method class by name, once every module of this package is imported (the first call imports them)."""
+    from core.methods.base import METHOD_CLASSES
+    from core.methods.params import METHOD_PARAMS
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")  # a module imported before is not run again
+    return {name: METHOD_CLASSES[name] for name in METHOD_PARAMS if name in METHOD_CLASSES}  # the CLI's order
+
+
+def method_class(name: str) -> type[Method[Any]]:
+    methods = registered_methods()
+    if name not in methods:
+        raise KeyError(f"no method class takes the parameters of {name!r}; known: {', '.join(methods)}")
+    return methods[name]

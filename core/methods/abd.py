@@ -27,28 +27,30 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from core.data import CIFAR_STATS
 from core.methods.base import Batch, ContextInfo
+from core.methods.common import Dreams, frozen_copy
+from core.methods.distill import feature_distillation
 from core.methods.dreaming import (
     BatchNormStatistics,
     DreamingMethod,
-    Dreams,
     Generator,
     diversity,
     generator_width,
     pixel_box,
     smoothness,
 )
+from core.methods.params import ABDParams
 
 
-class ABD(DreamingMethod):
-    name = "abd"
-    needs_previous_model = True  # f_old: labels the dreams and gives the old features and head
-
+class ABD(DreamingMethod[ABDParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # f_old, the frozen model the generator inverted: it labels the dreams and gives the old features and
+        # head. The one copy of the previous model (the trainer makes none for ABD).
+        self.teacher: nn.Module | None = None
         p, seed = self.params, self.config.train.seed
         shape = tuple(self.benchmark.input_shape)
         standardised = self.benchmark.name in CIFAR_STATS
@@ -64,25 +66,26 @@ class ABD(DreamingMethod):
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         k, n = batch.context, batch.x.shape[0]
-        c = self.scenario.c
+        c = self.scenario.classes_per_context
         seen, old = (k + 1) * c, k * c
-        teacher = info.previous_model
+        teacher = self.teacher
         if k == 0 or teacher is None:
             logits, target = self.scenario.train_view(self.model(batch.x), batch.y, k, batch.context_ids)
             return F.cross_entropy(logits, target)
+        # Rows 0..n-1 are the real batch, rows n..2n-1 the dreams.
         with torch.no_grad():  # one pass of the old model: it labels the dreams and gives the KD targets
             self.generator.eval()
-            x = torch.cat([batch.x, self.generator.sample(n, generator=self.rng)])
-            target = teacher.head(teacher.features(x))[:, :old]
-        y = torch.cat([batch.y, target[n:].argmax(1)])
-        features = self.model.features(x)
-        logits = self.model.head(features)
+            x = torch.cat([batch.x, self.generator.sample(n, generator=self.rng)])  # (2n, C, H, W)
+            target = teacher.head(teacher.features(x))[:, :old]  # (2n, old): f_old's logits over the old classes
+        y = torch.cat([batch.y, target[n:].argmax(1)])  # (2n,): the real labels, then the dreams' y^
+        features = self.model.features(x)  # (2n, feature_dim)
+        logits = self.model.head(features)  # (2n, head)
         ratio = old / seen
-        weight = torch.where(y < old, ratio, 1 - ratio)
+        weight = torch.where(y < old, ratio, 1 - ratio)  # (2n,): class balance, old/seen or 1 - old/seen
         local = (F.cross_entropy(logits[:n, old:seen], batch.y - old, reduction="none") * weight[:n]).mean()
-        head_only = self.model.head(features.detach())[:, :seen]
+        head_only = self.model.head(features.detach())[:, :seen]  # (2n, seen): gradients reach the head only
         fine_tune = (F.cross_entropy(head_only, y, reduction="none") * weight).mean()
-        kd = F.mse_loss(teacher.head(features)[:, :old], target, reduction="none").sum(1).mean() / old
+        kd = feature_distillation(teacher.head, features, target)
         return local + fine_tune + self.params.mu * kd
 
     # --- dreaming -------------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ class ABD(DreamingMethod):
         with torch.no_grad():  # each labelled with the class the teacher sees in it
             self.generator.eval()
             x = self.generator.sample(p.dreams_per_class * classes, generator=self.rng)
+            self.teacher = teacher
             return Dreams(x=x, y=teacher(x)[:, :classes].argmax(1), teacher=teacher, classes=classes)
 
     def state_dict(self) -> dict[str, Any]:
@@ -114,6 +118,9 @@ class ABD(DreamingMethod):
                 "rng": self.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint follows a completed context and the trainer loads the model first: the teacher for the
+        next context is a frozen copy of the loaded model, as `after_context` made it."""
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.set_state(state["rng"])
+        self.teacher = frozen_copy(self.model)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from core.methods.base import Batch, ContextInfo, Method
-from core.methods.er import ExperienceReplay
+from core.methods.base import Batch, ContextInfo
+from core.methods.buffer import ReplayMethod
+from core.methods.params import AGEMParams
 
 
 def project(grads: list[torch.Tensor], reference: list[torch.Tensor], epsilon: float) -> list[torch.Tensor]:
@@ -18,20 +19,18 @@ def project(grads: list[torch.Tensor], reference: list[torch.Tensor], epsilon: f
     return [g - coefficient * r for g, r in zip(grads, reference)]
 
 
-class AGEM(ExperienceReplay):
-    name = "agem"
-
+class AGEM(ReplayMethod[AGEMParams]):
     def loss(self, batch: Batch, info: ContextInfo) -> torch.Tensor:
         self.remember(batch)
-        return Method.loss(self, batch, info)  # the plain loss: replay only steers the gradient
+        return super().loss(batch, info)  # the plain loss: replay only steers the gradient
 
     def after_backward(self, info: ContextInfo) -> None:
         if info.context.index == 0 or len(self.buffer) == 0:
             return
         params = [p for p in self.model.parameters() if p.requires_grad]
         replay = self.replayed(self.config.train.batch_size, info.context.index)
-        reference = torch.autograd.grad(Method.loss(self, replay, info), params, allow_unused=True)
+        replay_grads = torch.autograd.grad(super().loss(replay, info), params, allow_unused=True)
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-        reference = [torch.zeros_like(p) if r is None else r for p, r in zip(params, reference)]
+        reference = [torch.zeros_like(p) if r is None else r for p, r in zip(params, replay_grads)]
         for p, g in zip(params, project(grads, reference, self.params.epsilon)):
             p.grad = g

@@ -4,6 +4,10 @@ A method is one short file with a subclass of `Method`. The training loop calls,
 `before_context`, then per step `loss` -> backward -> `after_backward` -> optimiser step ->
 `after_step`, then `after_context` (consolidation: Fisher, herding, dreaming...), then evaluation
 through `predict`. `state_dict` / `load_state_dict` carry the method's state in checkpoints.
+
+A method registers itself by naming its parameters: `class EWC(Method[EWCParams])` is the method "ewc"
+(EWCParams' name) and finds `self.params.lambda_` typed. A shared base generic in its parameters
+(`class DreamingMethod(Method[DreamingParamsT])`) registers nothing; its subclasses do.
 """
 
 from __future__ import annotations
@@ -12,21 +16,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import RunConfig
-from core.methods.params import MethodParams
 from core.data import Benchmark, Context
 from core.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.methods.common import Dreams
+from core.methods.params import METHOD_PARAMS, MethodParams
 from core.models import build_model
 from core.scenarios import ScenarioView
 
-if TYPE_CHECKING:
-    from core.methods.dreaming import Dreams
+P = TypeVar("P", bound=MethodParams)
 
 
 @dataclass
@@ -47,9 +51,14 @@ class Cancelled(Exception):
 
 @dataclass
 class ContextInfo:
-    """What a method sees of the context being learned."""
+    """What a method sees of the context being learned.
 
-    stage: int  # row of the accuracy matrix this training fills
+    `stage` counts the trainings of the run (0, 1, ...): the row of the accuracy matrix this one fills and the
+    `context` field of its events. `context.index` says which context's data and labels are learned. They are
+    equal except for joint training, whose single stage 0 learns the union of every context, indexed as the
+    last one (so all classes count as seen)."""
+
+    stage: int
     context: Context
     previous_model: nn.Module | None  # frozen copy after the previous context (when the method asks)
     emit: Callable[[Event], None]
@@ -83,12 +92,24 @@ class ContextInfo:
         self.emit(PhaseFinished(context=self.stage, phase=name, seconds=time.monotonic() - start))
 
 
-class Method:
-    name: ClassVar[str]
+class Method(Generic[P]):
+    name: ClassVar[str]  # its parameters' name, set when it registers
     needs_previous_model: ClassVar[bool] = False  # keep a frozen copy of the model after each context
     trains_jointly: ClassVar[bool] = False  # one training stage over every context's data
 
-    def __init__(self, params: MethodParams, config: RunConfig, model: nn.Module, scenario: ScenarioView,
+    params: P
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a class whose generic argument is a named parameter class (one in METHOD_PARAMS)."""
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):  # this class's own bases, as written
+            for params in get_args(base):
+                if isinstance(params, type) and issubclass(params, MethodParams):
+                    name = params.model_fields["name"].default
+                    if isinstance(name, str) and METHOD_PARAMS.get(name) is params:
+                        register(name, cls)
+
+    def __init__(self, params: P, config: RunConfig, model: nn.Module, scenario: ScenarioView,
                  benchmark: Benchmark, device: torch.device):
         self.params, self.config, self.model = params, config, model
         self.scenario, self.benchmark, self.device = scenario, benchmark, device
@@ -131,3 +152,15 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+METHOD_CLASSES: dict[str, type[Method[Any]]] = {}  # name -> class, filled as the method modules are imported
+
+
+def register(name: str, cls: type[Method[Any]]) -> None:
+    known = METHOD_CLASSES.get(name)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"method {name!r}: both {known.__module__}.{known.__qualname__} and "
+                        f"{cls.__module__}.{cls.__qualname__} take its parameters")
+    cls.name = name
+    METHOD_CLASSES[name] = cls

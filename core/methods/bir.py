@@ -33,25 +33,11 @@ from torch import Tensor, nn
 
 from core.config import RunConfig
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.dgr import inputs_in_unit_range, replay_loss
-from core.methods.vae import VAE, reconstruction_loss, reparameterize
-from core.methods.xdg import gating_masks
+from core.methods.common import gating_masks, hidden_widths
+from core.methods.distill import replay_loss
+from core.methods.params import BIRParams
+from core.methods.vae import VAE, inputs_in_unit_range, reconstruction_loss, reparameterize
 from core.models import ContinualModel
-
-
-def hidden_widths(model: ContinualModel, input_shape: tuple[int, ...]) -> list[int]:
-    """Widths of the model's fully connected hidden layers, in depth order (probed with one forward)."""
-    widths: list[int] = []
-    probes = [layer.register_forward_hook(lambda m, i, out: widths.append(out.shape[1]))
-              for layer in model.hidden_layers()]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    model.train(was_training)
-    for probe in probes:
-        probe.remove()
-    return widths
 
 
 class FeedbackModel(ContinualModel):
@@ -113,14 +99,14 @@ class FeedbackModel(ContinualModel):
         return out if self.internal else out.view(-1, *self.input_shape)
 
 
-class BIR(Method):
-    name = "bir"
+class BIR(Method[BIRParams]):
     needs_previous_model = True  # M_old: the frozen copy of the whole feedback model (classifier + generator)
 
     @classmethod
     def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
         classifier = super().build_model(config, input_shape, head_size)
         p = config.method
+        assert isinstance(p, BIRParams)
         return FeedbackModel(classifier, input_shape, head_size, p.z_dim, p.gating, config.benchmark.contexts,
                              config.train.seed)
 
@@ -137,12 +123,12 @@ class BIR(Method):
 
     def modes_of(self, y: Tensor) -> Tensor:
         """The prior mode of each label: its output unit of the head (domain-IL: the label within the context)."""
-        return y.remainder(self.scenario.c) if self.scenario.kind == "domain" else y
+        return y.remainder(self.scenario.classes_per_context) if self.scenario.kind == "domain" else y
 
     def sample_replay(self, previous: int, n: int) -> tuple[Tensor, Tensor]:
         """(mode, context) of n replayed samples: a previous class uniformly (task-IL: the previous contexts
         in turn, a class of each); domain-IL: a previous context and a label uniformly."""
-        c, device = self.scenario.c, self.device
+        c, device = self.scenario.classes_per_context, self.device
         if self.scenario.kind == "class":
             mode = torch.randint(0, previous * c, (n,), generator=self.rng, device=device)
             return mode, mode // c
@@ -154,7 +140,7 @@ class BIR(Method):
 
     def mode_weights(self, old: Tensor, previous: int, context: Tensor) -> Tensor:
         """Soft targets of the previous model as weights over the prior's modes (zero for other classes)."""
-        c, temperature = self.scenario.c, self.params.temperature
+        c, temperature = self.scenario.classes_per_context, self.params.temperature
         if self.scenario.kind == "domain":
             return F.softmax(old.float() / temperature, dim=1)
         weights = torch.zeros(old.shape, device=old.device)
@@ -204,7 +190,7 @@ class BIR(Method):
     def sample(self, n: int, context: int | None = None) -> Tensor:
         """n samples (for previews) of the classes of `context`, or of every class (none); internal replay
         gives conv features, not images."""
-        c, device = self.scenario.c, self.device
+        c, device = self.scenario.classes_per_context, self.device
         modes = self.model.vae.prior.means.shape[0]
         was_training = self.model.training
         self.model.eval()

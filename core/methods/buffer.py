@@ -8,14 +8,21 @@ Two policies:
 - reservoir: every sample seen so far has the same chance of being stored (Vitter's algorithm R),
   written per training batch without any host sync: overflow writes go to a scratch row.
 The sizes are Python ints known without asking the device.
+
+`ReplayMethod` is the shared base of the methods that replay a class-balanced or reservoir buffer batch by
+batch (ER, A-GEM): its buffer, its random stream, and the filling at the end of a context.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+from core.data import Context
+from core.methods.base import Batch, ContextInfo, Method
+from core.methods.params import ReplayParams
 
 
 class ReplayBuffer:
@@ -133,3 +140,52 @@ def random_order(y: Tensor, classes: list[int], generator: torch.Generator) -> d
     perm = torch.randperm(y.shape[0], generator=generator, device=generator.device).to(y.device)
     shuffled = y[perm]
     return {c: perm[shuffled == c] for c in classes}
+
+
+def classes_of(context: Context) -> list[int]:
+    """The global labels a context brings."""
+    lo, hi = context.labels
+    return list(range(lo, hi))
+
+
+def store_context(buffer: ReplayBuffer, context: Context, order: dict[int, Tensor]) -> None:
+    """Store the context's samples (inputs as the network sees them) in the given per-class order."""
+    ids = torch.full_like(context.y_train, context.index)
+    buffer.add_classes(context.inputs(context.x_train), context.y_train, ids, order)
+
+
+ReplayParamsT = TypeVar("ReplayParamsT", bound=ReplayParams)
+
+
+class ReplayMethod(Method[ReplayParamsT]):
+    """A buffer filled as batches stream by (reservoir, when `budget_total` is set) or with random samples of
+    each class at the end of its context (class-balanced), and replay batches drawn from it."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.reservoir = self.params.budget_total is not None
+        total_classes = self.scenario.classes_per_context * self.scenario.contexts
+        self.buffer = buffer_for(self.params, self.device, total_classes, self.reservoir)
+        self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 31337)
+
+    def replayed(self, n: int, context: int) -> Batch:
+        """n stored samples as a batch of mixed contexts, trained while learning `context`."""
+        stored = self.buffer.sample(n, self.generator)
+        return Batch(stored["x"], stored["y"], context, stored["context"])
+
+    def remember(self, batch: Batch) -> None:
+        """A reservoir buffer sees every training batch; a class-balanced one fills at the end of a context."""
+        if self.reservoir:
+            self.buffer.add_reservoir(batch.x, batch.y, batch.contexts(), None, self.generator)
+
+    def after_context(self, info: ContextInfo) -> None:
+        if not self.reservoir:
+            context = info.context
+            store_context(self.buffer, context, random_order(context.y_train, classes_of(context), self.generator))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])

@@ -21,20 +21,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo
-from core.methods.dgr import replay_loss
+from core.methods.common import Dreams
+from core.methods.distill import replay_loss
 from core.methods.dreaming import (
     BatchNormStatistics,
     DreamingMethod,
-    Dreams,
     balanced_labels,
     pixel_box,
     total_variation,
 )
+from core.methods.params import DeepInversionParams
 
 
-class DeepInversion(DreamingMethod):
-    name = "deepinversion"
-
+class DeepInversion(DreamingMethod[DeepInversionParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         seed = self.config.train.seed
@@ -50,7 +49,7 @@ class DeepInversion(DreamingMethod):
             logits, target = self.scenario.train_view(self.model(batch.x), batch.y, k, batch.context_ids)
             return F.cross_entropy(logits, target)
         idx = torch.randint(self.dream_x.shape[0], (n,), generator=self.rng, device=self.device)
-        logits = self.model(torch.cat([batch.x, self.dream_x[idx]]))
+        logits = self.model(torch.cat([batch.x, self.dream_x[idx]]))  # (2n, head): n real rows, then n dreams
         view, target = self.scenario.train_view(logits[:n], batch.y, k, batch.context_ids)
         current = F.cross_entropy(view, target)
         replay = replay_loss(self.scenario, logits[n:], self.dream_logits[idx], k, True, self.params.temperature)

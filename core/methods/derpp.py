@@ -13,14 +13,14 @@ from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
 from core.methods.buffer import buffer_for
+from core.methods.params import DERPPParams
 
 
-class DERPP(Method):
-    name = "derpp"
-
+class DERPP(Method[DERPPParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.buffer = buffer_for(self.params, self.device, self.scenario.c * self.scenario.contexts, reservoir=True)
+        total_classes = self.scenario.classes_per_context * self.scenario.contexts
+        self.buffer = buffer_for(self.params, self.device, total_classes, reservoir=True)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 27183)
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:

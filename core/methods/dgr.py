@@ -20,61 +20,20 @@ and replayed batch the classifier just used.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.vae import VAE
-from core.scenarios import ScenarioView
+from core.methods.common import frozen_copy
+from core.methods.distill import replay_loss
+from core.methods.params import DGRParams
+from core.methods.vae import VAE, inputs_in_unit_range
 
 
-def inputs_in_unit_range(benchmark) -> bool:
-    """BCE reconstruction needs inputs in [0, 1]; standardised data (CIFAR) gets MSE. One host sync, once."""
-    lo = min(c.x_train.min() for c in benchmark.contexts)
-    hi = max(c.x_train.max() for c in benchmark.contexts)
-    return bool(lo >= 0) and bool(hi <= 1)
-
-
-def replay_loss(scenario: ScenarioView, logits: Tensor, old: Tensor, previous: int, distill: bool,
-                temperature: float, context_ids: Tensor | None = None) -> Tensor:
-    """The classifier's loss on replayed samples whose targets come from the previous model's logits `old`.
-
-    `previous` = number of previous contexts. task-IL: with `context_ids`, each sample through its own
-    context's head; without, through every previous context's head (the mean over contexts). Hard targets:
-    CE with f_old's argmax; soft: KD_T = -sum softmax(old/T) log softmax(logits/T), times T^2. In class-IL
-    the logits cover every class seen so far and the targets give the current classes zero probability.
-    """
-    c = scenario.c
-    if scenario.kind == "task":
-        if context_ids is not None:
-            rows = torch.arange(logits.shape[0], device=logits.device)
-            logits = logits.view(logits.shape[0], -1, c)[rows, context_ids]
-            old = old.view(old.shape[0], -1, c)[rows, context_ids]
-        else:
-            logits = logits[:, : previous * c].reshape(-1, c)
-            old = old[:, : previous * c].reshape(-1, c)
-    elif scenario.kind == "class":
-        logits, old = logits[:, : (previous + 1) * c], old[:, : previous * c]
-    if not distill:
-        return F.cross_entropy(logits, old.argmax(1))
-    target = F.softmax(old.float() / temperature, dim=1)
-    log_p = F.log_softmax(logits.float() / temperature, dim=1)[:, : old.shape[1]]
-    return -(target * log_p).sum(1).mean() * temperature**2
-
-
-def frozen(module: nn.Module) -> nn.Module:
-    old = copy.deepcopy(module)
-    old.eval()
-    old.requires_grad_(False)
-    return old
-
-
-class DGR(Method):
-    name = "dgr"
+class DGR(Method[DGRParams]):
     needs_previous_model = True  # f_old, the loop's frozen copy of the classifier
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -112,7 +71,7 @@ class DGR(Method):
         with torch.no_grad():
             x_replay = self.previous_generator.sample(n, generator=self.rng).view(n, *self.input_shape)
             old = info.previous_model(x_replay)
-        logits = self.model(torch.cat([batch.x, x_replay]))
+        logits = self.model(torch.cat([batch.x, x_replay]))  # (2n, head): n current rows, then n replayed
         view, target = self.scenario.train_view(logits[:n], batch.y, k, batch.context_ids)
         current = F.cross_entropy(view, target)
         replay = replay_loss(self.scenario, logits[n:], old, k, self.params.distill, self.params.temperature)
@@ -140,7 +99,7 @@ class DGR(Method):
         self.generator_loss = loss.detach()
 
     def after_context(self, info: ContextInfo) -> None:
-        self.previous_generator = frozen(self.generator)
+        self.previous_generator = frozen_copy(self.generator)
 
     def sample(self, n: int, context: int | None = None) -> Tensor:
         """n samples of the current generator (for previews), shaped like the inputs. The generator is not
@@ -160,5 +119,5 @@ class DGR(Method):
         self.rng.set_state(state["rng"])
         self.previous_generator = None
         if "previous_generator" in state:
-            self.previous_generator = frozen(self.generator)
+            self.previous_generator = frozen_copy(self.generator)
             self.previous_generator.load_state_dict(state["previous_generator"])

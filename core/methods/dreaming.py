@@ -1,6 +1,6 @@
-"""What the data-free methods (DeepInversion, ABD) share: hooks that read the BatchNorm statistics of
-the frozen model, the image priors, the box real pixels live in, ABD's generator, and `Dreams`, the
-images a method hands to the trainer to save and score (core/dreams.py).
+"""What the data-free methods (DeepInversion, ABD) share: the base that dreams after every context, hooks
+that read the BatchNorm statistics of the frozen model, the image priors, the box real pixels live in, and
+ABD's generator. The dreams go to the trainer as `Dreams` (core/methods/common.py) to be saved and scored.
 
 Inverting a model works because BatchNorm remembers the data: every BN layer keeps the running mean and
 variance of its inputs over the real training set. Images whose batch statistics match them, layer by
@@ -10,41 +10,34 @@ layer, and that the model assigns to a chosen class with confidence, look to the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from core.data import Benchmark
 from core.methods.base import ContextInfo, Method
-from core.methods.dgr import frozen
+from core.methods.common import Dreams, frozen_copy
+from core.methods.params import DreamingParams
+
+DreamingParamsT = TypeVar("DreamingParamsT", bound=DreamingParams)
 
 
-@dataclass
-class Dreams:
-    """Images dreamed after a context: inputs as the model sees them, the class each was dreamed for,
-    and the frozen model (teacher) that dreamed them."""
-
-    x: Tensor
-    y: Tensor  # global labels, all < classes
-    teacher: nn.Module
-    classes: int  # classes the teacher knew (the old classes from the next context's point of view)
-
-
-class DreamingMethod(Method):
+class DreamingMethod(Method[DreamingParamsT]):
     """A data-free method: after every context but the last (nothing follows it to replay to), `dream`
     inverts a frozen copy of the model over the classes it knows; the trainer takes the dreams once."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.latest: Dreams | None = None
 
     def after_context(self, info: ContextInfo) -> None:
         if info.stage < len(self.benchmark.contexts) - 1:
-            self.latest = self.dream(info, frozen(self.model), (info.stage + 1) * self.scenario.c)
+            known = (info.stage + 1) * self.scenario.classes_per_context
+            self.latest = self.dream(info, frozen_copy(self.model), known)
 
     def dream(self, info: ContextInfo, teacher: nn.Module, classes: int) -> Dreams:
         raise NotImplementedError
@@ -121,7 +114,7 @@ def smoothness(x: Tensor, sigma: float = 1.0, size: int = 5) -> Tensor:
     return F.mse_loss(x, blurred)
 
 
-def pixel_box(benchmark) -> tuple[Tensor, Tensor]:
+def pixel_box(benchmark: Benchmark) -> tuple[Tensor, Tensor]:
     """Per-channel lowest and highest input value of the real training data, shaped (1, C, 1, 1): dreamed
     pixels are kept inside it (raw [0, 1] for MNIST-like data, the standardised range for CIFAR)."""
     x = torch.cat([c.x_train for c in benchmark.contexts]).transpose(0, 1).flatten(1)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from core.config import RunConfig
 from core.methods.base import Batch, ContextInfo, Method
+from core.methods.params import GenClassifierParams
 
 # Elements of the largest activation one scoring chunk may hold (classes x inputs x samples x width), on the
 # CPU (cache-sized, 64 MiB) and on CUDA (512 MiB: a few such tensors are alive at once).
@@ -146,16 +147,15 @@ class VAEBank(nn.Module):
         return torch.cat(rows, dim=1)
 
 
-class GenerativeClassifier(Method):
-    name = "gen-classifier"
-
+class GenerativeClassifier(Method[GenClassifierParams]):
     @classmethod
     def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
         p = config.method
         c = config.benchmark.classes_per_context
-        assert c is not None
-        # z_dim and likelihood are resolved by data set in GenClassifierParams.resolve (core/config.py).
-        return VAEBank(head_size // c, c, math.prod(input_shape), p.hidden, p.z_dim, p.likelihood)  # type: ignore[attr-defined]
+        assert isinstance(p, GenClassifierParams) and c is not None
+        # z_dim and likelihood are resolved by data set in GenClassifierParams.resolve (core/methods/params.py).
+        assert p.z_dim is not None and p.likelihood is not None
+        return VAEBank(head_size // c, c, math.prod(input_shape), p.hidden, p.z_dim, p.likelihood)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -196,7 +196,7 @@ class GenerativeClassifier(Method):
             return scores
         self.noise.manual_seed(self.config.train.seed)
         chunk = SCORE_CHUNK_ELEMENTS.get(x.device.type, SCORE_CHUNK_ELEMENTS["cpu"])
-        ll = bank.log_likelihood(x.flatten(1).float(), contexts, self.params.importance_samples,  # type: ignore[attr-defined]
+        ll = bank.log_likelihood(x.flatten(1).float(), contexts, self.params.importance_samples,
                                  self.noise, chunk, self.check_stop)
         lo = contexts.start * bank.classes_per_context
         scores[:, lo : lo + ll.shape[0]] = ll.T

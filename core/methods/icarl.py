@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.buffer import buffer_for, random_order
-from core.methods.er import classes_of, store_context
+from core.methods.buffer import buffer_for, classes_of, random_order, store_context
+from core.methods.distill import sigmoid_targets
+from core.methods.params import ICaRLParams
 
 
 def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
@@ -50,18 +51,18 @@ def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
     return {c: members[i][order[i, : min(m, counts[i])]] for i, c in enumerate(classes)}
 
 
-class ICaRL(Method):
-    name = "icarl"
+class ICaRL(Method[ICaRLParams]):
     needs_previous_model = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.buffer = buffer_for(self.params, self.device, self.scenario.c * self.scenario.contexts, reservoir=False)
+        total_classes = self.scenario.classes_per_context * self.scenario.contexts
+        self.buffer = buffer_for(self.params, self.device, total_classes, reservoir=False)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 16180)
         self.class_means: Tensor | None = None  # (head, features); rows of classes without exemplars are NaN
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
-        k, c = batch.context, self.scenario.c
+        k, c = batch.context, self.scenario.classes_per_context
         x, y = batch.x, batch.y
         ids = batch.contexts()
         if len(self.buffer):
@@ -70,9 +71,8 @@ class ICaRL(Method):
         logits = self.model(x)
         target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
         if info.previous_model is not None and k > 0:
-            with torch.no_grad():
-                old = torch.sigmoid(info.previous_model(x)[:, : k * c] / self.params.temperature)
-            target = torch.cat([old, target[:, k * c :]], dim=1)  # old classes: distil; new classes: labels
+            with torch.no_grad():  # old classes: distil; new classes: labels
+                target = sigmoid_targets(target, info.previous_model(x)[:, : k * c], self.params.temperature)
         classes = torch.arange(logits.shape[1], device=x.device)
         if self.scenario.kind == "task":  # each sample's own context's classes
             active = (classes.unsqueeze(0) // c) == ids.unsqueeze(1)
@@ -83,7 +83,7 @@ class ICaRL(Method):
 
     def after_context(self, info: ContextInfo) -> None:
         context = info.context
-        classes = classes_of(info)
+        classes = classes_of(context)
         with info.phase("herding", total=len(classes)) as progress:
 
             def working() -> None:  # reports (and checks for a stop); all classes are herded at once
@@ -95,7 +95,7 @@ class ICaRL(Method):
                                       self.buffer.quota(len(self.buffer.classes) + len(classes)), working)
             else:
                 order = random_order(context.y_train, classes, self.generator)
-            store_context(self.buffer, info, order)
+            store_context(self.buffer, context, order)
             self.class_means = self.exemplar_means(step=working)
             progress(len(classes))
 
@@ -118,7 +118,7 @@ class ICaRL(Method):
         """Mean of each class's L2-normalised exemplar features, normalised again (iCaRL's class prototypes)."""
         assert self.buffer.x is not None and self.buffer.y is not None
         feats = F.normalize(self.features(self.buffer.x, step=step), dim=1)
-        head = self.scenario.c * self.scenario.contexts if self.scenario.kind != "domain" else self.scenario.c
+        head = self.scenario.head_size
         sums = torch.zeros(head, feats.shape[1], device=feats.device).index_add_(0, self.buffer.y, feats)
         counts = torch.zeros(head, device=feats.device).index_add_(0, self.buffer.y, torch.ones_like(self.buffer.y,
                                                                                               dtype=feats.dtype))

@@ -5,8 +5,8 @@ matrix has a single row; forgetting and transfer are undefined for it and report
 """
 
 from core.methods.base import Method
+from core.methods.params import JointParams
 
 
-class Joint(Method):
-    name = "joint"
+class Joint(Method[JointParams]):
     trains_jointly = True

@@ -17,16 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
+from core.methods.distill import distillation
+from core.methods.params import LwFParams
 
 
-def distillation(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
-    """KD_T(logits, targets), mean over the batch, times T^2."""
-    soft_targets = F.softmax(targets / temperature, dim=1)
-    return -(soft_targets * F.log_softmax(logits / temperature, dim=1)).sum(1).mean() * temperature**2
-
-
-class LwF(Method):
-    name = "lwf"
+class LwF(Method[LwFParams]):
     needs_previous_model = True
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
@@ -38,7 +33,7 @@ class LwF(Method):
             return current
         with torch.no_grad():
             old = info.previous_model(batch.x)
-        c, temperature = self.scenario.c, self.params.temperature
+        c, temperature = self.scenario.classes_per_context, self.params.temperature
         if self.scenario.kind == "task":
             kd = torch.stack([distillation(logits[:, j * c : (j + 1) * c], old[:, j * c : (j + 1) * c], temperature)
                               for j in range(k)]).mean()

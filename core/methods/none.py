@@ -1,7 +1,8 @@
 """Fine-tuning ("none"): cross-entropy on each context in turn, nothing against forgetting. The lower bound."""
 
 from core.methods.base import Method
+from core.methods.params import NoneParams
 
 
-class FineTuning(Method):
-    name = "none"
+class FineTuning(Method[NoneParams]):
+    """The base Method as it is: its default loss, and no hook."""

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import RunConfig
-from core.methods.base import Method
+from core.methods.base import ContextInfo, Method
+from core.methods.params import SeparateParams
 from core.models import build_model, count_parameters
 
 
@@ -58,16 +59,14 @@ def budget_widths(config: RunConfig, input_shape: tuple[int, int, int], contexts
     return [max(1, round(w * lo)) for w in base]
 
 
-class SeparateNetworks(Method):
-    name = "separate"
-
+class SeparateNetworks(Method[SeparateParams]):
     @classmethod
     def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
-        m = config.model
+        m, p = config.model, config.method
         c = config.benchmark.classes_per_context
-        assert c is not None
+        assert isinstance(p, SeparateParams) and c is not None
         contexts = head_size // c
-        widths = config.method.hidden or budget_widths(config, input_shape, contexts, c)  # type: ignore[attr-defined]
+        widths = p.hidden or budget_widths(config, input_shape, contexts, c)
         if widths is None:
             print(f"separate: model.kind {m.kind} has no width to scale; {contexts} full-size networks "
                   f"({contexts}x the shared parameter budget)", flush=True)
@@ -80,7 +79,7 @@ class SeparateNetworks(Method):
               f"{sum(count_parameters(n) for n in nets)} parameters in all", flush=True)
         return PerContextNetworks(nets, c)
 
-    def before_context(self, info) -> None:
+    def before_context(self, info: ContextInfo) -> None:
         self.model.active = info.context.index
 
     def predict(self, x: Tensor, context: int) -> Tensor:

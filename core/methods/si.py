@@ -18,11 +18,10 @@ import torch
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
+from core.methods.params import SIParams
 
 
-class SI(Method):
-    name = "si"
-
+class SI(Method[SIParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -36,11 +35,16 @@ class SI(Method):
         self.data_grad: list[Tensor] = []
         self.consolidated = False
 
+    def strength(self) -> float:
+        """c, the penalty's weight (SIParams.resolve makes sure there is one)."""
+        assert self.params.c is not None
+        return self.params.c
+
     def penalty(self) -> Tensor:
         total = torch.zeros((), device=self.device)
         for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor):
             total = total + (omega * (p - anchor).square()).sum()
-        return self.params.c * total
+        return self.strength() * total
 
     def before_context(self, info: ContextInfo) -> None:
         self.start = [p.detach().clone() for p in self.weights]
@@ -57,9 +61,10 @@ class SI(Method):
         self.data_grad = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in self.weights]
         self.before_step = [p.detach().clone() for p in self.weights]
         if self.consolidated:
+            c = self.strength()
             with torch.no_grad():
                 for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor):
-                    penalty_grad = 2 * self.params.c * omega * (p - anchor)
+                    penalty_grad = 2 * c * omega * (p - anchor)
                     p.grad = penalty_grad if p.grad is None else p.grad.add_(penalty_grad)
 
     def after_step(self, info: ContextInfo) -> None:

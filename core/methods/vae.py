@@ -27,7 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.data import Benchmark
+
 LOG_2PI = math.log(2 * math.pi)
+
+
+def inputs_in_unit_range(benchmark: Benchmark) -> bool:
+    """BCE reconstruction needs inputs in [0, 1]; standardised data (CIFAR) gets MSE. One host sync, once."""
+    lo = min(c.x_train.min() for c in benchmark.contexts)
+    hi = max(c.x_train.max() for c in benchmark.contexts)
+    return bool(lo >= 0) and bool(hi <= 1)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:

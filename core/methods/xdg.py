@@ -12,37 +12,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.methods.base import Method
+from core.methods.base import ContextInfo, Method
+from core.methods.common import gating_masks, hidden_widths
+from core.methods.params import XdGParams
 
 
-def gating_masks(widths: list[int], contexts: int, gating: float, generator: torch.Generator) -> list[Tensor]:
-    """Per hidden layer, a (contexts, width) 0/1 float mask with round(gating * width) zeros per row."""
-    masks = []
-    for width in widths:
-        off = round(gating * width)
-        rows = [(torch.randperm(width, generator=generator) >= off).float() for _ in range(contexts)]
-        masks.append(torch.stack(rows))
-    return masks
-
-
-class XdG(Method):
-    name = "xdg"
-
+class XdG(Method[XdGParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         layers = self.model.hidden_layers()
         if not layers:
             raise ValueError(f"method xdg: model.kind {self.config.model.kind} has no fully connected hidden "
                              f"layers to gate; use mlp, lenet5 or vdv-conv")
-        widths: list[int] = []
-        probes = [layer.register_forward_hook(lambda m, i, out: widths.append(out.shape[1])) for layer in layers]
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            self.model(torch.zeros(1, *self.benchmark.input_shape, device=self.device))
-        self.model.train(was_training)
-        for probe in probes:
-            probe.remove()
+        widths = hidden_widths(self.model, self.benchmark.input_shape)
         generator = torch.Generator().manual_seed(self.config.train.seed + 104729)
         self.masks = [m.to(self.device) for m in gating_masks(widths, self.scenario.contexts,
                                                               self.params.gating, generator)]
@@ -50,7 +32,7 @@ class XdG(Method):
         for i, layer in enumerate(layers):
             layer.register_forward_hook(lambda module, inputs, out, i=i: out * self.masks[i][self.current])
 
-    def before_context(self, info) -> None:
+    def before_context(self, info: ContextInfo) -> None:
         self.current = info.context.index
 
     def predict(self, x: Tensor, context: int) -> Tensor:
