@@ -254,8 +254,9 @@ def test_cltui_dreams_on_a_run_without_dreams_says_so_in_one_line(runs_dir):
 
 def test_dreaming_beats_fine_tuning_and_lwf_on_split_digits_class_il(tmp_path):
     """Seed 0, 100 iterations per context and short dreaming. Seeds 0, 1, 2 gave none 0.20 / 0.20 / 0.20,
-    lwf 0.20 / 0.20 / 0.20, deepinversion (50 pixel steps) 0.94 / 0.92 / 0.94, abd (50 generator steps)
-    0.70 / 0.65 / 0.63; the full preset gives abd 0.91."""
+    lwf 0.63 / 0.53 / 0.60 (the reference's LwF: its distillation also pushes the current classes down),
+    deepinversion (50 pixel steps) 0.94 / 0.92 / 0.94, abd (50 generator steps) 0.70 / 0.65 / 0.63; the full
+    preset gives abd 0.91 against lwf 0.60."""
     quiet = ["method.verifier_iterations=0", "method.export_per_class=0"]
     acc = {}
     for method, extra in [("none", []), ("lwf", []), ("deepinversion", ["method.steps=50", *quiet]),
@@ -263,9 +264,9 @@ def test_dreaming_beats_fine_tuning_and_lwf_on_split_digits_class_il(tmp_path):
         cfg = build_config(PRESET, method=method, device="cpu", overrides=["train.iterations=100", *extra])
         record = run(cfg, fresh(tmp_path, method))
         acc[method] = record["metrics"]["final_avg_acc"]
-    assert acc["none"] < 0.25 and acc["lwf"] < 0.3, acc
-    assert acc["abd"] >= 0.4 and acc["abd"] >= acc["lwf"] + 0.25 and acc["abd"] >= acc["none"] + 0.25, acc
-    assert acc["deepinversion"] >= acc["none"] + 0.25, acc
+    assert acc["none"] < 0.25 and acc["lwf"] >= acc["none"] + 0.25, acc
+    assert acc["abd"] >= 0.4 and acc["abd"] > acc["lwf"] and acc["abd"] >= acc["none"] + 0.25, acc
+    assert acc["deepinversion"] >= acc["lwf"] + 0.25, acc
 
 
 def test_the_tui_dreams_screen_opens_a_real_dreaming_run(dreamed, tmp_path):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cltui.cli import app
 from core.presets import build_config
+from core.scenarios import ScenarioView
 from core.train import run
 
 
@@ -69,3 +70,31 @@ def test_task_only_methods_are_refused_by_the_cli_with_exit_code_2(method, tmp_p
     assert out.exit_code == 2
     assert "task" in out.output and "Traceback" not in out.output
     assert not any(tmp_path.iterdir())
+
+
+def test_lwf_keeps_old_classes_in_class_il():
+    """The reference's LwF (van de Ven's main.py --lwf): seeds 0-4 give 0.60 / 0.56 / 0.62 / 0.55 / 0.62
+    against none's 0.20; distilling the old classes alone (cltui before 2026-12-01) stayed at 0.20."""
+    none = result("none", "class")["metrics"]["final_avg_acc"]
+    assert result("lwf", "class")["metrics"]["final_avg_acc"] >= none + 0.25
+
+
+def test_lwf_distillation_pushes_the_current_classes_down():
+    """In class-IL the old model's targets give the current classes zero probability: on current inputs
+    the distillation's gradient raises the old classes' logits and lowers the current ones'."""
+    from core.methods.base import Batch, ContextInfo
+    from core.methods.common import frozen_copy
+    from core.methods.lwf import LwF
+
+    cfg = build_config("split-digits", method="lwf", device="cpu", overrides=["model.hidden=[16]"])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    scenario = ScenarioView("class", 2, 5)
+    method = LwF(cfg.method, cfg, model, scenario, None, torch.device("cpu"))  # type: ignore[arg-type]
+    x, y = torch.rand(32, 1, 8, 8), torch.full((32,), 2)  # context 1 (classes 2, 3)
+    info = ContextInfo(stage=1, context=None, previous_model=frozen_copy(model), emit=lambda e: None)  # type: ignore[arg-type]
+    ce = torch.nn.functional.cross_entropy(model(x)[:, :4], y)
+    (method.loss(Batch(x, y, 1), info) - ce).backward()  # the distillation term alone
+    bias_grad = model[1].bias.grad
+    assert (bias_grad[:2] < 0).all() and (bias_grad[2:4] > 0).all()  # descent raises 0, 1 and lowers 2, 3
+    assert (bias_grad[4:] == 0).all()  # classes not seen yet take no part
