@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
+from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
 from cltui.tui.formats import acc_style, fmt_pct
 from core.config import ConfigError, TrainConfig
 from core.methods.params import METHOD_PARAMS
@@ -71,7 +72,7 @@ def tui(runs_dir: RunsDir = None) -> None:
 @app.command(rich_help_panel="Training")
 def run(
     preset: Annotated[str | None, typer.Argument(help="Preset name (see `cltui presets list`) or a .toml path "
-                                                 "[default: split-digits].", show_default=False)] = None,
+                                                 "\\[default: split-digits].", show_default=False)] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help=f"Method: {', '.join(METHOD_PARAMS)}.")] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="task, domain or class.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. train.lr=3e-4 (repeatable).")] = None,
@@ -83,6 +84,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted or "
                                                "failed run from its last completed context.")] = None,
+    track: Track = None,
+    track_checkpoints: TrackCheckpoints = False,
 ) -> None:
     """Train one continual-learning run in a worker process and print its accuracy matrix."""
     from core.datafiles import missing_data
@@ -111,6 +114,7 @@ def run(
             )
         except ConfigError as e:
             fail(str(e))
+    config = with_tracking(config, track, track_checkpoints)
     problem = missing_data(config.benchmark)
     if problem:
         fail(problem)
@@ -134,6 +138,8 @@ def run(
             fail(f"--runs-dir: cannot write a run in {store.root} ({e.strerror or e}); free some space or pick "
                  f"another folder", EXIT_FAILED)
         display = RunProgress(console, config, run_dir, quiet=quiet)
+        if config.track.tracker != "none" and not quiet:
+            display.note(tracking_line(config, store))
 
         def on_ctrl_c(action: str) -> None:
             display.note("stopping after the current step… (Ctrl+C again to kill the worker)" if action == "stop"
@@ -281,14 +287,107 @@ def run_row(entry: RunEntry) -> list[str]:
 # --- cltui runs ----------------------------------------------------------------------------------
 
 
+# Short column names for `runs list --columns`; any other name is a dotted key into the config (method.lambda,
+# train.lr), then into run.json itself (env.torch, timing.eval_s).
+COLUMNS: dict[str, Any] = {
+    "id": lambda e, d: e.id, "status": lambda e, d: e.status, "preset": lambda e, d: d.get("preset"),
+    "method": lambda e, d: dotted(d, "config.method.name")[1], "scenario": lambda e, d: dotted(d, "config.scenario")[1],
+    "benchmark": lambda e, d: dotted(d, "config.benchmark.name")[1], "seed": lambda e, d: dotted(d, "config.train.seed")[1],
+    "contexts": lambda e, d: len(d.get("acc_matrix") or []), "device": lambda e, d: dotted(d, "env.device")[1],
+    "created": lambda e, d: d.get("created"), "finished": lambda e, d: d.get("finished"),
+    "error": lambda e, d: e.error or dotted(d, "error.message")[1],
+}
+METRIC_COLUMNS = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt")
+TIMING_COLUMNS = ("total_s", "train_s", "eval_s", "samples_per_s")
+DEFAULT_COLUMNS = "id,preset,method,scenario,seed,status,final_avg_acc,avg_forgetting,total_s"
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def dotted(data: Any, key: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted key in nested dicts."""
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False, None
+        data = data[part]
+    return True, data
+
+
+def column_value(entry: RunEntry, key: str) -> tuple[bool, Any]:
+    d = entry.data or {}
+    if key in COLUMNS:
+        return True, COLUMNS[key](entry, d)
+    if key in METRIC_COLUMNS:
+        return True, (d.get("metrics") or {}).get(key)
+    if key in TIMING_COLUMNS:
+        return True, (d.get("timing") or {}).get(key)
+    found, value = dotted(d.get("config") or {}, key)
+    return (found, value) if found else dotted(d, key)
+
+
+def cell_text(value: Any, fmt: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and fmt in ("markdown", "table"):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def print_columns(entries: list[RunEntry], columns: list[str], fmt: str) -> None:
+    rows = [[column_value(e, c)[1] for c in columns] for e in entries]
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, row)) for row in rows], indent=2))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[cell_text(v, fmt) for v in row] for row in rows])
+    elif fmt == "markdown":
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for row in rows:
+            print("| " + " | ".join(cell_text(v, fmt).replace("|", "\\|") for v in row) + " |")
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+        for c in columns:
+            table.add_column(escape(c), no_wrap=c == "id")
+        for row in rows:
+            table.add_row(*(escape(cell_text(v, fmt)) or "–" for v in row))
+        console.print(table)
+
+
 @runs_app.command("list")
 def runs_list(
     runs_dir: RunsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="table, csv, json (one array) or markdown, "
+                                            "with --columns.", show_default=False)] = None,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", "-c", show_default=False,
+        help=f"Comma-separated columns \\[default: {DEFAULT_COLUMNS}]: {', '.join([*COLUMNS, *METRIC_COLUMNS])}, "
+             f"{', '.join(TIMING_COLUMNS)}, or any config key (method.lambda, train.lr, benchmark.contexts) or "
+             f"run.json key (env.torch).")] = None,
 ) -> None:
-    """Every run in the runs directory: id, preset, method, scenario, status, final average accuracy, duration."""
+    """Every run in the runs directory: id, preset, method, scenario, status, final average accuracy, duration;
+    with --format csv|json|markdown and --columns, a table for scripts and dataframes."""
     store = store_for(runs_dir)
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if as_json and (fmt is not None or columns is not None):
+        fail("--json prints the fixed JSON lines; for chosen columns use --format json --columns ...")
+    chosen = [c.strip() for c in (columns or DEFAULT_COLUMNS).split(",") if c.strip()]
+    if columns is not None and not chosen:
+        fail("--columns: name at least one column, e.g. --columns id,method,final_avg_acc")
     entries = store.list()
+    if fmt is not None or columns is not None:
+        for c in chosen:
+            if entries and not any(column_value(e, c)[0] for e in entries):
+                fail(f"--columns: no run has {c!r}; use {', '.join([*COLUMNS, *METRIC_COLUMNS])}, a config key "
+                     f"such as method.lambda or train.lr, or a run.json key such as env.torch")
+        print_columns(entries, chosen, fmt or "table")
+        return
     if as_json:
         for e in entries:
             d = e.data or {}
@@ -404,10 +503,12 @@ def presets_show(
 
 
 from cltui import dreams as _dreams
+from cltui import export as _export
 from cltui.studies import register, studies_app
 
 register(app)
 _dreams.register(app)
+_export.register(app)
 app.add_typer(studies_app, name="studies")
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    Warned,
 )
 
 
@@ -88,6 +89,8 @@ class RunProgress:
                 self.console.print(f"context {event.context}: {row['total']} it in {event.train_s:.1f} s, "
                                    f"loss {event.final_loss:.4f}, avg acc so far {100 * row['avg']:.1f}%, "
                                    f"acc per context: {accs}")
+        elif isinstance(event, Warned):  # beside the run (a tracker that cannot be reached): the run goes on
+            self.note(f"warning: {event.message}")
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             self.header += f" · {type(event).__name__.removeprefix('Run').lower()}"
 

@@ -14,11 +14,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cltui.common import RunsDir, console, fail
+from cltui.common import RunsDir, console, err_console, fail
+from cltui.export import Track, TrackCheckpoints, with_tracking
 from core import study as studies
 from core.config import ConfigError, validate_config
+from core.events import (
+    ContextEvaluated,
+    ContextStarted,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    Warned,
+)
 from core.presets import build_config
-from core.events import ContextEvaluated, ContextStarted, Progress, RunCancelled, RunFailed, RunFinished
 from core.store import RunStore, StoreError, read_run_json
 
 studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
@@ -78,6 +87,9 @@ class StudyDisplay:
         elif isinstance(event, ContextEvaluated):
             seen = event.accuracies[: event.context + 1]
             row["acc"] = f"{100 * sum(seen) / len(seen):.1f}"
+        elif isinstance(event, Warned):
+            self.console.print(f"[yellow]{escape(entry['method'])} seed {entry['seed']}: warning: "
+                               f"{escape(event.message)}[/]", soft_wrap=True)
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             row["status"] = type(event).__name__.removeprefix("Run").lower()
             if isinstance(event, RunFinished):
@@ -172,7 +184,7 @@ def register(app: typer.Typer) -> None:
         methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. none,ewc,er.")] = "",
         scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
         seeds: Annotated[int, typer.Option(help="Seeds per method (0, 1, ...).")] = 3,
-        jobs: Annotated[int | None, typer.Option(help="Runs at a time [default: one per GPU, else 1].",
+        jobs: Annotated[int | None, typer.Option(help="Runs at a time \\[default: one per GPU, else 1].",
                                                  show_default=False)] = None,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
         device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
@@ -180,10 +192,12 @@ def register(app: typer.Typer) -> None:
                                                    help="Finish an interrupted study.")] = None,
         executor: Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
                                                    "`pip install cltui[ray]` and a runs dir every node sees).")] = "local",
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address [default: $RAY_ADDRESS, else a "
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address \\[default: $RAY_ADDRESS, else a "
                                                              "local Ray instance].", show_default=False)] = None,
         runs_dir: RunsDir = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
+        track: Track = None,
+        track_checkpoints: TrackCheckpoints = False,
     ) -> None:
         """Run every method x seed of a preset as ordinary runs in parallel; print mean ± SEM per method."""
         store = RunStore(runs_dir)
@@ -210,6 +224,9 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         if executor not in ("local", "ray"):
             fail(f"--executor: {executor!r} is not one of local, ray")
+        configs = [with_tracking(c, track, track_checkpoints) for c in configs]
+        tracking = StudyTracking.start(store, study, configs, quiet)
+        configs = tracking.configs
         if executor == "ray":
             try:
                 from core.ray_executor import RayExecutor
@@ -221,10 +238,74 @@ def register(app: typer.Typer) -> None:
                 code = execute(console, store, study, configs, study["jobs"], [None], 1, quiet, start=ray.start)
             finally:
                 ray.shutdown()
+            tracking.finish(store, study, push_runs=True)  # Ray's tasks do not track: their runs are pushed now
             raise typer.Exit(code)
         devices, jobs, threads = devices_and_threads(jobs, device or configs[0].train.device)
         study["jobs"] = jobs
-        raise typer.Exit(execute(console, store, study, configs, jobs, devices, threads, quiet))
+        code = execute(console, store, study, configs, jobs, devices, threads, quiet)
+        tracking.finish(store, study)
+        raise typer.Exit(code)
+
+
+class StudyTracking:
+    """A study tracked in MLflow: its own MLflow run, made here before the runs start, that the worker of each
+    run nests its run under; its table and figure logged once the runs have ended. A store that cannot be
+    reached is one warning line: the study goes on untracked (`cltui export mlflow STUDY` pushes it later)."""
+
+    def __init__(self, configs: list[Any], mlflow_store: Any = None, run: Any = None):
+        self.configs, self.mlflow_store, self.run = configs, mlflow_store, run
+
+    @classmethod
+    def start(cls, store: RunStore, study: dict[str, Any], configs: list[Any], quiet: bool) -> StudyTracking:
+        track = configs[0].track
+        if track.tracker != "mlflow":
+            return cls(configs)
+        from core.tracking import MlflowStore, experiment_name, resolve_uri, short_reason, study_run
+
+        uri = resolve_uri(track.uri, store.root)
+        try:
+            mlflow_store = MlflowStore(uri, experiment_name(configs[0].to_dict()))
+            run = study_run(mlflow_store, study)
+        except Exception as e:  # noqa: BLE001 - a tracker never stops a study
+            err_console.print(f"[yellow]warning: tracking: MLflow at {escape(uri)}: {escape(short_reason(e))}; the "
+                              f"study goes on untracked (push it later with `cltui export mlflow {study['id']}`)[/]",
+                              soft_wrap=True)
+            untracked = [c.model_copy(update={"track": c.track.model_copy(update={"tracker": "none"})})
+                         for c in configs]
+            return cls(untracked)
+        if not quiet:
+            see = f" · see it with: mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else ""
+            console.print(f"tracking in MLflow: {escape(uri)}, experiment {escape(mlflow_store.experiment)!r}, "
+                          f"study run {run.id}{escape(see)}", soft_wrap=True)
+        nested = [c.model_copy(update={"track": c.track.model_copy(update={"parent": run.id})}) for c in configs]
+        return cls(nested, mlflow_store, run)
+
+    def finish(self, store: RunStore, study: dict[str, Any], push_runs: bool = False) -> None:
+        if self.run is None:
+            return
+        from cltui.export import Target, plot_targets
+        from core.tracking import has_module, log_study, push_run, short_reason
+
+        try:
+            runs = []
+            for entry in study["runs"]:
+                try:
+                    path = store.run_dir(entry["run_id"])
+                    runs.append((path, read_run_json(path)))
+                except (KeyError, StoreError):
+                    continue
+            if push_runs:
+                for path, record in runs:
+                    if record.get("status") != "running":
+                        push_run(self.mlflow_store, path, record, self.run.id, self.configs[0].track.checkpoints)
+            target = Target(runs, study)
+            figure = (lambda path: plot_targets(store, [target], path)) \
+                if has_module("matplotlib") and any(r.get("status") == "finished" for _, r in runs) else None
+            log_study(self.run, studies.table(store, study), study, figure)
+        except Exception as e:  # noqa: BLE001
+            err_console.print(f"[yellow]warning: tracking: the study's table did not reach MLflow "
+                              f"({escape(short_reason(e))}); push it with `cltui export mlflow {study['id']}`[/]",
+                              soft_wrap=True)
 
 
 @studies_app.command("list")

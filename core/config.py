@@ -1,5 +1,5 @@
-"""The run schema: one validated, fully resolved `RunConfig` (benchmark, model, train, method) and the
-one-line wording of its validation errors.
+"""The run schema: one validated, fully resolved `RunConfig` (benchmark, model, train, method, and where the
+run is tracked) and the one-line wording of its validation errors.
 
 Everything a run uses is in the config, so `run.json` records every value (per-scenario method
 defaults included). Presets and `--set` overrides become a config in core/presets.py; each method's
@@ -35,7 +35,8 @@ from core.limits import (
 )
 from core.methods.params import METHOD_PARAMS, MethodParams, NoneParams
 
-__all__ = ["SCENARIOS", "BenchmarkConfig", "ConfigError", "ModelConfig", "RunConfig", "TrainConfig", "validate_config"]
+__all__ = ["SCENARIOS", "BenchmarkConfig", "ConfigError", "ModelConfig", "RunConfig", "TrackConfig", "TrainConfig",
+           "validate_config"]
 
 
 class BenchmarkConfig(Section):
@@ -153,6 +154,21 @@ class TrainConfig(Section):
         return v
 
 
+class TrackConfig(Section):
+    """Where the worker also logs the run as it goes (core/tracking.py). Not part of what the run computes:
+    `--resume` may change it, and it is left out of the parameters a tracker records."""
+
+    tracker: Literal["none", "mlflow"] = Field("none", description="none (run.json only) or mlflow: params, "
+                                               "metrics per context and artifacts, logged live by the worker.")
+    uri: str | None = Field(None, max_length=2048, description="mlflow: tracking URI (default: the SQLite store "
+                            "<runs-dir>/mlflow.db, artifacts in <runs-dir>/mlartifacts).")
+    experiment: str | None = Field(None, min_length=1, max_length=500,
+                                   description="mlflow: experiment name (default: the preset's name).")
+    checkpoints: bool = Field(False, description="mlflow: also log the final checkpoint as an artifact.")
+    parent: str | None = Field(None, max_length=200, description="mlflow: the run this one is nested under "
+                               "(cltui compare sets it to the study's run).")
+
+
 class RunConfig(Section):
     preset: str | None = Field(None, description="The preset this config started from.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
@@ -160,6 +176,7 @@ class RunConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     method: SerializeAsAny[MethodParams] = Field(default_factory=NoneParams)
+    track: TrackConfig = Field(default_factory=TrackConfig)
 
     @field_validator("method", mode="before")
     @classmethod

@@ -83,6 +83,13 @@ class DreamsSaved(Event):
 
 
 @dataclass(frozen=True)
+class Warned(Event):
+    """Something beside the run went wrong and the run goes on (a tracker that cannot be reached): one line."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     metrics: dict[str, float | None]
     total_s: float
@@ -106,7 +113,7 @@ class RunCancelled(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (RunStarted, ContextStarted, PhaseStarted, Progress, PhaseFinished, ContextEvaluated,
-                DreamsSaved, RunFinished, RunFailed, RunCancelled)
+                DreamsSaved, Warned, RunFinished, RunFailed, RunCancelled)
 }
 TERMINAL = (RunFinished, RunFailed, RunCancelled)
 

@@ -41,7 +41,10 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
             print(f"ray task on {os.uname().nodename} pid {os.getpid()} for {path.name}")
             if threads:
                 torch.set_num_threads(threads)
-            record = train.run(RunConfig.model_validate(config), path, emit=lambda e: append_event(path, e),
+            from core.tracking import tracked
+
+            emit = tracked(lambda e: append_event(path, e), config, path)  # MLflow, if the config names it
+            record = train.run(RunConfig.model_validate(config), path, emit=emit,
                                should_stop=(path / STOP_FILE).exists, resume=resume)
             print(f"run {record['status']}")
         finally:

@@ -107,7 +107,11 @@ def _train(config: dict[str, Any], path: Path, threads: int | None, resume: bool
                 print(f"{now_iso()} cannot append to events.jsonl ({e}); events go to the parent only", flush=True)
         also(event)
 
-    record = train.run(RunConfig.model_validate(config), path, emit, should_stop=should_stop, resume=resume)
+    from core.tracking import tracked
+
+    # The run's tracker (MLflow), if its config names one, logs from this process as the events arrive.
+    record = train.run(RunConfig.model_validate(config), path, tracked(emit, config, path), should_stop=should_stop,
+                       resume=resume)
     print(f"{now_iso()} run {record['status']}", flush=True)
     return record["status"]
 

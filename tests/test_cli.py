@@ -294,8 +294,9 @@ LIGHT_MODULES = ["cltui.cli", "core.config", "core.store", "core.events", "core.
                  "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.runs", "cltui.tui.detail",
                  "cltui.tui.dreams", "cltui.tui.compare", "cltui.tui.charts", "cltui.tui.confirm",
                  "cltui.tui.workers", "cltui.tui.formats", "cltui.tui.compose", "cltui.tui.live", "cltui.tui.follow",
-                 "cltui.dreams", "cltui.studies", "core.study"]
-HEADLESS_MODULES = ["cltui.cli", "cltui.studies", "cltui.progress", "cltui.halfblock", "cltui.dreams"]
+                 "cltui.dreams", "cltui.studies", "core.study", "cltui.export", "core.tracking", "core.figures"]
+HEADLESS_MODULES = ["cltui.cli", "cltui.studies", "cltui.progress", "cltui.halfblock", "cltui.dreams", "cltui.export",
+                    "core.tracking", "core.figures"]
 
 
 def modules_that_load(package: str, modules: list[str]) -> list[str]:
@@ -321,3 +322,9 @@ def test_the_faces_do_not_import_torch():
 
 def test_the_headless_commands_do_not_import_textual():
     assert modules_that_load("textual", HEADLESS_MODULES) == []
+
+
+@pytest.mark.parametrize("package", ["mlflow", "matplotlib", "tensorboard"])
+def test_the_result_libraries_load_only_in_the_commands_that_use_them(package):
+    # `cltui --help` and every other command stay fast: plot, export and --track import them when they run.
+    assert modules_that_load(package, LIGHT_MODULES) == []

@@ -27,6 +27,7 @@ from core.config import BenchmarkConfig
 from core.data import CHECKSUMS_ENV, DataError, _CifarUnpickler, build_benchmark, load_split
 from core.datafiles import REQUIRED_FILES, missing_data
 from tests import fakedata
+from tests.test_cli import assert_bad_input
 
 BATCH = "cifar-10-batches-py/data_batch_1"
 
@@ -392,15 +393,6 @@ def test_a_folder_where_a_file_should_be(name, file, tmp_path, monkeypatch):
 
 def cli(*args: str, env: dict[str, str]):
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **env})
-
-
-def assert_bad_input(result, *words: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_cli_checksum_mismatch_is_bad_input_and_leaves_no_run(cifar, tmp_path, runs_env, runs_dir):

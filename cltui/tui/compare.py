@@ -2,7 +2,8 @@
 
 The metrics in a table (the best value of each column in bold), the final average accuracy per run as
 bars and the average accuracy after each context as one line per run. Runs are labelled `1 ewc`, `2 er`...
-in the table, the bars and the lines alike, in the same colour. `enter` opens the run under the cursor.
+in the table, the bars and the lines alike, in the same colour. `enter` opens the run under the cursor; `p`
+writes the runs' figure for a paper (`cltui plot`'s) into <runs-dir>/figures/.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from cltui.tui.charts import AverageByRunChart, FinalAccuracyChart, hex_colour
+from cltui.tui.detail import WritesFigure
 from cltui.tui.formats import fmt_duration, fmt_pct, fmt_signed, section
 from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
@@ -42,8 +44,8 @@ def best(values: list[Any], higher: bool) -> float | None:
     return max(numbers) if higher else min(numbers)
 
 
-class CompareScreen(ReportsWorkerErrors, Screen[None]):
-    BINDINGS: ClassVar = [Binding("escape", "app.pop_screen", "Back")]
+class CompareScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
+    BINDINGS: ClassVar = [Binding("escape", "app.pop_screen", "Back"), Binding("p", "figure", "Figure")]
 
     @dataclass
     class Loaded(Message):
@@ -52,6 +54,7 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
     def __init__(self, run_dirs: list[Path]) -> None:
         super().__init__()
         self.run_dirs = [Path(p) for p in run_dirs]
+        self.records: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,6 +81,7 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
         readable = [(path, record) for path, record, _ in message.records if record is not None]
+        self.records = [record for _, record in readable]
         for path, _, error in message.records:
             if error:
                 self.notify(error, title=f"{path.name} left out", severity="warning")
@@ -108,6 +112,15 @@ class CompareScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one("#average", AverageByRunChart).set_runs(
             [(name, record.get("acc_matrix")) for name, (_, record) in zip(labels, readable, strict=True)])
         table.focus()
+
+    def action_figure(self) -> None:
+        if not self.records:
+            self.notify("no readable run to draw", title="figure")
+            return
+        import time
+
+        folder = self.run_dirs[0].parent / "figures"
+        self.write_figure(self.records, folder / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.pdf")
 
     @on(DataTable.RowSelected, "#table")
     def open_run(self, event: DataTable.RowSelected) -> None:

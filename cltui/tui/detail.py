@@ -2,7 +2,8 @@
 
 Overview: status, config in one line, metrics, timing, the accuracy matrix as a coloured table and the two
 charts. Config: the full resolved config, as TOML. Log: the error and its traceback for a failed run, and
-the tail of worker.log. `i` opens the run's dreams. The run folder is read by a thread worker, again
+the tail of worker.log. `i` opens the run's dreams; `p` writes the run's figure for a paper (`cltui plot`'s) into
+its folder. The run folder is read by a thread worker, again
 whenever run.json changes (a stale or running run may still move).
 """
 
@@ -22,6 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
@@ -173,10 +175,37 @@ def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     return text if size <= limit else text.split("\n", 1)[-1]  # drop the line cut in half
 
 
-class DetailScreen(ReportsWorkerErrors, Screen[None]):
+class WritesFigure(MessagePump):
+    """`p` on a screen of runs: `cltui plot`'s figure written by a thread worker (matplotlib takes a second),
+    and a notification saying where, or why not."""
+
+    @dataclass
+    class FigureWritten(Message):
+        path: Path | None
+        error: str | None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="figure")
+    def write_figure(self, records: list[dict[str, Any]], out: Path) -> None:
+        from core.figures import FigureError, write_figure
+
+        try:
+            self.post_message(self.FigureWritten(write_figure(records, out, dpi=200), None))
+        except (FigureError, OSError) as e:
+            self.post_message(self.FigureWritten(None, str(e)))
+
+    @on(FigureWritten)
+    def figure_written(self, message: FigureWritten) -> None:
+        if message.path is None:
+            self.app.notify(message.error or "", title="figure", severity="error", timeout=10)
+        else:
+            self.app.notify(str(message.path), title="figure written", timeout=10)
+
+
+class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "dreams", "Dreams"),
+        Binding("p", "figure", "Figure"),
         Binding("1", "tab('overview')", "Overview"),
         Binding("2", "tab('charts')", "Charts"),
         Binding("3", "tab('config')", "Config"),
@@ -281,6 +310,12 @@ class DetailScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_figure(self) -> None:
+        if not clean_matrix((self.record or {}).get("acc_matrix")):
+            self.notify("nothing to draw yet: the run has not completed a context", title="figure")
+            return
+        self.write_figure([self.record], self.run_dir / "figures" / "accuracy.pdf")
 
     def action_dreams(self) -> None:
         dreams = (self.record or {}).get("dreams")
