@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.presets import build_config
 from core.data import Split, build_benchmark
 from core.methods.base import ContextInfo
 from core.models import build_model
+from core.presets import build_config
 from core.train import Trainer
 
 

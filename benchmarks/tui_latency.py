@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.presets import build_config
 from core.events import ContextStarted, PhaseStarted, Progress, RunStarted, to_json
+from core.presets import build_config
 from core.store import new_run_record, write_json_atomic
 
 COLS, ROWS = 100, 30

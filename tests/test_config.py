@@ -6,7 +6,15 @@ import pytest
 
 from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
 from core.methods.params import METHOD_PARAMS, JointParams, NoneParams
-from core.presets import build_config, builtin_presets_dir, list_presets, load_preset, parse_override, preset_toml, save_preset
+from core.presets import (
+    build_config,
+    builtin_presets_dir,
+    list_presets,
+    load_preset,
+    parse_override,
+    preset_toml,
+    save_preset,
+)
 
 NAMED_PRESETS = ["split-digits", "split-mnist", "perm-mnist", "split-fashion-mnist", "split-cifar10",
                  "split-cifar100"]

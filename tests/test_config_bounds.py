@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import ConfigError, MAX_BATCH, MAX_ITERATIONS, MAX_LR, RunConfig, validate_config
+from core.config import MAX_BATCH, MAX_ITERATIONS, MAX_LR, ConfigError, RunConfig, validate_config
 from core.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
 from core.methods.params import MAX_WIDTH
 from core.presets import build_config

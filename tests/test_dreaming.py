@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from cltui.cli import app
 from core.config import ConfigError
-from core.presets import build_config
 from core.data import build_benchmark
 from core.dreams import DreamJudge, frechet_distance
 from core.events import DreamsSaved
 from core.methods.common import Dreams, frozen_copy
 from core.methods.dreaming import BatchNormStatistics, pixel_box
 from core.models import build_model
+from core.presets import build_config
 from core.train import run
 
 PRESET = "split-digits-dfcil"

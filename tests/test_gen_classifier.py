@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from core.config import ConfigError
-from core.presets import build_config
 from core.data import build_benchmark
 from core.methods.base import Batch
 from core.methods.gen_classifier import GenerativeClassifier, VAEBank
+from core.presets import build_config
 from core.scenarios import ScenarioView
 from core.train import run
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import distributions as D
 
-from core.presets import build_config
 from core.data import build_benchmark
 from core.methods.base import Batch, ContextInfo
 from core.methods.bir import BIR, FeedbackModel
 from core.methods.common import frozen_copy
 from core.methods.distill import replay_loss
 from core.methods.vae import VAE, GaussianMixturePrior
+from core.presets import build_config
 from core.scenarios import ScenarioView
 from core.train import Trainer, run
 from tests.fakedata import make_mnist

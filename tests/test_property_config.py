@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from core.config import ConfigError, RunConfig, SCENARIOS, validate_config
+from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
 from core.methods.params import METHOD_PARAMS
 from core.presets import build_config
 

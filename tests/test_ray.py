@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray")
 
 from cltui.cli import app
-from core.presets import build_config
 from core.events import Progress, RunCancelled
+from core.presets import build_config
 from core.ray_executor import RayExecutor
 from core.store import RunStore, read_run_json
 

@@ -181,7 +181,9 @@ def test_the_engine_registers_every_method():
 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_every_method_has_an_engine_class_taking_its_params(name):
-    from core.methods.base import Method  # torch: only here, so the faces' tests run even if the engine breaks
+    from core.methods.base import (
+        Method,  # torch: only here, so the faces' tests run even if the engine breaks
+    )
 
     cls = core.methods.method_class(name)
     assert isinstance(cls, type) and issubclass(cls, Method), cls

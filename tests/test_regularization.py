@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from core.config import ConfigError
-from core.presets import build_config
 from core.data import Context, build_benchmark
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo
 from core.methods.fisher import fisher_diagonal
 from core.methods.separate import budget_widths
 from core.models import build_model, count_parameters
+from core.presets import build_config
 from core.scenarios import ScenarioView
 
 CPU = torch.device("cpu")

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from core.presets import build_config
 from core.data import build_benchmark
 from core.methods import method_class
 from core.methods.agem import project
 from core.methods.base import Batch, ContextInfo
 from core.methods.buffer import ReplayBuffer, random_order
 from core.methods.icarl import herding_order
+from core.presets import build_config
 from core.scenarios import ScenarioView
 from core.train import run
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from cltui.cli import app
 from core import worker
-from core.presets import build_config
 from core.events import ContextEvaluated
+from core.presets import build_config
 from core.store import RunStore, read_run_json
 from core.train import run
 

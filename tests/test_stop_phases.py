@@ -24,7 +24,6 @@ import pytest
 import torch
 
 from core import train
-from core.presets import build_config
 from core.data import build_benchmark
 from core.dreams import DreamJudge
 from core.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
@@ -35,6 +34,7 @@ from core.methods.fisher import fisher_diagonal
 from core.methods.gen_classifier import VAEBank
 from core.methods.icarl import herding_order
 from core.models import build_model
+from core.presets import build_config
 from core.scenarios import ScenarioView
 from tests import fakedata
 

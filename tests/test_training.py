@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from core import train
-from core.presets import build_config
 from core.events import (
     ContextEvaluated,
     ContextStarted,
@@ -29,6 +28,7 @@ from core.events import (
     RunStarted,
 )
 from core.models import build_model
+from core.presets import build_config
 
 METRIC_KEYS = {"final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
 

@@ -25,11 +25,9 @@ from textual.widgets.tree import TreeNode
 from cltui.tui.app import create_app
 from cltui.tui.charts import AccuracyChart, AverageChart
 from cltui.tui.compose import ComposeScreen, SavePresetScreen, methods_for
-from core.presets import toml_text
 from cltui.tui.confirm import ChoiceScreen, ConfirmScreen
 from cltui.tui.follow import LineTail, parse_events
 from cltui.tui.live import LiveScreen
-from core.presets import build_config, load_preset
 from core.events import (
     ContextEvaluated,
     ContextStarted,
@@ -41,6 +39,7 @@ from core.events import (
     RunStarted,
     to_json,
 )
+from core.presets import build_config, load_preset, toml_text
 from core.store import RunStore, append_event, new_run_record, read_run_json, write_json_atomic
 
 SIZE = (100, 30)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from core import worker
-from core.presets import build_config
 from core.events import ContextEvaluated, Event, Progress, RunCancelled, RunFailed, RunFinished
+from core.presets import build_config
 from core.store import RunStore, read_events, read_run_json
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself

@@ -25,7 +25,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from core.config import BenchmarkConfig, ConfigError, RunConfig, SCENARIOS, TrainConfig
+from core.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
     build_config,
