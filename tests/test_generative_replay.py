@@ -196,6 +196,7 @@ def test_generative_replay_remembers_in_class_il(method):
     assert result(method, "class")["metrics"]["final_avg_acc"] >= 0.5
 
 
+@pytest.mark.slow  # an accuracy check of a second scenario (about 75 s); class-IL runs by default
 @pytest.mark.parametrize("method", ["dgr", "bir"])
 def test_generative_replay_remembers_in_task_il(method):
     assert result(method, "task")["metrics"]["final_avg_acc"] >= 0.95

@@ -183,11 +183,13 @@ def test_agem_beats_fine_tuning_in_class_il():
     assert final("agem", "class") > final("none", "class")
 
 
+@pytest.mark.slow  # an accuracy check of a second scenario (about 1 min); class-IL above runs by default
 @pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl"])
 def test_stored_data_replay_in_task_il(method):
     assert final(method, "task") >= 0.95
 
 
+@pytest.mark.slow  # six runs (about 90 s)
 def test_icarl_herding_is_not_worse_than_random_exemplars_over_three_seeds():
     herding = [final("icarl", "class", seed=s) for s in range(3)]
     random_ = [final("icarl", "class", "method.selection=random", seed=s) for s in range(3)]
