@@ -28,6 +28,7 @@ class ConfigError(ValueError):
         # The message without the field's name in front: what a form shows beside that field.
         self.detail = self.args[0] if detail is None else " ".join(detail.splitlines())
 
+
 # --- Limits ----------------------------------------------------------------------------------------
 # Far beyond any experiment this workbench runs, yet tight enough that a typo (1e12 for 1e2, an extra
 # 000) is refused here in one line instead of asking the worker for terabytes or for years.

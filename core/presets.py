@@ -20,6 +20,7 @@ from typing import Any
 from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
 from core.limits import show
 from core.methods.params import METHOD_PARAMS
+from core.store import slug, write_text_atomic
 
 PRESET_ONLY_KEYS = ("description", "method_defaults")
 
@@ -268,10 +269,6 @@ def preset_toml(config: RunConfig, description: str, tuned: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-.") or "preset"
-
-
 def preset_save_path(text: str) -> Path:
     """Where "save as preset" writes `text`: a name goes into the user's presets folder (made a plain file
     name); a path (with a / or ending in .toml) is taken as the user typed it."""
@@ -279,7 +276,8 @@ def preset_save_path(text: str) -> Path:
     if "/" in text or text.endswith(".toml"):
         path = Path(text).expanduser()
         return path if path.suffix == ".toml" else path.with_suffix(".toml")
-    return user_presets_dir() / f"{slug(text)}.toml"
+    name = slug(text).strip("-.") or "preset"  # a leading dot would hide it from the listing
+    return user_presets_dir() / f"{name}.toml"
 
 
 def save_preset(path: Path, config: RunConfig, description: str, tuned: dict[str, Any]) -> None:
@@ -288,7 +286,5 @@ def save_preset(path: Path, config: RunConfig, description: str, tuned: dict[str
     if path.resolve().parent == builtin_presets_dir().resolve():
         raise ConfigError(f"preset {path.stem}: the built-in presets are not changed; save it under another "
                           f"name (it goes to {user_presets_dir()})", field="preset")
-    from core.store import write_text_atomic
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, preset_toml(config, description, tuned))

@@ -55,6 +55,7 @@ class MethodParams(Section):
     def resolve(self, config: RunConfig) -> None:
         """Check values that need the whole config; raise ValueError naming the field."""
 
+
 class NoneParams(MethodParams):
     """Fine-tuning: plain cross-entropy on each context in turn (the lower bound)."""
 
