@@ -139,7 +139,8 @@ def main() -> int:
         presets.append(("split-mnist", ["--set", f"benchmark.data_dir={folder}"]))
     extra_sets = [x for item in args.overrides for x in ("--set", item)]
     chosen = [m for m in args.methods.split(",") if m]
-    print(f"# cltui fidelity · {time.strftime('%Y-%m-%d')} · seeds 0-{args.seeds - 1} · runs in {runs_dir}\n")
+    settings = "".join(f" · {o}" for o in args.overrides)  # a table must say what it was run with
+    print(f"# cltui fidelity · {time.strftime('%Y-%m-%d')} · seeds 0-{args.seeds - 1}{settings} · runs in {runs_dir}\n")
     all_flags = []
     for (preset, preset_args), scenario in itertools.product(presets, args.scenarios.split(",")):
         methods = [m for m in methods_for(scenario) if not chosen or m in chosen]

@@ -164,6 +164,9 @@ class TrackConfig(Section):
                             "<runs-dir>/mlflow.db, artifacts in <runs-dir>/mlartifacts).")
     experiment: str | None = Field(None, min_length=1, max_length=500,
                                    description="mlflow: experiment name (default: the preset's name).")
+    active_classes: Literal["so-far", "all"] = Field(
+        "so-far", description="class-IL: outputs a loss covers: so-far (classes seen so far) or all (every class "
+        "from the start, future ones as negatives; van de Ven's --active-classes default).")
     checkpoints: bool = Field(False, description="mlflow: also log the final checkpoint as an artifact.")
     parent: str | None = Field(None, max_length=200, description="mlflow: the run this one is nested under "
                                "(cltui compare sets it to the study's run).")

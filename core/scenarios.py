@@ -7,6 +7,11 @@ Context k owns the global labels [k*c, (k+1)*c) (core/data.py), so each view is 
 
 Evaluating context j after training context i in class-IL lets the classes of contexts up to
 max(i, j) compete: the model must tell the tested classes apart from everything it was shown.
+
+Which class-IL outputs take part in training (`train.active_classes`, van de Ven's `--active-classes`):
+`so-far` trains the outputs of the classes seen so far; `all` trains every output from the first context
+on, so the classes still to come are pushed down as negatives and distillation targets cover the whole
+head (the reference's default).
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from torch import Tensor
 class ScenarioView:
     """The scenario `kind` over `contexts` contexts of `classes_per_context` classes each (c above)."""
 
-    def __init__(self, kind: str, classes_per_context: int, contexts: int):
+    def __init__(self, kind: str, classes_per_context: int, contexts: int, active_classes: str = "so-far"):
         if kind not in ("task", "domain", "class"):
             raise ValueError(f"unknown scenario {kind!r}")
+        if active_classes not in ("so-far", "all"):
+            raise ValueError(f"unknown active_classes {active_classes!r}")
         self.kind, self.classes_per_context, self.contexts = kind, classes_per_context, contexts
+        self.all_active = kind == "class" and active_classes == "all"
 
     @property
     def head_size(self) -> int:
@@ -36,6 +44,15 @@ class ScenarioView:
         if self.kind == "domain":
             return 0, c
         return 0, (max(context, seen if seen is not None else context) + 1) * c
+
+    def trained_outputs(self, context: int) -> int:
+        """class-IL: how many head outputs (from the first) a loss while learning `context` covers."""
+        return self.head_size if self.all_active else (context + 1) * self.classes_per_context
+
+    def old_outputs(self, previous: int) -> int:
+        """class-IL: how many of the previous model's outputs are distillation targets while `previous`
+        contexts lie behind; with `so-far`, the current classes are left out (they get zero probability)."""
+        return self.head_size if self.all_active else previous * self.classes_per_context
 
     def target(self, y: Tensor, context: int) -> Tensor:
         if self.kind == "class":
@@ -52,6 +69,8 @@ class ScenarioView:
         if context_ids is not None and self.kind == "domain":
             return logits, y.remainder(self.classes_per_context)
         lo, hi = self.active(context)
+        if self.all_active:
+            hi = self.head_size
         return logits[:, lo:hi], self.target(y, context)
 
     def eval_view(self, logits: Tensor, y: Tensor, context: int, trained: int) -> tuple[Tensor, Tensor]:

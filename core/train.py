@@ -135,7 +135,8 @@ class Trainer:
             self.benchmark = benchmark or build_benchmark(config.benchmark, self.device)
         except DataError as e:
             raise InputError(str(e)) from None
-        self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts))
+        self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts),
+                                     config.train.active_classes)
         # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
         method_cls = method_class(config.method.name)
         self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)

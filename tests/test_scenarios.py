@@ -168,3 +168,26 @@ def test_class_il_mixed_batch_uses_global_labels_over_all_seen_classes():
     logits = logits_for(len(y), view.head_size)
     out, target = view.train_view(logits, y, context=T - 1, context_ids=ids)
     assert torch.equal(out, logits) and torch.equal(target, y)
+
+
+@pytest.mark.parametrize("k", range(T))
+def test_class_il_with_every_class_active_trains_the_whole_head(k):
+    """van de Ven's default `--active-classes all`: classes still to come are negatives from the start."""
+    view = ScenarioView("class", C, T, active_classes="all")
+    logits, y = logits_for(6, view.head_size), labels_of(k)
+    out, target = view.train_view(logits, y, k)
+    assert torch.equal(out, logits) and torch.equal(target, y)
+    assert view.trained_outputs(k) == view.old_outputs(k) == C * T
+    assert ScenarioView("class", C, T).trained_outputs(k) == (k + 1) * C
+    assert ScenarioView("class", C, T).old_outputs(k) == k * C
+    # testing is unchanged: after training context k, the classes seen so far compete
+    assert view.eval_view(logits, y, k, k)[0].shape == (6, (k + 1) * C)
+
+
+def test_active_classes_leaves_task_and_domain_alone():
+    for kind in ("task", "domain"):
+        view, plain = ScenarioView(kind, C, T, active_classes="all"), ScenarioView(kind, C, T)
+        logits, y = logits_for(6, view.head_size), labels_of(2)
+        assert all(torch.equal(a, b) for a, b in zip(view.train_view(logits, y, 2), plain.train_view(logits, y, 2)))
+    with pytest.raises(ValueError, match="sometimes"):
+        ScenarioView("class", C, T, active_classes="sometimes")

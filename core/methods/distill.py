@@ -31,7 +31,7 @@ def replay_loss(scenario: ScenarioView, logits: Tensor, old: Tensor, previous: i
     `previous` = number of previous contexts. task-IL: with `context_ids`, each sample through its own
     context's head; without, through every previous context's head (the mean over contexts). Hard targets:
     CE with f_old's argmax; soft: KD_T in float32. In class-IL the logits cover every class seen so far and
-    the targets give the current classes zero probability.
+    the targets give the current classes zero probability (both the whole head with active_classes "all").
     """
     c = scenario.classes_per_context
     if scenario.kind == "task":
@@ -43,7 +43,7 @@ def replay_loss(scenario: ScenarioView, logits: Tensor, old: Tensor, previous: i
             logits = logits[:, : previous * c].reshape(-1, c)  # (N * previous, c): every previous head
             old = old[:, : previous * c].reshape(-1, c)
     elif scenario.kind == "class":
-        logits, old = logits[:, : (previous + 1) * c], old[:, : previous * c]
+        logits, old = logits[:, : scenario.trained_outputs(previous)], old[:, : scenario.old_outputs(previous)]
     if not distill:
         return F.cross_entropy(logits, old.argmax(1))
     return distillation(logits.float(), old.float(), temperature)

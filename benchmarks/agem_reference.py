@@ -1,0 +1,147 @@
+"""A-GEM as van de Ven's reference runs it, loop and all, on cltui's data: is the reference's 0.71 (issue 20,
+split-MNIST protocol on digits, seeds 0-2) a property of its algorithm, or of something outside it?
+
+The step is the reference's (models/classifier.py `train_a_batch`, use_replay='inequality'): the replay loss
+backpropagated and flattened, the gradients zeroed, the current loss backpropagated, projected when the two
+disagree, copied back, one optimiser step. The loop is the reference's (train/train_task_based.py): epoch
+loaders that reshuffle and drop the last partial batch, for the current context and for the memory (batch
+min(128, |memory|)); the memory gets `budget` random samples per class after each context; one Adam carried
+across contexts; class-IL with the reference's default `--active-classes all` (or `so-far`). Only the tensors
+are cltui's (core/data.py, the same a `cltui run` trains on). tests/test_agem.py shows cltui takes these
+steps to float rounding; this script shows where they lead.
+
+    python benchmarks/agem_reference.py --seeds 3                       # split-MNIST protocol on digits
+    python benchmarks/agem_reference.py --seeds 3 --active so-far
+    python benchmarks/agem_reference.py --seeds 3 --optimizer sgd --lr 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def reference_step(model, opt, x, y, x_, y_, active: int, eps: float = 0.0) -> None:
+    import torch.nn.functional as F
+
+    opt.zero_grad()
+    F.cross_entropy(model(x_)[:, :active], y_).backward()
+    grad_rep = [p.grad.detach().flatten().clone() for p in model.parameters()]
+    opt.zero_grad()
+    F.cross_entropy(model(x)[:, :active], y).backward()
+    grad_cur = [p.grad.flatten() for p in model.parameters()]
+    angle = sum((g * r).sum() for g, r in zip(grad_cur, grad_rep))
+    if angle < 0:
+        length = sum((r * r).sum() for r in grad_rep)
+        for p, g, r in zip(model.parameters(), grad_cur, grad_rep):
+            p.grad.copy_((g - angle / (length + eps) * r).view_as(p))
+    opt.step()
+
+
+def epochs(n: int, batch: int, generator):
+    """The reference's DataLoader(shuffle=True, drop_last=True), restarted whenever it runs out."""
+    import torch
+
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n - batch + 1, batch):
+            yield order[i : i + batch]
+
+
+def run(seed: int, args: argparse.Namespace, data_dir: Path) -> list[float]:
+    import torch
+    from torch import nn
+
+    from core.data import build_benchmark
+    from core.presets import build_config
+
+    cfg = build_config(args.preset, method="agem", scenario="class", device="cpu", seed=seed,
+                       overrides=[f"benchmark.data_dir={data_dir}"] if data_dir else [])
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    bench = build_benchmark(cfg.benchmark, "cpu")
+    c, contexts, budget = bench.classes_per_context, len(bench.contexts), cfg.method.budget
+    n_in = math.prod(bench.input_shape)
+    widths = [n_in, *cfg.model.hidden]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(widths[-1], c * contexts))
+    opt = (torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999)) if args.optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=args.lr))
+    memory_x: list[torch.Tensor] = []
+    memory_y: list[torch.Tensor] = []
+    accs: list[float] = []
+    for k, ctx in enumerate(bench.contexts):
+        active = c * contexts if args.active == "all" else c * (k + 1)
+        current = epochs(ctx.n_train, cfg.train.batch_size, g)
+        if memory_x:
+            mx, my = torch.cat(memory_x), torch.cat(memory_y)
+            replay = epochs(len(mx), min(cfg.train.batch_size, len(mx)), g)
+        for _ in range(cfg.train.iterations):
+            idx = next(current)
+            x, y = ctx.inputs(ctx.x_train[idx]), ctx.y_train[idx]
+            if memory_x:
+                j = next(replay)
+                reference_step(model, opt, x, y, mx[j], my[j], active)
+            else:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x)[:, :active], y).backward()
+                opt.step()
+        for label in ctx.y_train.unique():
+            pick = (ctx.y_train == label).nonzero().squeeze(1)
+            pick = pick[torch.randperm(len(pick), generator=g)[:budget]]
+            memory_x.append(ctx.inputs(ctx.x_train[pick]))
+            memory_y.append(ctx.y_train[pick])
+        with torch.no_grad():
+            accs = [(model(t.inputs(t.x_test))[:, : c * (k + 1)].argmax(1) == t.y_test).float().mean().item()
+                    for t in bench.contexts[: k + 1]]
+        print(f"  seed {seed} after context {k}: " + " ".join(f"{a:.2f}" for a in accs), flush=True)
+    return accs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--preset", default="split-mnist", help="split-mnist (on digits written as MNIST files, "
+                        "unless --data-dir has MNIST) or split-digits")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--active", choices=["all", "so-far"], default="all")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(args.data_dir) if args.data_dir else None
+        if args.preset == "split-mnist" and data_dir is None:
+            from fidelity import write_digits_as_mnist
+
+            data_dir = write_digits_as_mnist(Path(tmp))
+        finals = []
+        for seed in range(args.seeds):
+            start = time.perf_counter()
+            accs = run(seed, args, data_dir)
+            finals.append(sum(accs) / len(accs))
+            print(f"seed {seed}: final average accuracy {finals[-1]:.3f} ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
+    mean = sum(finals) / len(finals)
+    sem = (math.sqrt(sum((f - mean) ** 2 for f in finals) / (len(finals) - 1) / len(finals))
+           if len(finals) > 1 else 0.0)
+    print(f"\nreference A-GEM loop, {args.preset}, class-IL, active {args.active}, {args.optimizer} lr {args.lr}: "
+          f"{' / '.join(f'{f:.3f}' for f in finals)}  mean {mean:.3f} ± {sem:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
