@@ -18,6 +18,7 @@ steps to float rounding; this script shows where they lead.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def run(seed: int, args: argparse.Namespace, data_dir: Path) -> list[float]:
     n_in = math.prod(bench.input_shape)
     widths = [n_in, *cfg.model.hidden]
     layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(widths, widths[1:]):
+    for a, b in itertools.pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers, nn.Linear(widths[-1], c * contexts))
     opt = (torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999)) if args.optimizer == "adam"
