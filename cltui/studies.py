@@ -29,6 +29,7 @@ from core.events import (
 )
 from core.presets import build_config
 from core.store import RunStore, StoreError, read_run_json
+from core.threads import ThreadChoice, choose
 
 studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
 
@@ -57,17 +58,35 @@ def saved_config(store: RunStore, entry: dict[str, Any]) -> Any:
         return None
 
 
-def devices_and_threads(jobs: int | None, device: str | None) -> tuple[list[str | None], int, int | None]:
-    """One job per visible GPU (round-robin), else `jobs` CPU workers sharing the cores."""
-    cores = os.cpu_count() or 1
+def devices_and_threads(jobs: int | None, device: str | None) -> tuple[list[str | None], int, ThreadChoice]:
+    """One job per visible GPU (round-robin), else `jobs` CPU workers; either way the jobs share the cores this
+    process may use, OMP_NUM_THREADS when the user set it (core/threads.py)."""
     if device in (None, "auto", "cuda"):
         import torch  # only here: counting GPUs needs it, --help and the rest of the CLI do not
 
         gpus = torch.cuda.device_count()
         if gpus:
-            return [f"cuda:{i}" for i in range(gpus)], jobs or gpus, None
+            jobs = jobs or gpus
+            return [f"cuda:{i}" for i in range(gpus)], jobs, choose(runs=jobs)
     jobs = jobs or 1
-    return [None], jobs, max(1, cores // jobs)
+    return [None], jobs, choose(runs=jobs)
+
+
+# Study kinds other than compare's, by their `kind`: (the Rich summary, `studies show` of it); cltui/sweeping.py
+# adds "sweep" when the CLI loads it (this module does not import its plug-ins).
+KINDS: dict[str, tuple[Any, Any]] = {}
+
+
+def study_summary(store: RunStore, study: dict[str, Any], title: str) -> Any:
+    """What a study's display and end show: the per-method table, or its kind's own (a sweep's tables)."""
+    if study.get("kind") in KINDS:
+        return KINDS[study["kind"]][0](store, study, title)
+    return study_table(studies.table(store, study), title)
+
+
+def entry_label(entry: dict[str, Any]) -> str:
+    """A run of a study as its rows name it: its method, and a sweep's point."""
+    return f"{entry['method']} {entry['label']}" if entry.get("label") else entry["method"]
 
 
 class StudyDisplay:
@@ -88,14 +107,14 @@ class StudyDisplay:
             seen = event.accuracies[: event.context + 1]
             row["acc"] = f"{100 * sum(seen) / len(seen):.1f}"
         elif isinstance(event, Warned):
-            self.console.print(f"[yellow]{escape(entry['method'])} seed {entry['seed']}: warning: "
+            self.console.print(f"[yellow]{escape(entry_label(entry))} seed {entry['seed']}: warning: "
                                f"{escape(event.message)}[/]", soft_wrap=True)
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             row["status"] = type(event).__name__.removeprefix("Run").lower()
             if isinstance(event, RunFinished):
                 row["acc"] = studies.pct(event.metrics.get("final_avg_acc"))
             if self.live is None and not self.quiet:
-                self.console.print(f"{entry['method']} seed {entry['seed']}: {row['status']} "
+                self.console.print(f"{escape(entry_label(entry))} seed {entry['seed']}: {row['status']} "
                                    f"(final avg acc {row['acc'] or '–'}%) {entry['run_id']}")
 
     def render(self) -> Group:
@@ -104,9 +123,9 @@ class StudyDisplay:
             runs.add_column(name)
         for i, entry in enumerate(self.study["runs"]):
             row = self.rows[i]
-            runs.add_row(entry["method"], str(entry["seed"]), row["status"], row["context"], row["acc"],
+            runs.add_row(escape(entry_label(entry)), str(entry["seed"]), row["status"], row["context"], row["acc"],
                          entry.get("run_id") or "")
-        summary = study_table(studies.table(self.store, self.study), "so far")
+        summary = study_summary(self.store, self.study, "so far")
         header = Text(f"study {self.study['id']} · {time.monotonic() - self.started:.0f} s", style="bold")
         return Group(header, runs, summary)
 
@@ -121,13 +140,33 @@ class StudyDisplay:
 
 
 def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
-            devices: list[str | None], threads: int | None, quiet: bool, start: Any = None) -> int:
+            devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any = None,
+            report: bool = True) -> int:
     """Run every unfinished run of the study, `jobs` at a time; the study file follows along. `start` launches
-    one run (core.worker.start by default, or a Ray executor's) and returns a handle to pump."""
-    from core.worker import CtrlC
+    one run (by default a pool of `jobs` worker processes that each train many runs, core/pool.py; or a Ray
+    executor's, or a pool the caller keeps across calls: `pool.start`) and returns a handle to pump. `report`:
+    print the table at the end (an Optuna sweep runs a batch of trials at a time and prints once)."""
+    pool = None
+    if start is None and os.environ.get("CLTUI_WORKER_POOL", "1") != "0":
+        # A pool of `jobs` worker processes, each importing torch once for many runs (core/pool.py);
+        # CLTUI_WORKER_POOL=0 starts a process per run instead (benchmarks/compare_parallel.py compares the two).
+        from core.pool import WorkerPool
 
-    if start is None:
+        pool = WorkerPool(jobs)
+        start = pool.start
+    elif start is None:
         from core.worker import start
+    try:
+        return _execute(console, store, study, configs, jobs, devices, threads, quiet, start, report)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
+             devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any,
+             report: bool) -> int:
+    from core.worker import CtrlC
 
     pending = []
     for i, record in enumerate(studies.run_records(store, study)):
@@ -167,12 +206,15 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
     study.setdefault("wall_s", []).append(round(wall, 2))
     studies.save(store, study)
     summed = sum(r["timing"].get("total_s") or 0 for r in records if r and r.get("timing"))
-    console.print(study_table(studies.table(store, study), escape(f"study {study['id']} ({study['preset']}, "
-                                                                  f"{study['scenario']}-IL, {study['seeds']} seeds)")))
-    console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
-                  f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
+    if report:
+        console.print(study_summary(store, study, escape(f"study {study['id']} ({study['preset']}, "
+                                                         f"{study['scenario']}-IL, {study['seeds']} seeds)")))
+        console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
+                      f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
     if ctrl_c.pressed:
-        console.print(f"interrupted: continue with `cltui compare --resume {study['id']}`")
+        again = "repeat the `cltui sweep` command with --resume" if study.get("kind") == "sweep" \
+            else f"`cltui compare --resume {study['id']}`"
+        console.print(f"interrupted: continue with {again}")
         return 130
     return 0 if study["finished"] else 1
 
@@ -341,6 +383,9 @@ def studies_show(
         study = studies.load(store, study_id)
     except StoreError as e:
         fail(str(e))
+    if study.get("kind") in KINDS:
+        KINDS[study["kind"]][1](store, study, fmt)
+        return
     rows = studies.table(store, study)
     if fmt == "table":
         console.print(study_table(rows, escape(f"study {study['id']} ({study['preset']}, {study['scenario']}-IL, "

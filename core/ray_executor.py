@@ -18,6 +18,7 @@ from typing import Any
 from core.config import RunConfig
 from core.events import TERMINAL, Event, from_json
 from core.store import EVENTS, WORKER_LOG, RunRecord, write_record
+from core.threads import ThreadChoice
 from core.worker import record_end
 
 STOP_FILE = "STOP"
@@ -27,8 +28,11 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
     """Runs on a Ray worker: train into the shared run folder, events appended to its events.jsonl."""
     import sys
 
-    import torch
+    from core import threads as cpu_threads
 
+    # Before torch loads in a fresh Ray worker: OpenMP's passive waits and this task's share of the cores. Ray
+    # sets OMP_NUM_THREADS to the task's num_cpus, which is what it was asked for.
+    cpu_threads.apply(cpu_threads.choose(threads))
     from core import train
     from core.store import append_event
 
@@ -39,8 +43,6 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
         sys.stdout = sys.stderr = log
         try:
             print(f"ray task on {os.uname().nodename} pid {os.getpid()} for {path.name}")
-            if threads:
-                torch.set_num_threads(threads)
             from core.tracking import tracked
 
             emit = tracked(lambda e: append_event(path, e), config, path)  # MLflow, if the config names it
@@ -126,8 +128,10 @@ class RayExecutor:
         self.gpus = ray.cluster_resources().get("GPU", 0)
         self.remote = ray.remote(_train_task)
 
-    def start(self, config: RunConfig, run_dir: Path, threads: int | None = None, resume: bool = False
+    def start(self, config: RunConfig, run_dir: Path, threads: int | ThreadChoice | None = None, resume: bool = False
               ) -> RayRunHandle:
+        if isinstance(threads, ThreadChoice):
+            threads = threads.threads
         if not resume:
             write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
         wants_gpu = self.gpus > 0 and config.train.device in ("auto", "cuda")

@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from core import threads as cpu_threads
 from core.config import RunConfig
 from core.events import TERMINAL, Event, RunCancelled, RunFailed
 from core.store import (
@@ -48,7 +49,7 @@ from core.store import (
 
 
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,
-                 threads: int | None, resume: bool = False) -> None:
+                 threads: cpu_threads.ThreadChoice, resume: bool = False) -> None:
     path = Path(run_dir)
     log = os.open(path / WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
@@ -85,15 +86,13 @@ def _stop_on_signals() -> threading.Event:
     return asked_to_stop
 
 
-def _train(config: dict[str, Any], path: Path, threads: int | None, resume: bool,
+def _train(config: dict[str, Any], path: Path, threads: cpu_threads.ThreadChoice, resume: bool,
            also: Any, should_stop: Any) -> str:
-    """Train in this process, every event appended to events.jsonl and handed to `also`; the final status."""
-    print(f"{now_iso()} worker pid {os.getpid()} started for {path.name}", flush=True)
-
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+    """Train in this process with `threads`, every event appended to events.jsonl and handed to `also`; the final
+    status."""
+    print(f"{now_iso()} worker pid {os.getpid()} started for {path.name}; {threads.threads} CPU threads "
+          f"({threads.source})", flush=True)
+    cpu_threads.apply(threads)
     from core import train
 
     unwritable: list[str] = []
@@ -212,19 +211,40 @@ def record_end(run_dir: Path, killed: bool, cause: str) -> Event:
     return event
 
 
-def start(config: RunConfig, run_dir: Path, threads: int | None = None, resume: bool = False) -> RunHandle:
+_launched: list[Any] = []  # the worker processes this process started (mp.Process or Popen)
+
+
+def runs_in_flight() -> int:
+    """How many of the workers this process started are still running."""
+    _launched[:] = [p for p in _launched if (p.is_alive() if hasattr(p, "is_alive") else p.poll() is None)]
+    return len(_launched)
+
+
+def thread_choice(threads: int | cpu_threads.ThreadChoice | None) -> cpu_threads.ThreadChoice:
+    """The CPU threads of a new worker: `threads` when the caller chose (a study divides the cores among its
+    jobs), else this process's cores shared with the workers it already has running (core/threads.py)."""
+    if isinstance(threads, cpu_threads.ThreadChoice):
+        return threads
+    return cpu_threads.choose(threads, runs=runs_in_flight() + 1)
+
+
+def start(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None,
+          resume: bool = False) -> RunHandle:
     """Start `config` in a spawned worker process writing to `run_dir` (which must exist); with `resume`,
-    continue the run saved there from its last completed context."""
+    continue the run saved there from its last completed context. `threads`: its CPU threads (default: chosen
+    by `thread_choice`)."""
     if not resume:  # the record exists before the process does: a worker that dies at start-up leaves a run
         write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
     ctx = mp.get_context("spawn")  # fork would copy a parent that may hold CUDA or UI threads
     events = ctx.Queue()
     stop_event = ctx.Event()
+    choice = thread_choice(threads)
     process = ctx.Process(
         target=_worker_main, name=f"cltui-worker-{run_dir.name}",
-        args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), threads, resume),
+        args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), choice, resume),
     )
     process.start()
+    _launched.append(process)
     return RunHandle(run_dir, process, events, stop_event)
 
 
@@ -292,18 +312,20 @@ class DetachedRun:
             record_end(self.run_dir, asked, f"worker process died ({cause}) without saving the run")
 
 
-def start_detached(config: RunConfig, run_dir: Path, threads: int | None = None) -> DetachedRun:
+def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None
+                   ) -> DetachedRun:
     """Start `config` in a worker process of its own session writing to `run_dir` (which must exist). The
     worker survives the caller's exit (and its terminal's hang-up) and reads its config from run.json; this
     process never imports torch."""
     run_dir = run_dir.resolve()
     write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
-    command = [sys.executable, "-m", "core.worker", str(run_dir)]
-    if threads:
-        command += ["--threads", str(threads)]
+    choice = thread_choice(threads)
+    command = [sys.executable, "-m", "core.worker", str(run_dir), "--threads", str(choice.threads),
+               "--threads-from", choice.source]
     with (run_dir / WORKER_LOG).open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
+    _launched.append(process)
     return DetachedRun(run_dir, process)
 
 
@@ -445,15 +467,20 @@ def _detached_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.worker", description="Train the run saved in RUN_DIR "
                                      "(its run.json holds the config), detached from any terminal.")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS, else "
+                        "the cores of this process's CPU affinity)")
+    parser.add_argument("--threads-from", default=None, help=argparse.SUPPRESS)  # why the launcher chose --threads
     args = parser.parse_args(argv)
+    threads = cpu_threads.choose(args.threads)
+    if args.threads and args.threads_from:
+        threads = cpu_threads.ThreadChoice(args.threads, args.threads_from)
     path: Path = args.run_dir
     asked_to_stop = _stop_on_signals()
     record = read_record(path)
     # The launcher wrote run.json with its own pid; the run lives as long as this process does.
     record.pid = os.getpid()
     write_record(path, record)
-    status = _train(record.config.model_dump(mode="json"), path, args.threads, False, lambda event: None,
+    status = _train(record.config.model_dump(mode="json"), path, threads, False, lambda event: None,
                     asked_to_stop.is_set)
     sys.exit(EXIT_CODES.get(status, 1))
 

@@ -1,6 +1,8 @@
 """iCaRL (Rebuffi et al. 2017): exemplars of every class chosen by herding, a binary cross-entropy whose
-targets for old classes are the previous model's sigmoid outputs (distillation), on current data plus
-replayed exemplars, and prediction by the nearest mean of exemplars in the L2-normalised feature space.
+targets for old classes are the previous model's sigmoid outputs (distillation), on batches drawn from the
+union of the current data and the exemplars, and prediction by the nearest mean of exemplars in the
+L2-normalised feature space. `replay = extra-batch` trains on the batch plus as many exemplars instead (about
+twice the work per step; cltui's protocol before the reference one became the default).
 
 Herding picks, one at a time, the sample that brings the mean of the chosen exemplars closest to the class
 mean, vectorised over all candidates and all new classes at once. `selection = random` stores random
@@ -65,19 +67,28 @@ class ICaRL(Method[ICaRLParams]):
         k, c = batch.context, self.scenario.classes_per_context
         x, y = batch.x, batch.y
         ids = batch.contexts()
-        if len(self.buffer):
+        if len(self.buffer) and self.params.replay == "union":
+            # a batch from the union of the context's data and the exemplars: each of its samples is an exemplar
+            # with probability M / (N + M) (sizes known on the host: no sync)
+            share = len(self.buffer) / (len(self.buffer) + info.context.n_train)
+            stored = self.buffer.sample(x.shape[0], self.generator)
+            swap = torch.rand(x.shape[0], generator=self.generator, device=x.device) < share  # (B,)
+            x = torch.where(swap.view(-1, *[1] * (x.dim() - 1)), stored["x"], x)
+            y, ids = torch.where(swap, stored["y"], y), torch.where(swap, stored["context"], ids)
+        elif len(self.buffer):  # extra-batch: the batch and as many exemplars
             stored = self.buffer.sample(x.shape[0], self.generator)
             x, y, ids = torch.cat([x, stored["x"]]), torch.cat([y, stored["y"]]), torch.cat([ids, stored["context"]])
         logits = self.model(x)
+        if self.scenario.kind == "class":  # every class seen so far: the first (k + 1) c outputs
+            logits = logits[:, : (k + 1) * c]
         target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
         if info.previous_model is not None and k > 0:
             with torch.no_grad():  # old classes: distil; new classes: labels
                 target = sigmoid_targets(target, info.previous_model(x)[:, : k * c], self.params.temperature)
-        classes = torch.arange(logits.shape[1], device=x.device)
-        if self.scenario.kind == "task":  # each sample's own context's classes
-            active = (classes.unsqueeze(0) // c) == ids.unsqueeze(1)
-        else:  # every class seen so far
-            active = (classes < (k + 1) * c).expand(x.shape[0], -1)
+        if self.scenario.kind == "class":  # BCE summed over the classes, mean over the batch
+            return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / x.shape[0]
+        classes = torch.arange(logits.shape[1], device=x.device)  # task-IL: each sample's own context's classes
+        active = (classes.unsqueeze(0) // c) == ids.unsqueeze(1)
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return (bce * active).sum(1).mean()
 

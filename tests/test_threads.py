@@ -1,0 +1,102 @@
+"""CPU threads chosen from the cores a run may really use (core/threads.py): the user's count wins, else the
+process's CPU affinity shared among the runs in flight; and what a real worker chose is in its run.json."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cltui.cli import app
+from core import worker
+from core.presets import build_config
+from core.store import RunStore, read_run_json
+from core.threads import WAIT_POLICY, ThreadChoice, choose, openmp_environment, usable_cores
+
+SHORT = ["--set", "train.iterations=5"]  # the thread count is chosen before the first step: a few steps do
+
+
+def test_without_a_user_setting_the_cores_are_shared_among_the_runs_in_flight():
+    assert choose(environ={}, cores=8) == ThreadChoice(8, "8 cores / 1 run")
+    assert choose(runs=2, environ={}, cores=8) == ThreadChoice(4, "8 cores / 2 runs")
+    assert choose(runs=3, environ={}, cores=8).threads == 2
+    assert choose(runs=4, environ={}, cores=2) == ThreadChoice(1, "2 cores / 4 runs")  # never fewer than one
+    assert choose(environ={}, cores=1) == ThreadChoice(1, "1 core / 1 run")
+
+
+def test_the_cores_are_this_process_affinity_not_the_machine():
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert choose(environ={}).threads == len(os.sched_getaffinity(0))
+
+
+def test_the_user_count_wins_over_the_cores():
+    assert choose(environ={"OMP_NUM_THREADS": "3"}, cores=8, runs=4) == ThreadChoice(3, "OMP_NUM_THREADS")
+    assert choose(environ={"OMP_NUM_THREADS": "6,2"}, cores=8).threads == 6  # a nested list: the outer count
+    assert choose(5, environ={"OMP_NUM_THREADS": "3"}, cores=8) == ThreadChoice(5, "--threads")
+    for bad in ("", "0", "-2", "many"):  # not a count: ignored, as OpenMP ignores it
+        assert choose(environ={"OMP_NUM_THREADS": bad}, cores=4) == ThreadChoice(4, "4 cores / 1 run")
+
+
+def test_openmp_waits_passively_unless_the_user_said_otherwise():
+    assert openmp_environment(ThreadChoice(2, "x"), {}) == {**WAIT_POLICY, "OMP_NUM_THREADS": "2"}
+    mine = openmp_environment(ThreadChoice(1, "x"), {"OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY" not in mine and mine["KMP_BLOCKTIME"] == "0"
+
+
+@pytest.fixture
+def one_core():
+    """This thread (and so every worker it starts) on one core, as `taskset -c 0` would run it."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    yield
+    os.sched_setaffinity(0, before)
+
+
+def test_a_run_records_the_threads_of_its_cpu_affinity(runs_dir, monkeypatch, one_core):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    out = CliRunner().invoke(app, ["run", "split-digits", "--quiet", "--runs-dir", str(runs_dir),
+                                   *SHORT])
+    assert out.exit_code == 0, out.output
+    [entry] = RunStore(runs_dir).list()
+    env = read_run_json(entry.path)["env"]
+    assert (env["threads"], env["threads_from"]) == ("1", "1 core / 1 run")
+
+
+def test_a_study_shares_the_cores_among_its_jobs(runs_dir, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    out = CliRunner().invoke(app, ["compare", "split-digits", "--methods", "none,lwf", "--seeds", "1", "--jobs", "2",
+                                   "--device", "cpu", "--quiet", "--runs-dir", str(runs_dir),
+                                   *SHORT])
+    assert out.exit_code == 0, out.output
+    cores = len(os.sched_getaffinity(0))
+    for entry in RunStore(runs_dir).list():
+        env = read_run_json(entry.path)["env"]
+        assert (env["threads"], env["threads_from"]) == (str(max(1, cores // 2)), f"{cores} cores / 2 runs")
+
+
+def test_a_detached_run_keeps_the_users_omp_num_threads(runs_dir, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = build_config("split-digits", overrides=SHORT[1:])
+    run = worker.start_detached(config, RunStore(runs_dir).new_run_dir("detached"))
+    assert run.wait(90) == 0
+    env = read_run_json(run.run_dir)["env"]
+    assert (env["threads"], env["threads_from"]) == ("1", "OMP_NUM_THREADS")
+    assert "1 CPU threads (OMP_NUM_THREADS)" in (run.run_dir / "worker.log").read_text()
+
+
+def test_runs_started_while_others_run_get_a_share(runs_dir, monkeypatch):
+    """Runs started one after another from one process (the TUI's way) divide the cores among those in flight."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    store = RunStore(runs_dir)
+    first = worker.start(build_config("split-digits", overrides=["train.iterations=100000"]), store.new_run_dir("a"))
+    try:
+        assert worker.runs_in_flight() == 1
+        cores = len(os.sched_getaffinity(0))
+        assert worker.thread_choice(None) == ThreadChoice(max(1, cores // 2), f"{cores} cores / 2 runs")
+    finally:
+        first.kill()
+        first.process.join(30)
+    time.sleep(0.1)
+    assert worker.runs_in_flight() == 0
