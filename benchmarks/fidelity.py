@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 # A-GEM is not in the figure; its class-IL value is van de Ven's main.py on the same protocol (seeds 0-2).
 PUBLISHED = {
     "task": {"none": 84, "ewc": 99, "online-ewc": 99, "si": 99, "lwf": 99, "xdg": 99, "separate": 99,
-             "er": 99, "agem": 99, "icarl": 99, "dgr": 99, "bir": 99, "gen-classifier": 99, "joint": 99},
-    "domain": {"joint": 98, "dgr": 96, "er": 94, "lwf": 72, "si": 68, "ewc": 62, "none": 60},
-    "class": {"joint": 98, "gen-classifier": 93, "icarl": 93, "dgr": 90, "er": 90, "agem": 71, "lwf": 23,
-              "ewc": 21, "si": 21, "none": 20},
+             "er": 99, "agem": 99, "icarl": 99, "dgr": 99, "bir": 99, "gen-classifier": 99, "joint": 99,
+             "fromp": 99},
+    "domain": {"joint": 98, "dgr": 96, "er": 94, "fromp": 84, "lwf": 72, "si": 68, "ewc": 62, "none": 60},
+    "class": {"joint": 98, "gen-classifier": 93, "icarl": 93, "dgr": 90, "er": 90, "fromp": 77, "agem": 71,
+              "lwf": 23, "ewc": 21, "si": 21, "none": 20},
 }
 PUBLISHED_GAP = 5.0  # points: published figures closer than this are "level" (read off a figure, +- 1-2)
 DATA_FREE = {"deepinversion", "abd"}  # need a BatchNorm model: they have their own preset (split-digits-dfcil)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
 from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
-from cltui.tui.formats import acc_style, fmt_pct
+from cltui.tui.formats import acc_style, fmt_pct, stability_text
 from core.config import ConfigError, TrainConfig
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
@@ -176,6 +176,9 @@ def resumable(store: RunStore, run: str) -> tuple[Any, Path]:
         fail(f"--resume: run {path.name} is finished; nothing to continue")
     if record.status == "running" and pid_alive(record.pid):
         fail(f"--resume: run {path.name} is still running (pid {record.pid})")
+    if record.merge is not None:  # one stage, minutes: a merge is re-run, not continued
+        teachers = " ".join(t.id for t in record.merge.teachers)
+        fail(f"--resume: run {path.name} is a merge run; merges are re-run with `cltui merge {teachers}`")
     if record.config.train.get("checkpoints") == "none" and record.acc_matrix:
         fail(f"--resume: run {path.name} kept no checkpoints (train.checkpoints=none); start it again instead")
     try:
@@ -223,7 +226,7 @@ def acc_matrix_table(record: dict[str, Any]) -> Table:
     for j in range(n):
         table.add_column(f"c{j}", justify="right")
     table.add_column("avg seen", justify="right", style="bold")
-    joint = bool(record.get("config", {}).get("method", {}).get("name") == "joint")
+    joint = record.get("config", {}).get("method", {}).get("name") in ("joint", "merge")  # one row over all
     for i, row in enumerate(matrix):
         seen = row if joint else row[: i + 1]
         cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
@@ -250,6 +253,9 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
             f"{fmt_pct(m.get('avg_incremental_acc'))}% · avg forgetting {fmt_pct(m.get('avg_forgetting'))}% · "
             f"BWT {fmt_pct(m.get('bwt'))} · FWT {fmt_pct(m.get('fwt'))}"
         )
+        stability = stability_text(m, record.get("acc_curve"))
+        if stability:
+            console.print(stability)
     if t:
         console.print(f"[dim]total {t.get('total_s')} s · train {t.get('train_s')} s · eval {t.get('eval_s')} s · "
                       f"{t.get('samples_per_s')} samples/s[/]")
@@ -504,11 +510,17 @@ def presets_show(
 
 from cltui import dreams as _dreams
 from cltui import export as _export
+from cltui import merging as _merging
+from cltui import pretraining as _pretraining
+from cltui import sweeping as _sweeping
 from cltui.studies import register, studies_app
 
 register(app)
 _dreams.register(app)
 _export.register(app)
+_merging.register(app, print_run)
+_sweeping.register(app)  # cltui sweep
+_pretraining.register(app)  # cltui pretrain
 app.add_typer(studies_app, name="studies")
 
 if __name__ == "__main__":  # pragma: no cover

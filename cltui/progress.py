@@ -17,6 +17,7 @@ from core.config import RunConfig
 from core.events import (
     ContextEvaluated,
     ContextStarted,
+    CurveEvaluated,
     DreamsSaved,
     Event,
     PhaseStarted,
@@ -89,6 +90,10 @@ class RunProgress:
                 self.console.print(f"context {event.context}: {row['total']} it in {event.train_s:.1f} s, "
                                    f"loss {event.final_loss:.4f}, avg acc so far {100 * row['avg']:.1f}%, "
                                    f"acc per context: {accs}")
+        elif isinstance(event, CurveEvaluated) and event.context in self.rows and event.accuracies:
+            row = self.rows[event.context]
+            if row["phase"] != "done":  # continual evaluation: the accuracy column follows the latest point
+                row["acc"] = event.accuracies[-1]
         elif isinstance(event, Warned):  # beside the run (a tracker that cannot be reached): the run goes on
             self.note(f"warning: {event.message}")
         elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):

@@ -58,10 +58,29 @@ class BenchmarkConfig(Section):
                                description="Zero-pad images to this size (permuted MNIST uses 32).")
     rotation_max: float = Field(180.0, description="rotated: contexts use angles evenly spaced in [0, rotation_max).")
     augment: bool = Field(False, description="Padded random crop (4 px) and horizontal flip, batched on the device.")
+    stream: Literal["academic", "fuzzy", "random"] = Field(
+        "academic", description="academic: one context after another, sharp boundaries; fuzzy: the next context "
+        "blends in over `fuzziness` iterations around each boundary; random: each batch from a random context "
+        "(task-free: the method is told no boundary; rows of the matrix are context-sized blocks).")
+    fuzziness: int = Field(100, ge=1, le=MAX_ITERATIONS, description="fuzzy: iterations over which the chance of "
+                           "drawing from the next context rises linearly from 0 to 1, centred on the boundary.")
     data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data).")
     download: bool = Field(False, description="Download the data set when its files are missing.")
+    validation: float = Field(0.0, ge=0, le=0.5, description="Share of each context's training data held out "
+                              "(class-stratified, the same samples for every seed) and never trained on; runs "
+                              "report its accuracy beside the test accuracy (`cltui sweep` tunes on it). 0: off.")
+    learn_contexts: list[int] | None = Field(
+        None, max_length=1000, description="Contexts whose training data the run sees (none: all); the others are "
+        "still tested. For teachers of `cltui merge` that know only some contexts; method joint only.")
 
     _seed = field_validator("class_order_seed")(check_seed)
+
+    @field_validator("learn_contexts")
+    @classmethod
+    def _learn(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v) or any(k < 0 for k in v)):
+            raise ValueError("give distinct context indices, e.g. [0, 1]")
+        return None if v is None else sorted(v)
 
     @property
     def num_classes(self) -> int:
@@ -100,6 +119,9 @@ class BenchmarkConfig(Section):
                 raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of {self.name}; "
                                  f"set benchmark.classes_per_context={n}")
             self.classes_per_context = n
+        if self.learn_contexts is not None and max(self.learn_contexts) >= self.contexts:
+            raise ValueError(f"learn_contexts: context {max(self.learn_contexts)} does not exist; there are "
+                             f"{self.contexts} contexts, 0 to {self.contexts - 1}")
         return self
 
 
@@ -111,8 +133,20 @@ class ModelConfig(Section):
     batch_norm: bool = Field(False, description="mlp / fc layers: BatchNorm after each hidden layer.")
     fc_hidden: list[int] | None = Field(None, max_length=MAX_LAYERS,
                                         description="vdv-conv: widths of the fc layers (default 2000, 2000).")
+    pretrained: str | None = Field(None, max_length=4096, description="Checkpoint of conv layers to start from "
+                                   "(`cltui pretrain` makes one); its sha256 is recorded in the run.")
+    freeze_conv: bool = Field(False, description="Keep the conv layers fixed (with model.pretrained: the paper's "
+                              "--freeze-convE).")
 
     _widths = field_validator("hidden", "fc_hidden")(check_widths)
+
+    @model_validator(mode="after")
+    def _conv_only(self) -> ModelConfig:
+        if (self.pretrained or self.freeze_conv) and self.kind not in ("vdv-conv", "lenet5"):
+            key = "pretrained" if self.pretrained else "freeze_conv"
+            raise ValueError(f"{key}: model.kind {self.kind} has no conv stack to load or freeze; use vdv-conv "
+                             f"or lenet5")
+        return self
 
 
 class TrainConfig(Section):
@@ -128,9 +162,16 @@ class TrainConfig(Section):
     lr_decay: float = Field(0.1, gt=0, le=1, description="Factor applied at each lr_decay_at point.")
     seed: int = Field(0, description="Seed of initialisation, sampling and augmentation (0 <= seed < 2**63).")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass on CUDA.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass (CUDA or CPU).")
     compile: bool = Field(False, description="torch.compile the model (CUDA).")
+    active_classes: Literal["so-far", "all"] = Field(
+        "so-far", description="class-IL: outputs a loss covers: so-far (classes seen so far) or all (every class "
+        "from the start, future ones as negatives; van de Ven's --active-classes default).")
     eval_batch_size: int = Field(2048, ge=1, le=MAX_BATCH, description="Samples per evaluation batch.")
+    eval_every: int = Field(0, ge=0, le=MAX_ITERATIONS, description="Continual evaluation: test every context "
+                            "every N iterations, inside the context (0: off); run.json keeps the points as acc_curve.")
+    eval_samples: int = Field(1024, ge=0, le=MAX_BATCH, description="Continual evaluation: a fixed random subset of "
+                              "this many test samples per context, kept on the device (0: the whole test set).")
     checkpoints: Literal["last", "all", "none"] = Field(
         "last", description="Context checkpoints to keep: last (enough to resume), all, none."
     )
@@ -164,9 +205,6 @@ class TrackConfig(Section):
                             "<runs-dir>/mlflow.db, artifacts in <runs-dir>/mlartifacts).")
     experiment: str | None = Field(None, min_length=1, max_length=500,
                                    description="mlflow: experiment name (default: the preset's name).")
-    active_classes: Literal["so-far", "all"] = Field(
-        "so-far", description="class-IL: outputs a loss covers: so-far (classes seen so far) or all (every class "
-        "from the start, future ones as negatives; van de Ven's --active-classes default).")
     checkpoints: bool = Field(False, description="mlflow: also log the final checkpoint as an artifact.")
     parent: str | None = Field(None, max_length=200, description="mlflow: the run this one is nested under "
                                "(cltui compare sets it to the study's run).")
@@ -204,7 +242,18 @@ class RunConfig(Section):
         parameters = model_parameters(m.kind, self.benchmark.input_shape, self.head_size, m.hidden, m.fc_hidden)
         key = "model.hidden" if m.kind == "mlp" else "model.fc_hidden"
         check_size(key, show(m.hidden if m.kind == "mlp" else m.fc_hidden or [2000, 2000]), parameters or 0)
+        stream = self.benchmark.stream
+        if stream != "academic" and not self.method.task_free:
+            free = ", ".join(name for name, p in METHOD_PARAMS.items() if p.task_free)
+            raise ValueError(f"benchmark.stream: method {self.method.name} needs context boundaries, which a {stream} "
+                             f"stream does not give; use one of {free}, or benchmark.stream=academic")
+        if stream == "fuzzy" and self.benchmark.fuzziness > self.train.iterations:
+            raise ValueError(f"benchmark.fuzziness: {self.benchmark.fuzziness} iterations of blending is more than a "
+                             f"context's train.iterations ({self.train.iterations}); lower it")
         self.method.resolve(self)
+        if self.benchmark.learn_contexts is not None and self.method.name != "joint":
+            raise ValueError("benchmark.learn_contexts: only method joint can leave contexts out (a sequential method "
+                             "would train on an empty context); add --method joint")
         _, h, w = self.benchmark.input_shape
         if self.model.kind == "lenet5" and min(h, w) < 16:
             raise ValueError(

@@ -73,6 +73,8 @@ class Context:
     y_test: Tensor
     permutation: Tensor | None = None  # flat pixel permutation, applied on the fly (no copy per context)
     context_ids: Tensor | None = None  # per-sample context of a mixed stage (joint training)
+    x_val: Tensor | None = None  # held-out training samples (benchmark.validation), never trained on
+    y_val: Tensor | None = None
 
     def inputs(self, x: Tensor) -> Tensor:
         if self.permutation is None:
@@ -104,7 +106,7 @@ class Benchmark:
         lo, hi = self.contexts[0].labels[0], self.contexts[-1].labels[1]
         return Context(
             index=len(self.contexts) - 1,
-            classes=[k for c in self.contexts for k in c.classes],
+            classes=[k for c in self.contexts if c.n_train for k in c.classes],
             labels=(lo, hi),
             x_train=torch.cat(xs),
             y_train=torch.cat([c.y_train for c in self.contexts]),
@@ -439,7 +441,36 @@ def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", sp
                 k, list(range(n_classes)), (lo, hi),
                 xtr, (y_train + lo).to(device), xte, (y_test + lo).to(device), permutation=perm,
             ))
+    if cfg.validation:
+        hold_out_validation(contexts, cfg.validation)
+    if cfg.learn_contexts is not None:  # a teacher that knows only some contexts: the others keep their test data
+        for c in contexts:
+            if c.index not in cfg.learn_contexts:
+                c.x_train, c.y_train = c.x_train[:0], c.y_train[:0]
     return Benchmark(cfg.name, cfg.protocol, contexts, cpc, tuple(x_train.shape[1:]), split.class_names)  # type: ignore[arg-type]
+
+
+VALIDATION_SEED = 0  # the held-out samples are a property of the benchmark, the same for every run's seed
+
+
+def hold_out_validation(contexts: list[Context], share: float) -> None:
+    """Move `share` of each class of each context's training data (at least one sample of a class that has two)
+    into the context's validation set. Everything that trains reads `x_train`, so the held-out samples are never
+    trained on, nor stored in a buffer, nor used for a Fisher: they exist only as `x_val`."""
+    chooser = torch.Generator().manual_seed(VALIDATION_SEED)
+    for context in contexts:
+        labels = context.y_train.cpu()
+        held = []
+        for label in labels.unique().tolist():
+            members = (labels == label).nonzero().flatten()
+            n = len(members)
+            k = min(n - 1, max(1, round(share * n))) if n > 1 else 0
+            held.append(members[torch.randperm(n, generator=chooser)[:k]])
+        mask = torch.zeros(len(labels), dtype=torch.bool)
+        mask[torch.cat(held) if held else torch.empty(0, dtype=torch.long)] = True
+        mask = mask.to(context.y_train.device)
+        context.x_val, context.y_val = context.x_train[mask], context.y_train[mask]
+        context.x_train, context.y_train = context.x_train[~mask], context.y_train[~mask]
 
 
 # --- Sampling and augmentation on the device -----------------------------------------------------
@@ -460,6 +491,75 @@ class BatchSampler:
         idx = self._perm[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return idx
+
+
+class StreamSampler:
+    """Task-free streams (van de Ven's main_task_free.py): each step's batch drawn from a mixture of contexts
+    that the trainer never names to the method. The mixture is a function of the step, known on the host; the
+    draws (each sample's context, then an index into it, with replacement) are made on the device: no host sync.
+
+    - academic: context k for steps [k*I, (k+1)*I): sharp boundaries, as a task-free method would see them.
+    - fuzzy: around each boundary b = k*I the chance of a sample coming from context k rises linearly from 0
+      to 1 over `fuzziness` steps centred on b (van de Ven's FuzzyBoundaryStream, without its wrap-around of
+      context 0 to the end of the stream).
+    - random: every batch from one context drawn uniformly at each step.
+    """
+
+    def __init__(self, contexts: list[Context], kind: str, iterations: int, fuzziness: int, batch_size: int,
+                 generator: torch.Generator, device: torch.device):
+        self.kind, self.iterations, self.fuzziness = kind, iterations, fuzziness
+        self.batch_size, self.generator, self.contexts = batch_size, generator, len(contexts)
+        self.x = torch.cat([c.inputs(c.x_train) for c in contexts])  # every context's inputs as the network sees them
+        self.y = torch.cat([c.y_train for c in contexts])
+        sizes = [c.n_train for c in contexts]
+        self.sizes = torch.tensor(sizes, dtype=torch.float32, device=device)
+        self.offsets = torch.tensor([sum(sizes[:k]) for k in range(len(sizes))], device=device)
+        self.device = device
+        self.record = False  # keep what is drawn, for a method that consolidates on it (`drawn`)
+        self.window: list[tuple[Tensor, Tensor]] = []  # (indices into x, contexts) since the last `drawn`
+
+    def mix(self, step: int) -> tuple[int, int, float]:
+        """At `step` (from the stream's start): contexts a and b = a + 1 (or a), and the chance of drawing b."""
+        k = min(step // self.iterations, self.contexts - 1)
+        if self.kind != "fuzzy":
+            return k, k, 0.0
+        half = self.fuzziness / 2
+        for boundary in ((k + 1) * self.iterations, k * self.iterations):  # the next one, then the last one
+            if 0 < boundary < self.contexts * self.iterations and abs(step + 0.5 - boundary) < half:
+                p = (step + 0.5 - (boundary - half)) / self.fuzziness
+                b = boundary // self.iterations
+                return b - 1, b, p
+        return k, k, 0.0
+
+    def seen(self, step: int) -> int:
+        """The last context that can have been drawn by `step`: the classes a class-IL loss lets compete."""
+        if self.kind == "random":
+            return self.contexts - 1
+        _, b, p = self.mix(step)
+        return b if p > 0 else min(step // self.iterations, self.contexts - 1)
+
+    def next(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs, global labels and each sample's context for `step`."""
+        n = self.batch_size
+        if self.kind == "random":
+            ids = torch.randint(self.contexts, (1,), generator=self.generator, device=self.device).expand(n)
+        else:
+            a, b, p = self.mix(step)
+            ids = torch.full((n,), a, dtype=torch.long, device=self.device)
+            if b != a:
+                ids = ids + (torch.rand(n, generator=self.generator, device=self.device) < p).long()
+        u = torch.rand(n, generator=self.generator, device=self.device)
+        idx = self.offsets[ids] + (u * self.sizes[ids]).long().clamp_max_(self.sizes[ids].long() - 1)
+        if self.record:
+            self.window.append((idx, ids))
+        return self.x[idx], self.y[idx], ids
+
+    def drawn(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs, labels and contexts of every sample drawn since the last call."""
+        idx = torch.cat([i for i, _ in self.window])
+        ids = torch.cat([c for _, c in self.window])
+        self.window.clear()
+        return self.x[idx], self.y[idx], ids
 
 
 def augment(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:

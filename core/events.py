@@ -73,6 +73,16 @@ class ContextEvaluated(Event):
 
 
 @dataclass(frozen=True)
+class CurveEvaluated(Event):
+    """Continual evaluation (`train.eval_every`): accuracy on every context at `iterations` (counted from the
+    run's first step) while training stage `context`; `accuracies[k]` holds one value per context."""
+
+    context: int
+    iterations: list[int]
+    accuracies: list[list[float]]
+
+
+@dataclass(frozen=True)
 class DreamsSaved(Event):
     """Images dreamed after `context` are on disk (`path`: the grid, relative to the run folder)."""
 
@@ -113,7 +123,7 @@ class RunCancelled(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (RunStarted, ContextStarted, PhaseStarted, Progress, PhaseFinished, ContextEvaluated,
-                DreamsSaved, Warned, RunFinished, RunFailed, RunCancelled)
+                CurveEvaluated, DreamsSaved, Warned, RunFinished, RunFailed, RunCancelled)
 }
 TERMINAL = (RunFinished, RunFailed, RunCancelled)
 
@@ -133,3 +143,20 @@ def from_json(line: str) -> Event:
         return cls(**{k: v for k, v in data.items() if k in names})
     except TypeError as e:  # a required field missing: a damaged line, not a crash of the reader
         raise ValueError(f"damaged {cls.__name__} event ({e}): {line[:80]!r}") from None
+
+
+@dataclass(frozen=True)
+class UnitsActive(Event):
+    """Merging by L0 (`cltui merge --approach l0`): at `step` of `total` joint-training steps, the units per
+    layer whose hard-concrete gate is still likely open, out of `widths` (the joint, double-width network);
+    pruning keeps `keep` of each layer. Faces draw it as a chart of active units falling toward half."""
+
+    context: int
+    step: int
+    total: int
+    active: dict[str, int]
+    widths: dict[str, int]
+    keep: dict[str, int]
+
+
+EVENT_TYPES[UnitsActive.__name__] = UnitsActive

@@ -150,6 +150,27 @@ class ConfigView(_Open):
     method: MethodView
 
 
+class MergeTeacher(_Open):
+    """One teacher of a merge run: its run id and what it scored on every context of the benchmark."""
+
+    id: str
+    accuracies: list[float] = []
+    final_avg_acc: float | None = None
+    learned: list[int] = []  # the contexts whose training data it saw
+
+
+class MergeInfo(_Open):
+    """What a merge run (`cltui merge`) was made from; its single acc_matrix row is the student's accuracy."""
+
+    approach: str
+    data: str
+    teachers: list[MergeTeacher] = []
+    settings: dict[str, Any] = {}
+    phases: dict[str, float] = {}  # seconds spent in each phase
+    active_units: list[dict[str, Any]] = []  # l0: {"step": .., "active": {layer: units}} during joint training
+    widths: dict[str, int] = {}  # the student's units per prunable layer
+
+
 class RunRecord(_Open):
     """run.json, schema 1 (DESIGN.md): the one typed view of a run's record. Faces read it as a dict
     (`to_dict`), normalised: every field present with the type named here."""
@@ -166,11 +187,14 @@ class RunRecord(_Open):
     contexts: list[ContextRow] = []
     acc_init: list[float] | None = None
     acc_matrix: list[list[float]] = []
+    # Continual evaluation (train.eval_every): [iteration, stage, [accuracy on each context]] per point.
+    acc_curve: list[tuple[int, int, list[float]]] = []
     metrics: dict[str, float | None] = {}
     timing: dict[str, float | None] = {}
     dreams: list[DreamEntry] = []
     error: RunError | None = None
     resumed: list[Resumed] = []
+    merge: MergeInfo | None = None  # a merge run (DESIGN.md, run kinds): its teachers and phases
 
     # transitions ---------------------------------------------------------------------------------
 
@@ -189,6 +213,7 @@ class RunRecord(_Open):
         self.config, self.env = ConfigView.model_validate(config), env
         self.contexts = self.contexts[:completed]
         self.acc_matrix = self.acc_matrix[:completed]
+        self.acc_curve = [p for p in self.acc_curve if p[1] < completed]
         self.dreams = [d for d in self.dreams if d.context < completed]
 
     def context_completed(self, row: ContextRow, accuracies: list[float], metrics: dict[str, float | None],
@@ -215,8 +240,8 @@ class RunRecord(_Open):
 
     @property
     def trains_jointly(self) -> bool:
-        """One stage over every context's data: its single row is "all", not context 0."""
-        return self.config.method.name == "joint"
+        """One stage over every context's data: its single row is "all", not context 0 (a merge run's too)."""
+        return self.config.method.name in ("joint", "merge")
 
     def terminal_event(self) -> Event | None:
         """The event a follower would have seen for this record's final status (None while running)."""

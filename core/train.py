@@ -8,6 +8,7 @@ matching terminal event; it raises only for problems with its arguments.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -20,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from core import threads
 from core.config import RunConfig
-from core.data import BatchSampler, Benchmark, DataError, augment, build_benchmark
+from core.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
 from core.events import (
     ContextEvaluated,
     ContextStarted,
+    CurveEvaluated,
     DreamsSaved,
     Event,
     PhaseFinished,
@@ -103,7 +106,63 @@ def environment(device: torch.device) -> dict[str, str]:
     except PackageNotFoundError:
         cltui_version = "unknown"
     return {"cltui": cltui_version, "torch": torch.__version__, "python": platform.python_version(),
-            "device": describe_device(device), "host": platform.node()}
+            "device": describe_device(device), "host": platform.node(), **threads.in_use()}  # CPU threads, and why
+
+
+class ContinualEvaluation:
+    """`train.eval_every`: a fixed random subset of every context's test set (the same on every device: drawn
+    on the CPU from the run's seed), kept on the device as the network sees it, and tested every N iterations
+    inside a context. Hits stay on the device until `flush`, called where the loop reads the loss anyway:
+    the evaluation adds no host sync of its own."""
+
+    def __init__(self, trainer: Trainer):
+        t = trainer.config.train
+        self.every, self.batch = t.eval_every, t.eval_batch_size
+        self.model, self.method, self.scenario = trainer.model, trainer.method, trainer.scenario
+        chooser = torch.Generator().manual_seed(t.seed)
+        self.sets: list[tuple[int, Tensor, Tensor]] = []  # (context index, inputs, labels) on the device
+        for context in trainer.benchmark.contexts:
+            n = context.x_test.shape[0]
+            if t.eval_samples and t.eval_samples < n:
+                idx = torch.randperm(n, generator=chooser)[: t.eval_samples].to(context.x_test.device)
+                x, y = context.x_test[idx], context.y_test[idx]
+            else:
+                x, y = context.x_test, context.y_test
+            self.sets.append((context.index, context.inputs(x), y))
+        self.counts = torch.tensor([max(y.shape[0], 1) for _, _, y in self.sets], dtype=torch.float32,
+                                   device=trainer.device)
+        self.pending: list[tuple[int, int, Tensor]] = []  # (iteration, stage, hits per context) not read yet
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    @torch.no_grad()
+    def evaluate(self, iteration: int, stage: int, trained: int) -> None:
+        """Queue the accuracy on every context at `iteration` while training `stage` (contexts 0..`trained`)."""
+        was_training = self.model.training
+        self.model.eval()
+        hits = []
+        for index, x, y in self.sets:
+            total = torch.zeros((), dtype=torch.long, device=y.device)
+            for i in range(0, x.shape[0], self.batch):
+                scores = self.method.predict(x[i : i + self.batch], index)
+                if scores is None:
+                    scores = self.model(x[i : i + self.batch])
+                logits, target = self.scenario.eval_view(scores, y[i : i + self.batch], index, trained)
+                total += (logits.argmax(1) == target).sum()
+            hits.append(total)
+        self.model.train(was_training)
+        self.pending.append((iteration, stage, torch.stack(hits)))
+
+    def flush(self) -> list[tuple[int, int, list[float]]]:
+        """The queued points as (iteration, stage, accuracies): one device-to-host copy for all of them."""
+        if not self.pending:
+            return []
+        accuracies = (torch.stack([h for _, _, h in self.pending]).float() / self.counts).tolist()
+        points = [(it, stage, [round(a, 4) for a in accs])
+                  for (it, stage, _), accs in zip(self.pending, accuracies, strict=True)]
+        self.pending.clear()
+        return points
 
 
 class Trainer:
@@ -140,6 +199,7 @@ class Trainer:
         # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
         method_cls = method_class(config.method.name)
         self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)
+        self.load_pretrained(resume)
         self.model.to(self.device)
         try:
             self.method: Method = method_cls(config.method, config, self.model, self.scenario, self.benchmark,
@@ -156,6 +216,32 @@ class Trainer:
         self.train_s = 0.0
         self.samples = 0
         self.first_stage = self.restore() if resume else 0
+        # iterations trained before the next stage, counted from the run's first step (the curve's x axis)
+        self.steps = sum(c.iterations or 0 for c in self.record.contexts)
+        self.continual = ContinualEvaluation(self) if t.eval_every else None
+        b = config.benchmark
+        # Task-free: every stage is a context-sized block of one stream, and the method is told no boundary.
+        self.stream = None if b.stream == "academic" else StreamSampler(
+            self.benchmark.contexts, b.stream, t.iterations, b.fuzziness, t.batch_size, self.generator, self.device)
+        # ... so a method that consolidates at boundaries does it every update_every iterations instead
+        self.update_every: int | None = getattr(config.method, "update_every", None) if self.stream else None
+        if self.stream is not None and self.update_every:
+            self.stream.record = True
+
+    def load_pretrained(self, resume: bool) -> None:
+        """model.pretrained / model.freeze_conv (core/pretrain.py): the checkpoint's conv layers, its sha256 in
+        run.json. A resumed run takes its weights from its own checkpoint, and only freezes again."""
+        m = self.config.model
+        if not (m.pretrained or m.freeze_conv):
+            return
+        from core.pretrain import PretrainedError, load_conv
+
+        try:
+            loaded = load_conv(self.model, m.kind, "" if resume else m.pretrained or "", m.freeze_conv)
+        except PretrainedError as e:
+            raise InputError(str(e)) from None
+        if loaded is not None:
+            self.record.pretrained = loaded
 
     def check_stop(self) -> None:
         if self.should_stop():
@@ -192,6 +278,7 @@ class Trainer:
                 self.record.contexts = [ContextRow.model_validate(c) for c in saved["contexts"]]
                 self.record.acc_matrix = saved["acc_matrix"]
                 self.record.acc_init = saved["acc_init"]
+                self.record.acc_curve = saved.get("acc_curve", [])
             if len(self.record.acc_matrix) < done:
                 raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} context(s) but {path} "
                                   f"follows context {done - 1}; run.json is untouched")
@@ -239,6 +326,8 @@ class Trainer:
                              config=cfg.to_dict(), resumed_from=self.first_stage or None))
         if self.record.acc_init is None:
             self.record.acc_init = self.evaluate(trained=-1)
+        if self.continual is not None and self.steps == 0:  # the curve starts at the untrained network
+            self.continual.evaluate(0, 0, -1)
         # A stage is one training of the sequence and one row of the accuracy matrix; its context says which
         # data and labels it learns (context.index = stage, except joint's single stage over every context).
         for stage, context in enumerate(stages):
@@ -249,20 +338,27 @@ class Trainer:
                                self.should_stop)
             if cfg.train.reset_optimizer and stage > 0:
                 self.optimizer = self.make_optimizer()
-            self.method.before_context(info)
+            # A stream tells the method of no boundary: it starts once, and consolidates inside the loop.
+            if self.stream is None or stage == self.first_stage:
+                self.method.before_context(info)
             train_s, final_loss = self.train_context(info, iterations)
-            self.method.after_context(info)
+            if self.stream is None:
+                self.method.after_context(info)
             dreams = self.record_dreams(stage, info)
             if self.method.needs_previous_model:
                 self.previous_model = frozen_copy(self.model)
-            accuracies = self.evaluate(trained=context.index, stage=stage)
+            trained = context.index if self.stream is None else self.stream.seen(self.steps - 1)
+            accuracies = self.evaluate(trained=trained, stage=stage)
+            self.record_validation(stage, trained)
             row = ContextRow(index=stage, classes=context.classes, train_s=round(train_s, 4), iterations=iterations,
                              final_loss=final_loss, elapsed_s=round(self.elapsed(), 3))
             # On disk before anyone hears of it: the checkpoint (which carries this row too), then run.json.
             # A kill between the two loses nothing: a resume takes the row from the checkpoint.
             self.checkpoint(stage, row, accuracies)
             matrix = self.record.acc_matrix + [accuracies]
-            self.record.context_completed(row, accuracies, summarize(matrix, self.record.acc_init), dreams)
+            self.record.context_completed(row, accuracies, summarize(matrix, self.record.acc_init,
+                                                                     self.record.acc_curve), dreams)
+            self.record.metrics.update(validation_metrics(self.record))
             self.save()
             if dreams is not None:
                 scalars = {k: v for k, v in dreams["quality"].items() if not isinstance(v, dict)}
@@ -292,7 +388,7 @@ class Trainer:
         self.model.train()
         sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
         losses = torch.zeros(iterations, device=self.device)  # (iterations,) on the device: read when a report is due
-        use_bf16 = t.precision == "bf16" and self.device.type == "cuda"
+        use_bf16 = t.precision == "bf16" and self.device.type in ("cuda", "cpu")  # autocast has bf16 on both
         do_augment = self.config.benchmark.augment
         for group in self.optimizer.param_groups:  # each context starts at the base rate
             group["lr"] = t.lr
@@ -302,20 +398,27 @@ class Trainer:
         start = last_report = time.monotonic()
         reported = 0  # steps whose losses a Progress event has reported
         final_loss = None
+        continual, stream = self.continual, self.stream
         for it in range(iterations):
             # learning-rate schedule: step decay at the given fractions of the context
             if it in decay_at:
                 for group in self.optimizer.param_groups:
                     group["lr"] *= t.lr_decay
-            # a batch: sampled without replacement within an epoch, inputs as the network sees them
-            idx = sampler.next()  # (B,) indices into the context's training set
-            x = context.inputs(context.x_train[idx])  # (B, C, H, W)
+            # a batch: sampled without replacement within an epoch, inputs as the network sees them; on a stream,
+            # from the contexts its schedule mixes at this step, labelled with the last context it can hold
+            if stream is not None:
+                x, y, ids = stream.next(self.steps + it)
+                seen = stream.seen(self.steps + it)
+            else:
+                idx = sampler.next()  # (B,) indices into the context's training set
+                x, y, seen = context.inputs(context.x_train[idx]), context.y_train[idx], context.index  # (B, C, H, W)
+                ids = None if context.context_ids is None else context.context_ids[idx]  # (B,) joint: each one's
             if do_augment:
                 x = augment(x, self.generator)
-            ids = None if context.context_ids is None else context.context_ids[idx]  # (B,) joint: each one's context
-            batch = Batch(x, context.y_train[idx], context.index, ids)
-            # forward and the method's loss (bf16 autocast on CUDA when asked)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            batch = Batch(x, y, seen, ids)
+            # forward and the method's loss (bf16 autocast when asked)
+            # (a disabled autocast still costs ~10x a null context each step: entered only when it does something)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
                 loss = self.method.loss(batch, info)
             # backward, the method's hooks around the optimiser step (A-GEM projects, SI accumulates)
             self.optimizer.zero_grad(set_to_none=True)
@@ -323,12 +426,18 @@ class Trainer:
             self.method.after_backward(info)
             self.optimizer.step()
             self.method.after_step(info)
+            if self.update_every and (self.steps + it + 1) % self.update_every == 0:
+                self.consolidate(info, seen)
             losses[it] = loss.detach()
+            # continual evaluation every eval_every steps, and after the stage's last step (its boundary)
+            if continual is not None and (continual.due(self.steps + it + 1) or it == iterations - 1):
+                continual.evaluate(self.steps + it + 1, stage, seen)
             # progress, the NaN check and the stop check, a few times a second
             now = time.monotonic()
             if now - last_report >= t.progress_interval or it == iterations - 1:
                 window = losses[reported : it + 1]  # the steps since the last report
                 final_loss = window.mean().item()  # the one host sync
+                self.report_curve(stage)
                 if not math.isfinite(final_loss):
                     bad = int((~torch.isfinite(window)).nonzero()[0])
                     raise NonFiniteLoss(stage, reported + bad)
@@ -339,6 +448,7 @@ class Trainer:
                 if self.should_stop():
                     raise Cancelled(f"stopped in context {stage} at iteration {it + 1}")
         self.sync()
+        self.steps += iterations
         # The record keeps the mean loss of a fixed tail of iterations: the last progress window ends at
         # the same iteration but starts wherever the clock put the report before it.
         final_loss = losses[-min(iterations, FINAL_LOSS_TAIL):].mean().item()
@@ -347,6 +457,32 @@ class Trainer:
         self.samples += iterations * sampler.batch_size
         self.emit(PhaseFinished(context=stage, phase="train", seconds=seconds))
         return seconds, final_loss
+
+    def consolidate(self, info: ContextInfo, seen: int) -> None:
+        """Task-free: the method's boundary work (a Fisher, SI's importance) on the samples drawn since the last
+        update, then a fresh start, as van de Ven's --update-every. One read from the device per update (which
+        context a task-IL view is of), none per step."""
+        assert self.stream is not None
+        x, y, ids = self.stream.drawn()
+        index = seen
+        if self.scenario.kind == "task":  # a task-IL view is of one context: the one drawn most
+            index = int(torch.bincount(ids).argmax())
+            keep = ids == index
+            x, y, ids = x[keep], y[keep], ids[keep]
+        window = Context(index, [], (0, 0), x, y, x[:0], y[:0], context_ids=ids)
+        update = ContextInfo(info.stage, window, self.previous_model, self.emit, info.progress_interval,
+                             self.should_stop)
+        self.method.after_context(update)
+        self.method.before_context(update)
+        self.model.train()
+
+    def report_curve(self, stage: int) -> None:
+        """Continual-evaluation points queued since the last report: into the record and out as one event."""
+        points = self.continual.flush() if self.continual is not None else []
+        if points:
+            self.record.acc_curve.extend(points)
+            self.emit(CurveEvaluated(context=stage, iterations=[p[0] for p in points],
+                                     accuracies=[p[2] for p in points]))
 
     @torch.inference_mode()
     def evaluate(self, trained: int, stage: int | None = None) -> list[float]:
@@ -378,6 +514,34 @@ class Trainer:
             self.emit(PhaseFinished(context=stage, phase="eval", seconds=seconds))
         return accuracies
 
+    @torch.inference_mode()
+    def record_validation(self, stage: int, trained: int) -> None:
+        """benchmark.validation: accuracy on every context's held-out training samples after `stage`, kept in
+        run.json as `val_matrix` (rows as acc_matrix's), beside the test accuracy; tuning reads it, never the test."""
+        if not self.config.benchmark.validation:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        bs = self.config.train.eval_batch_size
+        hits, counts = [], []
+        for context in self.benchmark.contexts:
+            x_val, y_val = context.x_val, context.y_val
+            assert x_val is not None and y_val is not None
+            total = torch.zeros((), dtype=torch.long, device=self.device)
+            for i in range(0, x_val.shape[0], bs):
+                x = context.inputs(x_val[i : i + bs])
+                scores = self.method.predict(x, context.index)
+                if scores is None:
+                    scores = self.model(x)
+                logits, target = self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained)
+                total += (logits.argmax(1) == target).sum()
+            hits.append(total)
+            counts.append(max(x_val.shape[0], 1))
+        self.model.train(was_training)
+        row = [round(h / n, 6) for h, n in zip(torch.stack(hits).tolist(), counts)]
+        # a resumed run trims rows past the stage it continues from, as the record does with acc_matrix
+        self.record.val_matrix = list(getattr(self.record, "val_matrix", None) or [])[:stage] + [row]
+
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -395,7 +559,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
             "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],
-                       "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init},
+                       "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init,
+                       "acc_curve": [list(p) for p in self.record.acc_curve]},
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -426,12 +591,34 @@ class Trainer:
             "total_s": round(self.elapsed(), 3), "train_s": round(self.train_s, 3), "eval_s": round(self.eval_s, 3),
             "samples_per_s": round(self.samples / self.train_s, 1) if self.train_s else None,
         }
-        self.record.end(status, error, summarize(self.record.acc_matrix, self.record.acc_init), timing)  # type: ignore[arg-type]
+        if self.continual is not None:  # points a cancel or failure left unread
+            self.record.acc_curve.extend(self.continual.flush())
+        metrics = summarize(self.record.acc_matrix, self.record.acc_init, self.record.acc_curve)
+        metrics.update(validation_metrics(self.record))
+        self.record.end(status, error, metrics, timing)  # type: ignore[arg-type]
         try:
             self.save()
         except StoreWriteError as e:
             return str(e)
         return None
+
+
+def validation_metrics(record: RunRecord) -> dict[str, float]:
+    """Validation accuracy beside the test metrics: `final_avg_val_acc` (the last val_matrix row's mean over
+    every context, as final_avg_acc) and `avg_incremental_val_acc`; nothing without benchmark.validation."""
+    rows = getattr(record, "val_matrix", None) or []
+    if not rows:
+        return {}
+    seen = [sum(row[: i + 1]) / (i + 1) for i, row in enumerate(rows)]
+    return {"final_avg_val_acc": round(sum(rows[-1]) / len(rows[-1]), 6),
+            "avg_incremental_val_acc": round(sum(seen) / len(seen), 6)}
+
+
+def trainer_class(config: RunConfig) -> type[Trainer]:
+    """The trainer of the run's kind (DESIGN.md): a method may bring its own (core/generation.py's GAN methods:
+    a generation run), else this module's."""
+    own = getattr(method_class(config.method.name), "trainer_class", None)
+    return own() if own is not None else Trainer
 
 
 def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda e: None,
@@ -441,7 +628,7 @@ def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda
     the run saved there from its last completed context."""
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(config, run_dir, emit, should_stop, benchmark, resume)
+        trainer = trainer_class(config)(config, run_dir, emit, should_stop, benchmark, resume)
         trainer.run()
     except (Cancelled, KeyboardInterrupt) as e:
         reason = str(e) or "interrupted"

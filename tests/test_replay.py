@@ -129,7 +129,7 @@ class HostSyncs(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl", "dgr", "bir", "gen-classifier"])
+@pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl", "dgr", "bir", "gen-classifier", "fromp"])
 def test_replay_steps_never_sync_with_the_host(method):
     """The buffer stays on the device: a training step (loss, backward, gradient hook, optimiser step) makes no
     call that reads tensor data back to the host. (On CPU 'the device' is the host too; what is checked is

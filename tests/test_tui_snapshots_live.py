@@ -105,3 +105,52 @@ def test_live_screen_of_a_run_in_training(snap_compare, tmp_path):
 def test_live_screen_of_a_failed_run(snap_compare, tmp_path):
     run_dir = failed_run(tmp_path / "runs")
     assert snap_compare(create_app(tmp_path / "runs"), terminal_size=SIZE, run_before=open_live(run_dir, "✗"))
+
+
+CURVED = "20260102-110000-split-digits-class-cumulative-s0"
+
+
+def curved_run(root: Path) -> Path:
+    """A finished run with continual evaluation (train.eval_every=20): every context's accuracy against the
+    iterations, with a stability-gap-like dip of the old contexts just after each boundary."""
+    cfg = config({"name": "cumulative", "scale_batch": True})
+    cfg["train"]["eval_every"] = 20
+    curve = []
+    for it in range(0, 1501, 20):
+        stage = max(0, (it - 1) // 300)
+        accs = []
+        for j in range(5):
+            if j > stage:
+                accs.append(0.0)
+                continue
+            since = it - 300 * j  # iterations since context j started
+            learned = min(1.0, 0.5 + since / 100)
+            dip = 0.35 if stage > j and 0 < it - 300 * stage <= 40 else 0.0  # just after a later boundary
+            accs.append(round(max(0.0, learned - dip) * 0.98, 3))
+        curve.append([it, stage, accs])
+    data = record(CURVED, cfg, "finished", ACC_EWC, total_s=9.4, created="2026-01-02T11:00:00+00:00",
+                  finished="2026-01-02T11:00:10+00:00")
+    data["acc_curve"] = curve
+    return write_run(root, data, context_events(cfg, CURVED, ACC_EWC, T0 + 86400 + 7200))
+
+
+def test_run_detail_draws_accuracy_against_iterations(snap_compare, tmp_path, monkeypatch):
+    from textual.widgets import DataTable
+
+    from cltui.tui.charts import CurveChart
+
+    monkeypatch.chdir(tmp_path)
+    curved_run(tmp_path / "runs")
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        table = pilot.app.screen.query_one("#runs", DataTable)
+        table.move_cursor(row=table.get_row_index(CURVED), animate=False)
+        for key in ("enter", "2"):  # the run's detail, its Charts tab
+            await pilot.press(key)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+        assert pilot.app.screen.query_one("#detail-curve", CurveChart).curve
+
+    assert snap_compare(create_app(Path("runs")), terminal_size=(100, 40), run_before=run_before)

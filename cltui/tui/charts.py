@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -207,6 +208,86 @@ class AverageChart(MatrixChart):
         if points:
             plt.plot([x for x, _ in points], [f for _, f in points], color=colour(1), marker="hd")
         self.axes(1 if self.is_joint(matrix) else max(len(matrix[0]), len(matrix)))
+        return True
+
+
+Curve = list[tuple[int, int, list[float]]]  # (iteration, stage, accuracy on each context)
+CURVE_POINTS_PER_COLUMN = 2  # a long curve is thinned to about this many points per column of the chart
+
+
+def clean_curve(acc_curve: Any) -> Curve:
+    """run.json's acc_curve (or the live points) as (iteration, stage, accuracies), sorted by iteration; points
+    that are not [int, int, [numbers]] are dropped, so a damaged record draws what it can."""
+    points: Curve = []
+    if not isinstance(acc_curve, Sequence) or isinstance(acc_curve, str):
+        return points
+    for p in acc_curve:
+        try:
+            it, stage, accs = p
+            points.append((int(it), int(stage), [0.0 if math.isnan(float(a)) else float(a) for a in accs]))
+        except (TypeError, ValueError):
+            continue
+    return sorted(points, key=lambda p: p[0])
+
+
+def boundaries(curve: Curve) -> list[int]:
+    """The iterations at which a new stage starts: the last point of the stage before it."""
+    return [a[0] for a, b in pairwise(curve) if b[1] != a[1]]
+
+
+def thin(xs: list[int], ys: list[float], width: int) -> tuple[list[int], list[float]]:
+    """At most about `width` x CURVE_POINTS_PER_COLUMN points, keeping each bucket's lowest and highest, so a
+    one-iteration dip (the stability gap) survives the thinning."""
+    bucket = math.ceil(len(xs) / max(1, width * CURVE_POINTS_PER_COLUMN // 2))
+    if bucket <= 1:
+        return xs, ys
+    out_x, out_y = [], []
+    for start in range(0, len(xs), bucket):
+        part = range(start, min(start + bucket, len(xs)))
+        keep = sorted({min(part, key=ys.__getitem__), max(part, key=ys.__getitem__)})
+        out_x += [xs[i] for i in keep]
+        out_y += [ys[i] for i in keep]
+    return out_x, out_y
+
+
+class CurveChart(Chart):
+    """Continual evaluation (train.eval_every): accuracy on each context against the iterations trained, from
+    the stage that learns it on (every context for a joint run), the context boundaries as vertical lines."""
+
+    EMPTY_TITLE: ClassVar[str] = "no continual evaluation yet"
+
+    def __init__(self, title: str = "accuracy during training (%) · | context boundary", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+        self.curve: Curve | None = None
+        self.joint: bool | None = None
+
+    def set_curve(self, acc_curve: Any, joint: bool | None = None) -> None:
+        curve = clean_curve(acc_curve)
+        if curve == self.curve and joint == self.joint:
+            return
+        self.curve, self.joint = curve, joint
+        contexts = len(curve[-1][2]) if curve else 0
+        last = max((p[1] for p in curve), default=-1)
+        self.titles(bool(curve), self.EMPTY_TITLE,
+                    legend([(f"c{j}", j) for j in range(contexts) if joint or j <= last]))
+        self.redraw()
+
+    def draw(self) -> bool:
+        curve = self.curve
+        if not curve:
+            return False
+        plt = self.plt
+        width = max(10, self.size.width - 8)
+        for x in boundaries(curve):
+            plt.vline(x, "gray")
+        for j in range(len(curve[-1][2])):
+            shown = [p for p in curve if (self.joint or p[1] >= j) and j < len(p[2])]
+            if shown:
+                xs, ys = thin([p[0] for p in shown], [100 * p[2][j] for p in shown], width)
+                plt.plot(xs, ys, color=colour(j), marker="braille")
+        self.frame()
+        plt.xlim(curve[0][0], max(curve[-1][0], curve[0][0] + 1))
+        plt.xlabel("iterations")
         return True
 
 

@@ -27,8 +27,16 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from cltui.tui.charts import AccuracyChart, AverageChart, clean_matrix, is_joint
-from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, fmt_signed, fmt_value, section
+from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart, clean_curve, clean_matrix, is_joint
+from cltui.tui.formats import (
+    STATUS_STYLE,
+    fmt_duration,
+    fmt_pct,
+    fmt_signed,
+    fmt_value,
+    section,
+    stability_text,
+)
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
 
@@ -84,6 +92,9 @@ def summary(record: dict[str, Any]) -> Text:
                         style="bold")
             text.append("  ")
         text.append("\n")
+        stability = stability_text(metrics, record.get("acc_curve"))
+        if stability:
+            text.append(stability + "\n")
     elif status == "running":
         text.append("running: metrics come when it ends\n", style="cyan")
     env = section(record, "env")
@@ -235,9 +246,13 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
                 with Horizontal(id="overview-charts", classes="charts"):
                     yield AccuracyChart()
                     yield AverageChart()
-            with TabPane("Charts", id="charts"), Horizontal(classes="charts"):
-                yield AccuracyChart()
-                yield AverageChart()
+            with TabPane("Charts", id="charts"), Vertical():
+                with Horizontal(classes="charts"):
+                    yield AccuracyChart()
+                    yield AverageChart()
+                curve = CurveChart(id="detail-curve")
+                curve.display = False  # shown for a run with continual evaluation (train.eval_every)
+                yield curve
             with TabPane("Config", id="config"), VerticalScroll(classes="pane"):
                 yield Static(id="config-text")
             with TabPane("Log", id="log"), VerticalScroll(classes="pane"):
@@ -292,6 +307,12 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
             method = (record.get("config") or {}).get("method")
             joint = method.get("name") == "joint" if isinstance(method, dict) else None
             chart.set_matrix(record.get("acc_matrix"), joint)  # type: ignore[attr-defined]
+        curve = self.query_one("#detail-curve", CurveChart)
+        points = clean_curve(record.get("acc_curve"))
+        curve.display = bool(points)
+        if points:
+            method = (record.get("config") or {}).get("method")
+            curve.set_curve(points, isinstance(method, dict) and method.get("name") == "joint")
         self.query_one("#config-text", Static).update(
             Syntax(toml_text(section(record, "config")), "toml", theme="ansi_dark", background_color="default"))
         error = section(record, "error")

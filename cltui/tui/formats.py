@@ -59,3 +59,25 @@ def shown_path(path: Path) -> str:
         return "~/" + str(path.relative_to(Path.home()))
     except ValueError:
         return str(path)
+
+
+def stability_text(metrics: Any, curve: Any = None) -> str | None:
+    """The continual-evaluation figures of run.json's metrics in one line (None for a run without a curve):
+    the stability gap (depth, where, iterations to recover) and min-ACC."""
+    m = metrics if isinstance(metrics, dict) else {}
+    gap, low = m.get("stability_gap"), m.get("min_acc")
+    if not isinstance(gap, (int, float)) and not isinstance(low, (int, float)):
+        return None
+    parts = []
+    if isinstance(gap, (int, float)):
+        where, stage, back = m.get("stability_gap_context"), m.get("stability_gap_stage"), m.get("stability_gap_recovery")
+        text = f"stability gap {fmt_pct(gap)} points"
+        if isinstance(where, (int, float)) and isinstance(stage, (int, float)):
+            text += f" (c{int(where)} as c{int(stage)} starts"
+            text += f"; back in {int(back)} it)" if isinstance(back, (int, float)) else "; not recovered in it)"
+        parts.append(text)
+    if isinstance(low, (int, float)):
+        parts.append(f"min-ACC {fmt_pct(low)}%")
+    if isinstance(curve, list) and curve:
+        parts.append(f"{len(curve)} curve points")
+    return " · ".join(parts)

@@ -24,12 +24,13 @@ from textual.widgets import Footer, Header, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
-from cltui.tui.charts import AccuracyChart, AverageChart
+from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart
 from cltui.tui.follow import RunFollower
 from cltui.tui.formats import acc_style
 from core.events import (
     ContextEvaluated,
     ContextStarted,
+    CurveEvaluated,
     DreamsSaved,
     Event,
     PhaseFinished,
@@ -80,6 +81,7 @@ class LiveRun:
 
     contexts: dict[int, ContextState] = field(default_factory=dict)
     acc_matrix: list[list[float]] = field(default_factory=list)
+    curve: list[tuple[int, int, list[float]]] = field(default_factory=list)  # continual evaluation points
     total_contexts: int | None = None
     device: str | None = None
     outcome: Event | None = None  # RunFinished / RunFailed / RunCancelled
@@ -99,7 +101,12 @@ class LiveRun:
         if isinstance(event, ContextStarted):
             self.contexts[event.context] = ContextState(event.context, list(event.classes), event.iterations)
             self.current = event.context
+            self.curve = [p for p in self.curve if p[1] < event.context]  # a resumed stage is trained again
             return event.context
+        if isinstance(event, CurveEvaluated):
+            self.curve += [(it, event.context, list(accs))
+                           for it, accs in zip(event.iterations, event.accuracies, strict=False)]
+            return -1
         if isinstance(event, (RunFinished, RunFailed, RunCancelled)):
             self.outcome = event
             return -1
@@ -334,6 +341,9 @@ class LiveScreen(Screen[None]):
             with Vertical(id="charts"):
                 yield AccuracyChart(id="accuracy-chart")
                 yield AverageChart(id="average-chart")
+                curve = CurveChart(id="curve-chart")
+                curve.display = False  # in place of the average chart once continual-evaluation points come
+                yield curve
         yield Static(id="outcome")
         log = Log(max_lines=LOG_LINES, id="worker-log")
         log.border_title = "worker.log"
@@ -366,7 +376,7 @@ class LiveScreen(Screen[None]):
                 self._dirty.add(index)
             if isinstance(event, ContextStarted):
                 self.reset_context(event.context)
-            elif isinstance(event, ContextEvaluated):
+            elif isinstance(event, (ContextEvaluated, CurveEvaluated)):
                 self._charts_dirty = True
         if batch.status is not None:
             self.status = batch.status
@@ -456,6 +466,10 @@ class LiveScreen(Screen[None]):
         matrix = [list(row) for row in self.state.acc_matrix]
         self.query_one(AccuracyChart).set_matrix(matrix, self.state.joint)
         self.query_one(AverageChart).set_matrix(matrix, self.state.joint)
+        if self.state.curve:
+            curve = self.query_one(CurveChart)
+            curve.display, self.query_one(AverageChart).display = True, False
+            curve.set_curve(self.state.curve, self.state.joint)
 
     def outcome_from_record(self) -> None:
         """run.json says the run ended but no final event came (a worker that died before writing one)."""

@@ -163,7 +163,8 @@ class ReplayMethod(Method[ReplayParamsT]):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.reservoir = self.params.budget_total is not None
+        # a task-free stream (benchmark.stream) has no end of a context to fill a class-balanced buffer at
+        self.reservoir = self.params.budget_total is not None or self.config.benchmark.stream != "academic"
         total_classes = self.scenario.classes_per_context * self.scenario.contexts
         self.buffer = buffer_for(self.params, self.device, total_classes, self.reservoir)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 31337)

@@ -43,6 +43,7 @@ class MethodParams(Section):
     name: str
     summary: ClassVar[str] = ""
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    task_free: ClassVar[bool] = False  # works on a stream without context boundaries (benchmark.stream)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
@@ -61,6 +62,7 @@ class NoneParams(MethodParams):
 
     name: Literal["none"] = "none"
     summary: ClassVar[str] = "fine-tuning, the lower bound"
+    task_free: ClassVar[bool] = True
 
 
 class JointParams(MethodParams):
@@ -76,11 +78,21 @@ class JointParams(MethodParams):
                              f"{config.benchmark.contexts} = {steps} steps in one stage; at most {MAX_ITERATIONS}")
 
 
+class CumulativeParams(MethodParams):
+    """Incremental joint training: at context t, train on the data of contexts 1..t ("full replay")."""
+
+    name: Literal["cumulative"] = "cumulative"
+    summary: ClassVar[str] = "incremental joint: every context so far, at each context"
+    scale_batch: bool = Field(True, description="Draw batch_size samples from each context so far (the batch "
+                              "grows with t, as in van de Ven's StabilityGap example); off: batch_size in all.")
+
+
 class EWCParams(MethodParams):
     """Elastic weight consolidation: a quadratic penalty per context, weighted by the diagonal Fisher."""
 
     name: Literal["ewc"] = "ewc"
     summary: ClassVar[str] = "elastic weight consolidation (parameter regularisation)"
+    task_free: ClassVar[bool] = True  # on a stream: a Fisher every update_every iterations
     lambda_: float | None = Field(None, alias="lambda", ge=0,
                                   description="Penalty strength (presets give the tuned value per scenario).")
     fisher_labels: Literal["all", "sample", "pred", "true"] = Field(
@@ -88,6 +100,8 @@ class EWCParams(MethodParams):
         "(argmax) or true (empirical Fisher).")
     fisher_n: int | None = Field(None, ge=1, le=MAX_SAMPLES,
                                  description="Samples for the Fisher (none: the whole context).")
+    update_every: int = Field(100, ge=1, le=MAX_ITERATIONS, description="Task-free stream (benchmark.stream): "
+                              "consolidate every N iterations on what was seen since (van de Ven's --update-every).")
 
     def resolve(self, config: RunConfig) -> None:
         if self.lambda_ is None:
@@ -108,8 +122,11 @@ class SIParams(MethodParams):
 
     name: Literal["si"] = "si"
     summary: ClassVar[str] = "synaptic intelligence (parameter regularisation)"
+    task_free: ClassVar[bool] = True  # on a stream: importance updated every update_every iterations
     c: float | None = Field(None, ge=0, description="Penalty strength (presets give the tuned value per scenario).")
     epsilon: float = Field(0.1, gt=0, description="Damping xi of the importance.")
+    update_every: int = Field(100, ge=1, le=MAX_ITERATIONS, description="Task-free stream (benchmark.stream): "
+                              "consolidate every N iterations on what was seen since (van de Ven's --update-every).")
 
     def resolve(self, config: RunConfig) -> None:
         if self.c is None:
@@ -121,7 +138,10 @@ class LwFParams(MethodParams):
 
     name: Literal["lwf"] = "lwf"
     summary: ClassVar[str] = "learning without forgetting (distillation)"
+    task_free: ClassVar[bool] = True  # on a stream: the teacher is a snapshot taken every update_every iterations
     temperature: float = Field(2.0, gt=0, description="Distillation temperature T.")
+    update_every: int = Field(100, ge=1, le=MAX_ITERATIONS, description="Task-free stream (benchmark.stream): "
+                              "snapshot the model as the teacher every N iterations (van de Ven's --update-every).")
 
 
 class XdGParams(MethodParams):
@@ -158,6 +178,8 @@ class SeparateParams(MethodParams):
 
 class ReplayParams(MethodParams):
     """Shared by the methods that store data: the buffer's budget."""
+
+    task_free: ClassVar[bool] = True  # on a stream the buffer is a reservoir, filled batch by batch
 
     budget: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES,
                                description="Stored samples per class (class-balanced buffer).")
@@ -204,9 +226,14 @@ class ICaRLParams(ReplayParams):
 
     name: Literal["icarl"] = "icarl"
     summary: ClassVar[str] = "iCaRL (exemplars, nearest mean)"
+    task_free: ClassVar[bool] = False  # per-class exemplar sets, chosen at each boundary
     scenarios: ClassVar[tuple[str, ...]] = ("task", "class")
     selection: Literal["herding", "random"] = Field("herding", description="How exemplars are chosen.")
     temperature: float = Field(1.0, gt=0, description="Temperature of the old model's sigmoid targets.")
+    replay: Literal["union", "extra-batch"] = Field(
+        "union", description="union: each batch drawn from the context's data and the exemplars together (Rebuffi "
+        "et al., van de Ven's code); extra-batch: the batch plus an equally large batch of exemplars (twice the "
+        "work per step).")
 
 
 class DGRParams(MethodParams):
@@ -355,3 +382,100 @@ class ABDParams(DreamingParams):
         field = "method.generator_width" if self.generator_width is not None else "method.z_dim"
         check_size(field, f"a generator with z_dim {self.z_dim} and width {width} on {h}x{w} images", parameters)
 
+
+
+class FROMPParams(MethodParams):
+    """FROMP: a kernel-weighted penalty on how the softmax outputs at a few memorable points per class move."""
+
+    name: Literal["fromp"] = "fromp"
+    summary: ClassVar[str] = "functional regularisation of memorable past (function space)"
+    tau: float = Field(1.0, ge=0, description="Regularisation strength (van de Ven's 1 outside split MNIST; presets "
+                       "give his tuned value per scenario).")
+    budget: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES, description="Memorable points per class.")
+    prior_prec: float = Field(1e-3, gt=0, description="Prior precision delta: the covariance is 1 / (Fisher + delta).")
+    grad_clip_norm: float | None = Field(1.0, gt=0, description="Clip each step's gradient to this norm (none: off).")
+    jitter: float = Field(1e-6, ge=0, description="Added to the kernel's diagonal before it is inverted.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.budget is None:
+            raise ValueError("method.budget: no default for fromp in this preset; pass --set method.budget=N "
+                             "(memorable points per class)")
+        stored = self.budget * config.benchmark.total_classes
+        if stored > MAX_STORED_SAMPLES:
+            raise ValueError(f"method.budget: {self.budget} per class x {config.benchmark.total_classes} classes = "
+                             f"{stored} memorable points; at most {MAX_STORED_SAMPLES} in all")
+
+
+# --- generation runs (Memory Replay GANs): the learner is a class-conditional GAN (core/generation.py) ---
+
+
+class GANParams(MethodParams):
+    """Shared by the generation methods: a class-conditional WGAN-GP whose critic also classifies (AC-GAN), trained
+    one context after another; acc_matrix holds the verifier's accuracy on its samples (DESIGN.md, run kinds)."""
+
+    scenarios: ClassVar[tuple[str, ...]] = ("class",)
+    z_dim: int = Field(32, ge=1, le=MAX_WIDTH, description="Noise size of the generator.")
+    width: int | None = Field(None, ge=1, le=MAX_WIDTH, description="Hidden units of the MLP pair (8x8 images, "
+                              "none: 256) or channels of the conv pair's first layer (28x28 and up, none: 64).")
+    n_critic: int = Field(3, ge=1, le=20, description="Critic steps per generator step (WGAN-GP; the paper's 5 "
+                          "costs 5/3 the time for no visible gain on digits).")
+    gp_weight: float = Field(10.0, ge=0, description="Gradient-penalty weight of the critic (WGAN-GP's lambda).")
+    ac_weight: float = Field(1.0, ge=0, description="Weight of the auxiliary classification loss (AC-GAN), on the "
+                             "critic (real images) and on the generator (its samples).")
+    samples_per_class: int = Field(200, ge=2, le=MAX_DREAMS_PER_CLASS * 50, description="Samples per class scored "
+                                   "after each context (verifier accuracy, Fréchet distance).")
+    export_per_class: int = Field(8, ge=0, le=MAX_DREAMS_PER_CLASS,
+                                  description="Samples per class saved as PNGs and in the grid.")
+    verifier_iterations: int = Field(500, ge=1, le=MAX_ITERATIONS, description="Steps to train the verifier (an "
+                                     "independent classifier on all real training data) that scores the samples.")
+    reverse_iterations: int = Field(300, ge=0, le=MAX_ITERATIONS, description="Steps to train the reverse "
+                                    "classifier on generated samples only, tested on real test data (0: off).")
+
+    def resolve(self, config: RunConfig) -> None:
+        b, t = config.benchmark, config.train
+        if b.protocol != "split" or b.name not in ("digits", "mnist", "fashion-mnist"):
+            raise ValueError(f"benchmark.name: {self.name} draws greyscale digits or clothes in [0, 1] of split "
+                             f"contexts; use digits, mnist or fashion-mnist with protocol split (e.g. split-digits-gen)")
+        if t.eval_every:
+            raise ValueError(f"train.eval_every: {self.name} is a generation run, scored by its verifier after each "
+                             f"context only; set train.eval_every=0")
+        if b.validation:
+            raise ValueError(f"benchmark.validation: {self.name} is scored by its verifier, not on held-out data; "
+                             f"set benchmark.validation=0")
+        _, h, w = b.input_shape
+        if min(h, w) >= 16 and (h % 4 or w % 4):
+            raise ValueError(f"benchmark.pad_to: the conv generator doubles 1/4 of the image twice; {h}x{w} is not "
+                             f"divisible by 4")
+
+
+class GANFinetuneParams(GANParams):
+    """Sequential fine-tuning (SFT) of a conditional GAN: each context's data only (the lower bound)."""
+
+    name: Literal["gan-finetune"] = "gan-finetune"
+    summary: ClassVar[str] = "generation: conditional GAN fine-tuned (SFT)"
+
+
+class GANEWCParams(GANParams):
+    """EWC on the generator's parameters (Seff et al. 2017): lambda/2 * sum_i F_i (theta_i - theta*_i)^2."""
+
+    name: Literal["gan-ewc"] = "gan-ewc"
+    summary: ClassVar[str] = "generation: EWC on the generator (Seff et al.)"
+    lambda_: float = Field(100.0, alias="lambda", ge=0, description="Penalty strength (on split digits 1e3 keeps "
+                           "more of the old classes and learns the new ones far less).")
+    fisher_n: int = Field(256, ge=1, le=MAX_SAMPLES, description="Generated samples for the generator's Fisher.")
+
+
+class MeRGANJTRParams(GANParams):
+    """MeRGAN joint training with replay: the previous generator draws the old classes, trained on with the new data."""
+
+    name: Literal["mergan-jtr"] = "mergan-jtr"
+    summary: ClassVar[str] = "generation: Memory Replay GAN, joint training with replay"
+
+
+class MeRGANRAParams(GANParams):
+    """MeRGAN replay alignment: lambda_RA * E ||G_t(z, c) - G_{t-1}(z, c)||^2 over old classes, same z and c."""
+
+    name: Literal["mergan-ra"] = "mergan-ra"
+    summary: ClassVar[str] = "generation: Memory Replay GAN, replay alignment"
+    lambda_ra: float = Field(1.0, ge=0, description="Weight of the alignment with the previous generator (per "
+                             "sample, summed over pixels in [0, 1]; see core/methods/mergan_ra.py).")
