@@ -22,7 +22,7 @@ from core.limits import show
 from core.methods.params import METHOD_PARAMS
 from core.store import slug, write_text_atomic
 
-PRESET_ONLY_KEYS = ("description", "method_defaults")
+PRESET_ONLY_KEYS = ("description", "method_defaults", "merge")  # merge: `cltui merge` reads it
 
 
 def builtin_presets_dir() -> Path:
