@@ -165,6 +165,14 @@ class _ConvThenFC(ContinualModel):
         self.conv_out_dim = flat_dim
         self._hidden = relus
 
+    conv_frozen = False  # model.freeze_conv: the conv stack also stays in eval mode (its BN statistics fixed)
+
+    def train(self, mode: bool = True) -> _ConvThenFC:
+        super().train(mode)
+        if self.conv_frozen:  # as van de Ven's frozen convE: trained around, never changed
+            self.conv.eval()
+        return self
+
     @property
     def conv(self) -> nn.Sequential:
         # A view onto features.conv rather than a second registered attribute, so state_dict keys
