@@ -26,10 +26,12 @@ QUALITY_COLUMNS = (  # run.json key, column title, format
     ("feature_distance", "dist", "{:.2f}"),
     ("frechet_distance", "Frechet", "{:.1f}"),
     ("class_coverage", "coverage", "{:.0%}"),
+    ("reverse_accuracy", "reverse", "{:.0%}"),  # generation runs only
 )
 LEGEND = ("teacher: the dreaming model sees the intended class · verifier: a classifier trained apart on real "
           "data does (real: the same on real test images) · dist: class-mean distance to real images in "
-          "within-class spreads · Frechet: distance of feature Gaussians · coverage: classes the teacher sees")
+          "within-class spreads · Frechet: distance of feature Gaussians · coverage: classes the teacher sees · "
+          "reverse (a generator's samples): a classifier trained on them alone, tested on real images")
 
 
 def fmt(value: Any, pattern: str) -> str:
