@@ -16,6 +16,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # xdist's workers get COLUMNS=80 and LINES=24, which fix the width of cltui's consoles when they are
+    # created; a test that cares passes its own COLUMNS (as a terminal would), the others see no terminal.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 # Presets a test saves go to a folder of this session, never the user's config folder (and the user's own
 # presets there never change what a test lists).
 os.environ["CLTUI_PRESETS_DIR"] = tempfile.mkdtemp(prefix="cltui-test-presets-")

@@ -260,8 +260,9 @@ def test_runs_rm_without_yes_refuses_on_a_non_tty(copied_run, runs_env):
 def test_presets_list_names_every_preset():
     result = cli("presets", "list")
     assert result.exit_code == 0, result.output
-    names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "perm-mnist", "split-cifar10",
-             "split-cifar100", "split-digits", "split-digits-dfcil", "split-fashion-mnist", "split-mnist"]
+    names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "merge-cifar100", "merge-digits",
+             "perm-mnist", "split-cifar10", "split-cifar100", "split-digits", "split-digits-dfcil",
+             "split-digits-gen", "split-fashion-mnist", "split-mnist", "split-mnist-gen", "stability-gap"]
     assert list_presets() == names
     for name in names:
         assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name

@@ -123,7 +123,8 @@ def test_user_presets_are_listed_with_the_built_in_ones(tmp_path, monkeypatch):
     (tmp_path / "split-digits.toml").write_text("[train]\niterations = 4\n")  # a user file with a built-in's name
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))
     assert set(list_presets()) == {*NAMED_PRESETS, "only-one", "split-digits-dfcil", "cifar100-dfcil-5",
-                                   "cifar100-dfcil-10", "cifar100-dfcil-20"}
+                                   "cifar100-dfcil-10", "cifar100-dfcil-20", "merge-digits", "merge-cifar100", "stability-gap",
+                                   "split-digits-gen", "split-mnist-gen"}
     assert build_config("only-one").train.iterations == 3
     assert build_config("split-digits").train.iterations == 300  # the built-in one is never hidden
 
