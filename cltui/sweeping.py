@@ -16,12 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cltui.common import EXIT_CANCELLED, RunsDir, console, fail
-from cltui.studies import KINDS, devices_and_threads, execute, saved_config
+from cltui.studies import KINDS, Executor, RayAddress, devices_and_threads, execute, saved_config
 from core import study as studies
 from core import sweep
 from core.config import ConfigError
-from core.presets import builtin_presets_dir, preset_save_path
-from core.store import RunStore, StoreError, write_text_atomic
+from core.presets import builtin_presets_dir, preset_save_path, write_preset_text
+from core.store import RunStore, StoreError
 
 
 def sweep_tables(store: RunStore, study: dict[str, Any], title: str) -> Group:
@@ -90,10 +90,8 @@ def register(app: typer.Typer) -> None:
                                              "finished runs are kept, the rest run.")] = False,
         write_preset: Annotated[str | None, typer.Option("--write-preset", metavar="NAME", help="Save the preset "
                                                          "with the chosen value (for this scenario) as NAME.")] = None,
-        executor: Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
-                                                   "`pip install cltui\\[ray]` and a runs dir every node sees).")] = "local",
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address \\[default: $RAY_ADDRESS, else a "
-                                                             "local Ray instance].", show_default=False)] = None,
+        executor: Executor = "local",
+        ray_address: RayAddress = None,
         runs_dir: RunsDir = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the tables.")] = False,
     ) -> None:
@@ -160,7 +158,7 @@ def register(app: typer.Typer) -> None:
             if chosen is None:
                 fail("--write-preset: no run finished with the metric to choose on; no preset written", 1)
             try:
-                write_text_atomic(target, sweep.tuned_preset_text(study, chosen))
+                write_preset_text(target, sweep.tuned_preset_text(study, chosen))
             except ConfigError as e:
                 fail(f"--write-preset: {e}")
             except OSError as e:

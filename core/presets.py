@@ -281,10 +281,15 @@ def preset_save_path(text: str) -> Path:
 
 
 def save_preset(path: Path, config: RunConfig, description: str, tuned: dict[str, Any]) -> None:
-    """Write a preset file (atomically: a reader never sees half of it). A built-in preset is never
-    overwritten: ConfigError naming the preset."""
+    """Write a preset file of `config` (atomically: a reader never sees half of it)."""
+    write_preset_text(path, preset_toml(config, description, tuned))
+
+
+def write_preset_text(path: Path, text: str) -> None:
+    """Write a preset file's text atomically, making the user's presets folder on first use. A built-in preset
+    is never overwritten: ConfigError naming the preset."""
     if path.resolve().parent == builtin_presets_dir().resolve():
         raise ConfigError(f"preset {path.stem}: the built-in presets are not changed; save it under another "
                           f"name (it goes to {user_presets_dir()})", field="preset")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, preset_toml(config, description, tuned))
+    write_text_atomic(path, text)

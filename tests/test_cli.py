@@ -257,7 +257,8 @@ def test_runs_rm_without_yes_refuses_on_a_non_tty(copied_run, runs_env):
 # --- cltui presets -------------------------------------------------------------------------------
 
 
-def test_presets_list_names_every_preset():
+def test_presets_list_names_every_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))  # no user presets another test may have saved
     result = cli("presets", "list")
     assert result.exit_code == 0, result.output
     names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "merge-cifar100", "merge-digits",

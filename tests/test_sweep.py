@@ -82,7 +82,8 @@ def test_optuna_asks_inside_the_ranges_and_learns_from_finished_trials():
     assert search.study.best_value == 0.9 and len(search.study.trials) == 3
 
 
-def test_a_sweep_runs_every_point_chooses_on_validation_resumes_and_writes_the_preset(tmp_path):
+def test_a_sweep_runs_every_point_chooses_on_validation_resumes_and_writes_the_preset(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path / "presets"))  # the preset it writes stays its own
     runs = tmp_path / "runs"
     args = ["sweep", "split-digits", "--method", "ewc", "--scenario", "domain", "--grid", "method.lambda=1,1e10",
             "--seeds", "1", "--jobs", "2", "--set", TINY, "--device", "cpu", "--runs-dir", str(runs)]
