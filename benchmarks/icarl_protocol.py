@@ -45,7 +45,6 @@ def one_run(method: str, overrides: list[str], seed: int, device: str) -> dict:
 
 def step_cpu_ms(method: str, overrides: list[str], device: str, steps: int = 300) -> float:
     """CPU milliseconds of one training step (loss, backward, Adam) in the last context of split-digits."""
-    import copy
     import time
 
     import torch
@@ -53,6 +52,7 @@ def step_cpu_ms(method: str, overrides: list[str], device: str, steps: int = 300
     from core.data import build_benchmark
     from core.methods import method_class
     from core.methods.base import Batch, ContextInfo
+    from core.methods.common import frozen_copy
     from core.presets import build_config
     from core.scenarios import ScenarioView
 
@@ -89,7 +89,7 @@ def step_cpu_ms(method: str, overrides: list[str], device: str, steps: int = 300
                 step()
             return 1000 * (time.process_time() - start) / steps
         m.after_context(info)
-        previous = copy.deepcopy(model).eval().requires_grad_(False) if cls.needs_previous_model else None
+        previous = frozen_copy(model) if cls.needs_previous_model else None
     raise AssertionError("unreachable")
 
 

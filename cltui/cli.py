@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, err_console, fail, load_run
+from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, err_console, fail, load_run
 from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
 from cltui.tui.formats import acc_style, fmt_pct, stability_text
 from core.config import ConfigError, TrainConfig
@@ -149,17 +148,6 @@ def run(
             worker.follow(handle, display.update, ctrl_c, on_ctrl_c)
     code = finish_run(handle, display, resumed=resume is not None, created=created)
     raise typer.Exit(code)
-
-
-def discard(run_dir: Path, created: list[Path]) -> None:
-    """Remove the folder of a run that never ran (bad input found by the worker), and the folders this command
-    created for the runs folder (innermost first) while they are empty: bad input leaves nothing behind."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
 
 
 def resumable(store: RunStore, run: str) -> tuple[Any, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,3 +34,15 @@ def load_run(store: RunStore, run_id: str) -> tuple[Path, dict[str, Any]]:
         return store.resolve(run_id), store.load(run_id)
     except StoreError as e:
         fail(str(e))
+
+
+def discard(run_dir: Path, created: list[Path]) -> None:
+    """Remove the folder of a run that never ran (bad input found once it was made; `run_dir` comes from
+    RunStore.new_run_dir, inside the runs folder), and the folders this command created for the runs folder
+    (innermost first) while they are empty: bad input leaves nothing behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break

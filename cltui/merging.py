@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, fail
+from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, fail
 from core.config import ConfigError
 from core.events import Event, PhaseFinished, PhaseStarted, RunFailed, RunStarted
 from core.presets import load_preset, parse_override
@@ -120,12 +119,7 @@ def register(app: typer.Typer, print_run: Callable[..., None]) -> None:
         try:
             record = engine.merge(a, b, settings, run_dir, emit)
         except engine.MergeError as e:  # found before anything ran (a device that is not there): leave nothing
-            shutil.rmtree(run_dir, ignore_errors=True)
-            for folder in created:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+            discard(run_dir, created)
             fail(str(e))
         except KeyboardInterrupt:
             console.print(f"cancelled; what was saved is in {run_dir}")

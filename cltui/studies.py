@@ -31,6 +31,12 @@ from core.presets import build_config
 from core.store import RunStore, StoreError, read_run_json
 from core.threads import ThreadChoice, choose
 
+# Where a study's runs train, shared by compare and sweep.
+Executor = Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
+                                       "`pip install cltui\\[ray]` and a runs dir every node sees).")]
+RayAddress = Annotated[str | None, typer.Option(help="Ray cluster address \\[default: $RAY_ADDRESS, else a local "
+                                                "Ray instance].", show_default=False)]
+
 studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
 
 
@@ -232,10 +238,8 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
         resume: Annotated[str | None, typer.Option("--resume", metavar="STUDY",
                                                    help="Finish an interrupted study.")] = None,
-        executor: Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
-                                                   "`pip install cltui[ray]` and a runs dir every node sees).")] = "local",
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address \\[default: $RAY_ADDRESS, else a "
-                                                             "local Ray instance].", show_default=False)] = None,
+        executor: Executor = "local",
+        ray_address: RayAddress = None,
         runs_dir: RunsDir = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
         track: Track = None,

@@ -7,16 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from core import worker
-from core.events import Event, Progress, RunCancelled, RunFailed, RunFinished
+from core.events import RunCancelled, RunFailed, RunFinished
 from core.pool import WorkerPool
 from core.presets import build_config
 from core.store import RunStore, read_events, read_run_json
+from tests.worker_fixtures import drain, wait_for
+from tests.worker_fixtures import is_training as training
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself
 TINY = ["train.iterations=30"]
@@ -24,32 +23,6 @@ TINY = ["train.iterations=30"]
 
 def config(method: str = "none", seed: int = 0, overrides: list[str] = TINY):
     return build_config("split-digits", method=method, seed=seed, device="cpu", overrides=list(overrides))
-
-
-def drain(handle: worker.RunHandle, timeout: float = 90.0) -> list[Event]:
-    events: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while not handle.done:
-        if time.monotonic() > deadline:
-            handle.kill()
-            pytest.fail(f"no terminal event within {timeout} s; got {events[-3:]}")
-        events += handle.pump(0.1)
-    return events
-
-
-def wait_for(handle: worker.RunHandle, what: Callable[[Event], bool], timeout: float = 90.0) -> list[Event]:
-    events: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while not any(what(e) for e in events):
-        if handle.done or time.monotonic() > deadline:
-            handle.kill()
-            pytest.fail(f"the awaited event did not come (done={handle.done}); last events {events[-3:]}")
-        events += handle.pump(0.1)
-    return events
-
-
-def training(event: Event) -> bool:
-    return isinstance(event, Progress) and event.phase == "train"
 
 
 def test_a_pooled_worker_trains_many_runs_with_the_results_of_a_process_per_run(runs_dir):

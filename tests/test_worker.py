@@ -10,15 +10,13 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from core import worker
-from core.events import ContextEvaluated, Event, Progress, RunCancelled, RunFailed, RunFinished
+from core.events import ContextEvaluated, RunCancelled, RunFailed, RunFinished
 from core.presets import build_config
 from core.store import RunStore, read_events, read_run_json
+from tests.worker_fixtures import drain, is_training, wait_for
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself
 
@@ -27,34 +25,6 @@ def start(root: Path, name: str, preset: str = "split-digits", overrides: list[s
           **options) -> worker.RunHandle:
     config = build_config(preset, overrides=list(overrides), **options)
     return worker.start(config, RunStore(root).new_run_dir(name))
-
-
-def drain(handle: worker.RunHandle, timeout: float = 90.0) -> list[Event]:
-    """Every event until the terminal one (the worker is killed and the test fails after `timeout` s)."""
-    events: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while not handle.done:
-        if time.monotonic() > deadline:
-            handle.kill()
-            pytest.fail(f"worker gave no terminal event within {timeout} s; got {events[-3:]}")
-        events += handle.pump(0.1)
-    return events
-
-
-def wait_for(handle: worker.RunHandle, what: Callable[[Event], bool], timeout: float = 90.0) -> list[Event]:
-    """Events until one satisfies `what` (a terminal event before it fails the test)."""
-    events: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while not any(what(e) for e in events):
-        if handle.done or time.monotonic() > deadline:
-            handle.kill()
-            pytest.fail(f"the awaited event did not come (done={handle.done}); last events {events[-3:]}")
-        events += handle.pump(0.1)
-    return events
-
-
-def is_training(event: Event) -> bool:
-    return isinstance(event, Progress) and event.phase == "train"
 
 
 def test_a_tiny_run_finishes_and_leaves_its_files(runs_dir, tiny):
