@@ -660,3 +660,22 @@ def test_a_run_left_running_at_quit_shows_live_in_the_next_cltui_and_stops_there
         if "handle" in seen and seen["handle"].alive():
             seen["handle"].kill()
     assert read_run_json(handle.run_dir)["status"] == "cancelled" and process_gone(handle.pid)
+
+
+def test_a_title_change_after_the_header_lost_its_title_is_not_a_crash(runs_dir):
+    """CI once failed with NoMatches from Textual's Header: a title update queued as the screen switched ran
+    after the Header's children were gone. The screens' Header skips that update."""
+    from textual.widgets import Header
+    from textual.widgets._header import HeaderTitle
+
+    async def drive() -> None:
+        app = create_app(runs_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            header = app.screen.query_one(Header)
+            await header.query_one(HeaderTitle).remove()
+            app.screen.sub_title = "a title with nowhere to go"
+            await pilot.pause()
+            assert app.screen.query_one(Header) is header  # the app is still up, the header in place
+
+    asyncio.run(drive())

@@ -19,11 +19,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer
 
 from cltui.tui.charts import AverageByRunChart, FinalAccuracyChart, hex_colour
 from cltui.tui.detail import WritesFigure
 from cltui.tui.formats import fmt_duration, fmt_pct, fmt_signed, section
+from cltui.tui.header import Header
 from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import StoreError, read_run_json

@@ -23,8 +23,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.events import DescendantFocus
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
+from cltui.tui.header import Header
 from core.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig
 from core.methods.params import METHOD_PARAMS
 from core.presets import (

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart, clean_curve, clean_matrix, is_joint
 from cltui.tui.formats import (
@@ -37,6 +37,7 @@ from cltui.tui.formats import (
     section,
     stability_text,
 )
+from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
 

@@ -26,11 +26,12 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static, Tab, Tabs
+from textual.widgets import Footer, Static, Tab, Tabs
 
 from cltui.halfblock import HalfBlockImage
 from cltui.tui.charts import LatentMapChart
 from cltui.tui.formats import section
+from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import StoreError, read_run_json
 

@@ -20,13 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, Static, Tree
+from textual.widgets import Footer, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
 from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart
 from cltui.tui.follow import RunFollower
 from cltui.tui.formats import acc_style
+from cltui.tui.header import Header
 from core.events import (
     ContextEvaluated,
     ContextStarted,

@@ -18,10 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from cltui.tui.confirm import ConfirmScreen
 from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, fmt_signed, fmt_value, section, shown_path
+from cltui.tui.header import Header
 from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.store import RUN_JSON, RunEntry, StoreError, pid_alive, read_run_json
