@@ -1,4 +1,5 @@
-"""The cltui Textual app: the runs screen as home, the runs this TUI launched, and quitting with care.
+"""The cltui Textual app: the runs screen as home, the runs this TUI launched, `?` for the keys, and quitting
+with care (ctrl+q, shown on every screen).
 
 `create_app(runs_dir)` is the one factory the CLI (`cltui`, `cltui tui`) and the tests share. Quitting while
 a run this TUI launched is still going asks whether to stop it (it ends as cancelled) or leave it running
@@ -36,7 +37,10 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
     TITLE = "cltui"
     SUB_TITLE = "continual-learning workbench"
     CSS_PATH = "cltui.tcss"
-    BINDINGS: ClassVar = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    BINDINGS: ClassVar = [
+        Binding("question_mark", "help", "Keys", key_display="?"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),  # in every footer, whatever the screen
+    ]
 
     launched: dict[str, DetachedRun]  # run id -> handle of the runs started here (core.worker.start_detached)
 
@@ -48,6 +52,14 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
 
     def get_default_screen(self) -> Screen:
         return RunsScreen()
+
+    def action_help(self) -> None:
+        from cltui.tui.help import HelpScreen, keys_of
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        name = type(self.screen).__name__.removesuffix("Screen") or "this screen"
+        self.push_screen(HelpScreen(name, keys_of(self.screen)))
 
     def running_launched(self) -> list[DetachedRun]:
         return [handle for handle in self.launched.values() if is_alive(handle)]

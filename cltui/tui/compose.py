@@ -8,6 +8,7 @@ the preset's value, which is what the field shows when the form opens.
 
 from __future__ import annotations
 
+import json
 import typing
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +26,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
+from cltui.tui.formats import section
 from cltui.tui.header import Header
 from core.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig
 from core.methods.params import METHOD_PARAMS
@@ -39,7 +41,7 @@ from core.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.store import RunStore, StoreError
+from core.store import RunStore, StoreError, write_json_atomic
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -126,6 +128,38 @@ def method_fields(table: dict[str, Any], method: str, scenario: str) -> list[Fie
         key = info.alias or name
         specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, given.get(key, info.default)))
     return specs
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}: a config as --set keys."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+LAST_CHOICE = Path(".cltui") / "compose.json"  # inside the runs folder: the preset, scenario, method last started
+
+
+def last_choice(runs_dir: Path) -> dict[str, str]:
+    """What the form last started in this runs folder; {} when there is none or it cannot be read."""
+    try:
+        data = json.loads((Path(runs_dir) / LAST_CHOICE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return {k: v for k, v in data.items() if k in ("preset", "scenario", "method") and isinstance(v, str)} \
+        if isinstance(data, dict) else {}
+
+
+def remember_choice(runs_dir: Path, choice: dict[str, str]) -> None:
+    try:
+        (Path(runs_dir) / LAST_CHOICE).parent.mkdir(exist_ok=True)
+        write_json_atomic(Path(runs_dir) / LAST_CHOICE, choice)
+    except OSError:
+        pass  # a convenience: never a reason for a started run to look failed
 
 
 def methods_for(scenario: str) -> list[str]:
@@ -261,18 +295,55 @@ class ComposeScreen(Screen[None]):
                                    padding-left: 1; }
     """
 
-    def __init__(self, runs_dir: Path, preset: str | None = None):
+    def __init__(self, runs_dir: Path, preset: str | None = None, clone: dict[str, Any] | None = None):
+        """`clone`: a run.json whose run the form starts from (the detail screen's `e`); without it and
+        without `preset`, the form starts from the preset, scenario and method last started here."""
         super().__init__()
         self.runs_dir = runs_dir
         presets = list_presets()
         self.presets = presets
-        self.preset = preset if preset in presets else DEFAULT_PRESET if DEFAULT_PRESET in presets \
+        last = last_choice(runs_dir) if clone is None and preset is None else {}
+        base = section(clone, "config") if clone is not None else {}
+        wanted = (clone.get("preset") or base.get("preset")) if clone is not None else preset or last.get("preset")
+        self.preset = wanted if wanted in presets else DEFAULT_PRESET if DEFAULT_PRESET in presets \
             else (presets[0] if presets else DEFAULT_PRESET)
         self.table = self._load(self.preset)
-        self.scenario = str(self.table.get("scenario", "class"))
-        self.method = self._method_for(self.table.get("method", {}).get("name", "none"))
+        if self.preset != wanted:
+            last = {}
+        self.scenario = str(base.get("scenario") or last.get("scenario") or self.table.get("scenario", "class"))
+        if self.scenario not in SCENARIOS:
+            self.scenario = str(self.table.get("scenario", "class"))
+        self.method = self._method_for(str(section(base, "method").get("name") or last.get("method")
+                                           or self.table.get("method", {}).get("name", "none")))
         self.edited: dict[str, str] = {}  # method parameters the user typed, kept across scenario changes
+        self.carried: list[str] = []  # a clone's settings the form has no field for, as --set items
+        self.origin = str(clone.get("id", "")) if clone is not None else ""
+        if clone is not None and self.preset == wanted:
+            self._start_from(base)
+        elif clone is not None:
+            self.origin = ""
         self.config: RunConfig | None = None
+
+    def _start_from(self, base: dict[str, Any]) -> None:
+        """The form's fields take the cloned run's values; what the form has no field for is carried as --set
+        items, so the new run has the old one's config whatever the preset says now."""
+        self.table = {**self.table, "train": {**self.table.get("train", {}), **section(base, "train")},
+                      "benchmark": {**self.table.get("benchmark", {}), **section(base, "benchmark")}}
+        params = {k: v for k, v in section(base, "method").items() if k != "name"}
+        for spec in method_fields(self.table, self.method, self.scenario):
+            name = spec.key.removeprefix("method.")
+            if name in params and toml_text(params[name]) != spec.default_text:
+                self.edited[spec.key] = toml_text(params[name])
+        try:
+            given = build_config(self.preset, method=self.method, scenario=self.scenario).to_dict()
+        except ConfigError:
+            return
+        on_form = {spec.key for spec in [*main_fields(self.table)]} | {"benchmark.data_dir", "benchmark.download"}
+        preset_values = flatten(given)
+        for key, value in flatten(base).items():
+            if (key.split(".")[0] in ("train", "benchmark", "model") and key not in on_form
+                    and key in preset_values and value != preset_values[key] and value is not None):
+                self.carried.append(f"{key}={toml_text(value)}")
 
     @staticmethod
     def _load(preset: str) -> dict[str, Any]:
@@ -314,11 +385,17 @@ class ComposeScreen(Screen[None]):
             yield Label(self._method_title(), classes="section", id="method-title")
             yield Vertical(*self._method_rows(), id="method-fields")
         yield Static("", id="field-help", markup=False)
+        if self.carried or self.origin:
+            yield Static(self._carried_text(), id="carried", markup=False)
         yield Static("", id="verdict", markup=False)
         with Horizontal(id="actions"):
             yield Button("Start  ^s", variant="success", compact=True, id="start")
             yield Button("Save as preset  F2", compact=True, id="save-preset")
         yield Footer()
+
+    def _carried_text(self) -> str:
+        kept = f": also {' '.join(self.carried)}" if self.carried else ""
+        return f"cloned from {self.origin}{kept}" if self.origin else ""
 
     def _method_options(self) -> list[tuple[str, str]]:
         return [(m, m) for m in methods_for(self.scenario)]
@@ -356,6 +433,9 @@ class ComposeScreen(Screen[None]):
         self.preset = str(event.value)
         self.table = self._load(self.preset)
         self.edited.clear()
+        if self.carried or self.origin:  # another preset: the clone's settings no longer apply
+            self.carried, self.origin = [], ""
+            self.query_one("#carried", Static).update("")
         self.scenario = str(self.table.get("scenario", "class"))
         self.method = self._method_for(self.table.get("method", {}).get("name", "none"))
         self.query_one("#preset-description", Static).update(self.table.get("description", ""))
@@ -445,8 +525,8 @@ class ComposeScreen(Screen[None]):
         config when it is valid."""
         rows = self.rows()
         field_errors = {row.spec.key: row.spec.check(row.value_text()) for row in rows}
-        overrides = [f"{row.spec.key}={row.value_text()}" for row in rows
-                     if row.value_text() and not field_errors[row.spec.key]]
+        overrides = [*self.carried, *(f"{row.spec.key}={row.value_text()}" for row in rows
+                                      if row.value_text() and not field_errors[row.spec.key])]
         general: str | None = None
         config: RunConfig | None = None
         if not any(field_errors.values()):
@@ -505,6 +585,7 @@ class ComposeScreen(Screen[None]):
             self.notify(f"could not start the run in {self.runs_dir}: {e}", severity="error")
             return
         self.app.launched[handle.run_id] = handle
+        remember_choice(self.runs_dir, {"preset": self.preset, "scenario": self.scenario, "method": self.method})
         from cltui.tui.live import LiveScreen
 
         self.app.switch_screen(LiveScreen(handle.run_dir))
