@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.generation import GANMethod, generator_loss
+from core.generation import GANMethod
 from core.methods.base import ContextInfo
+from core.methods.gan import generator_loss
 from core.methods.params import GANEWCParams
 
 
@@ -41,7 +42,8 @@ class GANEWC(GANMethod[GANEWCParams]):
         c = torch.randint(seen, (n,), device=self.device)
         with info.phase("fisher", total=n) as progress:
             for i in range(n):  # one sample at a time: the squared gradient of each sample's loss
-                loss = generator_loss(critic, self.model.sample(c[i : i + 1]), c[i : i + 1], seen, self.params).sum()
+                loss = generator_loss(critic, self.model.sample(c[i : i + 1]), c[i : i + 1], seen,
+                                      self.params.ac_weight).sum()
                 grads = torch.autograd.grad(loss, list(generator.parameters()))
                 for (name, _), g in zip(generator.named_parameters(), grads, strict=True):
                     fisher[name] += g.square() / n

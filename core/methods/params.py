@@ -237,14 +237,22 @@ class ICaRLParams(ReplayParams):
 
 
 class DGRParams(MethodParams):
-    """Deep generative replay: a VAE trained alongside replays samples labelled by the previous classifier."""
+    """Deep generative replay: a generator (a VAE, or a class-conditional WGAN-GP) trained alongside replays
+    samples labelled by the previous classifier."""
 
     name: Literal["dgr"] = "dgr"
     summary: ClassVar[str] = "deep generative replay (generated data)"
-    z_dim: int = Field(100, ge=1, le=MAX_WIDTH, description="Latent size of the VAE generator.")
+    generator: Literal["vae", "gan"] = Field("vae", description="vae (van de Ven's DGR) or gan (Shin et al.'s "
+                                             "original: here a class-conditional WGAN-GP, MeRGAN's, class-IL only).")
+    z_dim: int = Field(100, ge=1, le=MAX_WIDTH, description="Latent (VAE) or noise (GAN) size of the generator.")
     generator_hidden: list[int] | None = Field(None, max_length=MAX_LAYERS,
-                                               description="VAE hidden widths (none: the model's MLP shape).")
-    generator_lr: float | None = Field(None, gt=0, le=MAX_LR, description="VAE learning rate (none: train.lr).")
+                                               description="VAE hidden widths (none: the model's MLP shape); for "
+                                               "the GAN, its first width is the networks' width (none: 256, or 64 "
+                                               "channels for 28x28 and up).")
+    generator_lr: float | None = Field(None, gt=0, le=MAX_LR, description="Generator learning rate (none: "
+                                       "train.lr for the VAE, 1e-3 for the GAN).")
+    n_critic: int = Field(3, ge=1, le=20, description="GAN only: critic steps per generator step, all on the "
+                          "step's current and replayed batch.")
     distill: bool = Field(False, description="Replay soft targets of the previous model instead of its argmax.")
     temperature: float = Field(2.0, gt=0, description="Distillation temperature when distill is on.")
 
@@ -252,6 +260,11 @@ class DGRParams(MethodParams):
 
     def resolve(self, config: RunConfig) -> None:
         m = config.model
+        if self.generator == "gan":
+            if config.scenario != "class":
+                raise ValueError("method.generator: gan replays class-conditional samples of the classes seen "
+                                 "so far, a class-IL notion; use method.generator=vae for task- and domain-IL")
+            return
         hidden = self.generator_hidden or (m.hidden if m.kind == "mlp" else [400, 400])  # as core/methods/dgr.py
         check_size("method.generator_hidden", f"a VAE generator with widths {show(hidden)} and z_dim {self.z_dim}",
                     vae_parameters(math.prod(config.benchmark.input_shape), hidden, self.z_dim))
