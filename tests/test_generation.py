@@ -135,3 +135,25 @@ def test_the_papers_ordering_on_the_preset(seed, tmp_path):
     assert old["gan-finetune"] <= 0.35 and min(old["mergan-jtr"], old["mergan-ra"]) >= 0.75, old
     assert old["gan-finetune"] + 0.05 <= old["gan-ewc"] <= min(old["mergan-jtr"], old["mergan-ra"]) - 0.2, old
     assert avg["gan-finetune"] < avg["gan-ewc"] < min(avg["mergan-jtr"], avg["mergan-ra"]), avg
+
+
+def test_the_mnist_protocol_runs_on_mnist_files_one_digit_per_context_with_the_conv_gan(tmp_path):
+    """split-mnist-gen as shipped (one digit per context, 28x28, the conv pair) on tiny files in MNIST's real
+    layout, read through torchvision as real MNIST would be; only the step counts are cut."""
+    from core import train
+    from core.methods.gan import ConditionalGAN
+    from tests.fakedata import make_mnist
+
+    make_mnist(tmp_path / "data", n_train=60, n_test=30)
+    config = build_config("split-mnist-gen", device="cpu", data_dir=str(tmp_path / "data"),
+                          overrides=["benchmark.contexts=2", "train.iterations=2", "method.verifier_iterations=2",
+                                     "method.reverse_iterations=0", "method.samples_per_class=4",
+                                     "method.export_per_class=2"])
+    assert (config.benchmark.classes_per_context, config.benchmark.input_shape) == (1, (1, 28, 28))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    record = train.run(config, folder)
+    assert record["status"] == "finished", record.get("error")
+    assert len(record["acc_matrix"]) == 2 and [d["context"] for d in record["dreams"]] == [0, 1]
+    model = train.Trainer(config, tmp_path, lambda e: None, lambda: False).model
+    assert isinstance(model, ConditionalGAN) and model.generator.conv  # 28x28: the conv generator
