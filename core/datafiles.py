@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.config import BenchmarkConfig, ConfigError
+from core.config import BenchmarkConfig, ConfigError, RunConfig
 
 REQUIRED_FILES: dict[str, list[str]] = {
     "mnist": [f"MNIST/raw/{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")],
@@ -77,3 +77,25 @@ def data_problem(cfg: BenchmarkConfig, fix_missing: str = FIX_MISSING) -> Config
     detail = (f"{cfg.name} not found in {root} (missing {root / missing[0]}"
               f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); {fix_missing}")
     return ConfigError(f"{FIELD}: {detail}", field=FIELD, detail=detail)
+
+
+def pretrained_problem(config: RunConfig) -> ConfigError | None:
+    """model.pretrained names a file that is not there (or cannot be read): one line naming the field, how to
+    make the checkpoint and how to train from scratch instead; None when there is nothing to load or it can be
+    read (whether it is a checkpoint of this model is core/pretrain.py's check, as it loads). A resumed run
+    does not load it again, so only a new run is checked."""
+    path = config.model.pretrained
+    if not path:
+        return None
+    target = Path(path).expanduser()
+    make = (f"make it with `cltui pretrain cifar10 --model {config.model.kind} --out {path}`, or train the conv "
+            f"layers from scratch with --set model.pretrained= --set model.freeze_conv=false")
+    if target.is_dir():
+        detail = f"{path} is a folder, not a checkpoint; {make}"
+    elif not target.exists():
+        detail = f"{path} not found; {make}"
+    elif not os.access(target, os.R_OK):
+        detail = f"cannot read {path} (permission denied); fix its permissions, or {make}"
+    else:
+        return None
+    return ConfigError(f"model.pretrained: {detail}", field="model.pretrained", detail=detail)

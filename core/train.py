@@ -234,8 +234,12 @@ class Trainer:
         m = self.config.model
         if not (m.pretrained or m.freeze_conv):
             return
+        from core.datafiles import pretrained_problem
         from core.pretrain import PretrainedError, load_conv
 
+        problem = None if resume else pretrained_problem(self.config)
+        if problem is not None:  # the words the CLI and the compose form use for a checkpoint not there
+            raise InputError(str(problem))
         try:
             loaded = load_conv(self.model, m.kind, "" if resume else m.pretrained or "", m.freeze_conv)
         except PretrainedError as e:

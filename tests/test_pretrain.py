@@ -93,3 +93,24 @@ def test_a_file_that_is_no_checkpoint_is_refused_before_anything_runs(tmp_path, 
 def test_only_conv_models_take_pretrained_layers():
     with pytest.raises(ConfigError, match="model.freeze_conv: model.kind mlp has no conv stack"):
         build_config("split-digits", overrides=["model.freeze_conv=true"])
+
+
+def test_the_split_cifar100_preset_uses_pretrained_frozen_conv_layers_and_says_how_to_make_them(tmp_path,
+                                                                                               monkeypatch):
+    from tests.fakedata import make_cifar100
+
+    config = build_config("split-cifar100")
+    assert config.model.pretrained == "pretrained/vdv-conv-cifar10.pt" and config.model.freeze_conv
+    root = tmp_path / "data"
+    make_cifar100(root)
+    vouch(monkeypatch, root)
+    monkeypatch.chdir(tmp_path)  # no pretrained/ here
+    out = CliRunner().invoke(app, ["run", "split-cifar100", "--device", "cpu", "--runs-dir", str(tmp_path / "runs"),
+                                   "--data-dir", str(root), "--set", "train.iterations=2"])
+    assert out.exit_code == 2, out.output
+    [line] = out.output.strip().splitlines()
+    assert line.removeprefix("error: ").startswith("model.pretrained: pretrained/vdv-conv-cifar10.pt not found")
+    assert "cltui pretrain cifar10 --model vdv-conv" in line and "--set model.pretrained=" in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing left behind
+    scratch = build_config("split-cifar100", overrides=["model.pretrained=", "model.freeze_conv=false"])
+    assert not scratch.model.pretrained and not scratch.model.freeze_conv  # from scratch, as the line says
