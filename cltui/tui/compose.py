@@ -538,10 +538,10 @@ class ComposeScreen(Screen[None]):
                 else:
                     general = str(e)
             if config is not None:
-                from core.datafiles import data_problem
+                from core.datafiles import data_problem, pretrained_problem
 
                 problem = data_problem(config.benchmark, fix_missing="set download to true, or a data dir that "
-                                       "holds it")
+                                       "holds it") or pretrained_problem(config)
                 if problem is not None:
                     if problem.field in field_errors:
                         field_errors[problem.field] = problem.detail
