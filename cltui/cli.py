@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, err_console, fail, load_run
 from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
+from cltui.output import json_text, print_fitted, print_table, runs_dir_flag
 from cltui.tui.formats import acc_style, fmt_pct, stability_text
 from core.config import ConfigError, TrainConfig
 from core.methods.params import METHOD_PARAMS
@@ -249,8 +250,9 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
                       f"{t.get('samples_per_s')} samples/s[/]")
     dreams = record.get("dreams") or []
     if dreams:
+        flag = runs_dir_flag(run_dir.parent) if run_dir is not None else ""
         console.print(f"dreams after contexts {', '.join(str(d.get('context')) for d in dreams)}: "
-                      f"cltui dreams {record.get('id')}")
+                      f"cltui dreams {escape(str(record.get('id')))}{escape(flag)}", soft_wrap=True)
     error = record.get("error")
     if error and status != "finished":
         console.print(f"[{colour}]{escape(str(error.get('message')))}[/]")
@@ -276,6 +278,13 @@ def run_row(entry: RunEntry) -> list[str]:
         f"[{colour}]{status}[/]", fmt_pct((d.get("metrics") or {}).get("final_avg_acc")),
         "–" if total is None else f"{total:.1f} s",
     ]
+
+
+# (name, justify) of `runs list`'s columns, and the order they are left out in when the terminal is too narrow
+# for all: the id names the preset, the scenario and the method too; the status and the accuracy stay.
+RUN_COLUMNS = (("id", "left"), ("preset", "left"), ("method", "left"), ("scenario", "left"), ("status", "left"),
+               ("final acc %", "right"), ("duration", "right"))
+DROP_ORDER = ("preset", "scenario", "duration", "method")
 
 
 # --- cltui runs ----------------------------------------------------------------------------------
@@ -331,7 +340,7 @@ def cell_text(value: Any, fmt: str) -> str:
 def print_columns(entries: list[RunEntry], columns: list[str], fmt: str) -> None:
     rows = [[column_value(e, c)[1] for c in columns] for e in entries]
     if fmt == "json":
-        print(json.dumps([dict(zip(columns, row)) for row in rows], indent=2))
+        print(json_text([dict(zip(columns, row)) for row in rows], indent=2))
     elif fmt == "csv":
         import csv
 
@@ -346,10 +355,10 @@ def print_columns(entries: list[RunEntry], columns: list[str], fmt: str) -> None
     else:
         table = Table(show_edge=False, pad_edge=False)
         for c in columns:
-            table.add_column(escape(c), no_wrap=c == "id")
+            table.add_column(escape(c), overflow="fold")  # ids fold whole onto two lines, never cut
         for row in rows:
             table.add_row(*(escape(cell_text(v, fmt)) or "–" for v in row))
-        console.print(table)
+        print_table(table)
 
 
 @runs_app.command("list")
@@ -364,7 +373,8 @@ def runs_list(
              f"{', '.join(TIMING_COLUMNS)}, or any config key (method.lambda, train.lr, benchmark.contexts) or "
              f"run.json key (env.torch).")] = None,
 ) -> None:
-    """Every run in the runs directory: id, preset, method, scenario, status, final average accuracy, duration;
+    """Every run in the runs directory, newest first: id, preset, method, scenario, status, final average accuracy,
+    duration (fitted to the terminal; every column into a pipe);
     with --format csv|json|markdown and --columns, a table for scripts and dataframes."""
     store = store_for(runs_dir)
     if fmt is not None and fmt not in FORMATS:
@@ -374,7 +384,7 @@ def runs_list(
     chosen = [c.strip() for c in (columns or DEFAULT_COLUMNS).split(",") if c.strip()]
     if columns is not None and not chosen:
         fail("--columns: name at least one column, e.g. --columns id,method,final_avg_acc")
-    entries = store.list()
+    entries = sorted(store.list(), key=lambda e: e.id, reverse=True)  # newest first, as the TUI lists them
     if fmt is not None or columns is not None:
         for c in chosen:
             if entries and not any(column_value(e, c)[0] for e in entries):
@@ -385,23 +395,17 @@ def runs_list(
     if as_json:
         for e in entries:
             d = e.data or {}
-            print(json.dumps({"id": e.id, "status": e.status, "preset": d.get("preset"),
-                              "method": d.get("config", {}).get("method", {}).get("name"),
-                              "scenario": d.get("config", {}).get("scenario"),
-                              "final_avg_acc": (d.get("metrics") or {}).get("final_avg_acc"),
-                              "total_s": (d.get("timing") or {}).get("total_s"), "error": e.error}))
+            print(json_text({"id": e.id, "status": e.status, "preset": d.get("preset"),
+                             "method": d.get("config", {}).get("method", {}).get("name"),
+                             "scenario": d.get("config", {}).get("scenario"),
+                             "final_avg_acc": (d.get("metrics") or {}).get("final_avg_acc"),
+                             "total_s": (d.get("timing") or {}).get("total_s"), "error": e.error}))
         return
     if not entries:
-        console.print(f"no runs in {store.root} yet; start one with `cltui run`")
+        console.print(f"no runs in {escape(str(store.root))} yet; start one with "
+                      f"`cltui run{escape(runs_dir_flag(runs_dir))}`", soft_wrap=True)
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("id", no_wrap=True, min_width=max(len(e.id) for e in entries))  # ids are copied from here
-    for name, justify in [("preset", "left"), ("method", "left"), ("scenario", "left"),
-                          ("status", "left"), ("final acc %", "right"), ("duration", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for entry in entries:
-        table.add_row(*run_row(entry))
-    console.print(table)
+    print_fitted(list(RUN_COLUMNS), [run_row(entry) for entry in entries], DROP_ORDER, fold="id")
     for entry in entries:
         if entry.error:
             err_console.print(f"[red]unreadable:[/] {escape(entry.error)}", soft_wrap=True)
@@ -411,12 +415,12 @@ def runs_list(
 def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix, or its folder).")],
     runs_dir: RunsDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print run.json as it is.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run.json (floats to 6 significant digits).")] = False,
 ) -> None:
     """A run's accuracy matrix, metrics, timing, full config and (if it failed) its error."""
     path, record = load_run(store_for(runs_dir), run_id)
     if as_json:
-        print(json.dumps(record, indent=2))
+        print(json_text(record, indent=2))
         return
     print_run(record, path, full=True)
 
@@ -486,13 +490,13 @@ def presets_show(
         console.print(f"[bold]{escape(name)}[/]: {escape(description)}")
     # Every method, with what this preset gives it under this scenario: what --method NAME would start from.
     console.print(f"[bold]methods[/] ({config.scenario}-IL; the preset's values for each, before --set):")
-    for method, params in METHOD_PARAMS.items():
+    for each, params in METHOD_PARAMS.items():
         if config.scenario not in params.scenarios:
-            console.print(f"  [dim]{method}: {'/'.join(params.scenarios)}-IL only[/]")
+            console.print(f"  [dim]{each}: {'/'.join(params.scenarios)}-IL only[/]")
             continue
-        given = method_defaults(table, method, config.scenario)
+        given = method_defaults(table, each, config.scenario)
         values = ", ".join(f"{k}={toml_text(v)}" for k, v in given.items())
-        console.print(f"  {method}{escape(f': {values}') if values else ''} [dim]· {escape(params.summary)}[/]")
+        console.print(f"  {each}{escape(f': {values}') if values else ''} [dim]· {escape(params.summary)}[/]")
     console.print_json(json.dumps(config.to_dict()))  # last, so a script can read it from the first "{" on
 
 

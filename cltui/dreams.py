@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cltui.common import RunsDir, console, fail, load_run
+from cltui.output import runs_dir_flag
 from core.store import RunStore
 
 QUALITY_COLUMNS = (  # run.json key, column title, format
@@ -78,11 +79,16 @@ def register(app: typer.Typer) -> None:
         if export is not None:
             export_dreams(path, chosen, export)
             return
+        flag = runs_dir_flag(runs_dir)
         if context is None:
             console.print(dreams_table(record))
             console.print(f"[dim]{LEGEND}[/]")
-            console.print(f"draw one: cltui dreams {record['id']} --context K")
+            console.print(f"draw one: cltui dreams {escape(record['id'])} --context K{escape(flag)}", soft_wrap=True)
             return
+        if not console.is_terminal:  # half blocks without their colours are a wall of █ in a file
+            fail(f"--context {context}: stdout is not a terminal, and a drawn grid needs one; copy the images out "
+                 f"with `cltui dreams {record['id']} --context {context} --export DIR{flag}` (or set "
+                 f"TTY_COMPATIBLE=1 to draw anyway)")
         show_grid(path, by_context[context], width)
 
 

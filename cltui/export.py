@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from cltui.common import EXIT_FAILED, RunsDir, console, err_console, fail
+from cltui.output import runs_dir_flag
 from core import study as studies
 from core.config import ConfigError
 from core.store import RunStore, StoreError, read_run_json
@@ -48,8 +49,9 @@ def resolve(store: RunStore, names: list[str]) -> list[Target]:
             exact_run, ids = False, []
         if name in ids or (not exact_run and any(i.startswith(name) for i in ids)):
             if name not in ids and any(p.name.startswith(name) for p in store.folders()):
+                flag = runs_dir_flag(store.root)
                 fail(f"{name!r} is the start of a study id and of a run id; give the whole id "
-                     f"(`cltui studies list`, `cltui runs list`)")
+                     f"(`cltui studies list{flag}`, `cltui runs list{flag}`)")
             try:
                 study = studies.load(store, name)
             except StoreError as e:

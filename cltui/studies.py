@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Self
 
 import typer
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from cltui.common import RunsDir, console, err_console, fail
 from cltui.export import Track, TrackCheckpoints, with_tracking
+from cltui.output import json_text, print_fitted, print_table, rounded, runs_dir_flag
 from core import study as studies
 from core.config import ConfigError, validate_config
 from core.events import (
@@ -28,7 +30,7 @@ from core.events import (
     Warned,
 )
 from core.presets import build_config
-from core.store import RunStore, StoreError, read_run_json
+from core.store import RunStore, StoreError, pid_alive, read_run_json
 from core.threads import ThreadChoice, choose
 
 # Where a study's runs train, shared by compare and sweep.
@@ -42,15 +44,24 @@ studies_app = typer.Typer(help="List and show studies (the tables `cltui compare
 
 def study_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for name in ("method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)", "time/run (s)",
-                 "published (%)"):
-        table.add_column(name, justify="left" if name == "method" else "right")
+    # Short headers, so that the table fits 80 columns with each mean ± SEM on one line.
+    for name in ("method", "runs", "final acc %", "forgetting %", "BWT %", "s/run", "paper %"):
+        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=name != "method",
+                         overflow="fold")
     for r in rows:
         table.add_row(escape(r["method"]), f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
                       studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
                       "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
                       "–" if r["published"] is None else f"{r['published']:g}")
     return table
+
+
+def study_title(study: dict[str, Any]) -> str:
+    """A study's setup in one line, overrides included, so that a pasted table states what it ran:
+    `study ID (split-digits, class-IL, 3 seeds, train.iterations=50)`."""
+    setup = [str(study.get("preset")), f"{study.get('scenario')}-IL", f"{study.get('seeds')} seeds",
+             *map(str, study.get("overrides") or [])]
+    return f"study {study['id']} ({', '.join(setup)})"
 
 
 def saved_config(store: RunStore, entry: dict[str, Any]) -> Any:
@@ -145,13 +156,18 @@ class StudyDisplay:
             self.live.__exit__(*exc)
 
 
+Watch = Callable[[int, Any], list[int]]  # (run index, its event) -> the runs to stop now
+
+
 def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
             devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any = None,
-            report: bool = True) -> int:
+            report: bool = True, watch: Watch | None = None) -> int:
     """Run every unfinished run of the study, `jobs` at a time; the study file follows along. `start` launches
     one run (by default a pool of `jobs` worker processes that each train many runs, core/pool.py; or a Ray
     executor's, or a pool the caller keeps across calls: `pool.start`) and returns a handle to pump. `report`:
-    print the table at the end (an Optuna sweep runs a batch of trials at a time and prints once)."""
+    print the table at the end (an Optuna sweep runs a batch of trials at a time and prints once). `watch(i, event)`
+    sees every event of run i and names the runs to stop now (an Optuna sweep's pruning); an entry marked
+    `pruned` in the study is not run again."""
     pool = None
     if start is None and os.environ.get("CLTUI_WORKER_POOL", "1") != "0":
         # A pool of `jobs` worker processes, each importing torch once for many runs (core/pool.py);
@@ -163,7 +179,7 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
     elif start is None:
         from core.worker import start
     try:
-        return _execute(console, store, study, configs, jobs, devices, threads, quiet, start, report)
+        return _execute(console, store, study, configs, jobs, devices, threads, quiet, start, report, watch)
     finally:
         if pool is not None:
             pool.close()
@@ -171,12 +187,12 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
 
 def _execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
              devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any,
-             report: bool) -> int:
+             report: bool, watch: Watch | None = None) -> int:
     from core.worker import CtrlC
 
     pending = []
     for i, record in enumerate(studies.run_records(store, study)):
-        if record is None or record.get("status") != "finished":
+        if (record is None or record.get("status") != "finished") and study["runs"][i].get("pruned") is None:
             pending.append(i)
     studies.save(store, study)
     active: dict[int, Any] = {}
@@ -203,23 +219,28 @@ def _execute(console, store: RunStore, study: dict[str, Any], configs: list, job
             for i, handle in list(active.items()):
                 for event in handle.pump(0.05):
                     display.update(i, event)
+                    for j in watch(i, event) if watch is not None else ():
+                        study["runs"][j]["pruned"] = True
+                        if j in active:
+                            active[j].stop()
+                        elif j in pending:
+                            pending.remove(j)
                 if handle.done:
                     del active[i]
     wall = time.monotonic() - started
     records = studies.run_records(store, study)
-    if all(r is not None and r.get("status") == "finished" for r in records):
+    if all((r is not None and r.get("status") == "finished") or e.get("pruned") for e, r in zip(study["runs"], records)):
         study["finished"] = studies.now_iso()
     study.setdefault("wall_s", []).append(round(wall, 2))
     studies.save(store, study)
     summed = sum(r["timing"].get("total_s") or 0 for r in records if r and r.get("timing"))
     if report:
-        console.print(study_summary(store, study, escape(f"study {study['id']} ({study['preset']}, "
-                                                         f"{study['scenario']}-IL, {study['seeds']} seeds)")))
+        console.print(study_summary(store, study, escape(study_title(study))))
         console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
                       f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
     if ctrl_c.pressed:
         again = "repeat the `cltui sweep` command with --resume" if study.get("kind") == "sweep" \
-            else f"`cltui compare --resume {study['id']}`"
+            else f"`cltui compare --resume {study['id']}{escape(runs_dir_flag(store.root))}`"
         console.print(f"interrupted: continue with {again}")
         return 130
     return 0 if study["finished"] else 1
@@ -314,7 +335,8 @@ class StudyTracking:
             run = study_run(mlflow_store, study)
         except Exception as e:  # noqa: BLE001 - a tracker never stops a study
             err_console.print(f"[yellow]warning: tracking: MLflow at {escape(uri)}: {escape(short_reason(e))}; the "
-                              f"study goes on untracked (push it later with `cltui export mlflow {study['id']}`)[/]",
+                              f"study goes on untracked (push it later with `cltui export mlflow {study['id']}"
+                              f"{escape(runs_dir_flag(store.root))}`)[/]",
                               soft_wrap=True)
             untracked = [c.model_copy(update={"track": c.track.model_copy(update={"tracker": "none"})})
                          for c in configs]
@@ -350,28 +372,45 @@ class StudyTracking:
             log_study(self.run, studies.table(store, study), study, figure)
         except Exception as e:  # noqa: BLE001
             err_console.print(f"[yellow]warning: tracking: the study's table did not reach MLflow "
-                              f"({escape(short_reason(e))}); push it with `cltui export mlflow {study['id']}`[/]",
+                              f"({escape(short_reason(e))}); push it with `cltui export mlflow {study['id']}"
+                              f"{escape(runs_dir_flag(store.root))}`[/]",
                               soft_wrap=True)
+
+
+STUDY_COLUMNS = (("study", "left"), ("preset", "left"), ("scenario", "left"), ("methods", "left"),
+                 ("seeds", "right"), ("overrides", "left"), ("finished", "right"), ("status", "left"))
+
+
+def study_progress(store: RunStore, study: dict[str, Any]) -> tuple[int, int, int]:
+    """(finished, running, all) runs of a study, from the run.json files on disk (a run whose worker is gone
+    is not running)."""
+    records = studies.run_records(store, study)
+    done = sum(r is not None and r.get("status") == "finished" for r in records)
+    running = sum(r is not None and r.get("status") == "running" and pid_alive(r.get("pid")) for r in records)
+    return done, running, len(study["runs"])
 
 
 @studies_app.command("list")
 def studies_list(runs_dir: RunsDir = None) -> None:
-    """Every study in the runs directory."""
+    """Every study in the runs directory, with its settings (overrides included) and progress."""
     store = RunStore(runs_dir)
-    table = Table(show_edge=False, pad_edge=False)
-    found = studies.list_studies(store)
-    table.add_column("study", no_wrap=True, min_width=max((len(s["id"]) for s in found), default=5))
-    for name in ("preset", "scenario", "methods", "seeds", "runs finished"):
-        table.add_column(name)
+    found = sorted(studies.list_studies(store), key=lambda s: s["id"], reverse=True)  # newest first
+    if not found:
+        console.print(f"no studies in {escape(str(store.root))} yet; `cltui compare --methods none,er"
+                      f"{escape(runs_dir_flag(runs_dir))}` runs one", soft_wrap=True)
+        return
+    rows = []
     for s in found:
         if "error" in s:
-            table.add_row(escape(s["id"]), "[red]unreadable[/]", "", "", "", "")
+            rows.append([escape(s["id"]), "[red]unreadable[/]", "", "", "", "", "", ""])
             continue
-        done = sum(r is not None and r.get("status") == "finished" for r in studies.run_records(store, s))
-        table.add_row(escape(s["id"]), escape(str(s["preset"])), escape(s["scenario"]), escape(",".join(s["methods"])),
-                      str(s["seeds"]),
-                      f"{done}/{len(s['runs'])}")
-    console.print(table)
+        done, running, total = study_progress(store, s)
+        rows.append([escape(s["id"]), escape(str(s["preset"])), escape(s["scenario"]), escape(", ".join(s["methods"])),
+                     str(s["seeds"]), escape(" ".join(s.get("overrides") or [])) or "–", f"{done}/{total}",
+                     "running" if running else "finished" if done == total else "unfinished"])
+    print_fitted(list(STUDY_COLUMNS), rows, ("scenario", "preset", "seeds", "status"), fold="study",
+                 wrap=("methods", "overrides"))
+
 
 @studies_app.command("show")
 def studies_show(
@@ -379,7 +418,8 @@ def studies_show(
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json.")] = "table",
     runs_dir: RunsDir = None,
 ) -> None:
-    """A study's table: mean ± SEM per method over seeds, from the runs on disk."""
+    """A study's table: mean ± SEM per method over seeds, from the runs on disk; its header names the preset,
+    scenario, seeds and overrides."""
     store = RunStore(runs_dir)
     if fmt not in ("table", "markdown", "csv", "json"):
         fail(f"--format: {fmt!r} is not one of table, markdown, csv, json")
@@ -392,7 +432,10 @@ def studies_show(
         return
     rows = studies.table(store, study)
     if fmt == "table":
-        console.print(study_table(rows, escape(f"study {study['id']} ({study['preset']}, {study['scenario']}-IL, "
-                                               f"{study['seeds']} seeds)")))
+        print_table(study_table(rows, escape(study_title(study))))
+    elif fmt == "json":
+        print(json_text(rows, indent=2))
+    elif fmt == "csv":
+        print(studies.render(rounded(rows), fmt))
     else:
         print(studies.render(rows, fmt))

@@ -174,22 +174,7 @@ def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
 def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method: finished runs, mean +- SEM of final average accuracy, forgetting and BWT, mean time
     per run, and the published figure where the preset and scenario match a published protocol."""
-    records = run_records(store, study)
-    published = PUBLISHED.get((study["preset"], study["scenario"]), {})
-    rows = []
-    for method in study["methods"]:
-        done = [r for e, r in zip(study["runs"], records)
-                if e["method"] == method and r is not None and r.get("status") == "finished"]
-        row: dict[str, Any] = {"method": method, "runs": len(done),
-                               "of": sum(e["method"] == method for e in study["runs"])}
-        for key in ("final_avg_acc", "avg_forgetting", "bwt"):
-            values = [r["metrics"][key] for r in done if r["metrics"].get(key) is not None]
-            row[key], row[f"{key}_sem"] = mean_sem(values)
-        times = [r["timing"]["total_s"] for r in done if r.get("timing", {}).get("total_s") is not None]
-        row["time_s"] = statistics.mean(times) if times else None
-        row["published"] = published.get(method)
-        rows.append(row)
-    return rows
+    return table_of(study, run_records(store, study))
 
 
 def pct(value: float | None, sem: float | None = None) -> str:
@@ -224,3 +209,24 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
     return "\n".join(out)
+
+
+def table_of(study: dict[str, Any], records: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """`table`'s rows from run records already read (`records[i]` is the run.json of `study["runs"][i]`, or
+    None): for a caller that follows a study and re-reads only the run.json files that changed (the TUI)."""
+    published = PUBLISHED.get((study.get("preset"), study.get("scenario")), {})
+    rows = []
+    for method in study["methods"]:
+        done = [r for e, r in zip(study["runs"], records)
+                if e["method"] == method and r is not None and r.get("status") == "finished"]
+        row: dict[str, Any] = {"method": method, "runs": len(done),
+                               "of": sum(e["method"] == method for e in study["runs"])}
+        for key in ("final_avg_acc", "avg_forgetting", "bwt"):
+            values = [(r.get("metrics") or {}).get(key) for r in done]
+            row[key], row[f"{key}_sem"] = mean_sem([v for v in values if v is not None])
+        times = [(r.get("timing") or {}).get("total_s") for r in done]
+        times = [t for t in times if isinstance(t, (int, float))]
+        row["time_s"] = statistics.mean(times) if times else None
+        row["published"] = published.get(method)
+        rows.append(row)
+    return rows

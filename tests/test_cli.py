@@ -199,7 +199,8 @@ def test_runs_list_shows_good_runs_and_marks_a_damaged_one(copied_run, runs_dir,
     rows = {row["id"]: row for row in map(json.loads, result.stdout.strip().splitlines())}
     assert set(rows) == {copied_run.name, broken.name}
     assert rows[copied_run.name]["status"] == "finished" and rows[copied_run.name]["error"] is None
-    assert rows[copied_run.name]["final_avg_acc"] == read_run_json(copied_run)["metrics"]["final_avg_acc"]
+    saved = read_run_json(copied_run)["metrics"]["final_avg_acc"]
+    assert rows[copied_run.name]["final_avg_acc"] == float(f"{saved:.6g}")  # --json rounds to 6 digits
     assert rows[broken.name]["status"] == "unreadable" and rows[broken.name]["error"]
 
 

@@ -212,8 +212,8 @@ def test_a_dreaming_run_stopped_and_resumed_matches_the_uninterrupted_run(method
 # --- cltui dreams ---------------------------------------------------------------------------------
 
 
-def cli(*args: str):
-    return CliRunner().invoke(app, list(args), env=WIDE)
+def cli(*args: str, env: dict[str, str] = WIDE):
+    return CliRunner().invoke(app, list(args), env=env)
 
 
 def test_cltui_dreams_lists_draws_and_exports(dreamed, tmp_path):
@@ -225,7 +225,10 @@ def test_cltui_dreams_lists_draws_and_exports(dreamed, tmp_path):
     assert "verifier" in listed.output and "Frechet" in listed.output
     last = record["dreams"][-1]["quality"]
     assert f"{last['frechet_distance']:.1f}" in listed.output
-    drawn = cli("dreams", folder.name, "--context", "2", "--width", "40", "--runs-dir", str(runs))
+    piped = cli("dreams", folder.name, "--context", "2", "--width", "40", "--runs-dir", str(runs))
+    assert piped.exit_code == 2 and "--export" in piped.stderr  # no half blocks into a pipe
+    drawn = cli("dreams", folder.name, "--context", "2", "--width", "40", "--runs-dir", str(runs),
+                env={**WIDE, "TTY_COMPATIBLE": "1"})  # a terminal, as Rich is told
     assert drawn.exit_code == 0 and "▀" in drawn.output and "context 2" in drawn.output
     bad = cli("dreams", folder.name, "--context", "4", "--runs-dir", str(runs))
     assert bad.exit_code == 2 and "--context: run" in bad.stderr and "not 4" in bad.stderr

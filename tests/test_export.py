@@ -111,8 +111,9 @@ def test_export_input_is_checked_first(study, tmp_path):
 
 
 def in_list_order(plan):
-    """`runs list` orders runs by id (time of creation, then name): the study's two runs may share a second."""
-    return sorted(plan["runs"], key=lambda e: e["run_id"])
+    """`runs list` orders runs newest first by id (time of creation, then name): the study's two runs may share
+    a second."""
+    return sorted(plan["runs"], key=lambda e: e["run_id"], reverse=True)
 
 
 def test_runs_list_as_csv_with_config_columns(study):

@@ -1,0 +1,259 @@
+"""The Studies screen under Textual's Pilot, on the runs folder of tests/daily_fixtures.py (30 runs and a study
+over the 50-iteration ones): every study with its overrides, the highlighted study's mean ± SEM table, its
+progress while it runs (followed by the poller), `enter` / `c` opening the compare view of its finished runs,
+and the keys doing nothing where they do not apply (an unreadable study, no study at all)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from cltui.app import create_app
+from cltui.tui.app import CltuiApp
+from cltui.tui.compare import CompareScreen
+from cltui.tui.studies import StudiesScreen
+from tests.daily_fixtures import STUDY_ID, write_thirty_runs
+
+RUNNING_ID = "20260105-090000-split-digits-class"
+
+
+def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitable[Any]],
+          size: tuple[int, int] = (100, 30)) -> Any:
+    """The app on `runs_dir` with the Studies screen pushed and loaded, then `script(app, pilot, notes)`."""
+
+    async def main() -> Any:
+        app = create_app(runs_dir)
+        notes: list[str] = []
+        shown = app.notify
+        app.notify = lambda message, **kw: (notes.append(str(message)), shown(message, **kw))[1]  # type: ignore[method-assign]
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            app.push_screen(StudiesScreen())
+            await settle(pilot)
+            result = await script(app, pilot, notes)
+            await pilot.pause()
+        assert not [n for n in notes if n.startswith("internal error")], notes
+        return result
+
+    return asyncio.run(main())
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await pilot.pause(0.1)
+    return condition()
+
+
+def rows(app: CltuiApp, selector: str) -> dict[str, dict[str, str]]:
+    table = app.screen.query_one(selector, DataTable)
+    keys = [str(c.key.value) for c in table.ordered_columns]
+    return {str(row.key.value): dict(zip(keys, map(str, table.get_row(row.key)), strict=True))
+            for row in table.ordered_rows}
+
+
+def settings(app: CltuiApp) -> str:
+    return str(app.screen.query_one("#settings", Static).render())
+
+
+@pytest.fixture
+def daily(runs_dir: Path) -> tuple[list[str], str]:
+    return write_thirty_runs(runs_dir)
+
+
+def add_running_study(root: Path, ids: list[str]) -> list[str]:
+    """A second study over the 300-iteration runs: 7 finished, 2 running (alive: this process), 6 not started.
+    Returns the ids of the two running runs."""
+    old = sorted(ids)[:15]
+    running = old[7:9]
+    for run_id in running:
+        path = root / run_id / "run.json"
+        record = json.loads(path.read_text())
+        record.update(status="running", pid=os.getpid(), metrics={}, finished=None)
+        path.write_text(json.dumps(record))
+    runs = [{"method": run_id.split("-")[-2], "seed": int(run_id[-1]), "run_id": run_id if k < 9 else None}
+            for k, run_id in enumerate(old)]
+    study = {"schema": 1, "id": RUNNING_ID, "created": "2026-01-05T09:00:00+00:00", "finished": None,
+             "preset": "split-digits", "scenario": "class", "methods": ["none", "ewc", "si", "lwf", "er"],
+             "seeds": 3, "overrides": [], "jobs": 2, "runs": runs}
+    (root / "studies" / f"{RUNNING_ID}.json").write_text(json.dumps(study))
+    return running
+
+
+def test_the_studies_list_shows_each_study_with_its_overrides_and_the_table(runs_dir, daily):
+    async def script(app, pilot, notes):
+        assert isinstance(app.screen, StudiesScreen)
+        listed = rows(app, "#studies")
+        assert list(listed) == [STUDY_ID]
+        row = listed[STUDY_ID]
+        assert row["overrides"] == "train.iterations=50" and row["runs"] == "15/15" and row["status"] == "finished"
+        assert "train.iterations=50" in settings(app) and "15/15 finished" in settings(app)
+        table = rows(app, "#table")
+        assert list(table) == ["none", "ewc", "si", "lwf", "er"]
+        assert table["er"]["n"] == "3/3" and table["er"]["final acc %"] == "85.2 ± 0.6"
+        assert table["none"]["BWT"].startswith("-88.4 ±")
+        assert "paper %" not in table["er"]  # no published figure for split-digits
+        assert "1 study" in app.screen.sub_title
+
+    drive(runs_dir, script)
+
+
+def test_a_published_figure_stands_beside_the_mean(runs_dir, daily):
+    study = json.loads((runs_dir / "studies" / f"{STUDY_ID}.json").read_text())
+    study.update(id="20260104-000000-split-mnist-class", preset="split-mnist")
+    (runs_dir / "studies" / "20260104-000000-split-mnist-class.json").write_text(json.dumps(study))
+
+    async def script(app, pilot, notes):
+        assert list(rows(app, "#studies")) == ["20260104-000000-split-mnist-class", STUDY_ID]  # newest first
+        table = rows(app, "#table")
+        assert table["er"]["paper %"] == "89" and table["none"]["paper %"] == "20"
+        await pilot.press("down")
+        await pilot.pause()
+        assert "paper %" not in rows(app, "#table")["er"]  # the highlighted study's own table
+
+    drive(runs_dir, script, size=(80, 24))
+
+
+def test_a_running_study_shows_its_progress_and_follows_it(runs_dir, daily):
+    ids, _ = daily
+    running = add_running_study(runs_dir, ids)
+
+    async def script(app, pilot, notes):
+        listed = rows(app, "#studies")
+        assert list(listed) == [RUNNING_ID, STUDY_ID]
+        assert listed[RUNNING_ID]["runs"] == "7/15" and listed[RUNNING_ID]["status"] == "running"
+        assert "7/15 finished · 2 running" in settings(app)
+        assert "1 running" in app.screen.sub_title
+        path = runs_dir / running[0] / "run.json"  # one run ends: the poller re-reads that file
+        record = json.loads(path.read_text())
+        record["status"] = "finished"
+        record["metrics"] = json.loads((runs_dir / ids[-1] / "run.json").read_text())["metrics"]
+        path.write_text(json.dumps(record))
+        assert await until(pilot, lambda: "8/15 finished · 1 running" in settings(app)), settings(app)
+        assert rows(app, "#studies")[RUNNING_ID]["runs"] == "8/15"
+
+    drive(runs_dir, script)
+
+
+def test_a_run_whose_worker_is_gone_does_not_count_as_running(runs_dir, daily):
+    ids, _ = daily
+    for run_id in add_running_study(runs_dir, ids):
+        path = runs_dir / run_id / "run.json"
+        path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
+
+    async def script(app, pilot, notes):
+        assert rows(app, "#studies")[RUNNING_ID]["status"] == "unfinished"
+        assert "7/15 finished" in settings(app) and "running" not in settings(app)
+
+    drive(runs_dir, script)
+
+
+@pytest.mark.parametrize("key", ["enter", "c"])
+def test_enter_and_c_open_the_compare_view_of_the_finished_runs(runs_dir, daily, key):
+    ids, _ = daily
+    add_running_study(runs_dir, ids)
+
+    async def script(app, pilot, notes):
+        await pilot.press(key)
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        compared = sorted(p.name for p in app.screen.run_dirs)
+        assert compared == sorted(ids)[:7]  # the running and the unstarted ones are left out
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, StudiesScreen)
+        await pilot.press("down", key)
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert sorted(p.name for p in app.screen.run_dirs) == sorted(ids[:15])  # the 50-iteration study
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, StudiesScreen)  # back on the runs screen
+
+    drive(runs_dir, script)
+
+
+def test_an_unreadable_study_is_one_row_and_its_keys_do_nothing(runs_dir, daily):
+    (runs_dir / "studies" / "20260109-000000-broken.json").write_text('{"schema": 1, "id": ')
+
+    async def script(app, pilot, notes):
+        listed = rows(app, "#studies")
+        assert list(listed) == ["20260109-000000-broken", STUDY_ID]
+        assert listed["20260109-000000-broken"]["status"] == "unreadable"
+        assert "unreadable" in settings(app)
+        assert not app.screen.query_one("#table", DataTable).display
+        for key in ("enter", "c"):
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, StudiesScreen)
+        assert any("unreadable" in n or "broken" in n for n in notes), notes
+        await pilot.press("down")
+        await pilot.pause()
+        assert "er" in rows(app, "#table")  # the next study is still fine
+
+    drive(runs_dir, script)
+
+
+def test_an_empty_studies_folder_says_how_to_make_one_and_c_does_nothing(runs_dir):
+    async def script(app, pilot, notes):
+        empty = app.screen.query_one("#empty", Static)
+        assert empty.display and "cltui compare" in str(empty.render())
+        assert f"--runs-dir {runs_dir}" in str(empty.render())  # the command works when pasted
+        for key in ("c", "enter", "down"):
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, StudiesScreen)
+        assert not notes
+        assert "0 studies" in app.screen.sub_title
+
+    drive(runs_dir, script, size=(80, 24))
+
+
+def test_a_study_file_that_appears_is_listed_by_the_poller(runs_dir, daily):
+    study = (runs_dir / "studies" / f"{STUDY_ID}.json")
+    moved = study.read_text()
+    study.unlink()
+
+    async def script(app, pilot, notes):
+        assert app.screen.query_one("#empty", Static).display
+        study.write_text(moved)
+        assert await until(pilot, lambda: STUDY_ID in rows(app, "#studies"))
+        assert not app.screen.query_one("#empty", Static).display
+        assert rows(app, "#table")["er"]["final acc %"] == "85.2 ± 0.6"
+
+    drive(runs_dir, script)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_nothing_that_matters_is_cut_at_80x24_and_100x30(runs_dir, daily, size):
+    ids, _ = daily
+    add_running_study(runs_dir, ids)
+
+    async def script(app, pilot, notes):
+        studies_table = app.screen.query_one("#studies", DataTable)
+        assert studies_table.virtual_size.width <= studies_table.size.width  # no column off the screen
+        table = app.screen.query_one("#table", DataTable)
+        assert table.virtual_size.width <= table.size.width
+        assert table.size.height >= 6  # the header and the five methods
+        for key in ("study", "overrides", "runs", "status"):
+            assert key in [str(c.key.value) for c in studies_table.ordered_columns]
+
+    drive(runs_dir, script, size=size)
