@@ -20,8 +20,9 @@ from cltui.studies import KINDS, Executor, RayAddress, devices_and_threads, exec
 from core import study as studies
 from core import sweep
 from core.config import ConfigError
+from core.events import ContextEvaluated
 from core.presets import builtin_presets_dir, preset_save_path, write_preset_text
-from core.store import RunStore, StoreError
+from core.store import RunStore, StoreError, read_run_json
 
 
 def sweep_tables(store: RunStore, study: dict[str, Any], title: str) -> Group:
@@ -41,6 +42,11 @@ def sweep_tables(store: RunStore, study: dict[str, Any], title: str) -> Group:
                           studies.pct(row["test"], row["test_sem"]), f"{row['n']}/{row['of']}",
                           style="bold" if bold else None)
         parts.append(table)
+    pruned = study.get("pruned", {})
+    if pruned:
+        parts.append(Text("pruned (stopped as hopeless on validation accuracy): " + ", ".join(
+            f"trial {t} after context {p['context']}" for t, p in sorted(pruned.items(), key=lambda kv: int(kv[0]))),
+            style="dim"))
     parts.append(Text(sweep.choice_line(chosen), style="bold"))
     return Group(*parts)
 
@@ -90,6 +96,8 @@ def register(app: typer.Typer) -> None:
                                              "finished runs are kept, the rest run.")] = False,
         write_preset: Annotated[str | None, typer.Option("--write-preset", metavar="NAME", help="Save the preset "
                                                          "with the chosen value (for this scenario) as NAME.")] = None,
+        prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Optuna: stop a trial after a context whose "
+                                            "validation accuracy so far is below the earlier trials' median.")] = True,
         executor: Executor = "local",
         ray_address: RayAddress = None,
         runs_dir: RunsDir = None,
@@ -141,7 +149,7 @@ def register(app: typer.Typer) -> None:
         study["jobs"] = jobs
         try:
             if search == "optuna":
-                code = optuna_loop(store, study, configs, plan, jobs, devices, threads, quiet, start)
+                code = optuna_loop(store, study, configs, plan, jobs, devices, threads, quiet, start, prune)
             else:
                 code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start,
                                report=False)
@@ -169,32 +177,62 @@ def register(app: typer.Typer) -> None:
 
 
 def optuna_loop(store: RunStore, study: dict[str, Any], configs: list[Any], plan: sweep.Plan, jobs: int,
-                devices: list[str | None], threads: Any, quiet: bool, start: Any) -> int:
+                devices: list[str | None], threads: Any, quiet: bool, start: Any, prune: bool = True) -> int:
     """Optuna's trials a batch at a time (as many trials as `jobs` runs hold): ask, train every seed of each, tell
-    the mean selection metric; a resumed sweep finishes its unfinished runs and tells every trial first."""
-    search = sweep.OptunaSearch(plan.axes)
+    the mean selection metric; a resumed sweep finishes its unfinished runs and tells every trial first.
+
+    Pruning: after each context of a trial's run, its validation accuracy so far (run.json's val_matrix, saved
+    before the context's event is sent) is reported to Optuna by the first of the trial's seeds to get there; a
+    hopeless trial has its runs stopped (they end cancelled, their contexts kept), its unstarted seeds dropped,
+    and is told as pruned. The study file names the pruned trials, so a resumed sweep neither re-runs them nor
+    forgets them."""
+    search = sweep.OptunaSearch(plan.axes, prune=prune)
     code = 0
     if study["runs"]:
         code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start, report=False)
         if code == EXIT_CANCELLED:
             return code
-    search.replay(study, sweep.trial_values(store, study))
+    search.replay(study, sweep.trial_values(store, study), sweep.trial_curves(store, study))
     done = len({e["trial"] for e in study["runs"]})
     per_batch = max(1, jobs // plan.seeds)
     while done < (plan.trials or 0):
-        asked = []
+        asked: dict[int, Any] = {}
         for _ in range(min(per_batch, (plan.trials or 0) - done)):
             trial, params = search.ask()
-            asked.append((done, trial))
+            asked[done] = trial
             study["runs"] += plan.entries(params, done)
             configs += [plan.config(params, seed) for seed in range(plan.seeds)]
             done += 1
-        code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start, report=False)
+
+        def watch(i: int, event: Any, asked: dict[int, Any] = asked) -> list[int]:
+            """The runs to stop after run i's event: every run of its trial, when the trial is pruned."""
+            entry = study["runs"][i]
+            trial = asked.get(entry["trial"])
+            if trial is None or not isinstance(event, ContextEvaluated) or not entry.get("run_id"):
+                return []
+            try:
+                value = sweep.so_far(read_run_json(store.run_dir(entry["run_id"])), event.context)
+            except StoreError:
+                return []
+            if value is None or not search.report(trial, event.context, value):
+                return []
+            study.setdefault("pruned", {})[str(entry["trial"])] = {
+                "context": event.context, "reported": search.reported[trial.number]}
+            if not quiet:
+                console.print(f"[yellow]trial {entry['trial']} ({escape(entry['label'])}) pruned after context "
+                              f"{event.context}: validation accuracy so far {100 * value:.1f}%[/]")
+            return [j for j, e in enumerate(study["runs"]) if e["trial"] == entry["trial"]]
+
+        code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start, report=False,
+                       watch=watch)
         if code == EXIT_CANCELLED:
             return code
         values = sweep.trial_values(store, study)
-        for index, trial in asked:
-            search.tell(trial, values.get(index))
+        for index, trial in asked.items():
+            if str(index) in study.get("pruned", {}):
+                search.prune(trial)
+            else:
+                search.tell(trial, values.get(index))
     return code
 
 

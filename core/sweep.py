@@ -16,6 +16,7 @@ import json
 import math
 import random
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from core.store import RunStore, now_iso, slug
 SEARCHES = ("grid", "random", "optuna")
 SELECT_METRIC = {"validation": "final_avg_val_acc", "test": "final_avg_acc"}
 DEFAULT_VALIDATION = 0.1  # held out when --select validation and the preset holds out nothing
+PRUNE_STARTUP = 2  # Optuna trials that end before any is pruned
 SEARCH_SEED = 0  # random and Optuna search draw their points from this seed: a resumed sweep draws the same
 MAX_POINTS = 10_000  # grid points (or trials) of one sweep: far beyond what anyone trains, short of a typo's 1e9
 GRID_HELP = "write KEY=lo:hi:log:n (e.g. method.lambda=1:1e12:log:7), KEY=lo:hi:lin:n or KEY=a,b,c"
@@ -130,6 +132,8 @@ def points(axes: list[Axis], search: str, trials: int | None) -> list[dict[str, 
             raise ConfigError(f"--grid: {total} grid points is more than {MAX_POINTS}; use fewer values, or "
                               f"--search random --trials N", field="--grid")
         return [dict(zip((a.key for a in axes), combo)) for combo in itertools.product(*(a.values for a in axes))]
+    if search == "optuna":
+        return []  # each asked of Optuna after the trials before it have told their value
     rng = random.Random(SEARCH_SEED)
     return [{a.key: a.sample(rng) for a in axes} for _ in range(trials or 0)]
 
@@ -275,12 +279,35 @@ def best(store: RunStore, study: dict[str, Any]) -> dict[str, Any] | None:
     return {"params": params, "select": study.get("select", "validation"), **summary}
 
 
+def so_far(record: dict[str, Any], context: int) -> float | None:
+    """A run's validation accuracy over the contexts trained so far, after `context` (what pruning reads)."""
+    rows = record.get("val_matrix") or []
+    if len(rows) <= context or not rows[context][: context + 1]:
+        return None
+    seen = rows[context][: context + 1]
+    return sum(seen) / len(seen)
+
+
+def trial_curves(store: RunStore, study: dict[str, Any]) -> dict[int, dict[int, float]]:
+    """Per trial: validation accuracy so far after each context, of its first seed that has a validation
+    matrix (what a resumed sweep's pruning compares with)."""
+    curves: dict[int, dict[int, float]] = {}
+    for entry, record in zip(study["runs"], studies.run_records(store, study)):
+        if record is None or entry["trial"] in curves or not record.get("val_matrix"):
+            continue
+        points = {k: so_far(record, k) for k in range(len(record["val_matrix"]))}
+        curves[entry["trial"]] = {k: v for k, v in points.items() if v is not None}
+    return curves
+
+
 def trial_values(store: RunStore, study: dict[str, Any]) -> dict[int, float | None]:
-    """Per trial whose runs have all ended: the mean selection metric over its seeds (None: no run finished)."""
+    """Per trial whose runs have all ended and that was not pruned: the mean selection metric over its seeds
+    (None: no run finished)."""
     metric = SELECT_METRIC[study.get("select", "validation")]
     records = studies.run_records(store, study)
     out: dict[int, float | None] = {}
-    for trial in sorted({e["trial"] for e in study["runs"]}):
+    pruned = {int(t) for t in study.get("pruned", {})}
+    for trial in sorted({e["trial"] for e in study["runs"]} - pruned):
         mine = [r for e, r in zip(study["runs"], records) if e["trial"] == trial]
         if any(r is None or r.get("status") == "running" for r in mine):
             continue
@@ -353,7 +380,7 @@ class OptunaSearch:
     """Optuna's TPE sampler (seeded) over the axes: ranges as float / int distributions (log where the grid said
     log), lists as categorical ones. Trials a previous session finished are told to it again before it asks."""
 
-    def __init__(self, axes: list[Axis]):
+    def __init__(self, axes: list[Axis], prune: bool = True):
         try:
             import optuna
         except ImportError:
@@ -361,20 +388,54 @@ class OptunaSearch:
                               field="--search") from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna, self.keys = optuna, [a.key for a in axes]
+        self.reported: dict[int, dict[int, float]] = {}  # per Optuna trial number: context -> value reported
         d = optuna.distributions
         self.distributions = {
             a.key: d.CategoricalDistribution(a.values) if a.low is None
             else d.IntDistribution(int(a.low), int(a.high), log=a.log) if a.integer  # type: ignore[arg-type]
             else d.FloatDistribution(a.low, a.high, log=a.log) for a in axes}
-        self.study = optuna.create_study(direction="maximize",
-                                         sampler=optuna.samplers.TPESampler(seed=SEARCH_SEED))
+        self.prunes = prune
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEARCH_SEED))
 
-    def replay(self, sweep: dict[str, Any], values: dict[int, float | None]) -> None:
+    def replay(self, sweep: dict[str, Any], values: dict[int, float | None],
+               curves: dict[int, dict[int, float]] | None = None) -> None:
+        """Tell Optuna the trials of an earlier session: their values, the validation curves pruning compares
+        with (`trial_curves`), and the pruned ones as pruned."""
+        pruned = sweep.get("pruned", {})
         for trial, value in values.items():
             params = next(e["params"] for e in sweep["runs"] if e["trial"] == trial)
             state = self.optuna.trial.TrialState.COMPLETE if value is not None else self.optuna.trial.TrialState.FAIL
             self.study.add_trial(self.optuna.trial.create_trial(
-                params=params, distributions=self.distributions, value=value, state=state))
+                params=params, distributions=self.distributions, value=value, state=state,
+                intermediate_values=(curves or {}).get(trial, {}) if value is not None else None))
+        for trial, record in pruned.items():
+            params = next(e["params"] for e in sweep["runs"] if e["trial"] == int(trial))
+            self.study.add_trial(self.optuna.trial.create_trial(
+                params=params, distributions=self.distributions, state=self.optuna.trial.TrialState.PRUNED,
+                intermediate_values={int(k): v for k, v in record["reported"].items()}))
+
+    def report(self, trial: Any, context: int, value: float) -> bool:
+        """The validation accuracy so far after `context`; True: the trial is hopeless, stop it.
+
+        Hopeless: below the median of the ended trials' values after that same context, once PRUNE_STARTUP
+        trials have ended, and never after the first context (every trial learns one context well; forgetting
+        shows from the second on). Optuna's MedianPruner is not used: it compares a trial's best value over its
+        steps, and accuracy over the contexts so far falls from context to context for every trial, so the
+        first context's would decide."""
+        reported = self.reported.setdefault(trial.number, {})
+        if context in reported:
+            return False  # another seed of the trial reported this context first
+        reported[context] = value
+        trial.report(value, context)
+        if not self.prunes or context == 0:
+            return False
+        complete = self.optuna.trial.TrialState.COMPLETE
+        ended = [t.intermediate_values[context] for t in self.study.get_trials(deepcopy=False)
+                 if t.state == complete and context in t.intermediate_values]
+        return len(ended) >= PRUNE_STARTUP and value < statistics.median(ended)
+
+    def prune(self, trial: Any) -> None:
+        self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
 
     def ask(self) -> tuple[Any, dict[str, Any]]:
         trial = self.study.ask(self.distributions)

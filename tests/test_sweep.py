@@ -82,6 +82,63 @@ def test_optuna_asks_inside_the_ranges_and_learns_from_finished_trials():
     assert search.study.best_value == 0.9 and len(search.study.trials) == 3
 
 
+def test_optuna_prunes_a_trial_below_the_median_after_the_second_context_only():
+    pytest.importorskip("optuna")
+    search = sweep.OptunaSearch(sweep.parse_axes(["train.lr=0.1,0.01"]))
+    for _ in range(sweep.PRUNE_STARTUP):  # trials that learnt: high validation accuracy after every context
+        trial, _ = search.ask()
+        assert not any(search.report(trial, k, 0.9) for k in range(3))
+        search.tell(trial, 0.9)
+    hopeless, _ = search.ask()
+    assert not search.report(hopeless, 0, 0.05)  # the first context never prunes: all trials learn one context
+    assert not search.report(hopeless, 0, 0.01)  # a second seed's report of the same context is not counted
+    assert search.report(hopeless, 1, 0.05)  # below the median after the second context: stop it
+    search.prune(hopeless)
+    fine, _ = search.ask()
+    assert not search.report(fine, 1, 0.95)
+    replayed = sweep.OptunaSearch(sweep.parse_axes(["train.lr=0.1,0.01"]))
+    study = {"runs": [{"trial": 0, "params": {"train.lr": 0.1}}, {"trial": 1, "params": {"train.lr": 0.01}}],
+             "pruned": {"1": {"context": 1, "reported": {"0": 0.05, "1": 0.05}}}}
+    replayed.replay(study, {0: 0.9})
+    states = [t.state.name for t in replayed.study.trials]
+    assert states == ["COMPLETE", "PRUNED"]
+    assert replayed.study.trials[1].intermediate_values == {0: 0.05, 1: 0.05}
+
+
+def test_pruning_reads_the_validation_accuracy_of_the_contexts_seen_so_far():
+    record = {"val_matrix": [[0.9, 0.0, 0.0], [0.5, 0.7, 0.0]]}
+    assert sweep.so_far(record, 0) == 0.9 and sweep.so_far(record, 1) == 0.6
+    assert sweep.so_far(record, 2) is None and sweep.so_far({}, 0) is None
+
+
+def test_an_optuna_sweep_asks_as_it_goes_prunes_hopeless_trials_and_resumes_without_rerunning_them(tmp_path):
+    pytest.importorskip("optuna")
+    runs = tmp_path / "runs"
+    args = ["sweep", "split-digits", "--method", "none", "--scenario", "class", "--search", "optuna", "--trials", "4",
+            "--grid", "train.lr=0.000001,0.01", "--seeds", "1", "--jobs", "1", "--set", "train.iterations=20",
+            "--device", "cpu", "--runs-dir", str(runs)]
+    cli = CliRunner(env={"COLUMNS": "200"})
+    out = cli.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    [study_file] = (runs / "studies").glob("*.json")
+    study = json.loads(study_file.read_text())
+    assert [e["trial"] for e in study["runs"]] == [0, 1, 2, 3]  # asked one by one, not planned up front
+    pruned = study.get("pruned", {})
+    assert pruned and all(int(t) >= sweep.PRUNE_STARTUP and p["context"] >= 1 for t, p in pruned.items())
+    for entry in study["runs"]:
+        record = read_run_json(runs / entry["run_id"])
+        if str(entry["trial"]) in pruned:
+            assert entry["pruned"] and record["status"] in ("cancelled", "finished")  # a stop may come too late
+        else:
+            assert record["status"] == "finished" and not entry.get("pruned")
+    assert "pruned (stopped as hopeless on validation accuracy): trial" in out.output
+    before = sorted(p.name for p in runs.iterdir())
+    again = cli.invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in runs.iterdir()) == before  # nothing re-run: pruned trials stay pruned
+    assert json.loads(study_file.read_text())["pruned"] == pruned
+
+
 def test_a_sweep_runs_every_point_chooses_on_validation_resumes_and_writes_the_preset(tmp_path, monkeypatch):
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path / "presets"))  # the preset it writes stays its own
     runs = tmp_path / "runs"
