@@ -272,6 +272,20 @@ class RunConfig(Section):
         return self.benchmark.total_classes
 
 
+def flat_config(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as its `--set` keys: {"train": {"lr": 0.1}} -> {"train.lr": 0.1}; lists stay values, and
+    anything that is not a table (a damaged run.json's config) is no keys."""
+    out: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        return out
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def validate_config(data: dict[str, Any], set_origin: dict[str, str] | None = None) -> RunConfig:
     try:
         return RunConfig.model_validate(data)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import flat_config
+
 PLOT_EXTRA = "pip install 'cltui[plot]'"
 FORMATS = (".pdf", ".png", ".svg")
 COLUMN_WIDTH = 3.3  # inches: one column of a two-column paper
@@ -101,16 +103,6 @@ def mean_sem(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
-def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 IGNORED = ("train.seed", "train.device", "track.", "preset", "benchmark.data_dir", "benchmark.download")
 
 
@@ -133,7 +125,7 @@ def group_runs(records: list[dict[str, Any]], order: list[str] | None = None) ->
     Groups follow `order` (a study's methods) or the order the runs came in."""
     settings = []
     for record in records:
-        values = flat(record.get("config") or {})
+        values = flat_config(record.get("config") or {})
         settings.append({k: v for k, v in values.items() if not k.startswith(IGNORED)})
     methods: dict[str, list[int]] = {}
     for i, record in enumerate(records):

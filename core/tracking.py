@@ -149,19 +149,11 @@ def quiet_mlflow() -> None:
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:
     """The config as `section.key` -> text (lists and None written as a preset would); `track` left out."""
+    from core.config import flat_config
     from core.presets import toml_text
 
-    out: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = "none" if value is None else toml_text(value)[:6000]
-
-    walk("", {k: v for k, v in config.items() if k != "track"})
-    return out
+    flat = flat_config({k: v for k, v in config.items() if k != "track"})
+    return {key: "none" if value is None else toml_text(value)[:6000] for key, value in flat.items()}
 
 
 def run_tags(record_or_config: dict[str, Any], run_id: str, status: str) -> dict[str, str]:

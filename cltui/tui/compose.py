@@ -28,7 +28,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from cltui.tui.formats import section
 from cltui.tui.header import Header
-from core.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig
+from core.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig, flat_config
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
     build_config,
@@ -128,17 +128,6 @@ def method_fields(table: dict[str, Any], method: str, scenario: str) -> list[Fie
         key = info.alias or name
         specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, given.get(key, info.default)))
     return specs
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}: a config as --set keys."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 LAST_CHOICE = Path(".cltui") / "compose.json"  # inside the runs folder: the preset, scenario, method last started
@@ -339,8 +328,8 @@ class ComposeScreen(Screen[None]):
         except ConfigError:
             return
         on_form = {spec.key for spec in [*main_fields(self.table)]} | {"benchmark.data_dir", "benchmark.download"}
-        preset_values = flatten(given)
-        for key, value in flatten(base).items():
+        preset_values = flat_config(given)
+        for key, value in flat_config(base).items():
             if (key.split(".")[0] in ("train", "benchmark", "model") and key not in on_form
                     and key in preset_values and value != preset_values[key] and value is not None):
                 self.carried.append(f"{key}={toml_text(value)}")
