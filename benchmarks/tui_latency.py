@@ -11,7 +11,14 @@ read by a thread that timestamps every chunk.
   presses). Target < 100 ms. The same is measured first with no events (the cost of the key itself), and
   also: the TUI's CPU use while following, and how long a Progress event takes to reach the screen.
 
+- With `--runs N` (e.g. 500): the runs folder holds N finished runs (5 methods x seeds x 2 iteration
+  counts) and the runs table's own keys are timed instead of the live screen's: first screen, then `o`
+  (sort by the next column), `O` (reverse), `g` (group by method / preset / scenario / iterations / off)
+  and each character of the filter `method:er` typed after `/`, from writing the key to the table's
+  header or title repainted. Targets as above: first screen < 1.5 s, key < 100 ms.
+
     python benchmarks/tui_latency.py [--launches 3] [--presses 20] [--rate 1000]
+    python benchmarks/tui_latency.py --runs 500 [--launches 3] [--presses 10]
 """
 
 from __future__ import annotations
@@ -126,6 +133,96 @@ def write_runs(root: Path, count: int) -> list[str]:
         write_json_atomic(folder / "run.json", record)
         ids.append(run_id)
     return ids
+
+
+MANY_METHODS = ("none", "ewc", "si", "lwf", "er")
+
+
+def write_many_runs(root: Path, count: int) -> list[str]:
+    """`count` finished runs over 5 methods, seeds and 300 / 50 iterations, oldest first."""
+    configs = {m: build_config("split-digits", method=m).to_dict() for m in MANY_METHODS}
+    ids = []
+    for i in range(count):
+        method, seed, iterations = MANY_METHODS[i % 5], (i // 5) % 10, 300 if (i // 50) % 2 == 0 else 50
+        config = json.loads(json.dumps(configs[method]))
+        config["train"].update(seed=seed, iterations=iterations)
+        run_id = f"2025{1 + i // 1440:02d}01-{i // 60 % 24:02d}{i % 60:02d}00-split-digits-class-{method}-s{seed}"
+        folder = root / run_id
+        folder.mkdir(parents=True)
+        record = new_run_record(run_id, "split-digits", config, {})
+        final = 0.2 + 0.15 * MANY_METHODS.index(method) + 0.01 * seed - (0.05 if iterations == 50 else 0)
+        matrix = [[0.99 if j == k else (final if j < k else 0.0) for j in range(5)] for k in range(5)]
+        record.update(status="finished", finished=record["created"], acc_matrix=matrix,
+                      metrics={"final_avg_acc": round(final, 4)}, timing={"total_s": 6.0 + i % 17})
+        write_json_atomic(folder / "run.json", record)
+        ids.append(run_id)
+    return ids
+
+
+def table_keys(runs: Path, newest: str, presses: int) -> dict[str, list[float]]:
+    """The runs table's keys on a folder of many runs: seconds from each key to the screen answering."""
+    term = Terminal([str(Path(sys.executable).parent / "cltui"), "--runs-dir", str(runs)], environment())
+    out: dict[str, list[float]] = {"o": [], "O": [], "g": [], "filter": []}
+    try:
+        term.wait_for(re.escape(newest), timeout=20)
+        time.sleep(1.0)
+
+        def press(key: bytes, pattern: str) -> float:
+            since = term.mark()
+            sent = term.send(key)
+            seen = term.wait_for(pattern, since, timeout=10)
+            time.sleep(0.2)
+            return seen - sent
+
+        for _ in range(presses):
+            out["o"].append(press(b"o", "[▲▼]"))  # the sorted column's header is painted with its mark
+            out["O"].append(press(b"O", "[▲▼]"))
+        for _ in range(presses):
+            out["g"].append(press(b"g", "runs in"))  # the title says "by method" (or no longer groups)
+        for _ in range(-presses % 5):
+            press(b"g", "runs in")  # back to no grouping
+        term.send(b"/")
+        time.sleep(0.3)
+        for char in "method:er":
+            out["filter"].append(press(char.encode(), "match"))
+        return out
+    finally:
+        term.send(b"\x1b\x1b")
+        time.sleep(0.3)
+        term.send(b"q")
+        try:
+            term.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        term.close()
+
+
+def many_runs_main(count: int, launches: int, presses: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cltui-latency-"))
+    try:
+        runs = tmp / "runs"
+        ids = write_many_runs(runs, count)
+        print(f"cltui --runs-dir {runs} with {count} runs in a {COLS}x{ROWS} pseudo-terminal; {os.cpu_count()} CPUs")
+        print("\nfirst screen (spawn -> painted), target < 1500 ms")
+        table = []
+        for i in range(launches):
+            result = first_screen(runs, ids[-1])
+            table.append(result["first screen"])
+            print(f"  launch {i + 1}: " + " · ".join(f"{k} {ms(v).strip()}" for k, v in result.items()))
+        print(f"  first screen: median {ms(statistics.median(table)).strip()}, worst {ms(max(table)).strip()}")
+        result = table_keys(runs, ids[-1], presses)
+        print(f"\nkeys on the runs table with {count} runs, target < 100 ms")
+        summary: dict[str, object] = {"runs": count, "first_screen_ms": [round(1000 * t) for t in table]}
+        for key, label in (("o", "o (sort by the next column)"), ("O", "O (reverse the sort)"),
+                           ("g", "g (group / next grouping / off)"), ("filter", "typing the filter method:er")):
+            values = sorted(result[key])
+            print(f"  {label}: median {ms(statistics.median(values)).strip()}, worst {ms(values[-1]).strip()} "
+                  f"({[round(1000 * t) for t in result[key]]})")
+            summary[f"{key}_ms"] = {"median": round(1000 * statistics.median(values), 1),
+                                    "max": round(1000 * values[-1], 1)}
+        print(json.dumps(summary))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def writer_main(run_dir: Path, rate: int, seconds: float) -> None:
@@ -269,11 +366,16 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=3)
     parser.add_argument("--presses", type=int, default=20)
     parser.add_argument("--rate", type=int, default=1000, help="Progress events per second")
+    parser.add_argument("--runs", type=int, default=0,
+                        help="time the runs table's keys (sort, group, filter) with this many runs in the folder")
     parser.add_argument("--writer", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
         writer_main(args.writer, args.rate, args.seconds)
+        return
+    if args.runs:
+        many_runs_main(args.runs, args.launches, args.presses)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="cltui-latency-"))

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.tui_fixtures import config, context_events, record, write_run
+from core.presets import build_config
+from tests.tui_fixtures import context_events, record, write_run
 
-METHODS = {"none": {"name": "none"}, "ewc": {"name": "ewc", "lambda_": 1e4, "fisher_n": 1000},
-           "si": {"name": "si", "c": 5e3, "epsilon": 0.1}, "lwf": {"name": "lwf", "temperature": 2.0},
-           "er": {"name": "er", "buffer_size": 1000, "replay_weight": "classes"}}
+METHODS = ("none", "ewc", "si", "lwf", "er")
 FINAL = {"none": 0.199, "ewc": 0.215, "si": 0.232, "lwf": 0.503, "er": 0.912}  # at 300 iterations, seed 0
 ITERATIONS = (300, 50)
 SEEDS = (0, 1, 2)
@@ -42,18 +41,18 @@ def write_thirty_runs(root: Path) -> tuple[list[str], str]:
     ids: list[str] = []
     minute = 0
     for iterations in ITERATIONS:  # the 300-iteration runs first (older), then the 50-iteration study
-        for method, params in METHODS.items():
+        for method in METHODS:
             for seed in SEEDS:
                 hour, mm = divmod(minute, 60)
                 day = "20260102" if iterations == 300 else "20260103"
                 stamp = f"{day}-{8 + hour:02d}{mm:02d}00"
                 run_id = f"{stamp}-split-digits-class-{method}-s{seed}"
-                cfg = config(dict(params), seed=seed)
-                cfg["train"]["iterations"] = iterations
+                cfg = build_config("split-digits", method=method, scenario="class", seed=seed,
+                                   overrides=[f"train.iterations={iterations}"]).to_dict()  # as cltui writes it
                 final = FINAL[method] - (0.06 if iterations == 50 else 0.0) + 0.011 * (seed - 1)
                 acc = matrix(max(0.0, final))
                 created = f"{day[:4]}-{day[4:6]}-{day[6:]}T{8 + hour:02d}:{mm:02d}:00+00:00"
-                total_s = round((4.0 if iterations == 300 else 1.2) + 0.3 * list(METHODS).index(method) + 0.1 * seed, 1)
+                total_s = round((4.0 if iterations == 300 else 1.2) + 0.3 * METHODS.index(method) + 0.1 * seed, 1)
                 data = record(run_id, cfg, "finished", acc, total_s=total_s, created=created, finished=created)
                 for c in data["contexts"]:
                     c["iterations"] = iterations

@@ -79,7 +79,7 @@ def table_rows(app: CltuiApp, selector: str = "#runs") -> dict[str, list[str]]:
 def runs_rows(app: CltuiApp) -> dict[str, dict[str, str]]:
     """run id -> {column: cell} of the runs table (the "run" cell may be shortened to fit the terminal)."""
     table = app.screen.query_one("#runs", DataTable)
-    names = [str(c.label) or "mark" for c in table.ordered_columns]
+    names = [str(c.label).rstrip(" ▲▼") or "mark" for c in table.ordered_columns]  # the sort arrow is not a name
     return {run_id: dict(zip(names, cells, strict=True)) for run_id, cells in table_rows(app).items()}
 
 
@@ -106,12 +106,15 @@ def test_the_runs_table_shows_every_run_newest_first_and_a_corrupted_one_as_a_ro
 
     rows, order, preview, subtitle = drive(runs_dir, script, size=(140, 30))
     assert order == sorted(IDS.values(), reverse=True)
-    assert rows[IDS["finished"]] == {"mark": " ", "run": IDS["finished"], "preset": "split-digits", "method": "ewc",
-                                     "scenario": "class", "status": "finished",
-                                     "acc %": f"{100 * sum(ACC_EWC[-1]) / 5:.1f}", "duration": "9.8 s"}
-    assert rows[IDS["dreams"]]["duration"] == "3m 04s"
+    # the id's date and time; preset, method, scenario and seed have columns of their own
+    assert rows[IDS["finished"]] == {"mark": " ", "run": "01-01 09:00", "preset": "split-digits", "method": "ewc",
+                                     "scenario": "class", "seed": "0", "iters": "300", "overrides": "",
+                                     "status": "finished", "acc %": f"{100 * sum(ACC_EWC[-1]) / 5:.1f}",
+                                     "time": "9.8 s"}
+    assert rows[IDS["dreams"]]["time"] == "3m 04s"
     assert rows[IDS["running"]]["status"] == "running 2/5"
-    assert rows[IDS["running"]]["acc %"] == "–"
+    assert rows[IDS["running"]]["acc %"] == "95.8 seen"  # over the contexts it has seen, as the live screen
+    assert rows[IDS["corrupted"]]["run"] == "01-01 12:00"
     assert rows[IDS["failed"]]["status"] == "failed"
     assert rows[IDS["corrupted"]]["status"] == "unreadable"
     assert rows[IDS["corrupted"]]["method"] == "–"
@@ -120,15 +123,14 @@ def test_the_runs_table_shows_every_run_newest_first_and_a_corrupted_one_as_a_ro
     assert subtitle == f"7 runs in {runs_dir} · 1 running"
 
 
-def test_at_80_columns_the_preset_column_goes_and_ids_are_shortened(runs, runs_dir):
+def test_at_80_columns_columns_drop_by_priority_and_ids_are_short(runs, runs_dir):
     async def script(app, pilot, notes):
         table = app.screen.query_one("#runs", DataTable)
         return [str(c.label) for c in table.ordered_columns], runs_rows(app)
 
     columns, rows = drive(runs_dir, script, size=(80, 24))
-    assert columns == ["", "run", "method", "scenario", "status", "acc %", "duration"]
-    shown = rows[IDS["finished"]]["run"]
-    assert shown.endswith("…") and IDS["finished"].startswith(shown[:-1]) and len(shown) >= 15
+    assert columns == ["", "run ▼", "method", "seed", "iters", "status", "acc %"]  # dropped by priority, none cut
+    assert rows[IDS["finished"]]["run"] == "01-01 09:00"
     assert (rows[IDS["finished"]]["status"], rows[IDS["finished"]]["acc %"]) == ("finished", "63.2")
 
 
@@ -143,7 +145,8 @@ def test_running_runs_update_live_and_new_runs_appear_without_a_key(runs, runs_d
         seen["one more context"] = await until(pilot, lambda: runs_rows(app)[IDS["running"]]["status"] == "running 3/5")
         record.update(status="finished", metrics={"final_avg_acc": 0.5}, timing={"total_s": 12.0})
         running.write_text(json.dumps(record))
-        seen["finished"] = await until(pilot, lambda: list(runs_rows(app)[IDS["running"]].values())[-3:] == ["finished", "50.0", "12.0 s"])
+        seen["finished"] = await until(pilot, lambda: [runs_rows(app)[IDS["running"]].get(c) for c in
+                                                       ("status", "acc %", "time")] == ["finished", "50.0", "12.0 s"])
         shutil.copytree(runs["finished"], runs_dir / "20300101-000000-split-digits-class-ewc-s1")
         seen["new run"] = await until(pilot, lambda: "20300101-000000-split-digits-class-ewc-s1" in runs_rows(app))
         return seen
@@ -236,7 +239,8 @@ def test_space_marks_runs_and_c_compares_them(runs, runs_dir):
         await pilot.press("c")  # nothing marked yet
         seen["nothing marked"] = (type(app.screen), list(notes))
         await select(pilot, IDS["baseline"])
-        await pilot.press("space")  # marks, then moves down to the ewc run
+        await pilot.press("space")  # marks, and the cursor stays: space, down, space marks two neighbours
+        await pilot.press("down")
         await pilot.press("space")
         seen["marks"] = {k: v["mark"] for k, v in runs_rows(app).items() if v["mark"].strip()}
         seen["subtitle"] = app.screen.sub_title
@@ -262,9 +266,9 @@ def test_space_marks_runs_and_c_compares_them(runs, runs_dir):
     assert seen["marks"] == {IDS["baseline"]: "●", IDS["finished"]: "●"}
     assert "2 marked" in seen["subtitle"]
     assert seen["screen"] is CompareScreen
-    assert [row[0] for row in seen["compared"].values()] == ["1 ewc", "2 none"]  # oldest first
-    assert seen["bars"] == [("1 ewc", pytest.approx(sum(ACC_EWC[-1]) / 5, abs=1e-6)),
-                            ("2 none", pytest.approx(0.1972, abs=1e-6))]
+    assert [row[0] for row in seen["compared"].values()] == ["ewc s0", "none s0"]  # oldest first, by method, seed
+    assert [(label, value) for label, value, *_ in seen["bars"]] == [
+        ("ewc s0", pytest.approx(sum(ACC_EWC[-1]) / 5, abs=1e-6)), ("none s0", pytest.approx(0.1972, abs=1e-6))]
     assert seen["opened"] == (DetailScreen, IDS["baseline"])
     assert seen["marks after"] == {IDS["baseline"]}
 
@@ -575,7 +579,8 @@ def test_odd_run_json_files_do_not_crash_the_screens(runs_dir):
         assert seen["rows"][name]["status"] == "unreadable", seen["rows"][name]
     assert seen["screens"] == [RunsScreen] * len(names)  # an unreadable run says why instead of opening
     assert sum("unreadable" in n or "run.json" in n for n in seen["notes"]) >= len(names)
-    assert len(seen["compare"]) == 2  # the unreadable runs are left out, and the screen says so
+    runs = [key for key in seen["compare"] if not key.startswith("group:")]  # two none runs: a group row too
+    assert len(runs) == 2  # the unreadable runs are left out, and the screen says so
     assert any(f"{len(names)} unreadable run(s) left out" in n for n in seen["notes"])
 
 
@@ -600,7 +605,7 @@ def test_the_dreams_screen_shows_each_context_grid_quality_and_latent_map(runs, 
         await pilot.pause()
         seen["c1 quality"] = screen.query_one("#quality", Static).content.columns[1]._cells
         seen["c1 latent"] = screen.query_one("#latent").class_ids
-        await pilot.press("plus")  # from the fit (1x here) to 2x: the pane scrolls
+        await pilot.press("plus")  # from the fit (under 1x: 4 classes fill the pane's height) to 1x
         await pilot.pause()
         seen["zoomed"] = (grid.zoom, grid.size.width, grid.size.height)
         await pilot.press("plus", "minus", "minus")
@@ -620,8 +625,9 @@ def test_the_dreams_screen_shows_each_context_grid_quality_and_latent_map(runs, 
     assert "classes 0,1" in seen["c0"][3]
     assert seen["c1 quality"][:3] == ["32", "97.0%", "71.0%"]
     assert seen["c1 latent"] == [0, 1, 2, 3]
-    assert seen["zoomed"] == (2, 156, 36)  # 78x36 px, 2 px per half cell: 156 columns, 36 rows
-    assert seen["zoomed out"] == 1
+    zoom, width, rows = seen["zoomed"]
+    assert (zoom, rows) == (1, 18) and width >= 78  # 78x36 px, 1 px per half cell: 18 rows, the labels beside
+    assert seen["zoomed out"] == 0  # plus to 2x, minus to 1x, minus to the fit: and no further
     assert seen["fit"] == 0
     assert seen["back"] is DetailScreen
 
