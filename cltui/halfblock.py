@@ -71,12 +71,20 @@ class HalfBlockImage:
         return Measurement(width, width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        image = self.fitted(options.max_width, options.height)
+        newline = Segment.line()
+        for line in self.lines(options.max_width, options.height):
+            yield from line
+            yield newline
+
+    def lines(self, max_width: int, max_height_rows: int | None = None) -> list[list[Segment]]:
+        """The image fitted to `max_width` columns and `max_height_rows` rows, as one list of segments per row."""
+        image = self.fitted(max_width, max_height_rows)
         width, height = image.size
         pixels = image.load()
         styles: dict[tuple, Style] = {}
-        newline = Segment.line()
+        rows: list[list[Segment]] = []
         for y in range(0, height, 2):
+            line: list[Segment] = []
             run_style, run = None, 0  # runs of equal cells become one segment: fewer to draw
             for x in range(width):
                 top = pixels[x, y]
@@ -86,9 +94,49 @@ class HalfBlockImage:
                     style = styles[(top, bottom)] = Style(
                         color=Color.from_rgb(*top), bgcolor=None if bottom is None else Color.from_rgb(*bottom))
                 if style is not run_style and run:
-                    yield Segment(UPPER_HALF * run, run_style)
+                    line.append(Segment(UPPER_HALF * run, run_style))
                     run = 0
                 run_style, run = style, run + 1
             if run:
-                yield Segment(UPPER_HALF * run, run_style)
+                line.append(Segment(UPPER_HALF * run, run_style))
+            rows.append(line)
+        return rows
+
+
+def label_rows(labels: list[str], pixel_height: int) -> dict[int, str]:
+    """Where each of `labels` (one per band of equal height, top to bottom: a grid's rows) goes in an image
+    `pixel_height` pixels tall drawn with half blocks: {row of cells: label}, at the middle of its band; when two
+    bands share a row of cells, the first keeps it."""
+    rows: dict[int, str] = {}
+    n = len(labels)
+    if not n or pixel_height <= 0:
+        return rows
+    for i, label in enumerate(labels):
+        middle = (i + 0.5) * pixel_height / n  # in pixels
+        rows.setdefault(min((pixel_height - 1) // 2, int(middle // 2)), label)
+    return rows
+
+
+class LabelledImage:
+    """A HalfBlockImage with a column of text labels at its left, one per band of rows (a dreams grid's class
+    numbers beside its rows), readable where the grid's own pixel labels are a smudge."""
+
+    def __init__(self, image: HalfBlockImage, labels: list[str], width: int, style: str = "bold") -> None:
+        self.image, self.labels, self.width, self.style = image, labels, width, style
+
+    @property
+    def label_width(self) -> int:
+        return max((len(label) for label in self.labels), default=0) + 1 if self.labels else 0
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        pad = self.label_width
+        lines = self.image.lines(max(1, self.width - pad), None)
+        pixel_height = self.image.fitted(max(1, self.width - pad), None).height
+        where = label_rows(self.labels, pixel_height)
+        style = console.get_style(self.style)
+        newline = Segment.line()
+        for r, line in enumerate(lines):
+            if pad:
+                yield Segment(where.get(r, "").rjust(pad - 1) + " ", style)
+            yield from line
             yield newline

@@ -312,16 +312,18 @@ class DetachedRun:
             record_end(self.run_dir, asked, f"worker process died ({cause}) without saving the run")
 
 
-def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None
-                   ) -> DetachedRun:
+def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None,
+                   resume: bool = False) -> DetachedRun:
     """Start `config` in a worker process of its own session writing to `run_dir` (which must exist). The
     worker survives the caller's exit (and its terminal's hang-up) and reads its config from run.json; this
-    process never imports torch."""
+    process never imports torch. `resume`: continue the run saved in `run_dir` from its last checkpoint (its
+    run.json is kept, as `cltui run --resume` keeps it)."""
     run_dir = run_dir.resolve()
-    write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
+    if not resume:
+        write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
     choice = thread_choice(threads)
     command = [sys.executable, "-m", "core.worker", str(run_dir), "--threads", str(choice.threads),
-               "--threads-from", choice.source]
+               "--threads-from", choice.source, *(["--resume"] if resume else [])]
     with (run_dir / WORKER_LOG).open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -470,6 +472,7 @@ def _detached_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS, else "
                         "the cores of this process's CPU affinity)")
     parser.add_argument("--threads-from", default=None, help=argparse.SUPPRESS)  # why the launcher chose --threads
+    parser.add_argument("--resume", action="store_true", help="Continue the run from its last checkpoint.")
     args = parser.parse_args(argv)
     threads = cpu_threads.choose(args.threads)
     if args.threads and args.threads_from:
@@ -480,7 +483,7 @@ def _detached_main(argv: list[str] | None = None) -> None:
     # The launcher wrote run.json with its own pid; the run lives as long as this process does.
     record.pid = os.getpid()
     write_record(path, record)
-    status = _train(record.config.model_dump(mode="json"), path, threads, False, lambda event: None,
+    status = _train(record.config.model_dump(mode="json"), path, threads, args.resume, lambda event: None,
                     asked_to_stop.is_set)
     sys.exit(EXIT_CODES.get(status, 1))
 

@@ -14,8 +14,8 @@ from cltui.tui.app import create_app
 from cltui.tui.compose import LAST_CHOICE, ComposeScreen
 from cltui.tui.help import HelpScreen
 from core.presets import build_config
-from core.store import new_run_record, write_json_atomic
-from tests.test_tui_live import FakeHandle, choose, field, open_compose, until
+from core.store import RunStore, append_event, new_run_record, write_json_atomic
+from tests.test_tui_live import FakeHandle, choose, field, open_compose, tree_text, until
 
 SIZE = (100, 30)
 
@@ -70,7 +70,7 @@ def test_ctrl_q_is_in_the_footer_of_every_screen(runs_dir):
             await pilot.pause()
             for _ in range(2):
                 keys = {b.binding.action for b in app.screen.active_bindings.values() if b.binding.show}
-                assert "quit" in keys, keys
+                assert keys & {"quit", "app.quit"}, keys
                 await open_compose(app, pilot)
 
     asyncio.run(drive())
@@ -167,3 +167,50 @@ def test_a_clone_of_a_run_whose_preset_is_gone_starts_from_the_default_form(runs
             assert screen.validate_form() is not None
 
     asyncio.run(drive())
+
+
+def test_shift_r_on_a_cancelled_run_resumes_it_in_a_detached_worker_to_the_end(runs_dir):
+    """A real run stopped after its second context, resumed from the detail screen: the worker continues from
+    the checkpoint in the same folder, the live screen follows it, and the contexts it had are kept."""
+    from cltui.tui.confirm import ConfirmScreen
+    from cltui.tui.detail import DetailScreen
+    from cltui.tui.live import LiveScreen
+    from core import train
+    from core.store import read_run_json
+
+    config = build_config("split-digits", device="cpu", overrides=["train.iterations=20"])
+    folder = RunStore(runs_dir).new_run_dir_for(config)
+    done: list = []
+    def emit(event: Any) -> None:  # as a worker does: every event in events.jsonl too
+        done.append(event)
+        append_event(folder, event)
+
+    stopped = train.run(config, folder, emit=emit,
+                        should_stop=lambda: sum(type(e).__name__ == "ContextEvaluated" for e in done) >= 2)
+    assert stopped["status"] == "cancelled" and len(stopped["acc_matrix"]) == 2
+    seen: dict[str, Any] = {}
+
+    async def drive() -> None:
+        app = create_app(runs_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            app.push_screen(DetailScreen(folder))
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.record, what="detail")
+            await pilot.pause()
+            await pilot.press("R")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+            await pilot.press("y")
+            await until(pilot, lambda: isinstance(app.screen, LiveScreen), timeout=20, what="the live screen")
+            live = app.screen
+            seen["handle"] = app.launched.get(folder.name)
+            # the old session's end is in events.jsonl too: the resumed session's RunStarted clears it
+            await until(pilot, lambda: str(live.query_one("#outcome", Static).render()).startswith("✓ finished"),
+                        timeout=90, what="the end of the resumed run")
+            seen["tree"] = tree_text(live)
+
+    asyncio.run(drive())
+    assert seen["handle"] is not None and seen["handle"].wait(10) == 0
+    record = read_run_json(folder)
+    assert all(f"✓ context {k}" in seen["tree"] for k in range(5)), seen["tree"]
+    assert record["status"] == "finished" and len(record["acc_matrix"]) == 5
+    assert record["acc_matrix"][:2] == stopped["acc_matrix"]  # the contexts it had are kept, not retrained

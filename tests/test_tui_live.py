@@ -180,7 +180,7 @@ def test_live_follows_events_as_they_are_appended(runs_dir):
             first_context(run_dir)
             await until(pilot, lambda: "120/300" in tree_text(screen), what="training progress in the tree")
             text = tree_text(screen)
-            assert "context 0" in text and "classes 0,1" in text and "loss 0.4321" in text
+            assert "context 0" in text and "classes 0,1" in text and "loss 0.432" in text
             assert "context 1 of 3" in static_text(screen, "#run-summary")
 
             # A line half written: nothing of it shows until its newline arrives.

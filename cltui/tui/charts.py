@@ -2,21 +2,29 @@
 
 `acc_matrix[i][j]` is the accuracy on context j after training contexts 0..i. Each chart keeps the data it
 was given and builds the plotext figure only when that data or its own size changes, so a live screen
-can call `set_matrix` on every event batch for nothing. The legend lives in the border subtitle (the
-plot area is too small at 80x24 for plotext's own legend to leave the lines visible).
+can call `set_matrix` on every event batch for nothing. The legend lives in the border subtitle when it fits
+there, else in lines of its own under the plot, wrapped (plotext's own legend would hide the lines at 80x24).
+
+The y-axis is fitted to the data (with a margin) by default; `y` on a screen of charts (`ScalesCharts`) flips
+every chart on it to 0-100 and back. `LossChart` plots the training loss against the iterations (a log axis
+when it spans decades), fed from Progress events.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import RenderResult
+from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
+from cltui.tui.formats import fmt_loss
+from core.events import ContextStarted, Event, Progress
 from core.metrics import avg_forgetting
 
 Matrix = list[list[float]]
@@ -64,11 +72,76 @@ def seen_average(matrix: Matrix, i: int, joint: bool | None = None) -> float:
     return sum(seen) / len(seen)
 
 
+def nice_step(span: float, ticks: int) -> float:
+    """The round step (1, 2, 5 times a power of ten) that puts at most about `ticks` ticks over `span`."""
+    raw = max(span, 1e-9) / max(1, ticks)
+    power = 10 ** math.floor(math.log10(raw))
+    return next((m * power for m in (1, 2, 5, 10) if m * power >= raw), 10 * power)
+
+
+def fitted_range(values: Sequence[float], full: bool = False, low: float = 0.0, high: float = 100.0,
+                 least: float = 4.0) -> tuple[float, float]:
+    """The y range of a percent chart: 0-100 when `full` or without data, else the data's range with a margin
+    (at least `least` points wide), kept within [low, high]."""
+    finite = [v for v in values if math.isfinite(v)]
+    if full or not finite:
+        return low, high
+    lo, hi = min(finite), max(finite)
+    span = max(hi - lo, least)
+    margin = 0.08 * span
+    mid = (lo + hi) / 2
+    lo, hi = min(lo, mid - span / 2) - margin, max(hi, mid + span / 2) + margin
+    if lo < low:
+        lo, hi = low, min(high, hi + (low - lo))
+    if hi > high:
+        lo, hi = max(low, lo - (hi - high)), high
+    return lo, hi
+
+
+def ticks_for(lo: float, hi: float, count: int) -> list[float]:
+    step = nice_step(hi - lo, count)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= hi + 1e-9:
+        ticks.append(round(value, 6))
+        value += step
+    return ticks
+
+
+def tick_label(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+LEGEND_GAP = "  "  # between a legend's entries: where a legend too long for one line wraps
+
+
+def wrap_legend(text: Text, width: int) -> list[Text]:
+    """A legend in lines of at most `width` cells, broken between entries only (an entry longer than a line
+    is cut with an ellipsis)."""
+    lines: list[Text] = []
+    line = Text()
+    for entry in text.split(LEGEND_GAP):
+        if not entry.plain:
+            continue
+        if line.plain and line.cell_len + len(LEGEND_GAP) + entry.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.plain:
+            line.append(LEGEND_GAP)
+        line.append_text(entry)
+    if line.plain:
+        lines.append(line)
+    for item in lines:
+        item.truncate(width, overflow="ellipsis")
+    return lines
+
+
 def legend(entries: Sequence[tuple[str, int]], marker: str = "━") -> Text:
     text = Text()
     for n, (label, index) in enumerate(entries):
         if n:
-            text.append(" ")
+            text.append(LEGEND_GAP)
         text.append(f"{marker} {label}", style=hex_colour(index))
     return text
 
@@ -88,11 +161,16 @@ class Chart(PlotextPlot):
     }
     """
     EMPTY_TITLE: ClassVar[str] = "no context evaluated yet"
+    SCALES: ClassVar[bool] = True  # a percent chart whose y-axis `y` flips between fitted and 0-100
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
         self.version = 0
+        self.full_scale = False  # y from 0 to 100 instead of fitted to the data
+        self.drawn = False
+        self.legend_text: Text = Text()
+        self.legend_lines = 0  # rows under the plot that the legend takes (0: it is in the border subtitle)
         self._built: tuple[Any, RenderResult] | None = None
         self.border_title = self.EMPTY_TITLE
 
@@ -100,32 +178,81 @@ class Chart(PlotextPlot):
         self.version += 1
         self.refresh()
 
+    @property
+    def has_data(self) -> bool:
+        """Whether the chart draws something (`y` has nothing to rescale otherwise)."""
+        return self.drawn
+
+    def set_full_scale(self, full: bool) -> None:
+        if full != self.full_scale:
+            self.full_scale = full
+            self.redraw()
+
+    def legend_fits(self, width: int) -> bool:
+        """Whether the legend fits the border subtitle, which sits between "╰─ " and " ─╯"; a chart not laid
+        out yet (hidden in a tab) keeps it there until its width is known."""
+        return width == 0 or self.legend_text.cell_len <= max(0, width - 4)
+
+    def sync_legend(self) -> None:
+        """The legend in the border subtitle when it fits there; else render puts it in lines of its own."""
+        self.border_subtitle = self.legend_text if self.legend_fits(self.size.width) else ""
+
+    def on_resize(self) -> None:
+        self.sync_legend()
+
+    def legend_rows(self, width: int) -> list[Text]:
+        if not self.drawn or width == 0 or self.legend_fits(width):
+            return []
+        return wrap_legend(self.legend_text, max(1, width))
+
     def render(self) -> RenderResult:
-        key = (self.version, self.size, self.app.theme)
+        width, height = self.size
+        key = (self.version, self.size, self.app.theme, self.full_scale)
         if self._built is None or self._built[0] != key:
             self.plt.clear_figure()
+            lines = self.legend_rows(width)
+            lines = lines[: max(0, height - 3)]
+            self.legend_lines = len(lines)
+            plot_height = max(1, height - len(lines))
             # Nothing to draw: an empty area under the title that says so, not plotext's empty frame.
-            self._built = (key, super().render() if self.draw() else Text(""))
+            if self.draw():
+                plt = self.plt
+                plt.plotsize(width, plot_height)
+                plt._set_size(width, plot_height)
+                plt.theme(self._get_plotext_theme_name(self.app.theme))
+                plot = Text.from_ansi(plt.build().rstrip("\n"))
+                self._built = (key, Text("\n").join([plot, *lines]) if lines else plot)
+            else:
+                self._built = (key, Text(""))
         return self._built[1]
+
+    @property
+    def plot_height(self) -> int:
+        return max(1, self.size.height - self.legend_lines)
 
     def draw(self) -> bool:
         """Build the figure with `self.plt` from the stored data; False when there is nothing to draw."""
         return False
 
-    def frame(self) -> None:
-        """Only the left and bottom axes: the widget's border already frames the chart; fewer y ticks when
-        the chart is short, so their labels stay apart."""
+    def frame(self, values: Sequence[float] = ()) -> None:
+        """Only the left and bottom axes: the widget's border already frames the chart. The y-axis fitted to
+        `values` (0-100 when `full_scale`); fewer y ticks when the chart is short, so their labels stay apart."""
         plt = self.plt
         plt.frame(False)
         plt.xaxes(True, False)
         plt.yaxes(True, False)
-        plt.ylim(0, 100)
-        plt.yticks([0, 25, 50, 75, 100] if self.size.height >= 12 else [0, 50, 100])
+        lo, hi = fitted_range(values, self.full_scale)
+        plt.ylim(lo, hi)
+        if (lo, hi) == (0.0, 100.0):
+            plt.yticks([0, 25, 50, 75, 100] if self.plot_height >= 12 else [0, 50, 100])
+        else:
+            ticks = ticks_for(lo, hi, 5 if self.plot_height >= 12 else 3)
+            plt.yticks(ticks, [tick_label(t) for t in ticks])
 
-    def axes(self, contexts: int) -> None:
+    def axes(self, contexts: int, values: Sequence[float] = ()) -> None:
         """Common frame of the context charts: x = number of contexts trained, y = percent."""
         plt = self.plt
-        self.frame()
+        self.frame(values)
         ticks = list(range(1, contexts + 1))
         step = max(1, math.ceil(contexts / max(1, self.size.width // 5)))  # keep tick labels apart
         plt.xticks(ticks[::step], [str(t) for t in ticks[::step]])
@@ -133,8 +260,10 @@ class Chart(PlotextPlot):
         plt.xlabel("contexts trained")
 
     def titles(self, drawn: bool, title: str, subtitle: Text | str = "") -> None:
+        self.drawn = drawn
         self.border_title = self.title if drawn else title
-        self.border_subtitle = subtitle if drawn else ""
+        self.legend_text = (Text(subtitle) if isinstance(subtitle, str) else subtitle) if drawn else Text()
+        self.sync_legend()
 
 
 class MatrixChart(Chart):
@@ -177,13 +306,15 @@ class AccuracyChart(MatrixChart):
         plt = self.plt
         joint = self.is_joint(matrix)
         xs = list(range(1, len(matrix) + 1))
+        values: list[float] = []
         for j in range(len(matrix[0])):
             start = 0 if joint else j
             if start >= len(matrix):
                 continue  # not trained yet
             ys = [100 * matrix[i][j] if j < len(matrix[i]) else 0.0 for i in range(start, len(matrix))]
+            values += ys
             plt.plot(xs[start:], ys, color=colour(j), marker="hd")
-        self.axes(1 if joint else max(len(matrix[0]), len(matrix)))
+        self.axes(1 if joint else max(len(matrix[0]), len(matrix)), values)
         return True
 
 
@@ -194,7 +325,7 @@ class AverageChart(MatrixChart):
         super().__init__(title, **kwargs)
 
     def legend_for(self, matrix: Matrix) -> Text | str:
-        return legend([("avg acc (seen)", 0), ("avg forgetting", 1)])
+        return legend([("avg acc seen", 0), ("avg forgetting", 1)])
 
     def draw(self) -> bool:
         matrix = self.matrix
@@ -202,12 +333,13 @@ class AverageChart(MatrixChart):
             return False
         plt = self.plt
         xs = list(range(1, len(matrix) + 1))
-        plt.plot(xs, [100 * seen_average(matrix, i, self.joint) for i in range(len(matrix))], color=colour(0), marker="hd")
+        averages = [100 * seen_average(matrix, i, self.joint) for i in range(len(matrix))]
+        plt.plot(xs, averages, color=colour(0), marker="hd")
         forgetting = [(i + 1, avg_forgetting(matrix[: i + 1])) for i in range(1, len(matrix))]
         points = [(x, 100 * f) for x, f in forgetting if f is not None]
         if points:
             plt.plot([x for x, _ in points], [f for _, f in points], color=colour(1), marker="hd")
-        self.axes(1 if self.is_joint(matrix) else max(len(matrix[0]), len(matrix)))
+        self.axes(1 if self.is_joint(matrix) else max(len(matrix[0]), len(matrix)), averages + [f for _, f in points])
         return True
 
 
@@ -280,73 +412,129 @@ class CurveChart(Chart):
         width = max(10, self.size.width - 8)
         for x in boundaries(curve):
             plt.vline(x, "gray")
+        values: list[float] = []
         for j in range(len(curve[-1][2])):
             shown = [p for p in curve if (self.joint or p[1] >= j) and j < len(p[2])]
             if shown:
                 xs, ys = thin([p[0] for p in shown], [100 * p[2][j] for p in shown], width)
+                values += ys
                 plt.plot(xs, ys, color=colour(j), marker="braille")
-        self.frame()
+        self.frame(values)
         plt.xlim(curve[0][0], max(curve[-1][0], curve[0][0] + 1))
         plt.xlabel("iterations")
         return True
 
 
 class AverageByRunChart(Chart):
-    """Compare: average accuracy over the contexts seen, after each context, one line per run."""
+    """Compare: average accuracy over the contexts seen, after each context, one line per run (or per group
+    of runs: the mean of theirs)."""
 
     def __init__(self, title: str = "average accuracy so far (%)", **kwargs: Any) -> None:
         super().__init__(title, **kwargs)
-        self.runs: list[tuple[str, Matrix]] | None = None
+        self.lines: list[tuple[str, int, list[float]]] | None = None
+
+    @property
+    def runs(self) -> list[tuple[str, list[float]]] | None:
+        return None if self.lines is None else [(label, ys) for label, _, ys in self.lines]
 
     def set_runs(self, runs: Sequence[tuple[str, Any]]) -> None:
-        cleaned = [(label, clean_matrix(m)) for label, m in runs]
-        if cleaned == self.runs:
+        """One line per (label, acc_matrix)."""
+        lines = []
+        for k, (label, m) in enumerate(runs):
+            matrix = clean_matrix(m)
+            lines.append((label, k, [100 * seen_average(matrix, i) for i in range(len(matrix))]))
+        self.set_lines(lines)
+
+    def set_lines(self, lines: Sequence[tuple[str, int, Sequence[float]]]) -> None:
+        """(label, colour index, average accuracy in % after each context) per line."""
+        cleaned = [(label, k, [float(y) for y in ys]) for label, k, ys in lines]
+        if cleaned == self.lines:
             return
-        self.runs = cleaned
-        self.titles(any(m for _, m in cleaned), "no run has an evaluated context",
-                    legend([(label, k) for k, (label, m) in enumerate(cleaned) if m]))
+        self.lines = cleaned
+        self.titles(any(ys for _, _, ys in cleaned), "no run has an evaluated context",
+                    legend([(label, k) for label, k, ys in cleaned if ys]))
         self.redraw()
 
     def draw(self) -> bool:
-        drawn = [(k, m) for k, (_, m) in enumerate(self.runs or []) if m]
+        drawn = [(k, ys) for _, k, ys in self.lines or [] if ys]
         if not drawn:
             return False
-        for k, m in drawn:
-            self.plt.plot(list(range(1, len(m) + 1)), [100 * seen_average(m, i) for i in range(len(m))],
-                          color=colour(k), marker="hd")
-        self.axes(max(len(m) for _, m in drawn))
+        for k, ys in drawn:
+            self.plt.plot(list(range(1, len(ys) + 1)), ys, color=colour(k), marker="hd")
+        self.axes(max(len(ys) for _, ys in drawn), [y for _, ys in drawn for y in ys])
         return True
 
 
+@dataclass(frozen=True)
+class BarValue:
+    """One bar of FinalAccuracyChart: a run's final average accuracy (0..1), or a group's mean with its
+    standard error and the number of runs."""
+
+    label: str
+    colour: int
+    value: float | None
+    sem: float | None = None
+    n: int = 1
+
+
 class FinalAccuracyChart(Chart):
-    """Compare: final average accuracy per run, one bar each."""
+    """Compare: final average accuracy per run, one bar each; per group of runs, the mean with ± SEM."""
 
     def __init__(self, title: str = "final average accuracy (%)", **kwargs: Any) -> None:
         super().__init__(title, **kwargs)
-        self.values: list[tuple[str, float | None]] | None = None
+        self.bars: list[BarValue] | None = None
+
+    @property
+    def values(self) -> list[tuple[str, float | None]] | None:
+        return None if self.bars is None else [(b.label, b.value) for b in self.bars]
 
     def set_runs(self, values: Sequence[tuple[str, float | None]]) -> None:
-        cleaned = [(label, float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None)
-                   for label, v in values]
-        if cleaned == self.values:
+        self.set_bars([BarValue(label, k, v) for k, (label, v) in enumerate(values)])
+
+    def set_bars(self, bars: Sequence[BarValue]) -> None:
+        def number(v: Any) -> float | None:
+            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+        cleaned = [BarValue(b.label, b.colour, number(b.value), number(b.sem), b.n) for b in bars]
+        if cleaned == self.bars:
             return
-        self.values = cleaned
-        self.titles(any(v is not None for _, v in cleaned), "no run has a final accuracy",
-                    legend([(f"{label} {100 * v:.1f}", k) for k, (label, v) in enumerate(cleaned) if v is not None],
-                           marker="█"))
+        self.bars = cleaned
+        grouped = any(b.n > 1 for b in cleaned)
+        self.title = "final avg accuracy (%), mean ± SEM" if grouped else "final average accuracy (%)"
+        self.titles(any(b.value is not None for b in cleaned), "no run has a final accuracy",
+                    legend([(self.legend_label(b), b.colour) for b in cleaned if b.value is not None], marker="█"))
         self.redraw()
 
+    @staticmethod
+    def legend_label(bar: BarValue) -> str:
+        assert bar.value is not None
+        if bar.n > 1:
+            sem = f"±{100 * bar.sem:.1f}" if bar.sem is not None else ""
+            return f"{bar.label} {100 * bar.value:.1f}{sem} n={bar.n}"
+        return f"{bar.label} {100 * bar.value:.1f}"
+
     def draw(self) -> bool:
-        drawn = [(k, label, 100 * v) for k, (label, v) in enumerate(self.values or []) if v is not None]
+        drawn = [b for b in self.bars or [] if b.value is not None]
         if not drawn:
             return False
         plt = self.plt
-        for n, (k, _, v) in enumerate(drawn):  # one call per bar: plotext colours a whole call alike
-            plt.bar([n + 1], [v], color=colour(k), width=0.6)
-        # The numbers of the table and the legend: run names collide under the bars as soon as there are a few.
-        plt.xticks(list(range(1, len(drawn) + 1)), [label.split(" ", 1)[0] for _, label, _ in drawn])
+        values: list[float] = []
+        for n, b in enumerate(drawn, start=1):  # one call per bar: plotext colours a whole call alike
+            assert b.value is not None
+            plt.bar([n], [100 * b.value], color=colour(b.colour), width=0.6)
+            values.append(100 * b.value)
+            if b.sem:  # the standard error as a whisker over the bar's top
+                low, high = 100 * (b.value - b.sem), 100 * (b.value + b.sem)
+                plt.plot([n, n], [low, high], color="white", marker="│")
+                values += [low, high]
+        # Labels under the bars when they fit between them; else the legend names them.
+        room = max(1, (self.size.width - 6) // len(drawn))
+        labels = [b.label if len(b.label) < room else b.label[: max(1, room - 1)] for b in drawn]
+        plt.xticks(list(range(1, len(drawn) + 1)), labels)
         plt.xlim(0.4, len(drawn) + 0.6)
-        self.frame()
+        # Bars compare lengths: the axis starts at 0 unless every bar is far from it (ER's 87-100 %).
+        low, high = min(values), max(values)
+        self.frame([0.0, *values] if low < 2 * (high - low) else values)
         return True
 
 
@@ -378,7 +566,7 @@ class LatentMapChart(Chart):
         if isinstance(ratio, list) and len(ratio) >= 2 and all(isinstance(r, (int, float)) for r in ratio[:2]):
             method += f" {100 * ratio[0]:.0f}% + {100 * ratio[1]:.0f}% var"
         self.title = f"latent map{' · ' + method if method.strip() else ''}"
-        subtitle = Text("• real  x dreamed ", style="dim")
+        subtitle = Text(f"• real{LEGEND_GAP}x dreamed{LEGEND_GAP}", style="dim")
         subtitle.append_text(legend([(str(c), c) for c in self.class_ids], marker="■"))
         self.titles(bool(self.class_ids), self.EMPTY_TITLE, subtitle)
         self.redraw()
@@ -392,9 +580,151 @@ class LatentMapChart(Chart):
                 pts = [(x, y) for x, y, label in self.points[kind] if label == c]
                 if pts:
                     plt.scatter([x for x, _ in pts], [y for _, y in pts], marker=marker, color=colour(c))
+        # No axes: the widget's border frames the map (an axis beside it drew "│││"), and a projection's
+        # coordinates mean nothing to read.
         plt.frame(False)
-        plt.xaxes(True, False)
-        plt.yaxes(True, False)
+        plt.xaxes(False, False)
+        plt.yaxes(False, False)
         plt.xticks([])
         plt.yticks([])
         return True
+
+
+# --- the training loss ------------------------------------------------------------------------------------
+
+
+class LossTrack:
+    """The training loss against the iterations trained, folded from Progress events (the `train` phase):
+    each context's steps count on from the iterations of the contexts before it; a context started again (a
+    resumed run) drops its old points and those after it."""
+
+    def __init__(self) -> None:
+        self.iterations: dict[int, int] = {}  # context -> its iterations
+        self.points: dict[int, list[tuple[int, float]]] = {}  # context -> (step, loss)
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; whether the points changed."""
+        if isinstance(event, ContextStarted):
+            self.iterations[event.context] = event.iterations
+            dropped = [k for k in self.points if k >= event.context]
+            for k in dropped:
+                del self.points[k]
+            return bool(dropped)
+        if isinstance(event, Progress) and event.phase == "train" and isinstance(event.loss, (int, float)) \
+                and math.isfinite(event.loss):
+            self.iterations.setdefault(event.context, event.total)
+            self.points.setdefault(event.context, []).append((event.step, float(event.loss)))
+            return True
+        return False
+
+    def series(self) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        offset = 0
+        for k in range(max(self.points, default=-1) + 1):
+            out += [(offset + step, loss) for step, loss in self.points.get(k, [])]
+            offset += self.iterations.get(k, 0)
+        return out
+
+    def boundaries(self) -> list[int]:
+        """The iterations at which each context after the first starts."""
+        ends, offset = [], 0
+        for k in range(max(self.points, default=-1)):
+            offset += self.iterations.get(k, 0)
+            ends.append(offset)
+        return ends
+
+
+def loss_track(events: Sequence[Event]) -> LossTrack:
+    track = LossTrack()
+    for event in events:
+        track.apply(event)
+    return track
+
+
+class LossChart(Chart):
+    """The training loss against the iterations trained, the context boundaries as vertical lines; a log
+    y-axis (decades labelled) when the loss spans more than two decades."""
+
+    EMPTY_TITLE: ClassVar[str] = "no training loss reported yet"
+    SCALES: ClassVar[bool] = False  # not a percentage: nothing to show from 0 to 100
+
+    def __init__(self, title: str = "training loss", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+        self.points: list[tuple[int, float]] | None = None
+        self.marks: list[int] = []
+        self.log_scale = False
+
+    def set_points(self, points: Sequence[tuple[int, float]], boundaries: Sequence[int] = ()) -> None:
+        cleaned = [(int(x), float(y)) for x, y in points if math.isfinite(y)]
+        if cleaned == self.points and list(boundaries) == self.marks:
+            return
+        self.points, self.marks = cleaned, list(boundaries)
+        positive = [y for _, y in cleaned if y > 0]
+        self.log_scale = bool(positive) and len(positive) == len(cleaned) and max(positive) / min(positive) > 100
+        self.title = "training loss (log scale)" if self.log_scale else "training loss"
+        last = cleaned[-1][1] if cleaned else None
+        self.titles(bool(cleaned), self.EMPTY_TITLE, Text(f"last {fmt_loss(last)}", style="dim") if cleaned else "")
+        self.redraw()
+
+    def set_track(self, track: LossTrack) -> None:
+        self.set_points(track.series(), track.boundaries())
+
+    def draw(self) -> bool:
+        points = self.points
+        if not points:
+            return False
+        plt = self.plt
+        width = max(10, self.size.width - 8)
+        for x in self.marks:
+            plt.vline(x, "gray")
+        ys = [math.log10(y) for _, y in points] if self.log_scale else [y for _, y in points]
+        xs, ys = thin([x for x, _ in points], ys, width)
+        plt.plot(xs, ys, color=colour(0), marker="braille")
+        plt.frame(False)
+        plt.xaxes(True, False)
+        plt.yaxes(True, False)
+        lo, hi = min(ys), max(ys)
+        if hi - lo < 1e-12:
+            lo, hi = lo - (abs(lo) or 1) * 0.1, hi + (abs(hi) or 1) * 0.1
+        margin = 0.06 * (hi - lo)
+        lo, hi = lo - margin, hi + margin
+        if not self.log:
+            lo = max(lo, 0.0) if min(ys) >= 0 else lo
+        plt.ylim(lo, hi)
+        count = 4 if self.plot_height >= 12 else 3
+        if self.log_scale:
+            ticks = list(range(math.ceil(lo), math.floor(hi) + 1))
+            step = max(1, math.ceil(len(ticks) / count))
+            ticks = ticks[::step]
+            plt.yticks(ticks, [fmt_loss(10.0 ** t) for t in ticks])
+        else:
+            ticks = ticks_for(lo, hi, count)
+            plt.yticks(ticks, [fmt_loss(t) for t in ticks])
+        first, last = min(xs), max(max(xs), min(xs) + 1)
+        plt.xlim(first, last)
+        xticks = [t for t in ticks_for(first, last, max(2, self.size.width // 12)) if first <= t <= last]
+        plt.xticks(xticks, [tick_label(t) for t in xticks])
+        plt.xlabel("iterations · | context boundary")
+        return True
+
+
+# --- the `y` key ----------------------------------------------------------------------------------------
+
+Y_SCALE_BINDING = Binding("y", "toggle_y_scale", "Y-axis")
+
+
+class ScalesCharts:
+    """For a screen of charts: put Y_SCALE_BINDING in its BINDINGS; `y` flips every percent chart on the
+    screen between a y-axis fitted to the data and 0-100. Without a chart that draws something it does
+    nothing (a notice says so)."""
+
+    y_full_scale: bool = False
+
+    def action_toggle_y_scale(self) -> None:
+        charts = [c for c in self.query(Chart) if c.SCALES]  # type: ignore[attr-defined]
+        if not any(c.has_data for c in charts):
+            self.notify("no chart data to rescale yet", title="y-axis")  # type: ignore[attr-defined]
+            return
+        self.y_full_scale = not self.y_full_scale
+        for chart in charts:
+            chart.set_full_scale(self.y_full_scale)

@@ -2,16 +2,19 @@
 
 Overview: status, config in one line, metrics, timing, the accuracy matrix as a coloured table and the two
 charts. Config: the full resolved config, as TOML. Log: the error and its traceback for a failed run, and
-the tail of worker.log. `i` opens the run's dreams; `p` writes the run's figure for a paper (`cltui plot`'s) into
-its folder. The run folder is read by a thread worker, again
-whenever run.json changes (a stale or running run may still move).
+the tail of worker.log. Charts: the accuracy charts and the training loss against the iterations (from
+events.jsonl). `i` opens the run's dreams; `p` writes the run's figure for a paper (`cltui plot`'s) into its
+folder; `e` clones the run into the compose form (its config filled in); `R` resumes a cancelled, failed or
+stale run from its last checkpoint, after a confirmation, and follows it live; `y` flips the charts' y-axis
+between fitted and 0-100. `e` and `R` show in the footer only when they apply. The run folder is read by a
+thread worker, again whenever run.json changes (a stale or running run may still move).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,10 +30,22 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
-from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart, clean_curve, clean_matrix, is_joint
+from cltui.tui.charts import (
+    Y_SCALE_BINDING,
+    AccuracyChart,
+    AverageChart,
+    CurveChart,
+    LossChart,
+    ScalesCharts,
+    clean_curve,
+    clean_matrix,
+    is_joint,
+    loss_track,
+)
 from cltui.tui.formats import (
     STATUS_STYLE,
     fmt_duration,
+    fmt_loss,
     fmt_pct,
     fmt_signed,
     fmt_value,
@@ -39,9 +54,12 @@ from cltui.tui.formats import (
 )
 from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
-from core.store import RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
+from core.events import Event, Progress, from_json
+from core.store import EVENTS, RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
 
 LOG_TAIL_BYTES = 64 * 1024
+EVENTS_MAX_BYTES = 64 << 20  # a longer events.jsonl is read from its end for the loss chart
+RESUMABLE = ("cancelled", "failed", "stale")
 
 
 def acc_colour(a: float) -> str:
@@ -168,7 +186,7 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
         avg = sum(seen) / len(seen)
         loss = info.get("final_loss")
         cells += [Text(f"{100 * avg:.1f}", style=f"bold {acc_colour(avg)}", justify="right"),
-                  Text(f"{loss:.4f}" if isinstance(loss, (int, float)) else "–", justify="right"),
+                  Text(fmt_loss(loss), justify="right"),
                   Text(fmt_duration(info.get("train_s")), justify="right")]
         rows.append(cells)
     return [Text(c, justify="right" if c in numeric else "left") for c in columns], rows
@@ -185,6 +203,53 @@ def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
         return ""
     text = data.decode(errors="replace")
     return text if size <= limit else text.split("\n", 1)[-1]  # drop the line cut in half
+
+
+def read_loss_events(run_dir: Path) -> list[Event]:
+    """The events the loss chart needs (contexts started, training progress) from events.jsonl; [] when it is
+    missing or unreadable. Only lines that can hold them are parsed."""
+    path = run_dir / EVENTS
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - EVENTS_MAX_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    events: list[Event] = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if '"Progress"' not in line and '"ContextStarted"' not in line:
+            continue
+        try:
+            event = from_json(line)
+        except (ValueError, TypeError):
+            continue
+        if not isinstance(event, Progress) or event.loss is not None:
+            events.append(event)
+    return events
+
+
+def resume_problem(record: dict[str, Any] | None, run_dir: Path) -> str | None:
+    """Why this run cannot be resumed (as `cltui run --resume` would refuse it), or None when it can: a
+    cancelled, failed or stale run that kept a checkpoint of its last completed context (or completed none)."""
+    if record is None:
+        return "its run.json is unreadable"
+    status = status_of(record)
+    if status == "finished":
+        return "it is finished: nothing to resume"
+    if status == "running":
+        return "it is still running"
+    if status not in RESUMABLE:
+        return f"it is {status}"
+    if record.get("merge"):
+        return "it is a merge run: merges are re-run, not resumed"
+    if clean_matrix(record.get("acc_matrix")):
+        if section(section(record, "config"), "train").get("checkpoints") == "none":
+            return "it kept no checkpoints (train.checkpoints=none)"
+        if not any((run_dir / "checkpoints").glob("context-*.pt")):
+            return "it has no checkpoint to continue from"
+    return None
 
 
 class WritesFigure(MessagePump):
@@ -213,16 +278,24 @@ class WritesFigure(MessagePump):
             self.app.notify(str(message.path), title="figure written", timeout=10)
 
 
-class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
+class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "dreams", "Dreams"),
         Binding("p", "figure", "Figure"),
-        Binding("1", "tab('overview')", "Overview"),
-        Binding("2", "tab('charts')", "Charts"),
-        Binding("3", "tab('config')", "Config"),
-        Binding("4", "tab('log')", "Log"),
+        Binding("e", "clone", "Clone"),
+        Binding("R", "resume", "Resume"),
+        Binding("R", "resume_refused", "Resume", show=False),  # where R does not apply: a notice says why
+        Y_SCALE_BINDING,
+        # The tabs name these keys; the footer keeps its room for the keys above.
+        Binding("1", "tab('overview')", "Overview", show=False),
+        Binding("2", "tab('charts')", "Charts", show=False),
+        Binding("3", "tab('config')", "Config", show=False),
+        Binding("4", "tab('log')", "Log", show=False),
     ]
+    DEFAULT_CSS = """
+    DetailScreen #detail-loss { height: 1fr; min-height: 7; }
+    """
     TALL = 28  # rows from which the overview has room for the charts under the matrix
 
     @dataclass
@@ -231,12 +304,15 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
         error: str | None
         log: str
         stamp: tuple[int, int] | None
+        loss: list[Event] = field(default_factory=list)
+        resumable: str | None = "not read yet"  # why R does not apply; None when it does
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.record: dict[str, Any] | None = None
         self.stamp: tuple[int, int] | None = None
+        self.resume_refusal: str | None = "not read yet"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -254,6 +330,9 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
                 curve = CurveChart(id="detail-curve")
                 curve.display = False  # shown for a run with continual evaluation (train.eval_every)
                 yield curve
+                loss = LossChart(id="detail-loss")
+                loss.EMPTY_TITLE = "no training loss to plot (events.jsonl has none)"
+                yield loss
             with TabPane("Config", id="config"), VerticalScroll(classes="pane"):
                 yield Static(id="config-text")
             with TabPane("Log", id="log"), VerticalScroll(classes="pane"):
@@ -279,13 +358,18 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
             record, error = read_run_json(self.run_dir), None
         except StoreError as e:
             record, error = None, str(e)
-        self.post_message(self.Loaded(record, error, read_tail(self.run_dir / WORKER_LOG), stamp))
+        self.post_message(self.Loaded(record, error, read_tail(self.run_dir / WORKER_LOG), stamp,
+                                      read_loss_events(self.run_dir), resume_problem(record, self.run_dir)))
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
         self.stamp, self.record = message.stamp, message.record
+        refusal = message.resumable
         with self.app.batch_update():
             self.show(message)
+            self.query_one("#detail-loss", LossChart).set_track(loss_track(message.loss))
+        self.resume_refusal = refusal
+        self.refresh_bindings()  # e and R show when they apply
 
     def show(self, message: Loaded) -> None:
         record = message.record
@@ -339,6 +423,75 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
             return
         self.write_figure([self.record], self.run_dir / "figures" / "accuracy.pdf")
 
+    # --- e: clone into compose; R: resume -------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clone":
+            return isinstance(section(self.record or {}, "config").get("method"), dict)
+        if action == "resume":
+            return self.resume_refusal is None
+        if action == "resume_refused":
+            return self.resume_refusal is not None
+        return True
+
+    def action_clone(self) -> None:
+        """The compose form filled with this run's config: change what you want, ctrl+s starts the copy."""
+        from cltui.tui.compose import ComposeScreen
+
+        runs_dir = getattr(self.app, "runs_dir", self.run_dir.parent)
+        screen = ComposeScreen(runs_dir, clone={"id": self.run_dir.name, **(self.record or {})})
+        screen.sub_title = f"clone of {self.run_dir.name}"
+        self.app.push_screen(screen)
+
+    def action_resume_refused(self) -> None:
+        if self.resume_refusal != "not read yet":
+            self.notify(f"cannot resume {self.run_dir.name}: {self.resume_refusal}", title="resume")
+
+    def action_resume(self) -> None:
+        from cltui.tui.confirm import ConfirmScreen
+
+        done = len(clean_matrix((self.record or {}).get("acc_matrix")))
+        self.app.push_screen(
+            ConfirmScreen(f"Resume run {self.run_dir.name}?",
+                          detail=f"It continues in the same folder after the {done} context"
+                          f"{'' if done == 1 else 's'} it completed, in the background; the live screen follows it.",
+                          confirm="Resume"),
+            self.resume_answered)
+
+    def resume_answered(self, yes: bool | None) -> None:
+        if not yes or self.resume_refusal is not None:
+            return
+        self.resume_refusal = "it is being resumed"
+        self.refresh_bindings()
+        self.start_resume()
+
+    @dataclass
+    class Resumed(Message):
+        problem: str | None = None
+        handle: Any = None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="resume")
+    def start_resume(self) -> None:
+        try:
+            handle = launch_resume(self.run_dir)
+        except Exception as e:  # noqa: BLE001 - any reason the worker could not start is said, not raised
+            self.post_message(self.Resumed(str(e) or type(e).__name__))
+            return
+        self.post_message(self.Resumed(None, handle))
+
+    @on(Resumed)
+    def resumed(self, message: Resumed) -> None:
+        if message.problem is not None:
+            self.resume_refusal = None
+            self.refresh_bindings()
+            self.notify(f"could not resume {self.run_dir.name}: {message.problem}", severity="error")
+            return
+        if message.handle is not None and hasattr(self.app, "launched"):
+            self.app.launched[self.run_dir.name] = message.handle
+        from cltui.tui.live import LiveScreen
+
+        self.app.switch_screen(LiveScreen(self.run_dir))
+
     def action_dreams(self) -> None:
         dreams = (self.record or {}).get("dreams")
         if not isinstance(dreams, list) or not dreams:
@@ -347,3 +500,15 @@ class DetailScreen(WritesFigure, ReportsWorkerErrors, Screen[None]):
         from cltui.tui.dreams import DreamsScreen
 
         self.app.push_screen(DreamsScreen(self.run_dir))
+
+
+def launch_resume(run_dir: Path) -> Any:
+    """Continue the run in `run_dir` from its last checkpoint in a detached worker, as `cltui run --resume`
+    does; its handle, for app.launched (quitting the TUI asks about it like any run started here)."""
+    from core import worker
+    from core.config import validate_config
+    from core.store import read_record
+
+    record = read_record(run_dir)
+    config = validate_config(record.config.model_dump(mode="json"))
+    return worker.start_detached(config, run_dir, resume=True)

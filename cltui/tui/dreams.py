@@ -2,8 +2,10 @@
 (cltui/halfblock.py: no image protocol needed), how good the dreams are (the quality figures), and the
 latent map of real versus dreamed features per class.
 
-The images and latent maps are read by a thread worker; `+` / `-` zoom the grid (whole pixels per half
-cell, scrolled when larger than the pane), `0` fits it to the pane again.
+The images and latent maps are read by a thread worker. The grid opens fitted to its pane (width and height:
+a context with 8 classes shows all 8 rows), each row's class number written beside it; `+` / `-` zoom it
+(whole pixels per half cell, scrolled when larger than the pane; `-` goes down to the fit and no further), `0`
+fits it again, PageDown / PageUp scroll it whatever has the focus.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs
 
-from cltui.halfblock import HalfBlockImage
+from cltui.halfblock import HalfBlockImage, LabelledImage
 from cltui.tui.charts import LatentMapChart
 from cltui.tui.formats import section
 from cltui.tui.header import Header
@@ -76,6 +78,14 @@ def read_dreams(run_dir: Path) -> tuple[list[Dream], str | None]:
     return dreams, None
 
 
+def row_labels(dream: Dream) -> list[str]:
+    """The class number of each row of the grid (one row per class): the entry's classes."""
+    classes = dream.entry.get("classes")
+    if not isinstance(classes, list) or dream.image is None:
+        return []
+    return [str(c) for c in classes]
+
+
 def pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
 
@@ -105,8 +115,9 @@ def quality_table(entry: dict[str, Any]) -> Table:
 
 
 class DreamGrid(Widget):
-    """grid.png in half blocks: as wide as the pane (zoom 0; enlarged by whole factors only, so pixels stay
-    square and crisp) or `zoom` pixels per half cell; the pane scrolls what does not fit."""
+    """grid.png in half blocks, the class number of each row at its left: fitted to the pane (zoom 0: as large
+    as fits its width and height; enlarged by whole factors only, so pixels stay square and crisp) or `zoom`
+    pixels per half cell; the pane scrolls what does not fit."""
 
     DEFAULT_CSS = """
     DreamGrid { width: auto; height: auto; }
@@ -117,41 +128,63 @@ class DreamGrid(Widget):
         super().__init__(**kwargs)
         self.picture: HalfBlockImage | None = None
         self.problem: str | None = None
+        self.labels: list[str] = []
 
-    def show(self, image: Image.Image | None, problem: str | None) -> None:
+    def show(self, image: Image.Image | None, problem: str | None, labels: list[str] | None = None) -> None:
         self.picture = HalfBlockImage(image) if image is not None else None
         self.problem = problem
+        self.labels = list(labels or [])
         self.refresh(layout=True)
 
-    def pixels(self, width: int) -> tuple[int, int]:
-        """(columns, pixel rows) of the picture drawn in `width` columns at the current zoom."""
+    @property
+    def label_width(self) -> int:
+        return max((len(label) for label in self.labels), default=0) + 1 if self.labels else 0
+
+    def room(self, fallback: Size | None = None) -> Size:
+        """Columns and rows of the pane the grid is fitted to."""
+        parent = self.parent
+        if isinstance(parent, Widget) and parent.size.area:
+            return parent.scrollable_content_region.size
+        return fallback or self.size
+
+    def fit_scale(self, room: Size | None = None) -> float:
+        """Image pixels to drawn pixels when fitted: the largest that fits the pane's width and height, a whole
+        factor when enlarging; a picture a little too large (75% or more) is drawn at 1x and scrolled rather
+        than blurred."""
+        assert self.picture is not None
+        room = room or self.room()
+        w, h = self.picture.image.size
+        scale = min(max(1, room.width - self.label_width) / w, max(1, 2 * room.height) / h)
+        if 0.75 <= scale < 1:
+            return 1.0
+        return float(math.floor(scale)) if scale >= 1 else scale
+
+    def pixels(self, room: Size | None = None) -> tuple[int, int]:
+        """(columns, pixel rows) of the picture at the current zoom (without the labels' column)."""
         assert self.picture is not None
         w, h = self.picture.image.size
-        zoom = self.zoom
-        if not zoom and 0.75 <= width / w < 1:
-            zoom = 1  # a few columns short: scroll them rather than blur every pixel
-        if zoom:
-            return w * zoom, h * zoom
-        return self.picture.size_for(width, None)
+        scale = self.zoom or self.fit_scale(room)
+        return max(1, round(w * scale)), max(1, round(h * scale))
 
     def scale(self) -> float:
-        return self.pixels(self.size.width)[0] / self.picture.image.width if self.picture else 0.0
+        return self.pixels()[0] / self.picture.image.width if self.picture else 0.0
 
     def get_content_width(self, container: Size, viewport: Size) -> int:
         if self.picture is None:
             return container.width
-        return max(container.width, self.pixels(container.width)[0])
+        return max(container.width, self.label_width + self.pixels(self.room(container))[0])
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self.picture is None:
             return 1
-        return (self.pixels(width)[1] + 1) // 2
+        return (self.pixels(self.room(container))[1] + 1) // 2
 
     def render(self) -> RenderResult:
         if self.picture is None:
             return Text(self.problem or "no image", style="dim")
-        self.picture.max_width, self.picture.max_height_rows = self.pixels(self.size.width)[0], None
-        return self.picture
+        columns, rows = self.pixels()
+        self.picture.max_width, self.picture.max_height_rows = columns, (rows + 1) // 2
+        return LabelledImage(self.picture, self.labels, self.label_width + columns)
 
 
 class DreamsScreen(ReportsWorkerErrors, Screen[None]):
@@ -162,6 +195,8 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         Binding("plus,equals_sign", "zoom(1)", "Zoom in", key_display="+"),
         Binding("minus", "zoom(-1)", "Zoom out", key_display="-"),
         Binding("0", "fit", "Fit"),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
     ]
 
     @dataclass
@@ -221,8 +256,8 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         if dream is None:
             return
         grid = self.query_one("#grid", DreamGrid)
-        grid.show(dream.image, dream.problem)
         classes = dream.entry.get("classes") if isinstance(dream.entry.get("classes"), list) else []
+        grid.show(dream.image, dream.problem, row_labels(dream))
         self.query_one("#grid-pane").border_title = (f"dreamed images · context {dream.context}"
                                                      f"{' · classes ' + ','.join(map(str, classes)) if classes else ''}")
         self.query_one("#quality", Static).update(quality_table(dream.entry))
@@ -236,7 +271,7 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
             pane.border_subtitle = ""
             return
         width, height = grid.picture.image.size
-        shown = "fit width" if grid.zoom == 0 else "zoom"
+        shown = "fit" if grid.zoom == 0 else "zoom"
         pane.border_subtitle = f"{width}×{height} px · {shown} {100 * grid.scale():.0f}% · +/- zoom, 0 fit"
 
     def action_context(self, step: int) -> None:
@@ -244,14 +279,23 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         (tabs.action_next_tab if step > 0 else tabs.action_previous_tab)()
 
     def action_zoom(self, step: int) -> None:
-        """From the fitted size to the next whole zoom above (or below) it; below 1x, back to the fit."""
+        """From the fitted size to the next whole zoom above it, or back down; `-` ends at the fit (the
+        smallest: all of the grid in view) and does nothing there."""
         grid = self.query_one("#grid", DreamGrid)
-        if grid.picture is None:
+        if grid.picture is None or (step < 0 and grid.zoom == 0):
             return
-        scale = grid.zoom or grid.scale()
-        zoom = math.floor(scale) + 1 if step > 0 else math.ceil(scale) - 1
-        grid.zoom = max(0, min(MAX_ZOOM, zoom))
+        fit = grid.fit_scale()
+        scale = grid.zoom or fit
+        if step > 0:
+            grid.zoom = min(MAX_ZOOM, math.floor(scale) + 1)
+        else:
+            zoom = math.ceil(scale) - 1
+            grid.zoom = 0 if zoom < 1 or zoom < fit else zoom
         self.call_after_refresh(self.update_zoom_label)
+
+    def action_page(self, step: int) -> None:
+        pane = self.query_one("#grid-pane", ScrollableContainer)
+        (pane.scroll_page_down if step > 0 else pane.scroll_page_up)(animate=False)
 
     def action_fit(self) -> None:
         self.query_one("#grid", DreamGrid).zoom = 0

@@ -81,3 +81,10 @@ def stability_text(metrics: Any, curve: Any = None) -> str | None:
     if isinstance(curve, list) and curve:
         parts.append(f"{len(curve)} curve points")
     return " · ".join(parts)
+
+
+def fmt_loss(value: Any) -> str:
+    """A loss with three significant digits, the same everywhere it is printed: 1.78e-05, 0.000304, 0.05, 156."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "–"
+    return f"{value:.3g}".replace("e+0", "e").replace("e+", "e")

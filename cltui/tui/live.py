@@ -24,9 +24,17 @@ from textual.widgets import Footer, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
-from cltui.tui.charts import AccuracyChart, AverageChart, CurveChart
+from cltui.tui.charts import (
+    Y_SCALE_BINDING,
+    AccuracyChart,
+    AverageChart,
+    CurveChart,
+    LossChart,
+    LossTrack,
+    ScalesCharts,
+)
 from cltui.tui.follow import RunFollower
-from cltui.tui.formats import acc_style
+from cltui.tui.formats import acc_style, fmt_duration, fmt_loss
 from cltui.tui.header import Header
 from core.events import (
     ContextEvaluated,
@@ -49,6 +57,8 @@ CHART_INTERVAL = 0.25  # s between chart redraws: plotext is the costly part of 
 LOG_LINES = 500
 FINAL = ("finished", "failed", "cancelled")
 BAR_WIDTH = 10
+COMPACT_BAR_WIDTH = 6  # under 100 columns: the bar gives way to the loss
+LOG_ROWS = (4, 2)  # most worker.log lines shown (tall, short screen): the panel shrinks to the lines it has
 
 
 # --- the run as the events tell it -------------------------------------------------------------------
@@ -89,10 +99,12 @@ class LiveRun:
     started_t: float | None = None
     last_t: float | None = None
     current: int | None = None
+    loss: LossTrack = field(default_factory=LossTrack)  # the training loss against the iterations
 
     def apply(self, event: Event) -> int | None:
         """Fold one event in; the context it changed (-1: the whole run), or None."""
         self.last_t = event.t
+        self.loss.apply(event)
         if isinstance(event, RunStarted):
             self.total_contexts, self.device = event.contexts, event.device
             if self.started_t is None or event.resumed_from is not None:
@@ -204,19 +216,21 @@ def context_label(context: ContextState, current: bool, outcome: Event | None) -
     return text
 
 
-def phase_label(phase: PhaseState, running: bool = True) -> Text:
+def phase_label(phase: PhaseState, running: bool = True, compact: bool = False) -> Text:
+    """`train   ━━━━━━━━━━ 180/300 loss 0.183 30.1k/s`; `compact` (a narrow tree) shortens the bar and leaves
+    the rate out, so the loss is never cut."""
     done = phase.done
     text = Text(f"{phase.name:<7}", "bold" if not done else "")
-    text.append_text(bar(phase.step, phase.total, done=done))
+    text.append_text(bar(phase.step, phase.total, width=COMPACT_BAR_WIDTH if compact else BAR_WIDTH, done=done))
     if phase.total:
         text.append(f" {phase.step}/{phase.total}")
     elif phase.step:
         text.append(f" {phase.step}")
     if phase.loss is not None:
-        text.append(f" loss {phase.loss:.4g}")
+        text.append(f" loss {fmt_loss(phase.loss)}")
     if phase.seconds is not None:
         text.append(f" {phase.seconds:.1f} s", "dim")
-    elif running and not done and phase.samples_per_s:
+    elif running and not done and phase.samples_per_s and not compact:
         text.append(f" {rate_text(phase.samples_per_s)}", "dim")
     return text
 
@@ -236,17 +250,20 @@ def eval_label(context: ContextState, phase: PhaseState | None) -> Text:
     return text
 
 
-def accuracy_label(j: int, accuracy: float, trained: bool) -> Text:
+def accuracy_label(j: int, accuracy: float, trained: bool, compact: bool = False) -> Text:
+    width = COMPACT_BAR_WIDTH if compact else BAR_WIDTH
     text = Text(f"on c{j:<3}", "dim")
-    text.append_text(bar(round(100 * accuracy), 100, width=10, done=True) if trained
-                     else Text("━" * 10, "bright_black"))
+    text.append_text(bar(round(100 * accuracy), 100, width=width, done=True) if trained
+                     else Text("━" * width, "bright_black"))
     text.append(f" {100 * accuracy:5.1f}%", acc_style(accuracy) if trained else "dim")
     if not trained:
         text.append("  not trained", "dim")
     return text
 
 
-def outcome_text(outcome: Event | None, status: str | None, acc_matrix: list[list[float]]) -> Text | None:
+def outcome_text(outcome: Event | None, status: str | None, acc_matrix: list[list[float]],
+                 seconds: float | None = None) -> Text | None:
+    """How the run ended; `seconds`: its duration as the screen shows it everywhere (run.json's total_s)."""
     if isinstance(outcome, RunFinished):
         text = Text("✓ finished", "bold green")
         final = outcome.metrics.get("final_avg_acc")
@@ -255,7 +272,7 @@ def outcome_text(outcome: Event | None, status: str | None, acc_matrix: list[lis
         forgetting = outcome.metrics.get("avg_forgetting", avg_forgetting(acc_matrix))
         if forgetting is not None:
             text.append(f" · avg forgetting {100 * forgetting:.1f}%")
-        text.append(f" · {outcome.total_s:.1f} s")
+        text.append(f" · {fmt_duration(outcome.total_s if seconds is None else seconds)}")
         return text
     if isinstance(outcome, RunFailed):
         where = f" in context {outcome.context}" if outcome.context is not None else ""
@@ -280,26 +297,27 @@ def outcome_text(outcome: Event | None, status: str | None, acc_matrix: list[lis
 # --- the screen ------------------------------------------------------------------------------------
 
 
-class LiveScreen(Screen[None]):
+class LiveScreen(ScalesCharts, Screen[None]):
     """Follow one run live."""
 
     TITLE = "Live run"
     BINDINGS: ClassVar = [
         Binding("s", "stop", "Stop run"),
         Binding("escape", "back", "Back"),
+        Y_SCALE_BINDING,
     ]
     DEFAULT_CSS = """
     LiveScreen #run-summary { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;
                               text-overflow: ellipsis; }
     LiveScreen #live-main { height: 1fr; }
-    LiveScreen #progress { width: 55%; min-width: 36; border: round $panel-lighten-2; padding: 0;
-                           overflow-x: hidden; }
+    LiveScreen #left { width: 55%; min-width: 36; }
+    LiveScreen #progress { height: 1fr; border: round $panel-lighten-2; padding: 0; overflow-x: hidden; }
+    LiveScreen #loss-chart { height: 45%; min-height: 7; }
     LiveScreen #progress:focus { border: round $accent; }
     LiveScreen #charts { width: 1fr; }
     LiveScreen #outcome { height: auto; max-height: 4; padding: 0 1; display: none; }
     LiveScreen #outcome.-shown { display: block; }
-    LiveScreen #worker-log { height: 6; border: round $panel-lighten-2; overflow-x: hidden; overflow-y: auto; }
-    LiveScreen.-short #worker-log { height: 4; }
+    LiveScreen #worker-log { height: 3; border: round $panel-lighten-2; overflow-x: hidden; overflow-y: auto; }
     LiveScreen.-short Chart { min-height: 5; }
     """
 
@@ -326,6 +344,8 @@ class LiveScreen(Screen[None]):
         self._summary: Text | None = None
         self._added = False  # tree lines were added since the last scroll
         self._outcome_shown = False
+        self.compact = False  # a narrow tree: phase labels leave the rate out
+        self.log_lines = 0
 
     @property
     def run_id(self) -> str:
@@ -335,10 +355,12 @@ class LiveScreen(Screen[None]):
         yield Header()
         yield Static(id="run-summary")
         with Horizontal(id="live-main"):
-            tree: Tree[Any] = Tree("contexts", id="progress")
-            tree.show_root = False
-            tree.border_title = "progress"
-            yield tree
+            with Vertical(id="left"):
+                tree: Tree[Any] = Tree("contexts", id="progress")
+                tree.show_root = False
+                tree.border_title = "progress"
+                yield tree
+                yield LossChart(id="loss-chart")
             with Vertical(id="charts"):
                 yield AccuracyChart(id="accuracy-chart")
                 yield AverageChart(id="average-chart")
@@ -354,6 +376,7 @@ class LiveScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.run_id
+        self.compact = self.app.size.width < 100
         try:
             self.record = read_run_json(self.run_dir)
         except StoreError:
@@ -365,7 +388,22 @@ class LiveScreen(Screen[None]):
         self.query_one(Tree).focus()
 
     def on_resize(self) -> None:
-        self.set_class(self.size.height < 30, "-short")  # 80x24: the tree and both charts before the log
+        self.set_class(self.size.height < 30, "-short")
+        compact = self.size.width < 100
+        if compact != self.compact:
+            self.compact = compact
+            self._dirty.update(self.state.contexts)
+            if self.is_mounted:
+                self.show_changes()
+        self.size_log()
+
+    def size_log(self) -> None:
+        """The worker.log panel as tall as its lines, up to a few: the charts take the rest."""
+        most = LOG_ROWS[1] if self.size.height < 30 else LOG_ROWS[0]
+        rows = max(1, min(most, self.log_lines)) + 2
+        log = self.query_one(Log)
+        if log.styles.height is None or log.styles.height.value != rows:
+            log.styles.height = rows
 
     # --- following -------------------------------------------------------------------------------
 
@@ -377,12 +415,15 @@ class LiveScreen(Screen[None]):
                 self._dirty.add(index)
             if isinstance(event, ContextStarted):
                 self.reset_context(event.context)
-            elif isinstance(event, (ContextEvaluated, CurveEvaluated)):
+            elif isinstance(event, (ContextEvaluated, CurveEvaluated)) or (
+                    isinstance(event, Progress) and event.phase == "train" and event.loss is not None):
                 self._charts_dirty = True
         if batch.status is not None:
             self.status = batch.status
-            if batch.status in FINAL and self.state.outcome is None:
-                self.set_timer(1.5, self.outcome_from_record)  # the final event may be a moment behind
+            if batch.status in FINAL:
+                self.reread_record()  # its timing.total_s: the run's duration, shown everywhere
+                if self.state.outcome is None:
+                    self.set_timer(1.5, self.outcome_from_record)  # the final event may be a moment behind
             self._dirty.add(-1)
         self._log.extend(batch.log_lines)
         del self._log[:-LOG_LINES]
@@ -402,8 +443,11 @@ class LiveScreen(Screen[None]):
             if changed:
                 self.show_summary()
             if self._log:
-                self.query_one(Log).write_lines(self._log)
+                log = self.query_one(Log)
+                log.write_lines(self._log)
                 self._log.clear()
+                self.log_lines = log.line_count
+                self.size_log()
 
     def reset_context(self, index: int) -> None:
         """A context (re)started: a resumed run trains it again, so its old phases go. The contexts before the
@@ -436,19 +480,22 @@ class LiveScreen(Screen[None]):
             node.set_label(label)
         for name, phase in context.phases.items():
             if name != "eval":
-                self.set_phase_node(node, index, name, phase_label(phase, self.state.outcome is None))
+                self.set_phase_node(node, index, name, phase_label(phase, self.state.outcome is None, self.compact))
         if "eval" in context.phases or context.accuracies is not None:
             eval_node = self.set_phase_node(node, index, "eval", eval_label(context, context.phases.get("eval")))
             if context.accuracies is not None and not eval_node.children:
                 for j, accuracy in enumerate(context.accuracies):
-                    eval_node.add_leaf(accuracy_label(j, accuracy, self.state.trained(index, j)))
+                    eval_node.add_leaf(accuracy_label(j, accuracy, self.state.trained(index, j), self.compact))
                 eval_node.allow_expand = True
                 eval_node.expand()
         if context.dreams is not None:
             self.set_phase_node(node, index, "dreams", Text(f"{'dreams':<7}{context.dreams} images saved", "dim"))
         if self._added and index == self.state.current and self.state.outcome is None:
             self._added = False  # a new line for the current context: keep it in view
-            tree.scroll_to_node(node.children[-1] if node.children else node, animate=False)
+            target = node.children[-1] if node.children else node
+            tree.scroll_to_node(target, animate=False)
+            # Once laid out too: a line added in this batch may not have its place in the tree yet.
+            self.call_after_refresh(tree.scroll_to_node, target, animate=False)
 
     def set_phase_node(self, node: TreeNode[Any], index: int, name: str, label: Text) -> TreeNode[Any]:
         phase_node = self.phase_nodes.get((index, name))
@@ -471,6 +518,7 @@ class LiveScreen(Screen[None]):
             curve = self.query_one(CurveChart)
             curve.display, self.query_one(AverageChart).display = True, False
             curve.set_curve(self.state.curve, self.state.joint)
+        self.query_one(LossChart).set_track(self.state.loss)
 
     def outcome_from_record(self) -> None:
         """run.json says the run ended but no final event came (a worker that died before writing one)."""
@@ -490,9 +538,29 @@ class LiveScreen(Screen[None]):
         elif status == "finished":
             self.state.outcome = RunFinished(metrics=record.get("metrics") or {},
                                              total_s=float((record.get("timing") or {}).get("total_s") or 0))
+        self.record = record
         self._dirty.add(-1)
         if self.is_current:
             self.show_changes()
+
+    def reread_record(self) -> None:
+        try:
+            self.record = read_run_json(self.run_dir)
+        except StoreError:
+            pass
+
+    @property
+    def duration(self) -> float | None:
+        """The run's duration, one figure for the whole screen: run.json's timing.total_s once it has one (the
+        figure the runs table and `cltui runs show` print), else that of the final event, else the events'
+        own clock (from the start to the latest event) while it runs."""
+        total = (self.record.get("timing") or {}).get("total_s") if isinstance(self.record.get("timing"), dict) \
+            else None
+        if isinstance(total, (int, float)) and self.ended:
+            return float(total)
+        if isinstance(self.state.outcome, RunFinished) and self.state.outcome.total_s:
+            return self.state.outcome.total_s
+        return self.state.elapsed
 
     def show_summary(self) -> None:
         config = self.record.get("config") or {}
@@ -523,16 +591,17 @@ class LiveScreen(Screen[None]):
         if average is not None:
             second.append(" · avg seen ")
             second.append(f"{100 * average:.1f}%", acc_style(average))
-        if state.elapsed is not None:
-            second.append(f" · {state.elapsed:.1f} s", "dim")
+        duration = self.duration
+        if duration is not None:
+            second.append(f" · {fmt_duration(duration)}", "dim")
         summary = Text("\n").join([first, second])
         if summary != self._summary:  # its height is fixed: no layout pass for a new text
             self._summary = summary
             self.query_one("#run-summary", Static).update(summary, layout=False)
-        if self.ended != self._ended_shown:  # the footer greys out Stop once; re-rendering it costs a frame
+        if self.ended != self._ended_shown:  # the footer drops Stop once; re-rendering it costs a frame
             self._ended_shown = self.ended
             self.refresh_bindings()
-        outcome = outcome_text(state.outcome, self.status, state.acc_matrix)
+        outcome = outcome_text(state.outcome, self.status, state.acc_matrix, duration)
         box = self.query_one("#outcome", Static)
         box.set_class(outcome is not None, "-shown")
         if outcome is not None:
@@ -557,9 +626,8 @@ class LiveScreen(Screen[None]):
         self.app.pop_screen()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop" and self.ended:
-            return None  # shown dimmed in the footer: nothing left to stop
-        return True
+        # Stop is gone from the footer once the run has ended, and `s` does nothing: nothing left to stop.
+        return not (action == "stop" and self.ended)
 
     def action_stop(self) -> None:
         if self.ended:
