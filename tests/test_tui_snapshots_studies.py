@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from cltui.app import create_app
 from cltui.tui.studies import StudiesScreen
@@ -44,6 +45,15 @@ def studies(*keys: str):
             await pilot.press(key)
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
+        # the highlighted study's table is filled from a worker's message: wait for it, not for a fixed time
+        table = pilot.app.screen.query_one("#table", DataTable)
+        for _ in range(100):
+            if table.row_count:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause(1.2)  # and one poll of the folder (every second) after it, which changes nothing here
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
 
     return run_before
 

@@ -172,6 +172,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("c", "compare", "Compare runs"),
         Binding("q", "app.quit", "Quit"),
+        Binding("ctrl+q", "app.quit", "Quit", show=False, priority=True),  # the app's, not shown twice
     ]
     POLL_S = 1.0
 
