@@ -256,3 +256,52 @@ def test_merge_runs_resume_with_one_line_and_sit_in_a_study_like_any_run(runs, h
     assert "1/1" in line and f"{100 * record['metrics']['final_avg_acc']:.2f}" in line
     listing = cli(runs, "studies", "list")
     assert listing.exit_code == 0 and "merge-study" in listing.output and "joint,merge" in listing.output
+
+
+def test_the_tui_charts_an_l0_merge_s_active_units_falling_toward_half(runs, halves):
+    """The detail screen of a real L0 merge draws its gates' active units per layer, and so does the live screen
+    following the same folder; a run without gates shows no such chart."""
+    import asyncio
+
+    from cltui.tui.app import create_app
+    from cltui.tui.charts import LossChart, UnitsChart
+    from cltui.tui.detail import DetailScreen
+    from cltui.tui.live import LiveScreen
+
+    a, b, _ = halves
+    record = merged(runs, cli(runs, "merge", a, b, "--approach", "l0", "--set", "iterations=120",
+                              "--set", "finetune_iterations=0"))
+    seen: dict = {}
+
+    async def wait(pilot, condition) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError("timed out")
+
+    async def drive() -> None:
+        app = create_app(runs)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            for run_dir in (record["path"], runs / a):
+                screen = DetailScreen(run_dir)
+                app.push_screen(screen)
+                await wait(pilot, lambda s=screen: s.record is not None)
+                await pilot.press("2")
+                await pilot.pause()
+                chart = screen.query_one(UnitsChart)
+                seen[run_dir.name] = (chart.display, list(chart.events), str(chart.border_title))
+                app.pop_screen()
+                await pilot.pause()
+            live = LiveScreen(record["path"])
+            app.push_screen(live)
+            await wait(pilot, lambda: live.is_mounted and live.query(UnitsChart) and live.query_one(UnitsChart).display)
+            seen["live"] = (len(live.query_one(UnitsChart).events), live.query_one(LossChart).display)
+
+    asyncio.run(drive())
+    shown, units, title = seen[record["path"].name]
+    assert shown and title.startswith("active units per layer")
+    assert units[0].step < units[-1].step and sum(units[-1].active.values()) < sum(units[0].active.values())
+    assert seen[a][0] is False  # a teacher (no gates): no units chart
+    assert seen["live"][0] == len(units) and seen["live"][1] is False  # live: in place of the loss chart

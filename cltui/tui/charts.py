@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
 from cltui.tui.formats import fmt_loss
-from core.events import ContextStarted, Event, Progress
+from core.events import ContextStarted, Event, Progress, UnitsActive
 from core.metrics import avg_forgetting
 
 Matrix = list[list[float]]
@@ -705,6 +705,56 @@ class LossChart(Chart):
         xticks = [t for t in ticks_for(first, last, max(2, self.size.width // 12)) if first <= t <= last]
         plt.xticks(xticks, [tick_label(t) for t in xticks])
         plt.xlabel("iterations · | context boundary")
+        return True
+
+
+class UnitsChart(Chart):
+    """Merging by L0 (`cltui merge --approach l0`): the units of each layer whose gate is still open, as a share
+    of the joint (double-width) layer, against the joint-training step; the dotted line at each layer's `keep`
+    share is where pruning will cut it (half: the teachers' width)."""
+
+    EMPTY_TITLE: ClassVar[str] = "no L0 gates reported (a merge with --approach l0 draws them here)"
+    SCALES: ClassVar[bool] = False  # already a share from 0 to 100 %
+
+    def __init__(self, title: str = "active units per layer (% of the joint width)", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+        self.events: list[UnitsActive] = []
+
+    def set_units(self, events: Sequence[Event]) -> None:
+        units = [e for e in events if isinstance(e, UnitsActive)]
+        if units == self.events:
+            return
+        self.events = units
+        legend = Text()
+        if units:
+            last = units[-1]
+            for i, layer in enumerate(last.active):
+                legend.append(f"━ {layer} {last.active[layer]}/{last.widths.get(layer, '?')} ", style=hex_colour(i))
+            legend.append(f"· keep {'/'.join(str(v) for v in last.keep.values())}", style="dim")
+        self.titles(bool(units), self.EMPTY_TITLE, legend)
+        self.redraw()
+
+    def draw(self) -> bool:
+        if not self.events:
+            return False
+        plt = self.plt
+        last = self.events[-1]
+        steps = [e.step for e in self.events]
+        for i, layer in enumerate(last.active):
+            width = max(1, last.widths.get(layer, 1))
+            share = [100 * e.active.get(layer, 0) / width for e in self.events]
+            plt.plot(steps, share, color=colour(i), marker="braille")
+            keep = 100 * last.keep.get(layer, 0) / width
+            plt.plot([steps[0], max(steps[-1], steps[0] + 1)], [keep, keep], color=colour(i), marker="dot")
+        plt.frame(False)
+        plt.xaxes(True, False)
+        plt.yaxes(True, False)
+        plt.ylim(0, 105)
+        plt.yticks([0, 50, 100], ["0", "50", "100"])
+        plt.xlim(0, max(last.total, 1))
+        xticks = ticks_for(0, max(last.total, 1), max(2, self.size.width // 12))
+        plt.xticks(xticks, [tick_label(t) for t in xticks])
+        plt.xlabel("joint-training step · dots: kept by pruning")
         return True
 
 

@@ -37,6 +37,7 @@ from cltui.tui.charts import (
     CurveChart,
     LossChart,
     ScalesCharts,
+    UnitsChart,
     clean_curve,
     clean_matrix,
     is_joint,
@@ -206,8 +207,8 @@ def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 
 
 def read_loss_events(run_dir: Path) -> list[Event]:
-    """The events the loss chart needs (contexts started, training progress) from events.jsonl; [] when it is
-    missing or unreadable. Only lines that can hold them are parsed."""
+    """The events the loss and units charts need (contexts started, training progress, an L0 merge's active
+    units) from events.jsonl; [] when it is missing or unreadable. Only lines that can hold them are parsed."""
     path = run_dir / EVENTS
     try:
         with path.open("rb") as f:
@@ -219,7 +220,7 @@ def read_loss_events(run_dir: Path) -> list[Event]:
         return []
     events: list[Event] = []
     for line in data.decode("utf-8", errors="replace").splitlines():
-        if '"Progress"' not in line and '"ContextStarted"' not in line:
+        if '"Progress"' not in line and '"ContextStarted"' not in line and '"UnitsActive"' not in line:
             continue
         try:
             event = from_json(line)
@@ -333,6 +334,9 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
                 loss = LossChart(id="detail-loss")
                 loss.EMPTY_TITLE = "no training loss to plot (events.jsonl has none)"
                 yield loss
+                units = UnitsChart(id="detail-units")
+                units.display = False  # shown for a merge by L0: its gates' active units during joint training
+                yield units
             with TabPane("Config", id="config"), VerticalScroll(classes="pane"):
                 yield Static(id="config-text")
             with TabPane("Log", id="log"), VerticalScroll(classes="pane"):
@@ -368,6 +372,9 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
         with self.app.batch_update():
             self.show(message)
             self.query_one("#detail-loss", LossChart).set_track(loss_track(message.loss))
+            units = self.query_one("#detail-units", UnitsChart)
+            units.set_units(message.loss)
+            units.display = bool(units.events)
         self.resume_refusal = refusal
         self.refresh_bindings()  # e and R show when they apply
 

@@ -32,6 +32,7 @@ from cltui.tui.charts import (
     LossChart,
     LossTrack,
     ScalesCharts,
+    UnitsChart,
 )
 from cltui.tui.follow import RunFollower
 from cltui.tui.formats import acc_style, fmt_duration, fmt_loss
@@ -49,6 +50,7 @@ from core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    UnitsActive,
 )
 from core.metrics import avg_forgetting
 from core.store import StoreError, read_run_json
@@ -100,6 +102,7 @@ class LiveRun:
     last_t: float | None = None
     current: int | None = None
     loss: LossTrack = field(default_factory=LossTrack)  # the training loss against the iterations
+    units: list[UnitsActive] = field(default_factory=list)  # a merge by L0: its gates' active units
 
     def apply(self, event: Event) -> int | None:
         """Fold one event in; the context it changed (-1: the whole run), or None."""
@@ -116,6 +119,9 @@ class LiveRun:
             self.current = event.context
             self.curve = [p for p in self.curve if p[1] < event.context]  # a resumed stage is trained again
             return event.context
+        if isinstance(event, UnitsActive):
+            self.units.append(event)
+            return -1
         if isinstance(event, CurveEvaluated):
             self.curve += [(it, event.context, list(accs))
                            for it, accs in zip(event.iterations, event.accuracies, strict=False)]
@@ -312,7 +318,7 @@ class LiveScreen(ScalesCharts, Screen[None]):
     LiveScreen #live-main { height: 1fr; }
     LiveScreen #left { width: 55%; min-width: 36; }
     LiveScreen #progress { height: 1fr; border: round $panel-lighten-2; padding: 0; overflow-x: hidden; }
-    LiveScreen #loss-chart { height: 45%; min-height: 7; }
+    LiveScreen #loss-chart, LiveScreen #units-chart { height: 45%; min-height: 7; }
     LiveScreen #progress:focus { border: round $accent; }
     LiveScreen #charts { width: 1fr; }
     LiveScreen #outcome { height: auto; max-height: 4; padding: 0 1; display: none; }
@@ -361,6 +367,9 @@ class LiveScreen(ScalesCharts, Screen[None]):
                 tree.border_title = "progress"
                 yield tree
                 yield LossChart(id="loss-chart")
+                units = UnitsChart(id="units-chart")
+                units.display = False  # a merge by L0 only: in place of the loss chart, which it has none of
+                yield units
             with Vertical(id="charts"):
                 yield AccuracyChart(id="accuracy-chart")
                 yield AverageChart(id="average-chart")
@@ -415,7 +424,7 @@ class LiveScreen(ScalesCharts, Screen[None]):
                 self._dirty.add(index)
             if isinstance(event, ContextStarted):
                 self.reset_context(event.context)
-            elif isinstance(event, (ContextEvaluated, CurveEvaluated)) or (
+            elif isinstance(event, (ContextEvaluated, CurveEvaluated, UnitsActive)) or (
                     isinstance(event, Progress) and event.phase == "train" and event.loss is not None):
                 self._charts_dirty = True
         if batch.status is not None:
@@ -519,6 +528,10 @@ class LiveScreen(ScalesCharts, Screen[None]):
             curve.display, self.query_one(AverageChart).display = True, False
             curve.set_curve(self.state.curve, self.state.joint)
         self.query_one(LossChart).set_track(self.state.loss)
+        if self.state.units:
+            units = self.query_one(UnitsChart)
+            units.set_units(self.state.units)
+            units.display, self.query_one(LossChart).display = True, False
 
     def outcome_from_record(self) -> None:
         """run.json says the run ended but no final event came (a worker that died before writing one)."""
