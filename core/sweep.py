@@ -236,9 +236,11 @@ def find_previous(store: RunStore, plan: Plan) -> dict[str, Any] | None:
 # --- Results ----------------------------------------------------------------------------------------
 
 
-def _finished(store: RunStore, study: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    return [(e, r) for e, r in zip(study["runs"], studies.run_records(store, study))
-            if r is not None and r.get("status") == "finished"]
+def _finished(store: RunStore, study: dict[str, Any], records: list[dict[str, Any] | None] | None = None
+              ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(entry, run.json) of the study's finished runs; `records`: run.json per entry already read (the TUI's)."""
+    records = studies.run_records(store, study) if records is None else records
+    return [(e, r) for e, r in zip(study["runs"], records) if r is not None and r.get("status") == "finished"]
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,10 +250,11 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def axis_table(store: RunStore, study: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def axis_table(store: RunStore, study: dict[str, Any], key: str,
+               records: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
     """The metric against one parameter: per value, mean +- SEM over every finished run with that value (other
     axes and seeds pooled), validation and test, and n; of`: the runs planned with that value."""
-    done = _finished(store, study)
+    done = _finished(store, study, records)
     values = sorted({json.dumps(e["params"][key]) for e in study["runs"] if key in e.get("params", {})},
                     key=lambda v: (not isinstance(json.loads(v), (int, float)), json.loads(v)
                                    if isinstance(json.loads(v), (int, float)) else v))
@@ -264,12 +267,13 @@ def axis_table(store: RunStore, study: dict[str, Any], key: str) -> list[dict[st
     return rows
 
 
-def best(store: RunStore, study: dict[str, Any]) -> dict[str, Any] | None:
+def best(store: RunStore, study: dict[str, Any], records: list[dict[str, Any] | None] | None = None
+         ) -> dict[str, Any] | None:
     """The point with the highest mean selection metric over its seeds (validation unless --select test); None
     until a run has finished with that metric."""
     metric = "val" if study.get("select", "validation") == "validation" else "test"
     by_point: dict[str, list[dict[str, Any]]] = {}
-    for entry, record in _finished(store, study):
+    for entry, record in _finished(store, study, records):
         by_point.setdefault(json.dumps(entry["params"], sort_keys=True), []).append(record)
     scored = [(json.loads(p), _summary(rs)) for p, rs in by_point.items()]
     scored = [(p, s) for p, s in scored if s[metric] is not None]

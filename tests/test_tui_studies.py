@@ -257,3 +257,48 @@ def test_nothing_that_matters_is_cut_at_80x24_and_100x30(runs_dir, daily, size):
             assert key in [str(c.key.value) for c in studies_table.ordered_columns]
 
     drive(runs_dir, script, size=size)
+
+
+def add_sweep(root: Path, ids: list[str]) -> str:
+    """A finished sweep of train.iterations (50, 300) for er over seeds 0-2, on the fixture's er runs; each run
+    gets a validation accuracy a little under its test accuracy, as a sweep's runs have."""
+    sweep_id = "20260106-080000-sweep-split-digits-er-class"
+    entries = []
+    for run_id in sorted(i for i in ids if "-er-s" in i):
+        path = root / run_id / "run.json"
+        record = json.loads(path.read_text())
+        iterations = record["config"]["train"]["iterations"]
+        record["metrics"]["final_avg_val_acc"] = record["metrics"]["final_avg_acc"] - 0.01
+        path.write_text(json.dumps(record))
+        params = {"train.iterations": iterations}
+        entries.append({"method": "er", "seed": record["config"]["train"]["seed"], "run_id": run_id,
+                        "params": params, "trial": 0 if iterations == 50 else 1, "label": f"it={iterations}"})
+    study = {"schema": 1, "id": sweep_id, "kind": "sweep", "created": "2026-01-06T08:00:00+00:00",
+             "finished": "2026-01-06T08:10:00+00:00", "preset": "split-digits", "scenario": "class",
+             "methods": ["er"], "seeds": 3, "overrides": [], "jobs": 1, "grid": ["train.iterations=50,300"],
+             "select": "validation", "search": "grid", "trials": None, "runs": entries}
+    (root / "studies" / f"{sweep_id}.json").write_text(json.dumps(study))
+    return sweep_id
+
+
+def test_a_sweep_shows_the_metric_against_each_value_the_chosen_one_and_its_curve(runs_dir, daily):
+    from cltui.tui.charts import SweepChart
+
+    ids, _ = daily
+    sweep_id = add_sweep(runs_dir, ids)
+
+    async def script(app, pilot, notes):
+        assert list(rows(app, "#studies"))[0] == sweep_id  # newest first: it is highlighted
+        chart = app.screen.query_one(SweepChart)
+        seen = (rows(app, "#table"), settings(app), chart.display, list(chart.rows), chart.chosen)
+        await pilot.press("down")  # an ordinary study: no sweep chart
+        await settle(pilot)
+        return seen, chart.display
+
+    (table, text, shown, curve, chosen), after = drive(runs_dir, script)
+    assert list(table) == ["train.iterations=50", "train.iterations=300"]
+    at_300 = table["train.iterations=300"]
+    assert at_300["n"] == "3/3" and at_300["test %"].startswith("91.2 ±")  # er at 300 iterations, seeds 0-2
+    assert "best: train.iterations=300" in text and "chosen on the validation split" in text
+    assert shown and chosen == "300" and [v for v, _, _ in curve] == ["50", "300"]
+    assert after is False

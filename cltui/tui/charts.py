@@ -758,6 +758,51 @@ class UnitsChart(Chart):
         return True
 
 
+class SweepChart(Chart):
+    """A sweep's metric against one swept parameter (`cltui sweep`, core/sweep.py's axis table): validation and
+    test accuracy (mean over seeds and the other axes) at each value, the values evenly spaced in their order
+    (a log grid reads as one), the chosen value marked."""
+
+    EMPTY_TITLE: ClassVar[str] = "no run of the sweep has finished yet"
+
+    def __init__(self, title: str = "accuracy against the swept value (%)", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+        self.key = ""
+        self.rows: list[tuple[str, float | None, float | None]] = []  # (value as shown, validation, test)
+        self.chosen: str | None = None
+
+    def set_axis(self, key: str, rows: Sequence[tuple[str, float | None, float | None]], chosen: str | None) -> None:
+        rows = list(rows)
+        if (key, rows, chosen) == (self.key, self.rows, self.chosen):
+            return
+        self.key, self.rows, self.chosen = key, rows, chosen
+        drawn = any(v is not None or t is not None for _, v, t in rows)
+        legend = Text.assemble(("━ validation  ", hex_colour(0)), ("━ test", hex_colour(1)),
+                               (f"  · chosen {key}={chosen}" if chosen is not None else "", "dim"))
+        self.titles(drawn, self.EMPTY_TITLE, legend)
+        self.redraw()
+
+    def draw(self) -> bool:
+        if not any(v is not None or t is not None for _, v, t in self.rows):
+            return False
+        plt = self.plt
+        xs = list(range(1, len(self.rows) + 1))
+        values: list[float] = []
+        for i, pick in enumerate((lambda r: r[1], lambda r: r[2])):
+            points = [(x, 100 * pick(r)) for x, r in zip(xs, self.rows) if pick(r) is not None]
+            if points:
+                plt.plot([x for x, _ in points], [y for _, y in points], color=colour(i), marker="braille")
+                values += [y for _, y in points]
+        if self.chosen is not None and self.chosen in [r[0] for r in self.rows]:
+            plt.vline([r[0] for r in self.rows].index(self.chosen) + 1, "gray")
+        self.frame(values)
+        step = max(1, math.ceil(len(xs) / max(1, self.size.width // 8)))  # keep the value labels apart
+        plt.xticks(xs[::step], [r[0] for r in self.rows][::step])
+        plt.xlim(0.7, len(xs) + 0.3)
+        plt.xlabel(self.key)
+        return True
+
+
 # --- the `y` key ----------------------------------------------------------------------------------------
 
 Y_SCALE_BINDING = Binding("y", "toggle_y_scale", "Y-axis")

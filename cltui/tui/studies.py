@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from cltui.tui.charts import SweepChart
 from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, shown_path
 from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
@@ -197,6 +198,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         yield StudiesTable(id="studies", cursor_type="row", zebra_stripes=True)
         yield Static(id="settings")
         yield DataTable(id="table", cursor_type="none", zebra_stripes=True)
+        yield SweepChart(id="sweep-chart")
         yield Static(id="empty")
         yield Footer()
 
@@ -204,6 +206,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         self.sub_title = "loading studies…"
         self.query_one("#table", DataTable).can_focus = False
         self.query_one("#empty", Static).display = False
+        self.query_one(SweepChart).display = False
         self.query_one("#studies", DataTable).focus()
         self.poll(force=True)
         self.set_interval(self.POLL_S, self.poll)
@@ -343,6 +346,11 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
             return
         s = entry.study
         table.display = True
+        chart = self.query_one(SweepChart)
+        chart.display = s.get("kind") == "sweep"
+        if chart.display:
+            self.show_sweep(s, settings, table, chart)
+            return
         progress = self.progress(s)
         line = Text(no_wrap=False)
         line.append(f"{s.get('preset')} · {s.get('scenario')}-IL · {s.get('seeds')} "
@@ -366,6 +374,40 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
             if with_published:
                 cells.append(Text("–" if r["published"] is None else f"{r['published']:g}", justify="right"))
             table.add_row(*cells, key=r["method"])
+
+    def show_sweep(self, s: dict[str, Any], settings: Static, table: DataTable, chart: SweepChart) -> None:
+        """A sweep (`cltui sweep`): per swept key, validation and test accuracy (mean ± SEM) at each value, the
+        chosen point bold, and the first key's curve; what it was chosen on and the pruned trials."""
+        from core import sweep
+
+        records = self.records(s)
+        progress = self.progress(s)
+        chosen = sweep.best(self.app.store, s, records)  # type: ignore[attr-defined]
+        line = Text(no_wrap=False)
+        line.append(f"sweep ({s.get('search', 'grid')}) of {', '.join(s['methods'])} · {s.get('preset')} · "
+                    f"{s.get('scenario')}-IL · {s.get('seeds')} seed{'s' if s.get('seeds') != 1 else ''}\n")
+        line.append(f"overrides {overrides_text(s)}" if s.get("overrides") else "no overrides", style="bold")
+        line.append(" · ")
+        line.append(progress.text(), style=STATUS_STYLE.get(progress.status, "yellow"))
+        pruned = s.get("pruned") or {}
+        line.append(f"\n{sweep.choice_line(chosen)}" + (f" · {len(pruned)} trials pruned" if pruned else ""),
+                    style="dim")
+        settings.update(line)
+        for title, right in (("value", False), ("validation %", True), ("test %", True), ("n", True)):
+            table.add_column(Text(title, justify="right" if right else "left"), key=title)
+        for i, grid in enumerate(s.get("grid") or []):
+            key = grid.partition("=")[0]
+            rows = sweep.axis_table(self.app.store, s, key, records)  # type: ignore[attr-defined]
+            for r in rows:
+                bold = chosen is not None and chosen["params"].get(key) == r["value"]
+                style = "bold" if bold else ""
+                table.add_row(Text(f"{key}={sweep.short(r['value'])}", style=style),
+                              Text(mean_sem_text(r["val"], r["val_sem"]), justify="right", style=style),
+                              Text(mean_sem_text(r["test"], r["test_sem"]), justify="right", style=style),
+                              Text(f"{r['n']}/{r['of']}", justify="right"), key=f"{key}={json.dumps(r['value'])}")
+            if i == 0:
+                picked = sweep.short(chosen["params"][key]) if chosen is not None and key in chosen["params"] else None
+                chart.set_axis(key, [(sweep.short(r["value"]), r["val"], r["test"]) for r in rows], picked)
 
     @on(DataTable.RowHighlighted, "#studies")
     def highlighted(self) -> None:
