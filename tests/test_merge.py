@@ -255,7 +255,7 @@ def test_merge_runs_resume_with_one_line_and_sit_in_a_study_like_any_run(runs, h
     line = next(x for x in shown.output.splitlines() if x.startswith("| merge "))
     assert "1/1" in line and f"{100 * record['metrics']['final_avg_acc']:.2f}" in line
     listing = cli(runs, "studies", "list")
-    assert listing.exit_code == 0 and "merge-study" in listing.output and "joint,merge" in listing.output
+    assert listing.exit_code == 0 and "merge-study" in listing.output and "joint, merge" in listing.output
 
 
 def test_the_tui_charts_an_l0_merge_s_active_units_falling_toward_half(runs, halves):

@@ -165,6 +165,31 @@ def test_replay_steps_never_sync_with_the_host(method):
         assert len(m.buffer) > 0 and m.buffer.x.device == CPU
 
 
+@pytest.mark.parametrize("method", ["none", "ewc", "er", "agem"])
+def test_the_training_loop_reads_the_device_per_report_not_per_step(method, tmp_path):
+    """The trainer's loop itself (what a worker, pooled or not, runs): with no progress report due before the
+    end, training 10 or 40 steps makes the same host reads (the end's report and final loss), so none is per
+    step. The fused Adam step included: its step counters live on the device."""
+    from core.train import Trainer
+
+    syncs = {}
+    for steps in (10, 40):
+        cfg = build_config("split-digits", method=method, scenario="class", device="cpu",
+                           overrides=["train.progress_interval=3600"])
+        (tmp_path / str(steps)).mkdir()
+        trainer = Trainer(cfg, tmp_path / str(steps), lambda e: None, lambda: False)
+        ctx = trainer.benchmark.contexts[1]
+        info = ContextInfo(1, ctx, copy.deepcopy(trainer.model).eval().requires_grad_(False), lambda e: None,
+                           cfg.train.progress_interval)
+        trainer.method.before_context(info)
+        trainer.train_context(info, 2)  # warm-up: buffers and optimiser state exist
+        detector = HostSyncs()
+        with detector:
+            trainer.train_context(info, steps)
+        syncs[steps] = detector.calls
+    assert len(syncs[10]) == len(syncs[40]) <= 4, syncs
+
+
 @functools.cache
 def final(method: str, scenario: str, *overrides: str, seed: int = 0) -> float:
     cfg = build_config("split-digits", method=method, scenario=scenario, device="cpu", seed=seed,
