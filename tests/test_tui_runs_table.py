@@ -440,3 +440,24 @@ def test_S_opens_the_studies(thirty, runs_dir):
         return type(app.screen).__name__
 
     assert drive(runs_dir, script) == "StudiesScreen"
+
+
+def test_without_textuals_internals_the_table_falls_back_to_its_public_api(thirty, runs_dir, monkeypatch):
+    """The fast row moves use DataTable internals of the pinned Textual; where they are missing the table is
+    filled through add_row and sorts and groups the same."""
+    monkeypatch.setattr("cltui.tui.tables.FAST_ROWS", False)
+
+    async def script(app, pilot, notes):
+        first = [r["key"] for r in rows(app)]
+        for _ in range(12):
+            await press(pilot, "o")
+            if any(h.startswith("acc %") and h.endswith(("▼", "▲")) for h in headers(app)):
+                break
+        by_acc = [r["acc %"] for r in rows(app)][:3]
+        await press(pilot, "g")
+        return first, by_acc, [r["key"] for r in rows(app)]
+
+    first, by_acc, grouped = drive(runs_dir, script)
+    assert first == thirty
+    assert by_acc == ["92.3", "91.2", "90.1"]
+    assert all("group:method:" in key for key in grouped) and len(grouped) == 5  # five methods, closed

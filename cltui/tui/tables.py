@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from itertools import zip_longest
 from typing import Any, ClassVar
 
-from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import Row, RowKey
@@ -45,6 +44,16 @@ class RunsTable(DataTable):
             self.action_cursor_left()
 
 
+# HomeTable's fast paths use DataTable internals (`_row_locations`, `_data`, `_update_count`) as Textual 8.2
+# has them; another version with other internals gets the public API instead of a broken table.
+try:
+    from textual._two_way_dict import TwoWayDict
+except ImportError:  # pragma: no cover - another Textual
+    TwoWayDict = None  # type: ignore[assignment,misc]
+FAST_ROWS = TwoWayDict is not None and all(name in DataTable.__init__.__code__.co_names
+                                           for name in ("_row_locations", "_data", "_update_count"))
+
+
 class HomeTable(RunsTable):
     """The Runs screen's table: enter opens as ever, but its footer has no room to say so. `show_rows`
     puts rows in a given order fast enough for hundreds of runs: a new order moves the rows that are there
@@ -55,6 +64,11 @@ class HomeTable(RunsTable):
     BATCH_REMOVE = 40  # more rows to remove than this: clear and add them all again
 
     def show_rows(self, keys: Sequence[str], cells: Mapping[str, Sequence[Any]]) -> None:
+        if not FAST_ROWS:  # another Textual: its public API, slower for hundreds of rows but right
+            self.clear()
+            for key in keys:
+                self.add_row(*cells[key], key=key)
+            return
         have = {str(k.value) for k in self.rows}
         gone = have - set(keys)
         if len(gone) > self.BATCH_REMOVE or not have:
