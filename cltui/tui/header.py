@@ -13,11 +13,17 @@ from textual.css.query import NoMatches
 from textual.dom import NoScreen
 from textual.events import Mount
 from textual.widgets import Header as TextualHeader
-from textual.widgets._header import HeaderTitle
+
+try:
+    from textual.widgets._header import HeaderTitle
+except ImportError:  # pragma: no cover - another Textual: its own Header, race and all
+    HeaderTitle = None  # type: ignore[assignment,misc]
 
 
 class Header(TextualHeader):
     def _on_mount(self, event: Mount) -> None:
+        if HeaderTitle is None:
+            return  # Textual's own handler runs
         event.prevent_default()  # replaces Textual's handler, which catches NoScreen only
 
         async def set_title() -> None:
