@@ -44,6 +44,7 @@ from tests.faults_util import (
     whole,
     whole_run,
 )
+from tests.tui_fixtures import settle_workers
 
 
 @pytest.fixture(scope="module")
@@ -493,7 +494,7 @@ def drive_tui(runs_dir: Path, script: Any, size: tuple[int, int] = (160, 40)) ->
 
 
 async def settle(pilot: Any) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause()
 
 

@@ -19,6 +19,7 @@ from cltui.cli import app
 from core.figures import COLUMN_WIDTH, PANEL_HEIGHT, group_runs, method_label, write_figure
 from core.store import read_run_json
 from tests.study_fixtures import train_study
+from tests.tui_fixtures import settle_workers
 
 WIDE = {"COLUMNS": "200"}
 
@@ -149,10 +150,10 @@ def test_p_in_the_tui_writes_the_figure_and_says_where(study):
         shown = application.notify
         application.notify = lambda message, **kw: (notes.append(str(message)), shown(message, **kw))[1]
         async with application.run_test(size=(120, 40)) as pilot:
-            await application.workers.wait_for_complete()
+            await settle_workers(application)
             for screen in (DetailScreen(run_dir), CompareScreen([root / e["run_id"] for e in plan["runs"]])):
                 await application.push_screen(screen)
-                await application.workers.wait_for_complete()
+                await settle_workers(application)
                 await pilot.pause()
                 before = len(notes)
                 await pilot.press("p")

@@ -27,7 +27,7 @@ from cltui.tui.confirm import ChoiceScreen, ConfirmScreen
 from cltui.tui.detail import DetailScreen
 from cltui.tui.dreams import DreamGrid, DreamsScreen
 from cltui.tui.runs import RunsScreen
-from tests.tui_fixtures import ACC_EWC, IDS, write_fixture_runs
+from tests.tui_fixtures import ACC_EWC, IDS, settle_workers, write_fixture_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +58,7 @@ def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitab
 
 
 async def settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause()
 
 
@@ -694,15 +694,15 @@ from cltui.app import create_app
 async def main():
     app = create_app({str(runs_dir)!r})
     async with app.run_test(size=(100, 30)) as pilot:
-        await app.workers.wait_for_complete()
+        await settle_workers(app)
         await pilot.pause()
         table = app.screen.query_one("#runs")
         print("rows", table.row_count)
         table.move_cursor(row=table.get_row_index({IDS["dreams"]!r}))
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        await settle_workers(app)
         await pilot.press("2", "i")
-        await app.workers.wait_for_complete()
+        await settle_workers(app)
         await pilot.pause()
         print("screen", type(app.screen).__name__)
         await pilot.press("escape", "escape", "q")

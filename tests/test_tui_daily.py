@@ -46,7 +46,7 @@ from cltui.tui.live import LiveScreen, PhaseState, phase_label
 from core.config import flat_config
 from core.events import ContextStarted, Progress, RunFinished, to_json
 from tests.daily_fixtures import FINAL, write_thirty_runs
-from tests.tui_fixtures import write_fixture_runs
+from tests.tui_fixtures import settle_workers, write_fixture_runs
 
 
 class BareApp(CltuiApp):
@@ -76,7 +76,7 @@ def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitab
 
 
 async def settle(pilot: Pilot, pause: float = 0.2) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause(pause)
 
 

@@ -25,7 +25,7 @@ from cltui.tui.runquery import PresetConfigs, Row, group_rows, parse_filter, row
 from cltui.tui.runs import MARKS, RunsScreen
 from core.study import mean_sem
 from tests.daily_fixtures import FINAL, write_thirty_runs
-from tests.tui_fixtures import IDS, write_fixture_runs
+from tests.tui_fixtures import IDS, settle_workers, write_fixture_runs
 
 # --- the pure part --------------------------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ def drive(runs_dir: Path, script: Callable[..., Awaitable[Any]], size: tuple[int
 
 
 async def settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause()
 
 

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from cltui.app import create_app
-from tests.tui_fixtures import IDS, snapshot_versions, write_fixture_runs
+from tests.tui_fixtures import IDS, settle_workers, snapshot_versions, write_fixture_runs
 
 pytestmark = snapshot_versions
 
@@ -31,14 +31,14 @@ def opening(run_id: str | None, *keys: str):
     """run_before: wait for the runs, put the cursor on `run_id`, press `keys`, wait for what they load."""
 
     async def run_before(pilot: Pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
+        await settle_workers(pilot.app)
         await pilot.pause()
         if run_id is not None:
             table = pilot.app.screen.query_one("#runs", DataTable)
             table.move_cursor(row=table.get_row_index(run_id), animate=False)
         for key in keys:
             await pilot.press(key)
-            await pilot.app.workers.wait_for_complete()
+            await settle_workers(pilot.app)
             await pilot.pause()
 
     return run_before

@@ -22,7 +22,7 @@ from cltui.tui.detail import DetailScreen
 from cltui.tui.live import LiveScreen
 from tests.daily_fixtures import write_thirty_runs
 from tests.test_tui_daily import BareApp
-from tests.tui_fixtures import IDS, snapshot_versions, write_fixture_runs
+from tests.tui_fixtures import IDS, settle_workers, snapshot_versions, write_fixture_runs
 
 pytestmark = snapshot_versions
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]
@@ -44,7 +44,7 @@ def test_compare_of_two_groups(snap_compare, tmp_path, monkeypatch, size):
     async def run_before(pilot: Pilot) -> None:
         screen = CompareScreen(chosen)
         await pilot.app.push_screen(screen)
-        await pilot.app.workers.wait_for_complete()
+        await settle_workers(pilot.app)
         await until(pilot, lambda: screen.compared)
         await pilot.pause(0.3)
 
@@ -80,7 +80,7 @@ def test_detail_charts_tab(snap_compare, tmp_path, monkeypatch, size):
     async def run_before(pilot: Pilot) -> None:
         screen = DetailScreen(Path("runs") / IDS["finished"])
         await pilot.app.push_screen(screen)
-        await pilot.app.workers.wait_for_complete()
+        await settle_workers(pilot.app)
         await until(pilot, lambda: screen.query_one("#detail-loss", LossChart).points)
         await pilot.press("2")
         await pilot.pause(0.3)

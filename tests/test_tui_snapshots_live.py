@@ -19,7 +19,16 @@ from cltui.tui.app import create_app
 from cltui.tui.charts import AccuracyChart
 from cltui.tui.live import LiveScreen
 from core.events import ContextStarted, PhaseFinished, PhaseStarted, Progress, RunFailed
-from tests.tui_fixtures import ACC_EWC, T0, config, context_events, record, snapshot_versions, write_run
+from tests.tui_fixtures import (
+    ACC_EWC,
+    T0,
+    config,
+    context_events,
+    record,
+    settle_workers,
+    snapshot_versions,
+    write_run,
+)
 
 SIZE = (100, 30)
 RUNNING = "20260102-090000-split-digits-class-ewc-s0"
@@ -143,13 +152,13 @@ def test_run_detail_draws_accuracy_against_iterations(snap_compare, tmp_path, mo
     curved_run(tmp_path / "runs")
 
     async def run_before(pilot: Pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
+        await settle_workers(pilot.app)
         await pilot.pause()
         table = pilot.app.screen.query_one("#runs", DataTable)
         table.move_cursor(row=table.get_row_index(CURVED), animate=False)
         for key in ("enter", "2"):  # the run's detail, its Charts tab
             await pilot.press(key)
-            await pilot.app.workers.wait_for_complete()
+            await settle_workers(pilot.app)
             await pilot.pause()
         assert pilot.app.screen.query_one("#detail-curve", CurveChart).curve
 

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from cltui.app import create_app
 from tests.daily_fixtures import write_thirty_runs
-from tests.tui_fixtures import snapshot_versions
+from tests.tui_fixtures import settle_workers, snapshot_versions
 
 pytestmark = snapshot_versions
 SIZES = [(80, 24), (100, 30)]
@@ -30,11 +30,11 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def pressing(*keys: str):
     async def run_before(pilot: Pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
+        await settle_workers(pilot.app)
         await pilot.pause()
         for key in keys:
             await pilot.press(key)
-            await pilot.app.workers.wait_for_complete()
+            await settle_workers(pilot.app)
             await pilot.pause()
         pilot.app.clear_notifications()
         await pilot.pause()

@@ -22,6 +22,7 @@ from cltui.tui.app import CltuiApp
 from cltui.tui.compare import CompareScreen
 from cltui.tui.studies import StudiesScreen
 from tests.daily_fixtures import STUDY_ID, write_thirty_runs
+from tests.tui_fixtures import settle_workers
 
 RUNNING_ID = "20260105-090000-split-digits-class"
 
@@ -48,7 +49,7 @@ def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitab
 
 
 async def settle(pilot: Pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await settle_workers(pilot.app)
     await pilot.pause()
 
 

@@ -38,6 +38,20 @@ snapshot_versions = pytest.mark.skipif(
     f"pytest --snapshot-update and look at them",
 )
 
+async def settle_workers(app) -> None:
+    """Wait for the app's workers to finish. A screen's folder poll is an exclusive worker: under load the next
+    poll cancels one still scanning, and Textual's wait_for_complete raises WorkerCancelled for it; that poll's
+    work is simply done by the next one, so wait again."""
+    from textual.worker import WorkerCancelled
+
+    for _ in range(20):
+        try:
+            await app.workers.wait_for_complete()
+            return
+        except WorkerCancelled:
+            continue
+
+
 T0 = 1767254400.0  # 2026-01-01T08:00:00Z: event times count from here
 
 IDS = {
