@@ -694,15 +694,15 @@ from cltui.app import create_app
 async def main():
     app = create_app({str(runs_dir)!r})
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle_workers(app)
+        await app.workers.wait_for_complete()
         await pilot.pause()
         table = app.screen.query_one("#runs")
         print("rows", table.row_count)
         table.move_cursor(row=table.get_row_index({IDS["dreams"]!r}))
         await pilot.press("enter")
-        await settle_workers(app)
+        await app.workers.wait_for_complete()
         await pilot.press("2", "i")
-        await settle_workers(app)
+        await app.workers.wait_for_complete()
         await pilot.pause()
         print("screen", type(app.screen).__name__)
         await pilot.press("escape", "escape", "q")
