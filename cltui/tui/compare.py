@@ -39,7 +39,7 @@ from cltui.tui.charts import (
 from cltui.tui.detail import WritesFigure
 from cltui.tui.formats import fmt_duration, fmt_pct, fmt_signed, fmt_value, section
 from cltui.tui.header import Header
-from cltui.tui.runquery import short_id
+from cltui.tui.runquery import mean_sem, short_id
 from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.config import flat_config
@@ -128,12 +128,6 @@ def label_runs(runs: list[Compared]) -> list[str]:
         for r in runs:
             r.group = f"{r.group} " + " ".join(short_field(k, r.config.get(k, MISSING)) for k in others)
     return keys
-
-
-def mean_sem(values: list[Any]) -> tuple[float | None, float | None]:
-    from core.study import mean_sem as study_mean_sem
-
-    return study_mean_sem([v for v in values if isinstance(v, (int, float))])
 
 
 def best(values: list[Any], higher: bool) -> float | None:
