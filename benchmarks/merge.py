@@ -1,9 +1,11 @@
-"""Merging two networks (`cltui merge`) on split digits: the student of each approach against its teachers and
+"""Merging two networks (`cltui merge`) on split digits (or the sine toy): the student of each approach against its teachers and
 against a network of the same architecture trained from scratch for the same total number of steps (both
 teachers' steps + merge + fine-tune), jointly on the same data. Prints one markdown table per setting.
 
     .venv/bin/python benchmarks/merge.py --seeds 0 1 2                 # teachers on the same data, other seeds
     .venv/bin/python benchmarks/merge.py --seeds 0 1 2 --split         # teachers on contexts 0-1 and 2-4
+    .venv/bin/python benchmarks/merge.py --preset merge-sine --teacher-steps 2000 --merge-steps 1000 \
+        --finetune-steps 1000                                            # the regression toy, scored by R^2
 
 Everything runs in this process on the CPU (or --device), runs in a temporary runs folder.
 """
@@ -35,12 +37,14 @@ def parse(item: str) -> tuple[str, object]:
 
 
 def train(store: RunStore, seed: int, iterations: int, args: argparse.Namespace, learn: str | None = None) -> tuple[str, float]:
-    over = [f"train.iterations={iterations}", f"model.kind={args.model}", f"model.hidden={args.hidden}"]
+    over = [f"train.iterations={iterations}", f"model.kind={args.model}"]
+    if args.hidden:
+        over.append(f"model.hidden={args.hidden}")
     if args.model == "lenet5":
         over.append("benchmark.pad_to=16")
     if learn:
         over.append(f"benchmark.learn_contexts={learn}")
-    config = build_config("merge-digits", seed=seed, device=args.device, overrides=over)
+    config = build_config(args.preset, seed=seed, device=args.device, overrides=over)
     folder = store.new_run_dir_for(config)
     record = run(config, folder)
     assert record["status"] == "finished", record["error"]
@@ -51,8 +55,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--split", action="store_true", help="teachers on disjoint contexts (0-1, 2-4)")
+    p.add_argument("--preset", default="merge-digits", help="merge-digits or merge-sine")
     p.add_argument("--model", default="mlp")
-    p.add_argument("--hidden", default="[100,100]")
+    p.add_argument("--hidden", default=None, help="the MLP's widths (default: [100,100]; merge-sine: its preset's)")
     p.add_argument("--teacher-steps", type=int, default=500, help="each teacher's steps (joint: iterations x 5)")
     p.add_argument("--merge-steps", type=int, default=300)
     p.add_argument("--finetune-steps", type=int, default=200)
@@ -60,6 +65,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="merge settings, e.g. temperature=4")
     args = p.parse_args()
+    if args.hidden is None and args.preset == "merge-digits":
+        args.hidden = "[100,100]"
     contexts = 5
     total = 2 * args.teacher_steps + args.merge_steps + args.finetune_steps
     rows = []
@@ -89,10 +96,12 @@ def main() -> None:
             rows.append(row)
             print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     kind = "disjoint contexts 0-1 / 2-4" if args.split else "same data, different seeds"
-    print(f"\nsplit digits, class-IL, {args.model} {args.hidden}, teachers {kind}, data {args.data}; steps: teachers "
+    bench = "sine waves, task-IL" if args.preset == "merge-sine" else "split digits, class-IL"
+    score = "R² x100" if args.preset == "merge-sine" else "Final average accuracy (%)"
+    print(f"\n{bench}, {args.model} {args.hidden or 'preset widths'}, teachers {kind}, data {args.data}; steps: teachers "
           f"2 x {args.teacher_steps}, merge {args.merge_steps}, fine-tune {args.finetune_steps}; scratch = joint "
           f"training for all {total} steps{'; merge settings ' + ' '.join(args.set) if args.set else ''}. "
-          f"Final average accuracy (%):\n")
+          f"{score}, mean over contexts:\n")
     cols = ["teacher A", "teacher B", "greedy", "l0", "scratch"]
     print("| seed | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))

@@ -21,6 +21,7 @@ from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
 from cltui.output import json_text, print_fitted, print_table, runs_dir_flag
 from cltui.tui.formats import acc_style, fmt_pct, stability_text
 from core.config import ConfigError, TrainConfig
+from core.limits import score_name
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
     build_config,
@@ -209,7 +210,9 @@ def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[P
 def acc_matrix_table(record: dict[str, Any]) -> Table:
     matrix = record.get("acc_matrix") or []
     n = len(matrix[0]) if matrix else 0
-    table = Table(title="accuracy (%) on each context (columns) after training each context (rows)",
+    score = score_name(record.get("config", {}).get("benchmark", {}).get("name"))
+    table = Table(title=f"{'R² (x100)' if score == 'R²' else 'accuracy (%)'} on each context (columns) after "
+                  "training each context (rows)",
                   title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("after", justify="right", style="bold")
     for j in range(n):
@@ -222,6 +225,10 @@ def acc_matrix_table(record: dict[str, Any]) -> Table:
                  for j, a in enumerate(row)]
         table.add_row("all" if joint else f"c{i}", *cells, fmt_pct(sum(seen) / len(seen)) if seen else "–")
     return table
+
+
+def _r2(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
 def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = False) -> None:
@@ -237,11 +244,15 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
     m = record.get("metrics") or {}
     t = record.get("timing") or {}
     if m:
-        console.print(
-            f"final avg acc [bold]{fmt_pct(m.get('final_avg_acc'))}%[/] · avg incremental acc "
-            f"{fmt_pct(m.get('avg_incremental_acc'))}% · avg forgetting {fmt_pct(m.get('avg_forgetting'))}% · "
-            f"BWT {fmt_pct(m.get('bwt'))} · FWT {fmt_pct(m.get('fwt'))}"
-        )
+        if score_name(cfg.get("benchmark", {}).get("name")) == "R²":  # the matrix holds R^2, not accuracies
+            console.print(f"final avg R² [bold]{_r2(m.get('final_avg_acc'))}[/] · avg forgetting "
+                          f"{_r2(m.get('avg_forgetting'))} · BWT {_r2(m.get('bwt'))}")
+        else:
+            console.print(
+                f"final avg acc [bold]{fmt_pct(m.get('final_avg_acc'))}%[/] · avg incremental acc "
+                f"{fmt_pct(m.get('avg_incremental_acc'))}% · avg forgetting {fmt_pct(m.get('avg_forgetting'))}% · "
+                f"BWT {fmt_pct(m.get('bwt'))} · FWT {fmt_pct(m.get('fwt'))}"
+            )
         stability = stability_text(m, record.get("acc_curve"))
         if stability:
             console.print(stability)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, fail
 from core.config import ConfigError
 from core.events import Event, PhaseFinished, PhaseStarted, RunFailed, RunStarted
+from core.limits import score_name
 from core.presets import load_preset, parse_override
 from core.store import RunStore, StoreError, append_event
 
@@ -127,9 +128,14 @@ def register(app: typer.Typer, print_run: Callable[..., None]) -> None:
         print_run(record, run_dir)
         info = record.get("merge") or {}
         if record.get("acc_matrix"):
+            regression = score_name(record.get("config", {}).get("benchmark", {}).get("name")) == "R²"
+
+            def show(score: float | None) -> str:
+                return f"R² {score or 0:.3f}" if regression else f"{100 * (score or 0):.1f}%"
+
             student = record["metrics"].get("final_avg_acc")
-            parts = [f"{t['id']} {100 * (t.get('final_avg_acc') or 0):.1f}%" for t in info.get("teachers", [])]
-            console.print(f"teachers: {escape(' · '.join(parts))} → student {100 * (student or 0):.1f}% "
+            parts = [f"{t['id']} {show(t.get('final_avg_acc'))}" for t in info.get("teachers", [])]
+            console.print(f"teachers: {escape(' · '.join(parts))} → student {show(student)} "
                           f"({info.get('approach')}, data {info.get('data')})")
         raise typer.Exit(0 if record.get("status") == "finished" else EXIT_FAILED)
 

@@ -86,10 +86,14 @@ class RunProgress:
             row.update(phase="done", step=row["total"], acc=event.accuracies, avg=sum(seen) / len(seen),
                        train_s=event.train_s, loss=event.final_loss)
             if not self.live_mode and not self.quiet:
-                accs = " ".join(f"{100 * a:.1f}" for a in event.accuracies)
+                if self.config.benchmark.regression:
+                    scores = " ".join(f"{a:.3f}" for a in event.accuracies)
+                    summary = f"avg R² so far {row['avg']:.3f}, R² per context: {scores}"
+                else:
+                    accs = " ".join(f"{100 * a:.1f}" for a in event.accuracies)
+                    summary = f"avg acc so far {100 * row['avg']:.1f}%, acc per context: {accs}"
                 self.console.print(f"context {event.context}: {row['total']} it in {event.train_s:.1f} s, "
-                                   f"loss {event.final_loss:.4f}, avg acc so far {100 * row['avg']:.1f}%, "
-                                   f"acc per context: {accs}")
+                                   f"loss {event.final_loss:.4f}, {summary}")
         elif isinstance(event, CurveEvaluated) and event.context in self.rows and event.accuracies:
             row = self.rows[event.context]
             if row["phase"] != "done":  # continual evaluation: the accuracy column follows the latest point

@@ -23,6 +23,7 @@ from core.limits import (
     MAX_LR,
     MAX_PROGRESS_INTERVAL,
     MAX_WEIGHT_DECAY,
+    REGRESSION_METHODS,
     SCENARIOS,
     ConfigError,
     Scenario,
@@ -40,8 +41,9 @@ __all__ = ["SCENARIOS", "BenchmarkConfig", "ConfigError", "ModelConfig", "RunCon
 
 
 class BenchmarkConfig(Section):
-    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100"] = Field(
-        "digits", description="Data set: digits is scikit-learn's embedded 8x8 set (offline)."
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "sine"] = Field(
+        "digits", description="Data set: digits is scikit-learn's embedded 8x8 set (offline); sine is a regression "
+        "toy of five noisy sine waves, one per context (offline; scored by R^2 where others report accuracy)."
     )
     protocol: Literal["split", "permuted", "rotated"] = Field(
         "split", description="split: disjoint classes per context; permuted / rotated: all classes, new input transform."
@@ -85,6 +87,11 @@ class BenchmarkConfig(Section):
     @property
     def num_classes(self) -> int:
         return BENCHMARK_INFO[self.name]["classes"]
+
+    @property
+    def regression(self) -> bool:
+        """A regression benchmark (sine): targets are numbers, the loss is MSE, the score R^2."""
+        return bool(BENCHMARK_INFO[self.name].get("regression"))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -233,6 +240,8 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        if self.benchmark.regression:
+            self._check_regression()
         if self.scenario not in self.method.scenarios:
             raise ValueError(
                 f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
@@ -260,6 +269,25 @@ class RunConfig(Section):
                 f"model.kind: lenet5 needs images of at least 16x16, {self.benchmark.name} has {h}x{w}; use mlp"
             )
         return self
+
+    def _check_regression(self) -> None:
+        name = self.benchmark.name
+        if self.scenario == "class":
+            raise ValueError(f"scenario: {name} is a regression benchmark, which has no classes to tell apart; "
+                             "use --scenario task (an output per wave) or domain (one shared output)")
+        if self.method.name not in REGRESSION_METHODS:
+            raise ValueError(f"method: {self.method.name} is written for classification; on {name} use one of "
+                             f"{', '.join(REGRESSION_METHODS)}")
+        if self.benchmark.classes_per_context != 1:
+            raise ValueError(f"benchmark.classes_per_context: each {name} context is one wave with one output; set "
+                             "benchmark.classes_per_context=1")
+        if self.benchmark.protocol != "split":
+            raise ValueError(f"benchmark.protocol: {name}'s contexts are its waves; use benchmark.protocol=split")
+        if self.model.kind != "mlp":
+            raise ValueError(f"model.kind: {name}'s inputs are single numbers; use model.kind=mlp")
+        if self.benchmark.augment or self.benchmark.pad_to:
+            key = "benchmark.augment" if self.benchmark.augment else "benchmark.pad_to"
+            raise ValueError(f"{key}: {name}'s inputs are single numbers, not images; leave it unset")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

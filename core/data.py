@@ -31,6 +31,7 @@ from torch import Tensor
 
 from core.config import BenchmarkConfig
 from core.datafiles import REQUIRED_FILES, data_root, permission_denied, unreadable
+from core.limits import BENCHMARK_INFO
 
 # Per-channel statistics of the training sets (CIFAR images are standardised; MNIST-like stay in [0, 1]).
 CIFAR_STATS = {
@@ -380,6 +381,31 @@ def _cifar(cfg: BenchmarkConfig, root: Path) -> tuple[_CifarPart, _CifarPart]:
     return train, test
 
 
+SINE_SEED = 0  # the waves' samples are a property of the benchmark: every run (and both teachers of a merge) sees them
+SINE_TRAIN, SINE_TEST, SINE_NOISE = 1000, 500, 0.1  # samples per wave; the training targets' noise (std)
+
+
+def sine_wave(k: int) -> tuple[float, float]:
+    """Wave k of the sine benchmark, y = sin(f x + phase) on x in [-pi, pi]: (f, phase) = (1 + k/2, 2 pi k / 5)."""
+    return 1 + k / 2, 2 * math.pi * k / BENCHMARK_INFO["sine"]["classes"]
+
+
+def sine_contexts(cfg: BenchmarkConfig) -> list[Context]:
+    """The regression toy of issue 15 (the merging talk's noisy sines): context k is wave k, its training targets
+    noisy (N(0, SINE_NOISE^2)), its test targets the wave itself; inputs (N, 1, 1, 1), targets float (N,)."""
+    g = torch.Generator().manual_seed(SINE_SEED)
+    contexts = []
+    for k in range(cfg.contexts):
+        f, phase = sine_wave(k)
+        x_train = (torch.rand(SINE_TRAIN, generator=g) * 2 - 1) * math.pi
+        x_test = torch.linspace(-math.pi, math.pi, SINE_TEST)
+        y_train = torch.sin(f * x_train + phase) + SINE_NOISE * torch.randn(SINE_TRAIN, generator=g)
+        y_test = torch.sin(f * x_test + phase)
+        contexts.append(Context(k, [k], (k, k + 1), x_train.view(-1, 1, 1, 1), y_train, x_test.view(-1, 1, 1, 1),
+                                y_test))
+    return contexts
+
+
 def load_split(cfg: BenchmarkConfig) -> Split:
     return _digits() if cfg.name == "digits" else _torchvision(cfg)
 
@@ -397,6 +423,13 @@ def _pad(x: Tensor, size: int | None) -> Tensor:
 
 def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", split: Split | None = None) -> Benchmark:
     """Load the data set (unless given) and cut it into contexts on `device`."""
+    if cfg.regression:
+        contexts = sine_contexts(cfg)
+        for c in contexts:
+            c.x_train, c.y_train, c.x_test, c.y_test = (t.to(device) for t in (c.x_train, c.y_train, c.x_test,
+                                                                                c.y_test))
+        return _finish(cfg, contexts, 1, BENCHMARK_INFO[cfg.name]["shape"],
+                       [f"wave {k}" for k in range(BENCHMARK_INFO[cfg.name]["classes"])])
     split = split if split is not None else load_split(cfg)
     x_train, x_test = _pad(split.x_train, cfg.pad_to), _pad(split.x_test, cfg.pad_to)
     y_train, y_test = split.y_train, split.y_test
@@ -441,13 +474,18 @@ def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", sp
                 k, list(range(n_classes)), (lo, hi),
                 xtr, (y_train + lo).to(device), xte, (y_test + lo).to(device), permutation=perm,
             ))
+    return _finish(cfg, contexts, cpc, tuple(x_train.shape[1:]), split.class_names)  # type: ignore[arg-type]
+
+
+def _finish(cfg: BenchmarkConfig, contexts: list[Context], cpc: int, shape: tuple[int, int, int],
+            class_names: list[str]) -> Benchmark:
     if cfg.validation:
         hold_out_validation(contexts, cfg.validation)
     if cfg.learn_contexts is not None:  # a teacher that knows only some contexts: the others keep their test data
         for c in contexts:
             if c.index not in cfg.learn_contexts:
                 c.x_train, c.y_train = c.x_train[:0], c.y_train[:0]
-    return Benchmark(cfg.name, cfg.protocol, contexts, cpc, tuple(x_train.shape[1:]), split.class_names)  # type: ignore[arg-type]
+    return Benchmark(cfg.name, cfg.protocol, contexts, cpc, shape, class_names)
 
 
 VALIDATION_SEED = 0  # the held-out samples are a property of the benchmark, the same for every run's seed
@@ -461,8 +499,9 @@ def hold_out_validation(contexts: list[Context], share: float) -> None:
     for context in contexts:
         labels = context.y_train.cpu()
         held = []
-        for label in labels.unique().tolist():
-            members = (labels == label).nonzero().flatten()
+        regression = labels.is_floating_point()  # numeric targets: one stratum
+        for label in [None] if regression else labels.unique().tolist():
+            members = torch.arange(len(labels)) if regression else (labels == label).nonzero().flatten()
             n = len(members)
             k = min(n - 1, max(1, round(share * n))) if n > 1 else 0
             held.append(members[torch.randperm(n, generator=chooser)[:k]])

@@ -98,7 +98,16 @@ BENCHMARK_INFO: dict[str, dict[str, Any]] = {
     "fashion-mnist": {"classes": 10, "shape": (1, 28, 28)},
     "cifar10": {"classes": 10, "shape": (3, 32, 32)},
     "cifar100": {"classes": 100, "shape": (3, 32, 32)},
+    # five noisy sine waves, one per "class": a regression toy (core/data.py `sine_contexts`), offline
+    "sine": {"classes": 5, "shape": (1, 1, 1), "regression": True},
 }
+REGRESSION_METHODS = ("none", "joint", "cumulative")  # the methods whose loss is only the scenario's criterion
+
+
+def score_name(benchmark: Any) -> str:
+    """What a run's accuracy matrix holds, for labels: "R²" on a regression benchmark, else "accuracy"."""
+    info = BENCHMARK_INFO.get(benchmark) if isinstance(benchmark, str) else None
+    return "R²" if info and info.get("regression") else "accuracy"
 
 
 class Section(BaseModel):

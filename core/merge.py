@@ -721,7 +721,8 @@ class Merger:
         except DataError as e:
             raise MergeError(str(e)) from None
         c = self.benchmark.classes_per_context
-        self.scenario = ScenarioView(self.a.scenario, c, len(self.benchmark.contexts))
+        self.regression = self.a.benchmark.regression
+        self.scenario = ScenarioView(self.a.scenario, c, len(self.benchmark.contexts), regression=self.regression)
         self.teachers = [load_weights(t, self.device) for t in (self.a, self.b)]
         # the training pool: the chosen contexts' training data, inputs as the network sees them
         chosen = [ctx for ctx in self.benchmark.contexts if ctx.index in self.data_contexts]
@@ -748,6 +749,7 @@ class Merger:
             wa = torch.where(total > 0, wa / total.clamp(min=1), torch.full_like(wa, 0.5))
             w_head = (wa, 1 - wa)
         self.w_head = w_head
+        self.taught = ((self.known[0] + self.known[1])[owner] > 0).float()  # outputs some teacher learned
         self.anatomy = anatomy_of(self.a.model.kind, self.teachers, w_head, lambda: fresh_model(self.a).to(self.device))
         self.teacher_nets = [net.to(self.device) for net in self.anatomy.teachers]
 
@@ -761,7 +763,7 @@ class Merger:
     @torch.no_grad()
     def teacher_logits(self, x: Tensor, ctx: Tensor) -> Tensor:
         za, zb = (net(x)[0] for net in self.teacher_nets)
-        if self.scenario.kind == "domain" or self.s.data == "union":
+        if self.scenario.kind == "domain" or (self.s.data == "union" and not self.regression):
             # the whole head of the teacher that learned the sample's context: it was trained to tell that
             # context from every other class (its outputs of the classes it never saw are no guide elsewhere)
             ka, kb = self.known[0][ctx].unsqueeze(1), self.known[1][ctx].unsqueeze(1)
@@ -771,6 +773,12 @@ class Merger:
         return self.w_head[0] * za + self.w_head[1] * zb
 
     def task_loss(self, logits: Tensor, y: Tensor, ctx: Tensor, target: Tensor) -> Tensor:
+        if self.regression:  # MSE on each sample's own output, and on every output a teacher knows its target
+            loss = self.scenario.loss(logits, y, int(ctx.max()), ctx)
+            if self.s.kd == 0:
+                return loss
+            taught = self.taught if self.scenario.kind != "domain" else torch.ones_like(self.taught[:1])
+            return loss + self.s.kd * ((logits - target).square() * taught).sum(1).mean() / taught.sum()
         if self.scenario.kind == "class":
             ce = F.cross_entropy(logits.masked_fill(~self.available, float("-inf")), y)
         else:
@@ -839,7 +847,10 @@ class Merger:
                 total = [torch.zeros(w, device=self.device) for w in self.anatomy.widths]
                 for k, x in enumerate(batches):
                     logits, acts = net(x.detach().requires_grad_(True))  # the teacher is frozen; its units are not
-                    loss = F.cross_entropy(logits, logits.argmax(1).detach(), reduction="sum")
+                    if self.regression:  # a unit's first-order share of the outputs the teacher learned
+                        loss = (logits.square() * self.known[t][self.output_owner]).sum() / 2
+                    else:
+                        loss = F.cross_entropy(logits, logits.argmax(1).detach(), reduction="sum")
                     grads = torch.autograd.grad(loss, acts)
                     for group, a, g in zip(self.anatomy.act_groups, acts, grads, strict=True):
                         taylor = (a * g).flatten(2).sum(2) if a.dim() > 2 else a * g  # (N, units)
@@ -931,15 +942,15 @@ class Merger:
         last = len(self.benchmark.contexts) - 1
         out = []
         for context in self.benchmark.contexts:
-            hits = torch.zeros((), dtype=torch.long, device=self.device)
+            total = torch.zeros(3, device=self.device)
             for i in range(0, context.x_test.shape[0], self.s.eval_batch_size):
                 x = context.inputs(context.x_test[i: i + self.s.eval_batch_size])
-                logits, target = self.scenario.eval_view(model(x), context.y_test[i: i + self.s.eval_batch_size],
-                                                         context.index, last)
-                hits += (logits.argmax(1) == target).sum()
-            out.append((hits, max(context.x_test.shape[0], 1)))
+                view = self.scenario.eval_view(model(x), context.y_test[i: i + self.s.eval_batch_size],
+                                               context.index, last)
+                total += self.scenario.tally(*view)
+            out.append((total, context.x_test.shape[0]))
         self.eval_s += time.monotonic() - start
-        return [round(int(h) / n, 6) for h, n in out]
+        return [round(self.scenario.score(t.tolist(), n), 6) for t, n in out]
 
     def run(self) -> None:
         s = self.s

@@ -129,9 +129,8 @@ class ContinualEvaluation:
             else:
                 x, y = context.x_test, context.y_test
             self.sets.append((context.index, context.inputs(x), y))
-        self.counts = torch.tensor([max(y.shape[0], 1) for _, _, y in self.sets], dtype=torch.float32,
-                                   device=trainer.device)
-        self.pending: list[tuple[int, int, Tensor]] = []  # (iteration, stage, hits per context) not read yet
+        self.counts = [y.shape[0] for _, _, y in self.sets]
+        self.pending: list[tuple[int, int, Tensor]] = []  # (iteration, stage, tallies per context) not read yet
 
     def due(self, iteration: int) -> bool:
         return iteration % self.every == 0
@@ -141,26 +140,25 @@ class ContinualEvaluation:
         """Queue the accuracy on every context at `iteration` while training `stage` (contexts 0..`trained`)."""
         was_training = self.model.training
         self.model.eval()
-        hits = []
+        sums = []
         for index, x, y in self.sets:
-            total = torch.zeros((), dtype=torch.long, device=y.device)
+            total = torch.zeros(3, device=y.device)
             for i in range(0, x.shape[0], self.batch):
                 scores = self.method.predict(x[i : i + self.batch], index)
                 if scores is None:
                     scores = self.model(x[i : i + self.batch])
-                logits, target = self.scenario.eval_view(scores, y[i : i + self.batch], index, trained)
-                total += (logits.argmax(1) == target).sum()
-            hits.append(total)
+                total += self.scenario.tally(*self.scenario.eval_view(scores, y[i : i + self.batch], index, trained))
+            sums.append(total)
         self.model.train(was_training)
-        self.pending.append((iteration, stage, torch.stack(hits)))
+        self.pending.append((iteration, stage, torch.stack(sums)))
 
     def flush(self) -> list[tuple[int, int, list[float]]]:
         """The queued points as (iteration, stage, accuracies): one device-to-host copy for all of them."""
         if not self.pending:
             return []
-        accuracies = (torch.stack([h for _, _, h in self.pending]).float() / self.counts).tolist()
-        points = [(it, stage, [round(a, 4) for a in accs])
-                  for (it, stage, _), accs in zip(self.pending, accuracies, strict=True)]
+        sums = torch.stack([h for _, _, h in self.pending]).tolist()
+        points = [(it, stage, [round(self.scenario.score(s, n), 4) for s, n in zip(per_context, self.counts)])
+                  for (it, stage, _), per_context in zip(self.pending, sums, strict=True)]
         self.pending.clear()
         return points
 
@@ -195,7 +193,7 @@ class Trainer:
         except DataError as e:
             raise InputError(str(e)) from None
         self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts),
-                                     config.train.active_classes)
+                                     config.train.active_classes, config.benchmark.regression)
         # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
         method_cls = method_class(config.method.name)
         self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)
@@ -501,20 +499,20 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         bs = self.config.train.eval_batch_size
-        correct, counts = [], []
+        sums, counts = [], []
         for context in self.benchmark.contexts:
             self.check_stop()  # between contexts: a slow evaluation (a ResNet on a CPU) stays stoppable
-            hits = torch.zeros((), dtype=torch.long, device=self.device)
+            total = torch.zeros(3, device=self.device)
             for i in range(0, context.x_test.shape[0], bs):
                 x = context.inputs(context.x_test[i : i + bs])
                 scores = self.method.predict(x, context.index)
                 if scores is None:
                     scores = self.model(x)
-                logits, target = self.scenario.eval_view(scores, context.y_test[i : i + bs], context.index, trained)
-                hits += (logits.argmax(1) == target).sum()
-            correct.append(hits)
-            counts.append(max(context.x_test.shape[0], 1))
-        accuracies = [round(c / n, 6) for c, n in zip(torch.stack(correct).tolist(), counts)]
+                view = self.scenario.eval_view(scores, context.y_test[i : i + bs], context.index, trained)
+                total += self.scenario.tally(*view)
+            sums.append(total)
+            counts.append(context.x_test.shape[0])
+        accuracies = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
         self.model.train(was_training)
         seconds = time.monotonic() - start
         self.eval_s += seconds
@@ -531,22 +529,21 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         bs = self.config.train.eval_batch_size
-        hits, counts = [], []
+        sums, counts = [], []
         for context in self.benchmark.contexts:
             x_val, y_val = context.x_val, context.y_val
             assert x_val is not None and y_val is not None
-            total = torch.zeros((), dtype=torch.long, device=self.device)
+            total = torch.zeros(3, device=self.device)
             for i in range(0, x_val.shape[0], bs):
                 x = context.inputs(x_val[i : i + bs])
                 scores = self.method.predict(x, context.index)
                 if scores is None:
                     scores = self.model(x)
-                logits, target = self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained)
-                total += (logits.argmax(1) == target).sum()
-            hits.append(total)
-            counts.append(max(x_val.shape[0], 1))
+                total += self.scenario.tally(*self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained))
+            sums.append(total)
+            counts.append(x_val.shape[0])
         self.model.train(was_training)
-        row = [round(h / n, 6) for h, n in zip(torch.stack(hits).tolist(), counts)]
+        row = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
         # a resumed run trims rows past the stage it continues from, as the record does with acc_matrix
         self.record.val_matrix = list(getattr(self.record, "val_matrix", None) or [])[:stage] + [row]
 

@@ -263,7 +263,7 @@ def test_presets_list_names_every_preset(tmp_path, monkeypatch):
     result = cli("presets", "list")
     assert result.exit_code == 0, result.output
     names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "merge-cifar100", "merge-digits",
-             "perm-mnist", "split-cifar10", "split-cifar100", "split-digits", "split-digits-dfcil",
+             "merge-sine", "perm-mnist", "split-cifar10", "split-cifar100", "split-digits", "split-digits-dfcil",
              "split-digits-gen", "split-fashion-mnist", "split-mnist", "split-mnist-gen", "stability-gap"]
     assert list_presets() == names
     for name in names:

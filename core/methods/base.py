@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import RunConfig
@@ -125,9 +124,8 @@ class Method(Generic[P]):
         """Prepare for a new context (e.g. snapshot, masks)."""
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
-        """The per-step loss; the default is cross-entropy under the scenario's view of the head."""
-        logits, target = self.scenario.train_view(self.model(batch.x), batch.y, batch.context, batch.context_ids)
-        return F.cross_entropy(logits, target)
+        """The per-step loss; the default is cross-entropy (MSE for regression) under the scenario's view of the head."""
+        return self.scenario.loss(self.model(batch.x), batch.y, batch.context, batch.context_ids)
 
     def after_backward(self, info: ContextInfo) -> None:
         """Gradients are in `.grad`; change them before the optimiser step (A-GEM projects here)."""

@@ -12,7 +12,6 @@ any drop of an old context right after a boundary is the stability gap, not forg
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from core.data import augment
@@ -40,6 +39,4 @@ class Cumulative(Method[CumulativeParams]):
             xs.append(x)
             ys.append(old.y_train[idx])
             ids.append(torch.full((n,), old.index, dtype=torch.long, device=self.device))
-        logits, target = self.scenario.train_view(self.model(torch.cat(xs)), torch.cat(ys), batch.context,
-                                                  torch.cat(ids))
-        return F.cross_entropy(logits, target)
+        return self.scenario.loss(self.model(torch.cat(xs)), torch.cat(ys), batch.context, torch.cat(ids))
