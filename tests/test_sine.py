@@ -145,3 +145,36 @@ def test_teachers_of_disjoint_waves_merge_into_a_student_of_their_architecture_t
     fresh = build_model("mlp", (1, 1, 1), 5, hidden=[16, 16])
     fresh.load_state_dict(state, strict=True)  # exactly the teachers' shape
     assert count_parameters(fresh) == sum(t.numel() for t in state.values())
+
+
+def test_the_tui_shows_a_sine_run_whose_forgotten_waves_are_far_below_zero(tmp_path):
+    """R^2 of a forgotten wave goes far below 0 (-9 on seed 0), which no accuracy does: the detail screen, its
+    charts and the runs table draw it without a crash."""
+    import asyncio
+
+    from textual.widgets import DataTable, TabbedContent
+
+    from cltui.app import create_app
+    from cltui.tui.detail import DetailScreen
+    from tests.tui_fixtures import settle_workers
+
+    record = train(tmp_path, 0, "train.iterations=300", method="none", scenario="task")
+    assert min(record["acc_matrix"][-1]) < -1
+
+    async def main() -> tuple[type, str]:
+        app = create_app(tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle_workers(app)
+            await pilot.pause()
+            table = app.screen.query_one(DataTable)
+            assert table.row_count == 1
+            await pilot.press("enter")
+            await settle_workers(app)
+            await pilot.pause()
+            screen = app.screen
+            screen.query_one(TabbedContent).active = "charts"
+            await pilot.pause()
+            await pilot.pause()
+            return type(screen), str(screen.query_one(TabbedContent).active)
+
+    assert asyncio.run(main()) == (DetailScreen, "charts")
