@@ -4,6 +4,7 @@ published split-MNIST figure (REFERENCE.md), and a flag wherever our ordering of
 the published one by more than the noise.
 
     python benchmarks/fidelity.py                       # split-digits, 5 seeds, task / domain / class
+    python benchmarks/fidelity.py --table-from RUNS     # the tables again from the studies a run left in RUNS
     python benchmarks/fidelity.py --scenarios class --methods none,ewc,si,lwf,agem,er --seeds 5 --jobs 2
     python benchmarks/fidelity.py --data-dir ~/data     # also split-mnist (the published protocol itself)
     python benchmarks/fidelity.py --digits-as-mnist      # the split-MNIST protocol on digits written as MNIST
@@ -44,9 +45,12 @@ DATA_FREE = {"deepinversion", "abd"}  # need a BatchNorm model: they have their 
 
 
 def methods_for(scenario: str) -> list[str]:
-    from core.methods.params import METHOD_PARAMS
+    """The classifiers: not the data-free ones, nor the generation methods (gan-*, mergan-*: their accuracy
+    matrix is the share of generated samples a verifier recognises, benchmarked in split-digits-gen)."""
+    from core.methods.params import METHOD_PARAMS, GANParams
 
-    return [m for m, p in METHOD_PARAMS.items() if scenario in p.scenarios and m not in DATA_FREE]
+    return [m for m, p in METHOD_PARAMS.items()
+            if scenario in p.scenarios and m not in DATA_FREE and not issubclass(p, GANParams)]
 
 
 def write_digits_as_mnist(root: Path) -> Path:
@@ -117,6 +121,31 @@ def markdown(rows: list[dict], published: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def report(preset: str, scenario: str, rows: list[dict], seconds: float | None) -> list[str]:
+    """Print one study's table and ordering flags (markdown); the flags, named for the study."""
+    rows = [r for r in rows if r["method"] in methods_for(scenario)]
+    flags = ordering_flags(rows, PUBLISHED[scenario])
+    print(f"## {preset}, {scenario}-IL" + ("" if seconds is None else f" ({seconds:.0f} s)") + "\n")
+    print(markdown(rows, PUBLISHED[scenario]))
+    print("\n" + ("\n".join(f"- ORDER: {f}" for f in flags) if flags else "- ordering as published") + "\n")
+    return [f"{preset} {scenario}-IL: {f}" for f in flags]
+
+
+def tables_from(runs_dir: Path) -> int:
+    """The tables of the studies an earlier invocation left in `runs_dir` (one that was stopped, too: the
+    finished runs count, `runs` says how many of how many)."""
+    from core import study as studies
+    from core.store import RunStore
+
+    store = RunStore(runs_dir)
+    flags = []
+    for study in studies.list_studies(store):
+        if study.get("scenario") in PUBLISHED:
+            flags += report(study.get("preset", "?"), study["scenario"], studies.table(store, study), None)
+    print(f"{len(flags)} ordering difference(s) against the published figures")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -129,7 +158,11 @@ def main() -> int:
     parser.add_argument("--only-mnist", action="store_true", help="skip split-digits")
     parser.add_argument("--runs-dir", default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every run")
+    parser.add_argument("--table-from", default=None, metavar="RUNS", help="print the tables of the studies in "
+                        "RUNS (a --runs-dir of an earlier invocation) and run nothing")
     args = parser.parse_args()
+    if args.table_from:
+        return tables_from(Path(args.table_from))
 
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="cltui-fidelity-"))
     presets = [] if args.only_mnist else [("split-digits", [])]
@@ -149,11 +182,7 @@ def main() -> int:
             continue
         start = time.monotonic()
         rows = run_study(preset, scenario, methods, args.seeds, args.jobs, runs_dir, preset_args + extra_sets)
-        flags = ordering_flags(rows, PUBLISHED[scenario])
-        all_flags += [f"{preset} {scenario}-IL: {f}" for f in flags]
-        print(f"## {preset}, {scenario}-IL ({time.monotonic() - start:.0f} s)\n")
-        print(markdown(rows, PUBLISHED[scenario]))
-        print("\n" + ("\n".join(f"- ORDER: {f}" for f in flags) if flags else "- ordering as published") + "\n")
+        all_flags += report(preset, scenario, rows, time.monotonic() - start)
     print(f"{len(all_flags)} ordering difference(s) against the published figures")
     return 0
 

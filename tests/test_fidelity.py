@@ -40,7 +40,7 @@ def clearly_below(a: str, b: str) -> None:
 
 
 @pytest.mark.parametrize("low, high", [("none", "lwf"), ("ewc", "lwf"), ("si", "lwf"), ("lwf", "er"),
-                                       ("lwf", "fromp")])
+                                       ("lwf", "fromp"), ("lwf", "icarl"), ("lwf", "gen-classifier")])
 def test_published_class_il_ordering_on_split_digits(low, high):
     clearly_below(low, high)
 
