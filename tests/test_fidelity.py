@@ -1,9 +1,9 @@
 """The published class-IL ordering on split-digits, where it is robust over seeds 0-4 (slow: about
-20 runs; `pytest -m slow`). van de Ven's split-MNIST figure: none ≈ EWC ≈ SI < LwF < A-GEM < ER ≈ DGR <
+40 runs; `pytest -m slow`). van de Ven's split-MNIST figure: none ≈ EWC ≈ SI < LwF < A-GEM < ER ≈ DGR <
 iCaRL, FROMP between LwF and ER. Each inequality below is asserted only where its gap exceeded 3 SEM on every
 measurement made (benchmarks/fidelity.py prints the full table): level methods are not ordered. A-GEM is not
 placed: on digits it falls below LwF, as the reference's own A-GEM step and loop do on the same data
-(benchmarks/agem_reference.py; README, "Fidelity against the reference")."""
+(benchmarks/reference_loop.py; README, "Fidelity against the reference")."""
 
 from __future__ import annotations
 
