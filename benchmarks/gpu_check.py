@@ -36,6 +36,9 @@ TINY = {
     "abd": ["method.generator_iterations=3", "method.verifier_iterations=3", "method.dreams_per_class=2",
             "method.export_per_class=1"],
 }
+# the generation methods: a few verifier and reverse-classifier steps, a few samples scored (their GAN steps are FEW)
+TINY.update({m: ["method.verifier_iterations=3", "method.reverse_iterations=2", "method.samples_per_class=4",
+                 "method.export_per_class=1"] for m in ("gan-finetune", "gan-ewc", "mergan-jtr", "mergan-ra")})
 PRESET = {"deepinversion": "split-digits-dfcil", "abd": "split-digits-dfcil"}
 QUICK_METHODS = ("none", "ewc", "er", "lwf", "icarl")
 

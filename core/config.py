@@ -170,7 +170,8 @@ class TrainConfig(Section):
     seed: int = Field(0, description="Seed of initialisation, sampling and augmentation (0 <= seed < 2**63).")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast the forward pass (CUDA or CPU).")
-    compile: bool = Field(False, description="torch.compile the model (CUDA).")
+    compile: bool = Field(False, description="torch.compile the model (CPU or CUDA; the first steps compile it, "
+                          "about 15-20 s on a CPU: worth it for long runs of an MLP, not for LeNet-5 on a CPU).")
     active_classes: Literal["so-far", "all"] = Field(
         "so-far", description="class-IL: outputs a loss covers: so-far (classes seen so far) or all (every class "
         "from the start, future ones as negatives; van de Ven's --active-classes default).")

@@ -165,17 +165,20 @@ def test_replay_steps_never_sync_with_the_host(method):
         assert len(m.buffer) > 0 and m.buffer.x.device == CPU
 
 
-@pytest.mark.parametrize("method", ["none", "ewc", "er", "agem"])
-def test_the_training_loop_reads_the_device_per_report_not_per_step(method, tmp_path):
+@pytest.mark.parametrize(("method", "extra"), [("none", ()), ("ewc", ()), ("er", ()), ("agem", ()),
+                                               ("none", ("train.compile=true",))])
+def test_the_training_loop_reads_the_device_per_report_not_per_step(method, extra, tmp_path):
     """The trainer's loop itself (what a worker, pooled or not, runs): with no progress report due before the
     end, training 10 or 40 steps makes the same host reads (the end's report and final loss), so none is per
-    step. The fused Adam step included: its step counters live on the device."""
+    step. The fused Adam step included: its step counters live on the device. With train.compile the loop
+    around the compiled model is checked (dynamo re-traces the model under the detector, so this does not
+    see inside the compiled graph; a host read there would break the graph and run eagerly, where it is seen)."""
     from core.train import Trainer
 
     syncs = {}
     for steps in (10, 40):
         cfg = build_config("split-digits", method=method, scenario="class", device="cpu",
-                           overrides=["train.progress_interval=3600"])
+                           overrides=["train.progress_interval=3600", *extra])
         (tmp_path / str(steps)).mkdir()
         trainer = Trainer(cfg, tmp_path / str(steps), lambda e: None, lambda: False)
         ctx = trainer.benchmark.contexts[1]
