@@ -13,6 +13,11 @@ before it sleeps. Two such processes on the same cores (two runs, or a run besid
   process needs. OpenMP reads these once, when torch loads it, so a worker sets them before it imports torch
   (`apply`); a user's own setting of either is kept.
 
+A small step is the exception: with passive waits every parallel region pays a wake-up, and an MLP step of a
+few hundred MFLOP (split-digits, split-MNIST) runs about twice as fast on one thread as on two
+(benchmarks/threads.py), while the larger ones (the perm-MNIST MLP, the conv nets) gain from the cores. So
+`for_step` gives a run whose MLP step is under SMALL_STEP_MFLOP one thread, unless the user chose a count.
+
 `apply` sets the count in the training process and `in_use` reports it for run.json's env.
 """
 
@@ -22,6 +27,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
@@ -63,6 +69,37 @@ def choose(requested: int | None = None, runs: int = 1, environ: Mapping[str, st
     cores = usable_cores() if cores is None else max(1, cores)
     runs = max(1, runs)
     return ThreadChoice(max(1, cores // runs), f"{cores} core{'s' * (cores > 1)} / {runs} run{'s' * (runs > 1)}")
+
+
+SMALL_STEP_MFLOP = 800  # benchmarks/threads.py, 2 cores: 1 thread wins at 367 MFLOP (1.8x), loses at 1,560 (0.8x)
+USER_SOURCES = ("--threads", "OMP_NUM_THREADS")
+
+
+def step_mflop(config: Mapping[str, Any]) -> float | None:
+    """About how many MFLOP one training step of the run's MLP takes (forward and backward: 6 x weights x batch);
+    None for the conv nets and for anything that does not validate (their ops are large enough to share)."""
+    from core.config import ConfigError, validate_config
+    from core.limits import model_parameters
+
+    try:
+        cfg = validate_config(dict(config))
+    except ConfigError:
+        return None
+    if cfg.model.kind != "mlp":
+        return None
+    weights = model_parameters("mlp", cfg.benchmark.input_shape, cfg.head_size, cfg.model.hidden, None)
+    return None if weights is None else 6 * weights * cfg.train.batch_size / 1e6
+
+
+def for_step(choice: ThreadChoice, config: Mapping[str, Any]) -> ThreadChoice:
+    """`choice`, or one thread for a run whose MLP step is too small to share among threads (passive waits make
+    each parallel region wake the others); a count the user chose is kept."""
+    if choice.threads <= 1 or choice.source in USER_SOURCES:
+        return choice
+    mflop = step_mflop(config)
+    if mflop is None or mflop >= SMALL_STEP_MFLOP:
+        return choice
+    return ThreadChoice(1, f"1 thread: a {mflop:.0f} MFLOP step runs faster on one ({choice.source})")
 
 
 def openmp_environment(choice: ThreadChoice, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -90,6 +90,7 @@ def _train(config: dict[str, Any], path: Path, threads: cpu_threads.ThreadChoice
            also: Any, should_stop: Any) -> str:
     """Train in this process with `threads`, every event appended to events.jsonl and handed to `also`; the final
     status."""
+    threads = cpu_threads.for_step(threads, config)
     print(f"{now_iso()} worker pid {os.getpid()} started for {path.name}; {threads.threads} CPU threads "
           f"({threads.source})", flush=True)
     cpu_threads.apply(threads)

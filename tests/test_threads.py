@@ -13,7 +13,7 @@ from cltui.cli import app
 from core import worker
 from core.presets import build_config
 from core.store import RunStore, read_run_json
-from core.threads import WAIT_POLICY, ThreadChoice, choose, openmp_environment, usable_cores
+from core.threads import WAIT_POLICY, ThreadChoice, choose, for_step, openmp_environment, step_mflop, usable_cores
 
 SHORT = ["--set", "train.iterations=5"]  # the thread count is chosen before the first step: a few steps do
 
@@ -68,7 +68,7 @@ def test_a_study_shares_the_cores_among_its_jobs(runs_dir, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = CliRunner().invoke(app, ["compare", "split-digits", "--methods", "none,lwf", "--seeds", "1", "--jobs", "2",
                                    "--device", "cpu", "--quiet", "--runs-dir", str(runs_dir),
-                                   *SHORT])
+                                   *SHORT, "--set", "model.hidden=[2000,2000]"])  # a step too big for one thread
     assert out.exit_code == 0, out.output
     cores = len(os.sched_getaffinity(0))
     for entry in RunStore(runs_dir).list():
@@ -100,3 +100,32 @@ def test_runs_started_while_others_run_get_a_share(runs_dir, monkeypatch):
         first.process.join(30)
     time.sleep(0.1)
     assert worker.runs_in_flight() == 0
+
+
+def test_a_small_mlp_step_trains_on_one_thread_unless_the_user_chose_a_count():
+    """benchmarks/threads.py: with passive waits the split-digits and split-MNIST MLPs step about twice as fast
+    on one thread as on two; the perm-MNIST MLP and the conv nets are faster on two."""
+    two = ThreadChoice(2, "2 cores / 1 run")
+    digits = build_config("split-digits").to_dict()
+    assert round(step_mflop(digits)) == 146  # 6 x (65x400 + 401x400 + 401x10 weights) x 128
+    small = for_step(two, digits)
+    assert small.threads == 1 and small.source == "1 thread: a 146 MFLOP step runs faster on one (2 cores / 1 run)"
+    assert for_step(two, build_config("split-mnist").to_dict()).threads == 1  # 367 MFLOP
+    assert for_step(two, build_config("perm-mnist").to_dict()) == two  # 1024-1000-1000: 1,560 MFLOP
+    assert for_step(two, build_config("split-cifar10").to_dict()) == two  # a conv net
+    for mine in (ThreadChoice(2, "--threads"), ThreadChoice(2, "OMP_NUM_THREADS")):
+        assert for_step(mine, digits) == mine
+    assert for_step(two, {"model": {"kind": 3}}) == two  # a config that does not validate: no guess
+
+
+def test_a_worker_trains_a_small_step_on_one_thread_and_says_why(runs_dir, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    config = build_config("split-digits", overrides=SHORT[1:])
+    run = worker.start(config, RunStore(runs_dir).new_run_dir("small"), threads=ThreadChoice(2, "2 cores / 1 run"))
+    deadline = time.monotonic() + 90
+    while not run.done and time.monotonic() < deadline:
+        run.pump(0.5)
+    assert run.done
+    env = read_run_json(run.run_dir)["env"]
+    assert (env["threads"], env["threads_from"]) == ("1", "1 thread: a 146 MFLOP step runs faster on one "
+                                                          "(2 cores / 1 run)")
