@@ -13,15 +13,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, err_console, fail, load_run
+from cltui.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    RunsDir,
+    console,
+    discard,
+    err_console,
+    escape,
+    fail,
+    load_run,
+    plain,
+)
 from cltui.export import Track, TrackCheckpoints, tracking_line, with_tracking
-from cltui.output import json_text, print_fitted, print_table, runs_dir_flag
-from cltui.tui.formats import acc_style, fmt_pct, stability_text
+from cltui.output import json_text, print_fitted, print_table, rounded, runs_dir_flag
+from cltui.tui.formats import (
+    acc_style,
+    figure_parts,
+    fmt_duration,
+    fmt_headline,
+    fmt_pct,
+    fmt_status,
+    stability_text,
+)
 from core.config import ConfigError, TrainConfig
-from core.limits import score_name
+from core.metrics import context_name, record_matrix, run_figures, seen_average
 from core.methods.params import METHOD_PARAMS
 from core.presets import (
     build_config,
@@ -92,12 +110,13 @@ def run(
     from core.datafiles import missing_data
 
     store = store_for(runs_dir)
+    lock = None  # a resumed run's lock (core.store.RunLock), taken before its record is read
     if resume is not None:
         changed = [name for name, value in (("PRESET", preset), ("--method", method), ("--scenario", scenario),
                                             ("--set", set_), ("--seed", seed)) if value]
         if changed:
             fail(f"--resume continues {resume} with its saved config; drop {', '.join(changed)}")
-        config, run_dir = resumable(store, resume)
+        config, run_dir, lock = resumable(store, resume)
         # Where the data lives and which device computes may change; what the run computes may not.
         if data_dir:
             config.benchmark.data_dir = str(data_dir)
@@ -121,18 +140,20 @@ def run(
         fail(problem)
     # The folders this command would create for the runs folder itself: bad input found later removes them.
     created = [p for p in (store.root, *store.root.parents) if not p.exists()]
-    if resume is None:
-        try:
-            run_dir = store.new_run_dir_for(config)
-        except (OSError, StoreError) as e:
-            fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
 
     from cltui.progress import RunProgress
     from core import worker
 
-    with worker.CtrlC() as ctrl_c:  # the first Ctrl+C stops the run cleanly, the second kills the worker
+    # The first Ctrl+C (or SIGTERM, SIGHUP) stops the run cleanly, the second kills the worker; from before the
+    # run folder exists, so a stop at start-up ends the run recorded cancelled, never a "running" one.
+    with worker.CtrlC(terminate=True) as ctrl_c:
+        if resume is None:
+            try:
+                run_dir = store.new_run_dir_for(config)
+            except (OSError, StoreError) as e:
+                fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
         try:
-            handle = worker.start(config, run_dir, resume=resume is not None)
+            handle = worker.start(config, run_dir, resume=resume is not None, lock=lock)
         except OSError as e:  # run.json could not be written: a full disk, a read-only runs folder
             if resume is None:
                 discard(run_dir, created)
@@ -152,18 +173,35 @@ def run(
     raise typer.Exit(code)
 
 
-def resumable(store: RunStore, run: str) -> tuple[Any, Path]:
-    """The saved config and folder of a run that can be continued, or one line saying why not."""
+def resumable(store: RunStore, run: str) -> tuple[Any, Path, Any]:
+    """The saved config and folder of a run that can be continued, and its lock (core.store.RunLock, taken
+    before anything is read: one writer per run), or one line saying why not."""
     from core.config import validate_config
-    from core.store import pid_alive, read_record
+    from core.store import RunLock, RunLocked, check_run_files, pid_alive, read_record
 
     try:
         path = store.resolve(run)
+    except StoreError as e:
+        fail(f"--resume: {e}")
+    try:
+        lock = RunLock.of_run(path).acquire()
+    except RunLocked as e:
+        fail(f"--resume: {e}", EXIT_FAILED)
+    except StoreError as e:
+        fail(f"--resume: {e}")
+    except OSError as e:  # a read-only runs folder, a full disk
+        fail(f"--resume: cannot write in {path} ({e.strerror or e}); make the runs folder writable (or free some "
+             f"space), then resume again", EXIT_FAILED)
+    try:
         record = read_record(path)
     except StoreError as e:
         fail(f"--resume: {e}")
     if record.status == "finished":
         fail(f"--resume: run {path.name} is finished; nothing to continue")
+    try:
+        check_run_files(path)
+    except StoreError as e:
+        fail(f"--resume: {e}", EXIT_FAILED)
     if record.status == "running" and pid_alive(record.pid):
         fail(f"--resume: run {path.name} is still running (pid {record.pid})")
     if record.merge is not None:  # one stage, minutes: a merge is re-run, not continued
@@ -172,7 +210,7 @@ def resumable(store: RunStore, run: str) -> tuple[Any, Path]:
     if record.config.train.get("checkpoints") == "none" and record.acc_matrix:
         fail(f"--resume: run {path.name} kept no checkpoints (train.checkpoints=none); start it again instead")
     try:
-        return validate_config(record.config.model_dump(mode="json")), path
+        return validate_config(record.config.model_dump(mode="json")), path, lock
     except ConfigError as e:
         fail(f"--resume: the config saved in {path / 'run.json'} is not valid here: {e}")
 
@@ -208,27 +246,22 @@ def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[P
 
 
 def acc_matrix_table(record: dict[str, Any]) -> Table:
-    matrix = record.get("acc_matrix") or []
+    matrix = record_matrix(record)
+    figures = run_figures(record)
     n = len(matrix[0]) if matrix else 0
-    score = score_name(record.get("config", {}).get("benchmark", {}).get("name"))
-    table = Table(title=f"{'R² (x100)' if score == 'R²' else 'accuracy (%)'} on each context (columns) after "
-                  "training each context (rows)",
+    table = Table(title=f"{'R² (x100)' if figures.score == 'R²' else 'accuracy (%)'} on each context (columns) "
+                  "after training each context (rows)",
                   title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("after", justify="right", style="bold")
     for j in range(n):
-        table.add_column(f"c{j}", justify="right")
+        table.add_column(context_name(j, short=True), justify="right")
     table.add_column("avg seen", justify="right", style="bold")
-    joint = record.get("config", {}).get("method", {}).get("name") in ("joint", "merge")  # one row over all
+    joint = figures.once  # one row over every context
     for i, row in enumerate(matrix):
-        seen = row if joint else row[: i + 1]
         cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
                  for j, a in enumerate(row)]
-        table.add_row("all" if joint else f"c{i}", *cells, fmt_pct(sum(seen) / len(seen)) if seen else "–")
+        table.add_row(figures.stage_label(i), *cells, fmt_pct(seen_average(row, i, joint)))
     return table
-
-
-def _r2(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
 def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = False) -> None:
@@ -243,22 +276,18 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
         console.print(acc_matrix_table(record))
     m = record.get("metrics") or {}
     t = record.get("timing") or {}
-    if m:
-        if score_name(cfg.get("benchmark", {}).get("name")) == "R²":  # the matrix holds R^2, not accuracies
-            console.print(f"final avg R² [bold]{_r2(m.get('final_avg_acc'))}[/] · avg forgetting "
-                          f"{_r2(m.get('avg_forgetting'))} · BWT {_r2(m.get('bwt'))}")
-        else:
-            console.print(
-                f"final avg acc [bold]{fmt_pct(m.get('final_avg_acc'))}%[/] · avg incremental acc "
-                f"{fmt_pct(m.get('avg_incremental_acc'))}% · avg forgetting {fmt_pct(m.get('avg_forgetting'))}% · "
-                f"BWT {fmt_pct(m.get('bwt'))} · FWT {fmt_pct(m.get('fwt'))}"
-            )
+    figures = run_figures(record)
+    if figures.headline is not None:
+        (head, value), *rest = figure_parts(figures)
+        console.print(" · ".join([f"{head} [bold]{value}[/]", *(f"{label} {v}" for label, v in rest)]))
         stability = stability_text(m, record.get("acc_curve"))
         if stability:
             console.print(stability)
     if t:
-        console.print(f"[dim]total {t.get('total_s')} s · train {t.get('train_s')} s · eval {t.get('eval_s')} s · "
-                      f"{t.get('samples_per_s')} samples/s[/]")
+        rate = t.get("samples_per_s")
+        console.print(f"[dim]total {fmt_duration(t.get('total_s'))} · train {fmt_duration(t.get('train_s'))} · "
+                      f"eval {fmt_duration(t.get('eval_s'))}"
+                      + (f" · {rate:,.0f} samples/s" if isinstance(rate, (int, float)) else "") + "[/]")
     dreams = record.get("dreams") or []
     if dreams:
         flag = runs_dir_flag(run_dir.parent) if run_dir is not None else ""
@@ -280,13 +309,14 @@ def run_row(entry: RunEntry) -> list[str]:
         return [escape(entry.id), "–", "–", "–", "[red]unreadable[/]", "–", "–"]
     d = entry.data
     cfg = d.get("config", {})
+    figures = run_figures(d)
     total = (d.get("timing") or {}).get("total_s")
     status = entry.status
     colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "magenta")
     return [
         escape(entry.id), escape(str(d.get("preset"))), escape(str(cfg.get("method", {}).get("name"))),
         escape(str(cfg.get("scenario"))),
-        f"[{colour}]{status}[/]", fmt_pct((d.get("metrics") or {}).get("final_avg_acc")),
+        f"[{colour}]{fmt_status(status, figures)}[/]", fmt_headline(figures),
         "–" if total is None else f"{total:.1f} s",
     ]
 
@@ -307,13 +337,15 @@ COLUMNS: dict[str, Any] = {
     "id": lambda e, d: e.id, "status": lambda e, d: e.status, "preset": lambda e, d: d.get("preset"),
     "method": lambda e, d: dotted(d, "config.method.name")[1], "scenario": lambda e, d: dotted(d, "config.scenario")[1],
     "benchmark": lambda e, d: dotted(d, "config.benchmark.name")[1], "seed": lambda e, d: dotted(d, "config.train.seed")[1],
-    "contexts": lambda e, d: len(d.get("acc_matrix") or []), "device": lambda e, d: dotted(d, "env.device")[1],
+    "contexts": lambda e, d: len(d.get("acc_matrix") or []), "trained": lambda e, d: run_figures(d).progress,
+    "score": lambda e, d: run_figures(d).score, "device": lambda e, d: dotted(d, "env.device")[1],
     "created": lambda e, d: d.get("created"), "finished": lambda e, d: d.get("finished"),
     "error": lambda e, d: e.error or dotted(d, "error.message")[1],
 }
-METRIC_COLUMNS = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt")
+# final_avg_acc: over every context, for a run that trained them all; seen_avg_acc: over the contexts it saw
+METRIC_COLUMNS = ("final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt")
 TIMING_COLUMNS = ("total_s", "train_s", "eval_s", "samples_per_s")
-DEFAULT_COLUMNS = "id,preset,method,scenario,seed,status,final_avg_acc,avg_forgetting,total_s"
+DEFAULT_COLUMNS = "id,preset,method,scenario,seed,status,trained,score,final_avg_acc,seen_avg_acc,avg_forgetting,total_s"
 FORMATS = ("table", "csv", "json", "markdown")
 
 
@@ -344,8 +376,9 @@ def cell_text(value: Any, fmt: str) -> str:
     if isinstance(value, float) and fmt in ("markdown", "table"):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
+        return json.dumps(rounded(value))
+    # csv goes out as it is, its floats to 6 significant digits (as every --json); no control character
+    return plain(rounded(value))
 
 
 def print_columns(entries: list[RunEntry], columns: list[str], fmt: str) -> None:
@@ -384,8 +417,9 @@ def runs_list(
              f"{', '.join(TIMING_COLUMNS)}, or any config key (method.lambda, train.lr, benchmark.contexts) or "
              f"run.json key (env.torch).")] = None,
 ) -> None:
-    """Every run in the runs directory, newest first: id, preset, method, scenario, status, final average accuracy,
-    duration (fitted to the terminal; every column into a pipe);
+    """Every run in the runs directory, newest first: id, preset, method, scenario, status, final average accuracy
+    (for a run that did not train every context, its average over the contexts it saw: `48.5 seen`), duration
+    (fitted to the terminal; every column into a pipe);
     with --format csv|json|markdown and --columns, a table for scripts and dataframes."""
     store = store_for(runs_dir)
     if fmt is not None and fmt not in FORMATS:
@@ -406,10 +440,14 @@ def runs_list(
     if as_json:
         for e in entries:
             d = e.data or {}
+            figures = run_figures(d) if e.data is not None else None
             print(json_text({"id": e.id, "status": e.status, "preset": d.get("preset"),
                              "method": d.get("config", {}).get("method", {}).get("name"),
                              "scenario": d.get("config", {}).get("scenario"),
+                             "trained": figures.progress if figures else None,
+                             "score": figures.score if figures else None,
                              "final_avg_acc": (d.get("metrics") or {}).get("final_avg_acc"),
+                             "seen_avg_acc": (d.get("metrics") or {}).get("seen_avg_acc"),
                              "total_s": (d.get("timing") or {}).get("total_s"), "error": e.error}))
         return
     if not entries:

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, fail
+from cltui.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, escape, fail
+from cltui.tui.formats import fmt_score
 from core.config import ConfigError
 from core.events import Event, PhaseFinished, PhaseStarted, RunFailed, RunStarted
-from core.limits import score_name
+from core.metrics import run_figures
 from core.presets import load_preset, parse_override
 from core.store import RunStore, StoreError, append_event
 
@@ -117,25 +117,31 @@ def register(app: typer.Typer, print_run: Callable[..., None]) -> None:
             append_event(run_dir, event)
             display.update(event)
 
-        try:
-            record = engine.merge(a, b, settings, run_dir, emit)
-        except engine.MergeError as e:  # found before anything ran (a device that is not there): leave nothing
-            discard(run_dir, created)
-            fail(str(e))
-        except KeyboardInterrupt:
-            console.print(f"cancelled; what was saved is in {run_dir}")
-            raise typer.Exit(EXIT_CANCELLED) from None
+        from core.worker import stop_requests
+
+        # The merge trains in this process: SIGTERM and SIGHUP (a closed terminal, `kill`) ask it to stop at its
+        # next step, as they stop a run's worker, so it ends recorded cancelled; Ctrl+C interrupts it at once.
+        with stop_requests() as asked_to_stop:
+            try:
+                record = engine.merge(a, b, settings, run_dir, emit, should_stop=asked_to_stop.is_set)
+            except engine.MergeError as e:  # found before anything ran (a device that is not there): leave nothing
+                discard(run_dir, created)
+                fail(str(e))
+            except KeyboardInterrupt:
+                console.print(f"cancelled; what was saved is in {run_dir}")
+                raise typer.Exit(EXIT_CANCELLED) from None
         print_run(record, run_dir)
         info = record.get("merge") or {}
         if record.get("acc_matrix"):
-            regression = score_name(record.get("config", {}).get("benchmark", {}).get("name")) == "R²"
+            figures = run_figures(record)
 
-            def show(score: float | None) -> str:
-                return f"R² {score or 0:.3f}" if regression else f"{100 * (score or 0):.1f}%"
+            def show(value: float | None) -> str:
+                return fmt_score(value, figures.score) + ("" if figures.score == "R²" or value is None else "%")
 
-            student = record["metrics"].get("final_avg_acc")
+            student = figures.headline
             parts = [f"{t['id']} {show(t.get('final_avg_acc'))}" for t in info.get("teachers", [])]
             console.print(f"teachers: {escape(' · '.join(parts))} → student {show(student)} "
                           f"({info.get('approach')}, data {info.get('data')})")
-        raise typer.Exit(0 if record.get("status") == "finished" else EXIT_FAILED)
+        status = record.get("status")
+        raise typer.Exit(0 if status == "finished" else EXIT_CANCELLED if status == "cancelled" else EXIT_FAILED)
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from core.config import RunConfig
+from core.metrics import seen_average, stage_name, trains_once
 from core.events import (
     ContextEvaluated,
     ContextStarted,
@@ -81,9 +82,8 @@ class RunProgress:
                       + ("" if quality is None else f" · the verifier recognises {100 * quality:.0f}%"))
         elif isinstance(event, ContextEvaluated) and event.context in self.rows:
             row = self.rows[event.context]
-            seen = event.accuracies if len(self.rows) == 1 and self.config.method.name == "joint" \
-                else event.accuracies[: event.context + 1]
-            row.update(phase="done", step=row["total"], acc=event.accuracies, avg=sum(seen) / len(seen),
+            row.update(phase="done", step=row["total"], acc=event.accuracies,
+                       avg=seen_average(event.accuracies, event.context, trains_once(self.config.method.name)),
                        train_s=event.train_s, loss=event.final_loss)
             if not self.live_mode and not self.quiet:
                 if self.config.benchmark.regression:
@@ -113,7 +113,7 @@ class RunProgress:
             if row["phase"] not in ("train", "done") and row.get("phase_total"):
                 step, total = row["phase_step"], row["phase_total"]
             table.add_row(
-                f"c{k}", escape(str(row["classes"])[:24]), row["phase"],
+                stage_name(k, trains_once(self.config.method.name)), escape(str(row["classes"])[:24]), row["phase"],
                 ProgressBar(total=max(total, 1), completed=step, width=24),
                 f"{step}/{total}", "" if row["loss"] is None else f"{row['loss']:.4f}",
                 "" if row["acc"] is None else f"{100 * row['acc'][min(k, len(row['acc']) - 1)]:.1f}",

@@ -16,13 +16,17 @@ figure too. matplotlib is imported only when a figure is drawn: `pip install 'cl
 from __future__ import annotations
 
 import math
+import os
+import stat
 import statistics
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import flat_config
+from core.metrics import context_name, mean_sem, record_matrix, run_figures, trains_once
 
 PLOT_EXTRA = "pip install 'cltui[plot]'"
 FORMATS = (".pdf", ".png", ".svg")
@@ -64,7 +68,27 @@ def check_output(path: Path) -> None:
         raise FigureError(f"--out {path}: write a .pdf, .png or .svg file (e.g. --out figure.pdf)")
 
 
+def private_matplotlib_dir() -> None:
+    """Point matplotlib's config and font cache (MPLCONFIGDIR) at a folder of this user's in the temporary
+    folder, before matplotlib is imported: by default it writes them under ~/.config and ~/.cache, and cltui
+    writes nothing outside the runs folder. A folder the user set is kept; one that is not a plain folder of
+    this user's (a link, another user's) is never used: a fresh one is made instead."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"cltui-matplotlib-{uid if uid is not None else 'user'}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid):
+            raise OSError(f"{folder} is not a folder of this user's")
+    except OSError:
+        folder = Path(tempfile.mkdtemp(prefix="cltui-matplotlib-"))
+    os.environ["MPLCONFIGDIR"] = str(folder)
+
+
 def matplotlib_pyplot() -> Any:
+    private_matplotlib_dir()
     try:
         import matplotlib
     except ImportError:
@@ -78,29 +102,17 @@ def matplotlib_pyplot() -> Any:
 # --- what is drawn ---------------------------------------------------------------------------------------
 
 
-def matrix_of(record: dict[str, Any]) -> list[list[float]]:
-    rows = record.get("acc_matrix") or []
-    return [[float(a) for a in row] for row in rows if isinstance(row, list) and row]
+matrix_of = record_matrix  # a record's accuracy matrix (core/metrics.py)
 
 
 def joint(record: dict[str, Any]) -> bool:
-    return ((record.get("config") or {}).get("method") or {}).get("name") == "joint"
+    """Trained once over every context (joint, merge): core/metrics.py decides."""
+    return run_figures(record).once
 
 
 def seen_averages(record: dict[str, Any]) -> list[float]:
-    """Average accuracy over the contexts seen, after each context (every context for a joint run)."""
-    rows = matrix_of(record)
-    every = joint(record)
-    return [sum(row if every else row[: i + 1]) / len(row if every else row[: i + 1]) for i, row in enumerate(rows)]
-
-
-def mean_sem(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not values:
-        return math.nan, math.nan
-    if len(values) == 1:
-        return values[0], 0.0
-    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+    """Average accuracy over the contexts seen, after each context (every context for a run that trains once)."""
+    return run_figures(record).averages(matrix_of(record))
 
 
 IGNORED = ("train.seed", "train.device", "track.", "preset", "benchmark.data_dir", "benchmark.download")
@@ -117,7 +129,7 @@ class Group:
 
     @property
     def joint(self) -> bool:
-        return self.method == "joint"
+        return trains_once(self.method)
 
 
 def group_runs(records: list[dict[str, Any]], order: list[str] | None = None) -> list[Group]:
@@ -165,8 +177,11 @@ def percent_axis(ax: Any) -> None:
 
 
 def context_ticks(ax: Any, n: int) -> None:
+    """x = the stage after which a figure was measured, drawn at 1..n and named as every face names contexts
+    (from 0: core.metrics.context_name)."""
     step = max(1, math.ceil(n / 10))
-    ax.set_xticks(range(1, n + 1, step))
+    ticks = list(range(1, n + 1, step))
+    ax.set_xticks(ticks, [str(t - 1) for t in ticks])
     ax.set_xlim(0.6, n + 0.4)
 
 
@@ -192,8 +207,8 @@ def matrix_panel(record: dict[str, Any]) -> Panel:
                     value = data[i, j]
                     ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=5.5,
                             color="black" if value > 60 else "white")
-        ax.set_xticks(range(n_cols), [str(j + 1) for j in range(n_cols)])
-        ax.set_yticks(range(n_rows), ["all"] if every else [str(i + 1) for i in range(n_rows)])
+        ax.set_xticks(range(n_cols), [str(j) for j in range(n_cols)])
+        ax.set_yticks(range(n_rows), ["all"] if every else [str(i) for i in range(n_rows)])
         ax.tick_params(length=0)
         for side in ("top", "right", "left", "bottom"):
             ax.spines[side].set_visible(False)
@@ -214,7 +229,7 @@ def context_curves_panel(record: dict[str, Any]) -> Panel:
     def draw(ax: Any) -> None:
         rows = matrix_of(record)
         n = len(rows[0])
-        if len(rows) == 1:  # one stage over every context (joint): its accuracy on each
+        if joint(record):  # one stage over every context (joint, merge): its accuracy on each
             ax.bar(range(1, n + 1), [100 * a for a in rows[0]], color=OKABE_ITO[0], width=0.6)
             ax.set_xlabel("context")
         else:
@@ -223,7 +238,7 @@ def context_curves_panel(record: dict[str, Any]) -> Panel:
                 if not xs:
                     continue
                 ax.plot(xs, [100 * rows[i][j] for i in range(j, len(rows))], color=OKABE_ITO[j % len(OKABE_ITO)],
-                        marker=MARKERS[j % len(MARKERS)], label=f"context {j + 1}", clip_on=False)
+                        marker=MARKERS[j % len(MARKERS)], label=context_name(j), clip_on=False)
             ax.plot(range(1, len(rows) + 1), [100 * a for a in seen_averages(record)], color="black", linestyle="--",
                     linewidth=1.6, label="average (seen)")
             ax.set_xlabel("after training on context")
@@ -248,13 +263,16 @@ def average_panel(groups: list[Group]) -> Panel:
                 continue
             if group.joint or all(len(c) == 1 for c in curves):
                 mean, sem = mean_sem([c[-1] for c in curves])
+                if mean is None:
+                    continue
                 ax.axhline(100 * mean, color=colour, linestyle="--", linewidth=1.0, label=group.label)
                 if sem:
                     ax.axhspan(100 * (mean - sem), 100 * (mean + sem), color=colour, alpha=0.15, linewidth=0)
                 continue
             length = max(len(c) for c in curves)
             xs = list(range(1, length + 1))
-            stats = [mean_sem([c[i] for c in curves if i < len(c)]) for i in range(length)]
+            stats = [(m, s or 0.0) for m, s in (mean_sem([c[i] for c in curves if i < len(c)]) for i in range(length))
+                     if m is not None]
             means = [100 * m for m, _ in stats]
             ax.plot(xs, means, color=colour, marker=marker, label=group.label, clip_on=False)
             ax.fill_between(xs, [100 * (m - s) for m, s in stats], [100 * (m + s) for m, s in stats], color=colour,
@@ -270,17 +288,16 @@ def average_panel(groups: list[Group]) -> Panel:
 
 def final_bars_panel(groups: list[Group], published: dict[str, float]) -> Panel:
     """Final average accuracy per group: mean bar, SEM error bar, the runs as dots, and the published number
-    (REFERENCE.md) as a black bar mark where there is one."""
+    (docs/reference.md) as a black bar mark where there is one."""
 
     def draw(ax: Any) -> None:
         xs = list(range(len(groups)))
         marked = False
         for k, group in enumerate(groups):
-            finals = [r["metrics"]["final_avg_acc"] for r in group.records
-                      if isinstance((r.get("metrics") or {}).get("final_avg_acc"), (int, float))]
+            finals = [f for r in group.records if (f := run_figures(r).metrics["final_avg_acc"]) is not None]
             mean, sem = mean_sem(finals)
             colour = OKABE_ITO[k % len(OKABE_ITO)]
-            if math.isfinite(mean):
+            if mean is not None:
                 ax.bar(k, 100 * mean, width=0.65, color=colour, alpha=0.85, yerr=100 * sem if sem else None,
                        error_kw={"elinewidth": 0.8, "capsize": 2, "capthick": 0.8})
                 if len(finals) > 1:

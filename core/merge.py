@@ -70,7 +70,6 @@ from core.events import (
     UnitsActive,
 )
 from core.limits import Section
-from core.metrics import summarize
 from core.models import build_model
 from core.scenarios import ScenarioView
 from core.store import (
@@ -81,6 +80,8 @@ from core.store import (
     RunRecord,
     RunStore,
     StoreError,
+    checkpoint_files,
+    inside,
     read_record,
     write_record,
 )
@@ -165,9 +166,8 @@ def load_teacher(store: RunStore, run: str) -> Teacher:
     if record.status != "finished":
         raise MergeError(f"run {name} is {record.status}, not finished; merge needs two finished runs"
                          + (f" (`cltui run --resume {name}` continues it)" if record.status != "running" else ""))
-    folder = path / "checkpoints"
-    points = sorted(folder.glob("context-*.pt"), key=lambda p: int(p.stem.removeprefix("context-"))) \
-        if folder.is_dir() else []
+    folder = inside(path, "checkpoints", action="read")
+    points = [p for _, p in sorted(checkpoint_files(folder))]  # a stray `context-x.pt` is no checkpoint
     if not points:
         raise MergeError(f"run {name} kept no checkpoint (train.checkpoints=none, or its checkpoints were deleted); "
                          f"train it again with train.checkpoints=last")
@@ -209,6 +209,12 @@ def load_weights(t: Teacher, device: torch.device) -> nn.Module:
     model = fresh_model(t)
     try:
         state = torch.load(t.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a file cut short or overwritten fails in many ways; all mean the same
+        first = str(e).splitlines()[0].split(". ")[0][:160] if str(e) else ""
+        why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise MergeError(f"run {t.run_id}: {t.checkpoint} is damaged ({why}); restore the file from a backup, "
+                         f"or train the teacher again") from None
+    try:
         model.load_state_dict(state["model"])
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, one line says so
         first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
@@ -994,7 +1000,7 @@ class Merger:
             extra["open_gates_pruned"] = self.pruned_open
         for key, value in extra.items():
             setattr(info, key, value)
-        self.record.context_completed(row, accuracies, summarize([accuracies]))
+        self.record.context_completed(row, accuracies)
         write_record(self.run_dir, self.record)
         self.emit(ContextEvaluated(context=0, accuracies=accuracies, train_s=train_s, final_loss=final_loss))
 
@@ -1013,7 +1019,7 @@ class Merger:
                   "samples_per_s": round(self.samples / self.train_s, 1) if self.train_s else None}
         if self.record.merge is not None:
             self.record.merge.phases = {k: round(v, 3) for k, v in self.phase_s.items()}
-        self.record.end(status, error, summarize(self.record.acc_matrix), timing)  # type: ignore[arg-type]
+        self.record.end(status, error, None, timing)  # type: ignore[arg-type]
         write_record(self.run_dir, self.record)
 
 

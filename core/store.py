@@ -14,10 +14,16 @@ Two rules make it trustworthy:
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import io
 import json
+import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,9 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core.events import Event, RunCancelled, RunFailed, RunFinished, from_json, to_json
+from core.metrics import summarize, trains_once
 
 if TYPE_CHECKING:
     from core.config import RunConfig
@@ -172,7 +179,7 @@ class MergeInfo(_Open):
 
 
 class RunRecord(_Open):
-    """run.json, schema 1 (DESIGN.md): the one typed view of a run's record. Faces read it as a dict
+    """run.json, schema 1 (docs/run-folder.md): the one typed view of a run's record. Faces read it as a dict
     (`to_dict`), normalised: every field present with the type named here."""
 
     schema_: Literal[1] = Field(1, alias="schema")
@@ -194,7 +201,29 @@ class RunRecord(_Open):
     dreams: list[DreamEntry] = []
     error: RunError | None = None
     resumed: list[Resumed] = []
-    merge: MergeInfo | None = None  # a merge run (DESIGN.md, run kinds): its teachers and phases
+    merge: MergeInfo | None = None  # a merge run (docs/architecture.md, run kinds): its teachers and phases
+
+    @field_validator("acc_init", "acc_matrix", "acc_curve")
+    @classmethod
+    def _figures(cls, value: Any, info: ValidationInfo) -> Any:
+        """Figures read from disk are shown and averaged: each must be a score this benchmark can give, an
+        accuracy in [0, 1] (sine's R²: any finite value up to 1), never NaN, inf or -5."""
+        config = info.data.get("config")
+        regression = isinstance(config, ConfigView) and config.benchmark.get("name") == "sine"
+        if value is None:  # acc_init before the first evaluation
+            return value
+        rows = value if info.field_name == "acc_matrix" else [value] if info.field_name == "acc_init" else \
+            [point[2] for point in value]
+        if info.field_name == "acc_matrix" and len({len(row) for row in value}) > 1:
+            raise ValueError("acc_matrix: its rows differ in length (each row holds a score for every context)")
+        for i, row in enumerate(rows or []):
+            for j, figure in enumerate(row):
+                if not (math.isfinite(figure) and figure <= 1 and (regression or figure >= 0)):
+                    where = f"[{i}][{j}]" if info.field_name == "acc_matrix" else f"[{j}]" \
+                        if info.field_name == "acc_init" else f" point {i}, context {j}"
+                    raise ValueError(f"{figure!r} at {info.field_name}{where} is not "
+                                     f"{'an R² (finite, at most 1)' if regression else 'an accuracy in [0, 1]'}")
+        return value
 
     # transitions ---------------------------------------------------------------------------------
 
@@ -216,18 +245,19 @@ class RunRecord(_Open):
         self.acc_curve = [p for p in self.acc_curve if p[1] < completed]
         self.dreams = [d for d in self.dreams if d.context < completed]
 
-    def context_completed(self, row: ContextRow, accuracies: list[float], metrics: dict[str, float | None],
+    def context_completed(self, row: ContextRow, accuracies: list[float], extra: dict[str, float | None] | None = None,
                           dreams: dict[str, Any] | None = None) -> None:
+        """A stage has been trained and evaluated. `extra`: figures beside the matrix's own (validation)."""
         if dreams is not None:
             self.dreams = [d for d in self.dreams if d.context != row.index] + [DreamEntry.model_validate(dreams)]
         self.contexts.append(row)
         self.acc_matrix.append(accuracies)
-        self.metrics = metrics
+        self.metrics = {**(extra or {}), **self.matrix_metrics()}
 
-    def end(self, status: Status, error: RunError | None, metrics: dict[str, float | None],
+    def end(self, status: Status, error: RunError | None, extra: dict[str, float | None] | None,
             timing: dict[str, float | None]) -> None:
         self.status, self.finished, self.error = status, now_iso(), error
-        self.metrics, self.timing = metrics, timing
+        self.metrics, self.timing = {**self.metrics, **(extra or {}), **self.matrix_metrics()}, timing
 
     def worker_died(self, asked: bool, message: str, log_tail: str) -> None:
         """The worker ended without its own final word: cancelled when it was asked to stop, else failed.
@@ -241,7 +271,16 @@ class RunRecord(_Open):
     @property
     def trains_jointly(self) -> bool:
         """One stage over every context's data: its single row is "all", not context 0 (a merge run's too)."""
-        return self.config.method.name in ("joint", "merge")
+        return trains_once(self.config.method.name)
+
+    def matrix_metrics(self) -> dict[str, float | None]:
+        """The figures the accuracy matrix (and curve) give, from their one home (core/metrics.py)."""
+        contexts = self.config.benchmark.get("contexts")
+        known = contexts if isinstance(contexts, int) and not isinstance(contexts, bool) else None
+        try:
+            return summarize(self.acc_matrix, self.acc_init, self.acc_curve, once=self.trains_jointly, contexts=known)
+        except (IndexError, TypeError, ValueError):  # a curve of another shape: the matrix's own figures stand
+            return summarize(self.acc_matrix, once=self.trains_jointly, contexts=known)
 
     def terminal_event(self) -> Event | None:
         """The event a follower would have seen for this record's final status (None while running)."""
@@ -278,7 +317,7 @@ def read_record(run_dir: Path) -> RunRecord:
     """The run's record, or StoreError with one line saying why it cannot be read."""
     path = run_dir / RUN_JSON
     try:
-        text = path.read_bytes()
+        text = read_bounded(inside(run_dir, RUN_JSON, action="read"))
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; this folder is not a cltui run") from None
     except OSError as e:  # a folder where the file should be, no permission, an I/O error
@@ -289,7 +328,11 @@ def read_record(run_dir: Path) -> RunRecord:
         raise StoreError(f"{path}: unreadable JSON ({str(e)[:120]}); the run's other files are untouched") from None
     record = parse_record(data, path)
     try:
-        record.to_dict()  # text no UTF-8 can hold (a lone surrogate, written as \\ud800) breaks every reader later
+        # The matrix's figures are computed, never trusted from disk: an older cltui averaged a cancelled run
+        # over contexts it never trained.
+        record.metrics = {**record.metrics, **record.matrix_metrics()}
+        # text no UTF-8 can hold (a lone surrogate, written as \\ud800) breaks every reader and printer later
+        json.dumps(record.to_dict(), ensure_ascii=False).encode()
     except (UnicodeError, ValueError) as e:
         raise StoreError(f"{path}: unreadable ({str(e)[:120]}); the run's other files are untouched") from None
     return record
@@ -326,7 +369,7 @@ class RunEntry:
         if self.data is None:
             return "unreadable"
         status = self.data.get("status", "?")
-        if status == "running" and not pid_alive(self.data.get("pid")):
+        if status == "running" and not run_alive(self.path, self.data.get("pid")):
             return "stale"  # its worker is gone without a word: killed, or the machine went down
         return status
 
@@ -341,6 +384,139 @@ def pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+LOCK = ".lock"  # a run folder's lock file (RunLock); a study's is studies/<id>.lock
+
+
+class RunLocked(StoreError):
+    """Another process holds the lock of a run or study: one line naming it (exit 1 in the faces)."""
+
+    def __init__(self, message: str, pid: int | None):
+        super().__init__(message)
+        self.pid = pid
+
+
+class RunLock:
+    """One writer per run and per study: an advisory `flock` on a lock file (`<run>/.lock`, `studies/<id>.lock`).
+
+    Whoever starts or resumes a run takes its lock first (`acquire`, never waiting: a holder means "someone else
+    trains it"), and hands the same open file to the worker process that trains (core/worker.py), so the lock
+    lives as long as the process that writes the run, however it ends (a kill included: the kernel drops it).
+    The file holds the pid of the process that last took it, for the message a second writer gets. A write
+    failure (a read-only folder, a full disk) is the OSError of the open, for the caller's one line."""
+
+    def __init__(self, path: Path, what: str):
+        self.path, self.what = path, what
+        self.fd: int | None = None
+
+    @classmethod
+    def of_run(cls, run_dir: Path) -> RunLock:
+        return cls(run_dir / LOCK, f"run {run_dir.name}")
+
+    @classmethod
+    def of_study(cls, studies: Path, study_id: str) -> RunLock:
+        return cls(studies / f"{child_name(study_id, 'study')}.lock", f"study {study_id}")
+
+    def acquire(self, wait: float = 0.3) -> RunLock:
+        """Take the lock or raise RunLocked naming its holder. `wait`: how long a lock held for an instant (a
+        `held_by` probe) may take to come free."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise StoreError(f"{self.path} is a symbolic link; cltui does not follow it (remove it)") from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StoreError(f"{self.path} is not a plain file; cltui leaves it alone (remove it)")
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        pid = _lock_pid(fd)
+                        who = f"process {pid}" if pid else "another process"
+                        raise RunLocked(f"{self.what} is in use by {who} (another cltui trains it); wait for it to "
+                                        f"end or stop it first", pid) from None
+                    time.sleep(0.05)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.mark(os.getpid())
+        return self
+
+    @classmethod
+    def adopt(cls, fd: int, path: Path | str = LOCK, what: str = "run") -> RunLock:
+        """The lock a parent took and handed to this process (its open file): held here now."""
+        lock = cls(Path(path), what)
+        lock.fd = fd
+        lock.mark(os.getpid())
+        return lock
+
+    def mark(self, pid: int) -> None:
+        """Write `pid` into the lock file as its holder (best effort: a full disk keeps the lock, not the pid)."""
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        """Close this process's copy of the lock (the lock is free once every process holding it has)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire() if self.fd is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _lock_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def held_by(lock_file: Path) -> int | None | bool:
+    """Whether a lock file is held: False when free or absent (nothing to say), else the holder's pid (True when
+    the file names none). A probe takes the lock for an instant, so `acquire` waits briefly before giving up."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _lock_pid(fd) or True
+        except OSError:
+            return False
+        return False
+    finally:
+        os.close(fd)
+
+
+def run_alive(run_dir: Path, pid: Any) -> bool:
+    """Whether a "running" run still has a live writer: its lock when the run has a lock file (a pid can be
+    reused by another process; a lock dies with its holder), else the pid its run.json names."""
+    lock = run_dir / LOCK
+    if os.path.lexists(lock):
+        return held_by(lock) is not False
+    return pid_alive(pid)
 
 
 def child_name(name: Any, what: str = "run") -> str:
@@ -358,6 +534,123 @@ def child_name(name: Any, what: str = "run") -> str:
         raise StoreError(f"{what} id {name!r}: not a plain folder name in the runs folder; cltui touches nothing "
                          f"outside it")
     return name
+
+
+# --- every path below a run folder, studies/ and .cltui/ ----------------------------------------------------
+
+RECORD_MAX_BYTES = 16 << 20  # run.json, a study file, the TUI's marks and last choice: real ones are kilobytes
+EVENTS_MAX_BYTES = 512 << 20  # events.jsonl: a long run with continual evaluation writes tens of MB
+
+
+class UnsafePathError(StoreError):
+    """A path below the runs folder that cltui refuses: a symbolic link (it could lead anywhere), or something
+    that is not a regular file or folder (a FIFO blocks its reader, a device reads without end)."""
+
+
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file or folder is, for a message; None for those two."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return ("a link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+
+
+def _refuse(path: Path | str, kind: str, action: str) -> UnsafePathError:
+    if kind == "a link":
+        return UnsafePathError(f"{path} is a link; refusing to {action} outside the runs folder")
+    return UnsafePathError(f"{path} is {kind}, not a regular file; refusing to {action} it")
+
+
+def inside(base: Path | str, *parts: str, action: str = "write") -> Path:
+    """`base/parts...` once every level below `base` (a run folder, checked by `RunStore.child`, or the runs
+    folder itself) is a real folder and the last a regular file or folder, or missing (about to be created):
+    the one resolver every open, write and delete under the runs folder goes through. UnsafePathError (one
+    line) for a link at any level, a FIFO, a device or a socket; `action` ("read", "write") words it."""
+    path = Path(base)
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return Path(base, *parts)  # nothing can lie below a missing level
+        except OSError as e:
+            raise StoreError(f"{path}: cannot be read ({e.strerror or e})") from None
+        kind = _kind(mode)
+        if kind is None and i < len(parts) - 1 and not stat.S_ISDIR(mode):
+            kind = "a file where a folder should be"
+        if kind is not None:
+            raise _refuse(path, kind, action)
+    return path
+
+
+def _open_checked(path: Path, flags: int, action: str, mode: int = 0o666) -> int:
+    """os.open with O_NOFOLLOW | O_NONBLOCK (a link or a FIFO never blocks or leads out), then fstat: a
+    regular file's descriptor, or UnsafePathError. Other OSErrors (missing, no permission) are the caller's."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _refuse(path, "a link", action) from None
+        if e.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise _refuse(path, "a FIFO", action) from None
+        raise
+    kind = _kind(os.fstat(fd).st_mode)
+    if kind is not None or stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _refuse(path, kind or "a folder", action)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def check_run_files(run_dir: Path, action: str = "write") -> None:
+    """Every file a worker writes or deletes in a run folder (run.json, events.jsonl, worker.log, checkpoints/
+    and dreams/ with what is in them) through `inside`: UnsafePathError names the first link, FIFO or device,
+    before a resume writes a byte."""
+    for name in (RUN_JSON, EVENTS, WORKER_LOG):
+        inside(run_dir, name, action=action)
+    for folder in ("checkpoints", "dreams"):
+        if not inside(run_dir, folder, action=action).is_dir():
+            continue
+        for parent, dirs, files in os.walk(run_dir / folder):  # os.walk does not descend into links
+            for name in dirs + files:
+                inside(run_dir, *Path(parent, name).relative_to(run_dir).parts, action=action)
+
+
+CHECKPOINT_NAME = re.compile(r"context-(\d{1,9})\.pt")
+
+
+def checkpoint_files(folder: Path) -> list[tuple[int, Path]]:
+    """(context, path) of each `context-<n>.pt` in a run's checkpoints folder; other names (`context-x.pt`, a
+    `.tmp` a crash left) are not checkpoints and are ignored."""
+    try:
+        names = os.listdir(folder)
+    except OSError:  # missing, or not a folder
+        return []
+    return [(int(m.group(1)), folder / name) for name in names if (m := CHECKPOINT_NAME.fullmatch(name))]
+
+
+def read_bounded(path: Path, limit: int = RECORD_MAX_BYTES) -> bytes:
+    """A regular file's bytes, never through a link, never more than `limit` (StoreError beyond it); a FIFO or
+    a device is refused at once rather than read. FileNotFoundError and other OSErrors pass through."""
+    fd = _open_checked(Path(path), os.O_RDONLY, "read")
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise StoreError(f"{path}: larger than {limit >> 20} MB, more than cltui ever writes there; not read")
+    return data
+
+
+def open_checked(path: Path, mode: str = "rb", action: str | None = None) -> Any:
+    """`open(path, mode)` for "rb", "ab", "wb", "r+b" through `_open_checked`: never a link, FIFO or device."""
+    flags = {"rb": os.O_RDONLY, "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+             "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]
+    fd = _open_checked(Path(path), flags, action or ("read" if mode == "rb" else "write"))
+    f = os.fdopen(fd, mode)
+    f.raw.name = str(path)  # named as open() names a file (messages, tools that look at f.name), not by its fd
+    return f
 
 
 class RunStore:
@@ -477,7 +770,7 @@ class RunStore:
             data = {}  # a damaged run.json of a run: removing it is what a user wants
             if not _looks_like_run(path):
                 raise StoreError(f"{path} does not look like a cltui run ({e}); not removed") from None
-        if data.get("status") == "running" and pid_alive(data.get("pid")):
+        if data.get("status") == "running" and run_alive(path, data.get("pid")):
             raise StoreError(f"run {path.name} is still running (pid {data['pid']}); stop it before removing it")
         shutil.rmtree(path)
         return path
@@ -489,24 +782,33 @@ def _looks_like_run(path: Path) -> bool:
     if (path / EVENTS).exists() or (path / WORKER_LOG).exists() or (path / "checkpoints").is_dir():
         return True
     try:
-        head = (path / RUN_JSON).read_text(errors="replace")[:200]
-    except OSError:
+        head = read_bounded(inside(path, RUN_JSON, action="read")).decode(errors="replace")[:200]
+    except (OSError, StoreError):
         return False
     return '"schema"' in head
 
 
 def append_event(run_dir: Path, event: Event) -> None:
-    with (run_dir / EVENTS).open("a") as f:
-        f.write(to_json(event) + "\n")
+    """Append one event line. A last line a full disk cut short is closed first with a newline of its own, so
+    this event is a line of its own that followers read (the cut line is skipped as damaged)."""
+    line = (to_json(event) + "\n").encode()
+    with open_checked(inside(run_dir, EVENTS), "a+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size and os.pread(f.fileno(), 1, size - 1) != b"\n":
+            line = b"\n" + line
+        f.write(line)
 
 
 def read_events(run_dir: Path) -> Iterator[Event]:
     """Every complete event line; a line cut short by a crash (the last one) or damaged is skipped."""
-    path = run_dir / EVENTS
-    if not path.is_file():
+    try:
+        f = open_checked(inside(run_dir, EVENTS, action="read"))
+    except (OSError, StoreError):  # missing, a link, a FIFO: no events to read
         return
-    with path.open(errors="replace") as f:
-        for line in f:
+    read = 0
+    with io.TextIOWrapper(f, errors="replace") as text:
+        while read < EVENTS_MAX_BYTES and (line := text.readline(1 << 20)):  # bounded: no line is a megabyte
+            read += len(line)
             if line.endswith("\n"):
                 try:
                     yield from_json(line)

@@ -285,11 +285,13 @@ def best(store: RunStore, study: dict[str, Any], records: list[dict[str, Any] | 
 
 def so_far(record: dict[str, Any], context: int) -> float | None:
     """A run's validation accuracy over the contexts trained so far, after `context` (what pruning reads)."""
+    from core.metrics import seen_average, trains_once
+
     rows = record.get("val_matrix") or []
-    if len(rows) <= context or not rows[context][: context + 1]:
+    if len(rows) <= context:
         return None
-    seen = rows[context][: context + 1]
-    return sum(seen) / len(seen)
+    return seen_average(rows[context], context, trains_once(((record.get("config") or {}).get("method") or {})
+                                                            .get("name")))
 
 
 def trial_curves(store: RunStore, study: dict[str, Any]) -> dict[int, dict[int, float]]:

@@ -24,6 +24,7 @@ Torch-free except for the TensorBoard writer; mlflow, tensorboard and matplotlib
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -33,7 +34,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from core.events import (
     RunStarted,
     Warned,
 )
-from core.store import RUN_JSON, read_events, read_run_json
+from core.store import RUN_JSON, StoreError, checkpoint_files, inside, read_events, read_run_json
 
 MLFLOW_EXTRA = "pip install 'cltui[mlflow]'"
 TENSORBOARD_EXTRA = "pip install 'cltui[tensorboard]'"
@@ -76,6 +77,8 @@ def parse_track(spec: str, flag: str = "--track") -> dict[str, Any]:
         if sep and not uri.strip():
             raise TrackingError(f"{flag} {spec!r}: give the tracking URI after the colon, e.g. "
                                 f"mlflow:http://localhost:5000, or plain mlflow for the store in the runs folder")
+        if uri.strip():
+            check_uri(uri.strip(), flag)
         return {"tracker": "mlflow", "uri": uri.strip() or None}
     raise TrackingError(f"{flag} {spec!r}: not a tracker; use mlflow, mlflow:URI (e.g. mlflow:http://localhost:5000 "
                         f"or mlflow:sqlite:///path/mlflow.db) or none")
@@ -132,16 +135,25 @@ def short_reason(error: BaseException) -> str:
 
 def quiet_mlflow() -> None:
     """Defaults for a tracker that must never hold a run up: a few quick retries instead of MLflow's four
-    minutes of them, no run URLs printed, no INFO lines (a user's own settings win)."""
+    minutes of them, no run URLs printed, no INFO lines, and nothing written outside the runs folder: no
+    telemetry (MLflow keeps an id in ~/.config/mlflow), matplotlib's cache in a temporary folder (a user's own
+    settings win)."""
     for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"), ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"), ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
+                       ("MLFLOW_DISABLE_TELEMETRY", "true")):
         os.environ.setdefault(key, value)
     import logging
+
+    from core.figures import private_matplotlib_dir
+
+    private_matplotlib_dir()  # before mlflow, which may import matplotlib
 
     import mlflow  # noqa: F401 - its import sets its loggers' levels: ours come after
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # its retries to open a store, a page each: the one line that says why comes from the caller
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
 
 
 # --- what is logged: the same numbers live and later -----------------------------------------------------
@@ -165,25 +177,30 @@ def run_tags(record_or_config: dict[str, Any], run_id: str, status: str) -> dict
 
 
 def is_joint(config: dict[str, Any]) -> bool:
-    return (config.get("method") or {}).get("name") == "joint"
+    """Trained once over every context (joint, merge): core/metrics.py decides."""
+    from core.metrics import trains_once
+
+    return trains_once((config.get("method") or {}).get("name"))
 
 
 def context_metrics(rows: list[list[float]], k: int, joint: bool = False) -> dict[str, float | None]:
     """The figures after stage k (rows[k] the accuracies on every context): accuracy on each context, average
     accuracy over the contexts seen so far (all for a joint run) and average forgetting so far."""
-    from core.metrics import avg_forgetting
+    from core.metrics import avg_forgetting, seen_average
 
     row = rows[k]
-    seen = row if joint else row[: k + 1]
     metrics: dict[str, float | None] = {f"acc.c{j}": a for j, a in enumerate(row)}
-    metrics["avg_acc"] = sum(seen) / len(seen) if seen else None
-    metrics["forgetting"] = avg_forgetting(rows[: k + 1])
+    metrics["avg_acc"] = seen_average(row, k, joint)
+    metrics["forgetting"] = None if joint else avg_forgetting(rows[: k + 1])
     return metrics
 
 
 def final_metrics(record: dict[str, Any]) -> dict[str, float | None]:
+    """The run's figures as every face shows them (core/metrics.py, from the matrix), and its timing."""
+    from core.metrics import run_figures
+
     timing = record.get("timing") or {}
-    return {**(record.get("metrics") or {}), "total_s": timing.get("total_s"),
+    return {**(record.get("metrics") or {}), **run_figures(record).metrics, "total_s": timing.get("total_s"),
             "samples_per_s": timing.get("samples_per_s")}
 
 
@@ -218,10 +235,11 @@ def finite(value: Any) -> bool:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    folder = run_dir / "checkpoints"
-    found = sorted(folder.glob("context-*.pt"), key=lambda p: int(p.stem.removeprefix("context-") or 0)) \
-        if folder.is_dir() else []
-    return found[-1] if found else None
+    try:
+        found = sorted(checkpoint_files(inside(run_dir, "checkpoints", action="read")))
+    except StoreError:  # a link or a FIFO: nothing cltui would read
+        return None
+    return found[-1][1] if found else None
 
 
 def dream_grids(run_dir: Path, record: dict[str, Any]) -> list[tuple[int, Path]]:
@@ -289,6 +307,67 @@ class MlflowRun:
                                    end_time=int(1000 * t) if t else None)
 
 
+# The schemes of the tracking stores MLflow opens (a plain folder has none); anything else MLflow refuses only
+# once it is asked for its model registry, with a page about that.
+TRACKING_SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                    "databricks-uc", "uc")
+
+
+def check_uri(uri: str, flag: str = "--uri") -> None:
+    """TrackingError naming `flag` unless `uri` is a tracking URI MLflow can open."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", uri.strip())
+    name = scheme.group(1).lower().split("+")[0] if scheme else ""
+    if len(name) == 1:  # C:\path: a folder on Windows
+        name = ""
+    if name not in TRACKING_SCHEMES:
+        raise TrackingError(f"{flag} {uri!r}: not a tracking URI; use http(s)://HOST:PORT, sqlite:///PATH/mlflow.db, "
+                            f"a database URI (postgresql://, mysql://) or file:///FOLDER")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The store file of a `sqlite:///` URI (relative to the current folder unless absolute), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///").split("?")[0])
+    return db if db.is_absolute() else Path.cwd() / db
+
+
+@contextlib.contextmanager
+def creating(db: Path | None) -> Iterator[None]:
+    """Held while MLflow first opens a SQLite store: one process at a time creates (or migrates) its tables;
+    two at once on a fresh store would both run the migrations and one would lose its tracking. An advisory
+    lock on `<store>.lock` beside it (none where the system has no fcntl)."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    if db is None or fcntl is None:
+        yield
+        return
+    fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing it lets the lock go
+
+
+def check_writable(db: Path) -> None:
+    """TrackingError in one line when the SQLite store cannot be written (a read-only folder, a path that is no
+    file): MLflow would retry for minutes, a page of warnings each time, before saying the same."""
+    import sqlite3
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as connection:
+            connection.execute("BEGIN IMMEDIATE")  # takes the write lock: fails where nothing can be written
+            connection.rollback()
+    except (OSError, sqlite3.Error) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise TrackingError(f"cannot write the tracking store {db} ({reason}); give a store in a folder you can "
+                            f"write, e.g. --track mlflow:sqlite:///PATH/mlflow.db") from None
+
+
 class MlflowStore:
     """A tracking store and one experiment in it."""
 
@@ -297,10 +376,13 @@ class MlflowStore:
         from mlflow.tracking import MlflowClient
 
         self.uri, self.experiment = uri, experiment
-        if uri.startswith("sqlite:///"):  # a store file the user named may be in a folder not made yet
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = self._experiment()
+        check_uri(uri, "tracking URI")
+        db = sqlite_path(uri)
+        if db is not None:  # a store file the user named may be in a folder not made yet
+            check_writable(db)
+        with creating(db):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = self._experiment()
 
     def _experiment(self) -> str:
         from mlflow.exceptions import MlflowException

@@ -45,7 +45,18 @@ from core.methods.base import Batch, Cancelled, ContextInfo, Method
 from core.methods.common import frozen_copy
 from core.metrics import summarize
 from core.scenarios import ScenarioView
-from core.store import ContextRow, RunError, RunRecord, StoreError, read_record, write_record
+from core.store import (
+    ContextRow,
+    RunError,
+    RunRecord,
+    StoreError,
+    check_run_files,
+    checkpoint_files,
+    inside,
+    open_checked,
+    read_record,
+    write_record,
+)
 
 FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
@@ -177,6 +188,7 @@ class Trainer:
             # fails leaves the record of every completed context exactly as it was.
             try:
                 self.record = read_record(run_dir)
+                check_run_files(run_dir)  # a link or FIFO in the folder: refused before a byte is written
             except StoreError as e:
                 raise ResumeError(f"--resume: {e}") from None
         else:
@@ -252,14 +264,14 @@ class Trainer:
     def restore(self) -> int:
         """Load the last context checkpoint (model, optimiser, method and random states) and only then mark the
         record resumed; the stage to run next."""
-        folder = self.run_dir / "checkpoints"
-        checkpoints = sorted(folder.glob("context-*.pt"), key=lambda p: int(p.stem.removeprefix("context-"))) \
-            if folder.is_dir() else []
+        folder = inside(self.run_dir, "checkpoints", action="read")
+        checkpoints = [p for _, p in sorted(checkpoint_files(folder))]
         done = 0
         if checkpoints:
             path = checkpoints[-1]
             try:
-                state = torch.load(path, map_location=self.device, weights_only=True)
+                with open_checked(path) as f:  # never a link, a FIFO or a device
+                    state = torch.load(f, map_location=self.device, weights_only=True)
                 self.model.load_state_dict(state["model"])
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.method.load_state_dict(state["method"])
@@ -348,22 +360,27 @@ class Trainer:
             if self.stream is None or stage == self.first_stage:
                 self.method.before_context(info)
             train_s, final_loss = self.train_context(info, iterations)
-            if self.stream is None:
-                self.method.after_context(info)
-            dreams = self.record_dreams(stage, info)
-            if self.method.needs_previous_model:
-                self.previous_model = frozen_copy(self.model)
-            trained = context.index if self.stream is None else self.stream.seen(self.steps - 1)
-            accuracies = self.evaluate(trained=trained, stage=stage)
-            self.record_validation(stage, trained)
+            try:
+                if self.stream is None:
+                    self.method.after_context(info)
+                dreams = self.record_dreams(stage, info)
+                if self.method.needs_previous_model:
+                    self.previous_model = frozen_copy(self.model)
+                trained = context.index if self.stream is None else self.stream.seen(self.steps - 1)
+                accuracies = self.evaluate(trained=trained, stage=stage)
+                self.record_validation(stage, trained)
+            except Cancelled:
+                # A stop in the phases after the training (a Fisher, herding, dreams, the evaluation): honoured at
+                # once, so this context's training is not saved; say so, and what is kept.
+                raise Cancelled(f"stopped in context {stage} after its training, while consolidating or evaluating "
+                                f"it: context {stage} is not kept (a resume trains it again); "
+                                f"{len(self.record.acc_matrix)} completed context(s) are kept") from None
             row = ContextRow(index=stage, classes=context.classes, train_s=round(train_s, 4), iterations=iterations,
                              final_loss=final_loss, elapsed_s=round(self.elapsed(), 3))
             # On disk before anyone hears of it: the checkpoint (which carries this row too), then run.json.
             # A kill between the two loses nothing: a resume takes the row from the checkpoint.
             self.checkpoint(stage, row, accuracies)
-            matrix = self.record.acc_matrix + [accuracies]
-            self.record.context_completed(row, accuracies, summarize(matrix, self.record.acc_init,
-                                                                     self.record.acc_curve), dreams)
+            self.record.context_completed(row, accuracies, dreams=dreams)
             self.record.metrics.update(validation_metrics(self.record))
             self.save()
             if dreams is not None:
@@ -555,7 +572,7 @@ class Trainer:
         keep = self.config.train.checkpoints
         if keep == "none":
             return
-        folder = self.run_dir / "checkpoints"
+        folder = inside(self.run_dir, "checkpoints")
         folder.mkdir(exist_ok=True)
         state = {
             "context": stage,
@@ -569,12 +586,12 @@ class Trainer:
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        path = folder / f"context-{stage}.pt"
-        tmp = path.with_suffix(".pt.tmp")
+        path = inside(folder.parent, folder.name, f"context-{stage}.pt")
+        tmp = inside(folder.parent, folder.name, f"context-{stage}.pt.tmp")
         try:
             # Our own file object: on a failure it is closed here, so removing the .tmp frees its space (a file
             # torch opened itself stays open in the exception's frames, and a full disk stays full).
-            with open(tmp, "wb") as f:
+            with open_checked(tmp, "wb") as f:
                 torch.save(state, f)
             os.replace(tmp, path)
         except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
@@ -585,9 +602,9 @@ class Trainer:
                 error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             raise StoreWriteError(str(path), error, len(self.record.acc_matrix), self.run_dir.name) from None
         if keep == "last":  # only once the new one is safely on disk
-            for old in folder.glob("context-*.pt"):
+            for _, old in checkpoint_files(folder):
                 if old != path:
-                    old.unlink(missing_ok=True)
+                    old.unlink(missing_ok=True)  # a name, never followed: a link is removed itself
 
     def finish(self, status: str, error: RunError | None = None) -> str | None:
         """Record how the run ended; the reason run.json could not be written, if it could not (a full disk:
@@ -598,9 +615,7 @@ class Trainer:
         }
         if self.continual is not None:  # points a cancel or failure left unread
             self.record.acc_curve.extend(self.continual.flush())
-        metrics = summarize(self.record.acc_matrix, self.record.acc_init, self.record.acc_curve)
-        metrics.update(validation_metrics(self.record))
-        self.record.end(status, error, metrics, timing)  # type: ignore[arg-type]
+        self.record.end(status, error, validation_metrics(self.record), timing)  # type: ignore[arg-type]
         try:
             self.save()
         except StoreWriteError as e:
@@ -614,14 +629,15 @@ def validation_metrics(record: RunRecord) -> dict[str, float]:
     rows = getattr(record, "val_matrix", None) or []
     if not rows:
         return {}
-    seen = [sum(row[: i + 1]) / (i + 1) for i, row in enumerate(rows)]
-    return {"final_avg_val_acc": round(sum(rows[-1]) / len(rows[-1]), 6),
-            "avg_incremental_val_acc": round(sum(seen) / len(seen), 6)}
+    val = summarize(rows, once=record.trains_jointly, contexts=record.config.benchmark.get("contexts"))
+    return {key: round(val[test], 6) for key, test in (("final_avg_val_acc", "final_avg_acc"),
+                                                       ("avg_incremental_val_acc", "avg_incremental_acc"))
+            if val[test] is not None}
 
 
 def trainer_class(config: RunConfig) -> type[Trainer]:
-    """The trainer of the run's kind (DESIGN.md): a method may bring its own (core/generation.py's GAN methods:
-    a generation run), else this module's."""
+    """The trainer of the run's kind (docs/architecture.md, run kinds): a method may bring its own
+    (core/generation.py's GAN methods: a generation run), else this module's."""
     own = getattr(method_class(config.method.name), "trainer_class", None)
     return own() if own is not None else Trainer
 

@@ -131,7 +131,8 @@ def test_every_json_output_rounds_its_floats(daily):
     root, ids, study = daily
     original = (root / ids[0] / "run.json").read_text()
     record = json.loads(original)
-    record["metrics"]["final_avg_acc"] = 0.9502272000000002
+    # the figures are computed from the matrix on reading (never trusted from disk): a long float there
+    record["acc_matrix"] = [[0.9502272000000002] * len(record["acc_matrix"][-1])] * len(record["acc_matrix"])
     (root / ids[0] / "run.json").write_text(json.dumps(record))
     try:
         outputs = {

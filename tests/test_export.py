@@ -140,8 +140,8 @@ def test_runs_list_as_json_and_markdown(study):
     assert [d["id"] for d in data] == [e["run_id"] for e in in_list_order(plan)]
     assert all(d["train.iterations"] == 20 and isinstance(d["metrics.bwt"], float) and d["env.python"] for d in data)
     default = json.loads(cli("runs", "list", "--format", "json", "--runs-dir", str(root)).stdout)
-    assert set(default[0]) == {"id", "preset", "method", "scenario", "seed", "status", "final_avg_acc",
-                               "avg_forgetting", "total_s"}
+    assert set(default[0]) == {"id", "preset", "method", "scenario", "seed", "status", "trained", "score",
+                               "final_avg_acc", "seen_avg_acc", "avg_forgetting", "total_s"}
     lines = cli("runs", "list", "--format", "markdown", "--columns", "method,final_avg_acc",
                 "--runs-dir", str(root)).stdout.strip().splitlines()
     assert lines[0] == "| method | final_avg_acc |" and lines[1] == "|---|---|" and len(lines) == 4

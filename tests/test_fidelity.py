@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.presets import build_config
-from core.study import mean_sem
+from core.metrics import mean_sem
 from core.train import run
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from core.metrics import avg_forgetting, avg_incremental_acc, bwt, final_avg_acc, fwt, summarize
+from core.metrics import (
+    avg_forgetting,
+    avg_incremental_acc,
+    bwt,
+    final_avg_acc,
+    fwt,
+    mean_sem,
+    run_figures,
+    summarize,
+    trains_once,
+)
 
 # Rows: after context 0, 1, 2. Entries above the diagonal are future contexts (used by FWT only).
 # acc[1][0] > acc[0][0]: context 1 first helped context 0, so its best accuracy is not on the diagonal,
@@ -65,6 +75,7 @@ def test_fwt_needs_the_untrained_accuracies():
 def test_summarize_by_hand():
     assert summarize(ACC, ACC_INIT) == pytest.approx({
         "final_avg_acc": 2.15 / 3,
+        "seen_avg_acc": 2.15 / 3,
         "avg_incremental_acc": (0.90 + 0.875 + 2.15 / 3) / 3,
         "avg_forgetting": 0.275,
         "bwt": -0.25,
@@ -110,19 +121,56 @@ def test_improving_old_contexts_gives_negative_forgetting_and_positive_bwt():
     assert bwt(acc) == pytest.approx(0.3)
 
 
-def test_single_row_joint_run():
-    acc = [[0.9, 0.8, 0.7]]
-    assert avg_forgetting(acc) is None
-    assert bwt(acc) is None
-    assert fwt(acc, [0.1, 0.1, 0.1]) is None
-    assert final_avg_acc(acc) == pytest.approx(0.8)
-    assert avg_incremental_acc(acc) == final_avg_acc(acc)
+def test_single_row_of_a_run_that_trains_once():
+    acc = [[0.9, 0.5, 0.7]]  # a joint or merge run: one stage over every context
+    metrics = summarize(acc, [0.1, 0.1, 0.1], once=True, contexts=3)
+    assert metrics["avg_forgetting"] is None and metrics["bwt"] is None and metrics["fwt"] is None
+    # every figure of the one row is the average over every context, never c0's 0.9
+    assert metrics["final_avg_acc"] == metrics["seen_avg_acc"] == metrics["avg_incremental_acc"] \
+        == pytest.approx(0.7)
+
+
+def test_a_run_that_ended_early_has_no_final_average_over_contexts_it_never_trained():
+    # cancelled after one of five contexts, c0 at 100%: not 20.0 (averaged over four untrained contexts)
+    metrics = summarize([[1.0, 0.0, 0.0, 0.0, 0.0]], contexts=5)
+    assert metrics["final_avg_acc"] is None
+    assert metrics["seen_avg_acc"] == pytest.approx(1.0)
+    assert metrics["avg_incremental_acc"] == pytest.approx(1.0)
+    after_three = summarize(ACC, contexts=5)
+    assert after_three["final_avg_acc"] is None
+    assert after_three["seen_avg_acc"] == pytest.approx(2.15 / 3)
+    assert after_three["avg_forgetting"] == pytest.approx(0.275)
+
+
+def test_one_row_of_a_run_that_trains_context_by_context_is_context_0():
+    # the same row as a joint run's, from a run cancelled after context 0: its average is over c0 only
+    assert summarize([[0.9, 0.5, 0.7]], contexts=3)["seen_avg_acc"] == pytest.approx(0.9)
+    assert trains_once("joint") and trains_once("merge") and not trains_once("cumulative")
+
+
+def test_run_figures_headline_and_label():
+    base = {"config": {"benchmark": {"name": "digits", "contexts": 5}, "method": {"name": "lwf"}}}
+    cancelled = run_figures({**base, "acc_matrix": [[1.0, 0, 0, 0, 0], [0.5, 0.9, 0, 0, 0]]})
+    assert cancelled.headline == pytest.approx(0.7) and cancelled.seen_only and cancelled.progress == "2/5"
+    assert cancelled.stage_label(1) == "c1" and cancelled.score == "accuracy"
+    merged = run_figures({"config": {"benchmark": {"name": "sine", "contexts": 3}, "method": {"name": "merge"}},
+                          "acc_matrix": [[0.9, 0.5, 0.7]]})
+    assert merged.headline == pytest.approx(0.7) and not merged.seen_only and merged.stage_label(0) == "all"
+    assert merged.score == "R²" and merged.progress == "1/1"
+
+
+def test_mean_sem_one_convention():
+    assert mean_sem([]) == (None, None)
+    assert mean_sem([0.5, None, float("nan"), True]) == (0.5, None)  # one figure: no spread
+    mean, sem = mean_sem([0.2, 0.4])
+    assert mean == pytest.approx(0.3) and sem == pytest.approx(0.1)
 
 
 def test_empty_matrix_gives_no_metrics():
-    assert summarize([]) == {"final_avg_acc": None, "avg_incremental_acc": None, "avg_forgetting": None,
-                             "bwt": None, "fwt": None}
+    assert summarize([]) == {"final_avg_acc": None, "seen_avg_acc": None, "avg_incremental_acc": None,
+                             "avg_forgetting": None, "bwt": None, "fwt": None}
 
 
 def test_metrics_keys_match_run_json():
-    assert set(summarize(ACC, ACC_INIT)) == {"final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
+    assert set(summarize(ACC, ACC_INIT)) == {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc",
+                                              "avg_forgetting", "bwt", "fwt"}

@@ -30,7 +30,7 @@ from core.events import (
 from core.models import build_model
 from core.presets import build_config
 
-METRIC_KEYS = {"final_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
+METRIC_KEYS = {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
 
 
 def run_in(folder: Path, overrides: list[str] = (), **options: Any) -> tuple[dict[str, Any], list[Event], Path]:

@@ -181,7 +181,8 @@ def test_live_follows_events_as_they_are_appended(runs_dir):
             await until(pilot, lambda: "120/300" in tree_text(screen), what="training progress in the tree")
             text = tree_text(screen)
             assert "context 0" in text and "classes 0,1" in text and "loss 0.432" in text
-            assert "context 1 of 3" in static_text(screen, "#run-summary")
+            # one numbering on the screen: the tree's "context 0" is the summary's, counts are counts
+            assert "context 0 · 0/3 evaluated" in static_text(screen, "#run-summary")
 
             # A line half written: nothing of it shows until its newline arrives.
             line = to_json(Progress(context=0, phase="train", step=250, total=300, loss=0.2, t=103.0))

@@ -23,7 +23,7 @@ from cltui.tui.compare import CompareScreen
 from cltui.tui.confirm import ConfirmScreen
 from cltui.tui.runquery import PresetConfigs, Row, group_rows, parse_filter, row_of, short_id, sort_rows
 from cltui.tui.runs import MARKS, RunsScreen
-from core.study import mean_sem
+from core.metrics import mean_sem
 from tests.daily_fixtures import FINAL, write_thirty_runs
 from tests.tui_fixtures import IDS, settle_workers, write_fixture_runs
 

@@ -25,7 +25,7 @@ from textual_plotext import PlotextPlot
 
 from cltui.tui.formats import fmt_loss
 from core.events import ContextStarted, Event, Progress, UnitsActive
-from core.metrics import avg_forgetting
+from core.metrics import avg_forgetting, context_name, seen_averages
 
 Matrix = list[list[float]]
 
@@ -61,15 +61,9 @@ def clean_matrix(acc_matrix: Any) -> Matrix:
     return rows
 
 
-def is_joint(matrix: Matrix) -> bool:
-    """One training stage over every context (the joint baseline): every context counts as seen."""
-    return len(matrix) == 1 and len(matrix[0]) > 1
-
-
-def seen_average(matrix: Matrix, i: int, joint: bool | None = None) -> float:
-    row = matrix[i]
-    seen = row if (is_joint(matrix) if joint is None else joint) else row[: i + 1]
-    return sum(seen) / len(seen)
+def scored(title: str, score: str) -> str:
+    """A chart title for what the matrix holds: `accuracy … (%)`, or for a regression run `R² … (x100)`."""
+    return title.replace("accuracy", "R²").replace("(%)", "(x100)") if score == "R²" else title
 
 
 def nice_step(span: float, ticks: int) -> float:
@@ -272,13 +266,15 @@ class MatrixChart(Chart):
     def __init__(self, title: str, **kwargs: Any) -> None:
         super().__init__(title, **kwargs)
         self.matrix: Matrix | None = None
-        self.joint: bool | None = None  # said by the run's record; None: guessed from the matrix's shape
+        self.joint = False  # trained once over every context (core.metrics.trains_once), said by the record
+        self.base_title = title
 
-    def set_matrix(self, acc_matrix: Any, joint: bool | None = None) -> None:
+    def set_matrix(self, acc_matrix: Any, once: bool = False, score: str = "accuracy") -> None:
         matrix = clean_matrix(acc_matrix)
-        if matrix == self.matrix and joint == self.joint:
+        title = scored(self.base_title, score)
+        if matrix == self.matrix and once == self.joint and title == self.title:
             return
-        self.matrix, self.joint = matrix, joint
+        self.matrix, self.joint, self.title = matrix, once, title
         self.titles(bool(matrix), self.EMPTY_TITLE, self.legend_for(matrix))
         self.redraw()
 
@@ -286,7 +282,7 @@ class MatrixChart(Chart):
         return ""
 
     def is_joint(self, matrix: Matrix) -> bool:
-        return is_joint(matrix) if self.joint is None else self.joint
+        return self.joint
 
 
 class AccuracyChart(MatrixChart):
@@ -297,7 +293,8 @@ class AccuracyChart(MatrixChart):
 
     def legend_for(self, matrix: Matrix) -> Text | str:
         contexts = len(matrix[0]) if matrix else 0
-        return legend([(f"c{j}", j) for j in range(contexts) if self.is_joint(matrix) or j < len(matrix)])
+        return legend([(context_name(j, short=True), j) for j in range(contexts)
+                       if self.is_joint(matrix) or j < len(matrix)])
 
     def draw(self) -> bool:
         matrix = self.matrix
@@ -333,7 +330,7 @@ class AverageChart(MatrixChart):
             return False
         plt = self.plt
         xs = list(range(1, len(matrix) + 1))
-        averages = [100 * seen_average(matrix, i, self.joint) for i in range(len(matrix))]
+        averages = [100 * a for a in seen_averages(matrix, self.joint)]
         plt.plot(xs, averages, color=colour(0), marker="hd")
         forgetting = [(i + 1, avg_forgetting(matrix[: i + 1])) for i in range(1, len(matrix))]
         points = [(x, 100 * f) for x, f in forgetting if f is not None]
@@ -401,7 +398,7 @@ class CurveChart(Chart):
         contexts = len(curve[-1][2]) if curve else 0
         last = max((p[1] for p in curve), default=-1)
         self.titles(bool(curve), self.EMPTY_TITLE,
-                    legend([(f"c{j}", j) for j in range(contexts) if joint or j <= last]))
+                    legend([(context_name(j, short=True), j) for j in range(contexts) if joint or j <= last]))
         self.redraw()
 
     def draw(self) -> bool:
@@ -437,12 +434,11 @@ class AverageByRunChart(Chart):
     def runs(self) -> list[tuple[str, list[float]]] | None:
         return None if self.lines is None else [(label, ys) for label, _, ys in self.lines]
 
-    def set_runs(self, runs: Sequence[tuple[str, Any]]) -> None:
-        """One line per (label, acc_matrix)."""
+    def set_runs(self, runs: Sequence[tuple[str, Any, bool]]) -> None:
+        """One line per (label, acc_matrix, trained once)."""
         lines = []
-        for k, (label, m) in enumerate(runs):
-            matrix = clean_matrix(m)
-            lines.append((label, k, [100 * seen_average(matrix, i) for i in range(len(matrix))]))
+        for k, (label, m, once) in enumerate(runs):
+            lines.append((label, k, [100 * a for a in seen_averages(clean_matrix(m), once)]))
         self.set_lines(lines)
 
     def set_lines(self, lines: Sequence[tuple[str, int, Sequence[float]]]) -> None:

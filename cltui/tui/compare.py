@@ -34,15 +34,15 @@ from cltui.tui.charts import (
     ScalesCharts,
     clean_matrix,
     hex_colour,
-    seen_average,
 )
 from cltui.tui.detail import WritesFigure
 from cltui.tui.formats import fmt_duration, fmt_pct, fmt_signed, fmt_value, section
 from cltui.tui.header import Header
-from cltui.tui.runquery import mean_sem, short_id
+from cltui.tui.runquery import short_id
 from cltui.tui.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.config import flat_config
+from core.metrics import mean_sem, run_figures
 from core.store import StoreError, read_run_json
 
 # (column, metric key, higher is better); BWT and FWT are signed percentage points.
@@ -61,11 +61,7 @@ MISSING = object()
 
 
 def shown(value: Any) -> str:
-    if value is MISSING:
-        return "–"
-    if isinstance(value, list):
-        return "[" + ",".join(fmt_value(v) for v in value) + "]"
-    return fmt_value(value)
+    return "–" if value is MISSING else fmt_value(value)
 
 
 def differing(configs: list[dict[str, Any]]) -> list[str]:
@@ -311,8 +307,7 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
 
     @staticmethod
     def average_line(r: Compared) -> list[float]:
-        matrix = clean_matrix(r.record.get("acc_matrix"))
-        return [100 * seen_average(matrix, i) for i in range(len(matrix))]
+        return [100 * a for a in run_figures(r.record).averages(clean_matrix(r.record.get("acc_matrix")))]
 
     def action_figure(self) -> None:
         if not self.records:

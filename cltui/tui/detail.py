@@ -40,23 +40,22 @@ from cltui.tui.charts import (
     UnitsChart,
     clean_curve,
     clean_matrix,
-    is_joint,
     loss_track,
 )
 from cltui.tui.formats import (
     STATUS_STYLE,
+    figure_parts,
     fmt_duration,
     fmt_loss,
-    fmt_pct,
-    fmt_signed,
     fmt_value,
     section,
     stability_text,
 )
 from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
+from core.metrics import context_name, run_figures, seen_average
 from core.events import Event, Progress, from_json
-from core.store import EVENTS, RUN_JSON, WORKER_LOG, StoreError, pid_alive, read_run_json
+from core.store import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked, pid_alive, read_run_json
 
 LOG_TAIL_BYTES = 64 * 1024
 EVENTS_MAX_BYTES = 64 << 20  # a longer events.jsonl is read from its end for the loss chart
@@ -102,14 +101,11 @@ def summary(record: dict[str, Any]) -> Text:
     text.append(f" {record.get('id', '?')}", style="bold")
     text.append(f"  preset {record.get('preset') or '–'}\n", style="dim")
     text.append(config_line(cfg) + "\n")
-    if metrics:
-        for label, value, pct in (("final acc", metrics.get("final_avg_acc"), True),
-                                  ("incremental", metrics.get("avg_incremental_acc"), True),
-                                  ("forgetting", metrics.get("avg_forgetting"), True),
-                                  ("BWT", metrics.get("bwt"), False), ("FWT", metrics.get("fwt"), False)):
+    figures = run_figures(record)
+    if figures.headline is not None:
+        for label, value in figure_parts(figures):
             text.append(f"{label} ", style="dim")
-            text.append(fmt_pct(value) + ("%" if pct and value is not None else "") if pct else fmt_signed(value),
-                        style="bold")
+            text.append(value, style="bold")
             text.append("  ")
         text.append("\n")
         stability = stability_text(metrics, record.get("acc_curve"))
@@ -166,16 +162,15 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
         return [], []
     n = max(len(row) for row in matrix)
     contexts = record.get("contexts") if isinstance(record.get("contexts"), list) else []
-    method = (record.get("config") or {}).get("method")
-    # The record says whether it trained jointly; a run cancelled after one context also has one row.
-    joint = method.get("name") == "joint" if isinstance(method, dict) else is_joint(matrix)
-    columns = ["after", "classes", *[f"c{j}" for j in range(n)], "avg seen", "loss", "train"]
+    # The record says whether it trained once; a run cancelled after one context also has one row.
+    figures = run_figures(record)
+    joint = figures.once
+    columns = ["after", "classes", *[context_name(j, short=True) for j in range(n)], "avg seen", "loss", "train"]
     numeric = set(columns[2:])
     rows = []
     for i, row in enumerate(matrix):
         info = contexts[i] if i < len(contexts) and isinstance(contexts[i], dict) else {}
-        seen = row if joint else row[: i + 1]
-        cells: list[Any] = [Text("all" if joint else f"c{i}", style="bold"),
+        cells: list[Any] = [Text(figures.stage_label(i), style="bold"),
                             Text(",".join(map(str, info.get("classes") or [])) or "–", style="dim")]
         for j in range(n):
             if j >= len(row):
@@ -184,7 +179,7 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
                 cells.append(Text(f"{100 * row[j]:.1f}", style=acc_colour(row[j]), justify="right"))
             else:
                 cells.append(Text(f"{100 * row[j]:.1f}", style="dim", justify="right"))
-        avg = sum(seen) / len(seen)
+        avg = seen_average(row, i, joint) or 0.0
         loss = info.get("final_loss")
         cells += [Text(f"{100 * avg:.1f}", style=f"bold {acc_colour(avg)}", justify="right"),
                   Text(fmt_loss(loss), justify="right"),
@@ -195,12 +190,12 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
 
 def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     try:
-        with path.open("rb") as f:
+        with open_checked(path) as f:  # never a link out of the run folder, a FIFO or a device
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - limit))
             data = f.read()
-    except OSError:
+    except (OSError, StoreError):
         return ""
     text = data.decode(errors="replace")
     return text if size <= limit else text.split("\n", 1)[-1]  # drop the line cut in half
@@ -211,12 +206,12 @@ def read_loss_events(run_dir: Path) -> list[Event]:
     units) from events.jsonl; [] when it is missing or unreadable. Only lines that can hold them are parsed."""
     path = run_dir / EVENTS
     try:
-        with path.open("rb") as f:
+        with open_checked(inside(run_dir, EVENTS, action="read")) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - EVENTS_MAX_BYTES))
             data = f.read()
-    except OSError:
+    except (OSError, StoreError):  # missing, or a link, FIFO or device cltui never reads
         return []
     events: list[Event] = []
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -395,16 +390,14 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
                 table.add_column(name, key=str(k))
             for row in rows:
                 table.add_row(*row)
+        figures = run_figures(record)
         for chart in self.query(".charts > Chart"):  # only the ones on screen draw
-            method = (record.get("config") or {}).get("method")
-            joint = method.get("name") == "joint" if isinstance(method, dict) else None
-            chart.set_matrix(record.get("acc_matrix"), joint)  # type: ignore[attr-defined]
+            chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score)  # type: ignore[attr-defined]
         curve = self.query_one("#detail-curve", CurveChart)
         points = clean_curve(record.get("acc_curve"))
         curve.display = bool(points)
         if points:
-            method = (record.get("config") or {}).get("method")
-            curve.set_curve(points, isinstance(method, dict) and method.get("name") == "joint")
+            curve.set_curve(points, figures.once)
         self.query_one("#config-text", Static).update(
             Syntax(toml_text(section(record, "config")), "toml", theme="ansi_dark", background_color="default"))
         error = section(record, "error")

@@ -4,8 +4,12 @@ damaged; each helper then shows "–". Plain Python (no Textual), so the headles
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.metrics import RunFigures
 
 STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "bold cyan",
                 "stale": "magenta", "unreadable": "red"}
@@ -14,6 +18,47 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
 def fmt_pct(value: Any) -> str:
     """A fraction (0..1) as a percentage with one decimal."""
     return f"{100 * value:.1f}" if isinstance(value, (int, float)) else "–"
+
+
+def fmt_score(value: Any, score: str = "accuracy") -> str:
+    """A run's score as every face writes it: an accuracy as a percentage without its sign (48.5), an R² as
+    itself with its name (R² 0.991), never as a percentage."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "–"
+    return f"R² {value:.3f}" if score == "R²" else f"{100 * value:.1f}"
+
+
+def fmt_headline(figures: RunFigures) -> str:
+    """A run's one figure (core.metrics.RunFigures.headline): `48.5`, or `48.5 seen` for a run that has not
+    trained every context (its average over the contexts it saw)."""
+    text = fmt_score(figures.headline, figures.score)
+    return f"{text} seen" if figures.seen_only else text
+
+
+def figure_parts(figures: RunFigures) -> list[tuple[str, str]]:
+    """A run's figures as (label, value) pairs, in the order every face writes them: the headline first (final
+    average over every context, or the average over the contexts seen for a run that did not train them all),
+    then the incremental average, forgetting, BWT and FWT. An R² is written as itself, never as %."""
+    m = figures.metrics
+    if figures.score == "R²":
+        parts = [("final avg R²" if not figures.seen_only else f"avg R² seen ({figures.progress})",
+                  fmt_score(figures.headline, "R²").removeprefix("R² "))]
+        return parts + [(label, fmt_score(m.get(key), "R²").removeprefix("R² "))
+                        for label, key in (("avg forgetting", "avg_forgetting"), ("BWT", "bwt"))]
+    def percent(value: Any) -> str:
+        return f"{fmt_pct(value)}%" if isinstance(value, (int, float)) else "–"
+
+    head = "final avg acc" if not figures.seen_only else f"avg acc seen ({figures.progress})"
+    return [(head, percent(figures.headline)), ("avg incremental acc", percent(m.get("avg_incremental_acc"))),
+            ("avg forgetting", percent(m.get("avg_forgetting"))),
+            ("BWT", fmt_signed(m.get("bwt"))), ("FWT", fmt_signed(m.get("fwt")))]
+
+
+def fmt_status(status: str, figures: RunFigures | None) -> str:
+    """A status with what an unfinished run trained: `cancelled 3/5`, `running 2/5`."""
+    if figures is None or status == "finished" or status == "unreadable" or figures.complete:
+        return status
+    return f"{status} {figures.progress}"
 
 
 def acc_style(value: float) -> str:
@@ -27,10 +72,14 @@ def fmt_signed(value: Any) -> str:
 
 
 def fmt_value(v: Any) -> str:
-    """Config values as they are written in presets: 1e9, not 1e+09."""
-    if not isinstance(v, float):
-        return str(v)
-    return f"{v:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    """Config values as they are written in presets: 1e9, not 1e+09; true, not True; [400,400]."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    if isinstance(v, list):
+        return "[" + ",".join(fmt_value(x) for x in v) + "]"
+    return str(v)
 
 
 def fmt_duration(seconds: Any) -> str:

@@ -35,7 +35,7 @@ from cltui.tui.charts import (
     UnitsChart,
 )
 from cltui.tui.follow import RunFollower
-from cltui.tui.formats import acc_style, fmt_duration, fmt_loss
+from cltui.tui.formats import acc_style, figure_parts, fmt_duration, fmt_loss, fmt_score
 from cltui.tui.header import Header
 from core.events import (
     ContextEvaluated,
@@ -52,7 +52,7 @@ from core.events import (
     RunStarted,
     UnitsActive,
 )
-from core.metrics import avg_forgetting
+from core.metrics import RunFigures, context_name, run_figures, seen_average, trains_once
 from core.store import StoreError, read_run_json
 
 CHART_INTERVAL = 0.25  # s between chart redraws: plotext is the costly part of a frame
@@ -97,6 +97,7 @@ class LiveRun:
     curve: list[tuple[int, int, list[float]]] = field(default_factory=list)  # continual evaluation points
     total_contexts: int | None = None
     device: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the run's, from RunStarted
     outcome: Event | None = None  # RunFinished / RunFailed / RunCancelled
     started_t: float | None = None
     last_t: float | None = None
@@ -109,7 +110,7 @@ class LiveRun:
         self.last_t = event.t
         self.loss.apply(event)
         if isinstance(event, RunStarted):
-            self.total_contexts, self.device = event.contexts, event.device
+            self.total_contexts, self.device, self.config = event.contexts, event.device, dict(event.config)
             if self.started_t is None or event.resumed_from is not None:
                 self.started_t = event.t
             self.outcome = None  # a resumed run goes on in the same folder
@@ -161,16 +162,20 @@ class LiveRun:
         return context.index
 
     @property
+    def figures(self) -> RunFigures:
+        """The run's figures so far, from their one home (core.metrics), as every other face computes them."""
+        return run_figures({"config": self.config, "acc_matrix": self.acc_matrix})
+
+    @property
     def joint(self) -> bool:
-        """One training stage over every context (the joint baseline): every context counts as seen."""
-        return self.total_contexts == 1
+        """One training stage over every context (joint, merge): every context counts as seen."""
+        method = self.config.get("method")
+        return trains_once(method.get("name") if isinstance(method, dict) else None)
 
     def seen_avg(self, row: int) -> float | None:
         if not 0 <= row < len(self.acc_matrix):
             return None
-        accuracies = self.acc_matrix[row]
-        seen = accuracies if self.joint else accuracies[: row + 1]
-        return sum(seen) / len(seen) if seen else None
+        return seen_average(self.acc_matrix[row], row, self.joint)
 
     def trained(self, row: int, j: int) -> bool:
         """Whether context j had been trained when row `row` of the accuracy matrix was measured."""
@@ -267,17 +272,14 @@ def accuracy_label(j: int, accuracy: float, trained: bool, compact: bool = False
     return text
 
 
-def outcome_text(outcome: Event | None, status: str | None, acc_matrix: list[list[float]],
+def outcome_text(outcome: Event | None, status: str | None, figures: RunFigures,
                  seconds: float | None = None) -> Text | None:
     """How the run ended; `seconds`: its duration as the screen shows it everywhere (run.json's total_s)."""
     if isinstance(outcome, RunFinished):
         text = Text("✓ finished", "bold green")
-        final = outcome.metrics.get("final_avg_acc")
-        if final is not None:
-            text.append(f" · final avg acc {100 * final:.1f}%")
-        forgetting = outcome.metrics.get("avg_forgetting", avg_forgetting(acc_matrix))
-        if forgetting is not None:
-            text.append(f" · avg forgetting {100 * forgetting:.1f}%")
+        for label, value in figure_parts(figures)[:3]:
+            if not value.startswith("–"):
+                text.append(f" · {label} {value}")
         text.append(f" · {fmt_duration(outcome.total_s if seconds is None else seconds)}")
         return text
     if isinstance(outcome, RunFailed):
@@ -595,15 +597,16 @@ class LiveScreen(ScalesCharts, Screen[None]):
             if state.current is None:
                 second.append("· waiting for the worker (it imports torch and loads the data)")
             else:
-                second.append(f"· context {state.current + 1} of {total} · {done} evaluated")
+                second.append(f"· {context_name(state.current)} · {done}/{total} evaluated")
         else:
             second.append({"finished": "finished", "failed": "failed", "cancelled": "cancelled"}.get(
                 self.outcome_status() or "", str(self.status)), "bold")
-            second.append(f" · {done} of {total} contexts evaluated")
-        average = state.seen_avg(len(state.acc_matrix) - 1)
-        if average is not None:
-            second.append(" · avg seen ")
-            second.append(f"{100 * average:.1f}%", acc_style(average))
+            second.append(f" · {done}/{total} contexts evaluated")
+        figures = state.figures
+        if figures.headline is not None:
+            second.append(" · avg seen " if figures.seen_only or state.outcome is None else " · final avg ")
+            second.append(fmt_score(figures.headline, figures.score) + ("%" if figures.score != "R²" else ""),
+                          acc_style(figures.headline))
         duration = self.duration
         if duration is not None:
             second.append(f" · {fmt_duration(duration)}", "dim")
@@ -614,7 +617,7 @@ class LiveScreen(ScalesCharts, Screen[None]):
         if self.ended != self._ended_shown:  # the footer drops Stop once; re-rendering it costs a frame
             self._ended_shown = self.ended
             self.refresh_bindings()
-        outcome = outcome_text(state.outcome, self.status, state.acc_matrix, duration)
+        outcome = outcome_text(state.outcome, self.status, state.figures, duration)
         box = self.query_one("#outcome", Static)
         box.set_class(outcome is not None, "-shown")
         if outcome is not None:

@@ -4,11 +4,11 @@ Textual), so it is tested on its own and reusable by the CLI.
 - `row_of(entry, status)` -> a `Row`: the short id, preset, method, scenario, seed, iterations, the
   overrides (the config fields that differ from what the run's preset gives that method / scenario / seed),
   status, accuracy and duration of one run. Odd or missing fields are None, shown "–".
-- Accuracy (`acc %`): for a run that ended, run.json's final average accuracy over *all* contexts
-  (`metrics.final_avg_acc`); for a run still going (or one that ended without metrics), the average over
-  the contexts seen so far (the live screen's "avg seen"), shown with a "seen" suffix (`62.1 seen`), so
-  the figure never averages contexts that were not trained yet. Sorting and `acc>` filters use the same
-  figure.
+- Accuracy (`acc %`): the run's headline from core.metrics (`run_figures`): the final average over every
+  context for a run that trained them all; for a run still going, cancelled or failed, the average over the
+  contexts it saw, shown with a "seen" suffix (`62.1 seen`) and its status with what it trained
+  (`cancelled 3/5`), so the figure never averages contexts that were not trained. Sorting and `acc>` filters
+  use the same figure.
 - Duration is run.json's `timing.total_s`, the one figure the header and the detail show too.
 - `parse_filter(text)` -> (a `Filter`, errors): `field:value` is an exact match (`method:er` never matches
   deepinversion; `method:er,ewc` matches either), `field>x`, `<`, `>=`, `<=` compare numbers (acc as a
@@ -26,6 +26,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cltui.tui.formats import fmt_status, fmt_value
+from core.metrics import mean_sem, run_figures
 
 # The sortable columns, in the order `o` cycles through them: key -> header.
 SORT_COLUMNS: dict[str, str] = {"run": "run", "preset": "preset", "method": "method", "scenario": "scenario",
@@ -63,6 +66,7 @@ class Row:
     status_label: str = "unreadable"
     acc: float | None = None
     acc_seen: bool = False
+    score: str = "accuracy"  # or "R²": what `acc` holds (core.metrics.RunFigures.score)
     duration: float | None = None
 
 
@@ -126,24 +130,6 @@ def short_id(run_id: str, preset: str | None, scenario: str | None, method: str 
     return f"{short} {rest}"
 
 
-def contexts_done(data: dict[str, Any]) -> str:
-    matrix = data.get("acc_matrix") if isinstance(data.get("acc_matrix"), list) else []
-    total = _dict(_dict(data.get("config")).get("benchmark")).get("contexts")
-    return f"{len(matrix)}/{total}" if isinstance(total, int) else str(len(matrix))
-
-
-def seen_accuracy(data: dict[str, Any]) -> float | None:
-    """The mean accuracy over the contexts trained so far (the last row of the matrix, its first k+1 values)."""
-    matrix = data.get("acc_matrix")
-    if not isinstance(matrix, list) or not matrix or not isinstance(matrix[-1], list):
-        return None
-    seen = matrix[-1][: len(matrix)]
-    values = [_num(v) for v in seen]
-    if not values or any(v is None for v in values):
-        return None
-    return sum(values) / len(values)  # type: ignore[arg-type]
-
-
 def row_of(run_id: str, data: dict[str, Any] | None, status: str,
            expected: Callable[[str, str, str], dict[str, Any] | None] | None = None) -> Row:
     """The row of a run from its run.json (None: unreadable) and its status. `expected(preset, method,
@@ -155,15 +141,10 @@ def row_of(run_id: str, data: dict[str, Any] | None, status: str,
     train = _dict(cfg.get("train"))
     preset, name, scenario = _str(data.get("preset")), _str(method.get("name")), _str(cfg.get("scenario"))
     seed, iterations = _int(train.get("seed")), _int(train.get("iterations"))
+    figures = run_figures(data)
     row = Row(run_id, short_id(run_id, preset, scenario, name, seed), preset, name, scenario, seed, iterations,
-              status=status, status_label=f"running {contexts_done(data)}" if status == "running" else status)
-    final = _num(_dict(data.get("metrics")).get("final_avg_acc"))
-    if final is not None and status not in ("running", "stale"):
-        row.acc = final
-    else:
-        row.acc, row.acc_seen = seen_accuracy(data), True
-        if row.acc is None:
-            row.acc_seen = False
+              status=status, status_label=fmt_status(status, figures), score=figures.score)
+    row.acc, row.acc_seen = _num(figures.headline), figures.seen_only
     row.duration = _num(_dict(data.get("timing")).get("total_s"))
     if expected is not None and preset and name and scenario:
         try:
@@ -176,16 +157,6 @@ def row_of(run_id: str, data: dict[str, Any] | None, status: str,
             row.override_items = override_items(flat_config(cfg), base)
             row.overrides = " ".join(text for _, text in row.override_items)
     return row
-
-
-def fmt_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
-    if isinstance(v, list):
-        return "[" + ",".join(fmt_value(x) for x in v) + "]"
-    return str(v)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -356,12 +327,6 @@ def sort_rows(rows: Iterable[Row], column: str, descending: bool) -> list[Row]:
     present.sort(key=lambda r: (sort_value(r, column)[1], r.id), reverse=descending)
     missing.sort(key=lambda r: r.id, reverse=True)
     return present + missing
-
-
-def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
-    from core.study import mean_sem as study_mean_sem  # the one definition the studies use too
-
-    return study_mean_sem(values)
 
 
 def group_rows(rows: list[Row], by: str, column: str, descending: bool) -> list[Group]:

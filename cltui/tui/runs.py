@@ -40,9 +40,11 @@ from cltui.tui.confirm import ConfirmScreen
 from cltui.tui.formats import (
     STATUS_STYLE,
     acc_style,
+    figure_parts,
     fmt_duration,
     fmt_pct,
-    fmt_signed,
+    fmt_score,
+    fmt_status,
     fmt_value,
     section,
     shown_path,
@@ -56,7 +58,6 @@ from cltui.tui.runquery import (
     PresetConfigs,
     Row,
     common,
-    contexts_done,
     group_rows,
     parse_filter,
     row_of,
@@ -64,7 +65,17 @@ from cltui.tui.runquery import (
 )
 from cltui.tui.tables import HomeTable
 from cltui.tui.workers import ReportsWorkerErrors
-from core.store import RUN_JSON, RunEntry, StoreError, pid_alive, read_run_json, write_json_atomic
+from core.metrics import run_figures
+from core.store import (
+    RUN_JSON,
+    RunEntry,
+    StoreError,
+    inside,
+    pid_alive,
+    read_bounded,
+    read_run_json,
+    write_json_atomic,
+)
 
 Stamp = tuple[int, int] | None  # (mtime_ns, size) of a run.json
 MARKS = Path(".cltui") / "marks.json"  # inside the runs folder
@@ -72,7 +83,7 @@ MARKS = Path(".cltui") / "marks.json"  # inside the runs folder
 
 def status_text(entry: RunEntry) -> Text:
     status = entry.status
-    label = f"running {contexts_done(entry.data)}" if status == "running" and entry.data else status
+    label = fmt_status(status, run_figures(entry.data)) if entry.data else status
     return Text(label, style=STATUS_STYLE.get(status, "magenta"))
 
 
@@ -154,7 +165,7 @@ def overrides_shown(row: Row, keys: tuple[str, ...] = ()) -> str:
 def acc_cell(row: Row) -> Text:
     if row.acc is None:
         return Text("–", justify="right")
-    text = Text(fmt_pct(row.acc), style=acc_style(row.acc), justify="right")
+    text = Text(fmt_score(row.acc, row.score), style=acc_style(row.acc), justify="right")
     if row.acc_seen:
         text.append(" seen", style="dim")
     return text
@@ -222,7 +233,7 @@ def natural_widths(rows: list[Row], groups: list[Group]) -> tuple[dict[str, int]
         "iterations": width([str(r.iterations) for r in rows]),
         "overrides": width([o for r in rows if (o := overrides_shown(r, ("iterations",))) and o != "–"]),
         "status": width([r.status_label for r in rows]),
-        "acc": width([fmt_pct(r.acc) + (" seen" if r.acc_seen else "") for r in rows]),
+        "acc": width([fmt_score(r.acc, r.score) + (" seen" if r.acc_seen else "") for r in rows]),
         "duration": width([fmt_duration(r.duration) for r in rows]),
     }
     for g in groups:
@@ -259,19 +270,20 @@ def summary(entry: RunEntry, row: Row | None = None) -> Text:
         text.append(f" · set {row.overrides}", style="dim")
     text.append("\n")
     error = section(d, "error")
-    metrics = section(d, "metrics")
+    figures = run_figures(d)
+    line = " · ".join(f"{label} {value}" for label, value in figure_parts(figures))
     if entry.status == "running":
-        seen = f" · avg seen {fmt_pct(row.acc)}%" if row is not None and row.acc is not None else ""
-        text.append(f"training: {contexts_done(d)} contexts evaluated{seen} · enter follows it live", style="cyan")
+        text.append(f"training: {figures.progress} contexts evaluated · enter follows it live", style="cyan")
+        if figures.headline is not None:
+            text.append(f" · {line}")
     elif entry.status == "stale":
         text.append("its worker is gone without finishing (killed, or the machine went down)", style="magenta")
     elif entry.status == "failed" and error:
         text.append(f"error: {error.get('message', '')}", style="red")
-    elif metrics:
-        text.append(f"final acc {fmt_pct(metrics.get('final_avg_acc'))}% · incremental "
-                    f"{fmt_pct(metrics.get('avg_incremental_acc'))}% · forgetting "
-                    f"{fmt_pct(metrics.get('avg_forgetting'))}% · BWT {fmt_signed(metrics.get('bwt'))} · "
-                    f"FWT {fmt_signed(metrics.get('fwt'))}")
+        if figures.headline is not None:
+            text.append(f" · {line}")
+    elif figures.headline is not None:
+        text.append(line)
         if entry.status == "cancelled":
             text.append(f" · cancelled: {error.get('message', '')}", style="yellow")
     return text
@@ -324,8 +336,8 @@ def scan(root: Path, known: dict[str, tuple[Stamp, RunEntry]], force: bool) -> d
 def read_marks(root: Path) -> set[str]:
     """The marked run ids kept in the runs folder; a missing or damaged file is no marks."""
     try:
-        data = json.loads((root / MARKS).read_text())
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(read_bounded(inside(root, *MARKS.parts, action="read")))
+    except (OSError, ValueError, RecursionError):  # StoreError too: a link, a FIFO, a huge file
         return set()
     marks = data.get("marks") if isinstance(data, dict) else None
     return {m for m in marks if isinstance(m, str)} if isinstance(marks, list) else set()
@@ -335,8 +347,9 @@ def write_marks(root: Path, marks: set[str]) -> None:
     folder = root / MARKS.parent
     if not root.is_dir():
         return  # nothing to mark in a folder that is not there; never create it for the marks
+    inside(root, *MARKS.parts)  # never through a link out of the runs folder (UnsafePathError)
     folder.mkdir(exist_ok=True)
-    write_json_atomic(root / MARKS, {"schema": 1, "marks": sorted(marks)})
+    write_json_atomic(inside(root, *MARKS.parts), {"schema": 1, "marks": sorted(marks)})
 
 
 # --- the screen ---------------------------------------------------------------------------------------
@@ -739,8 +752,9 @@ class RunsScreen(ReportsWorkerErrors, Screen[None]):
         with self.marks_lock:
             try:
                 write_marks(self.app.runs_dir, self.marked & self.rows.keys())  # type: ignore[attr-defined]
-            except OSError as e:
-                self.app.call_from_thread(self.notify, f"marks not saved: {e.strerror or e}", severity="warning",
+            except (OSError, StoreError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                self.app.call_from_thread(self.notify, f"marks not saved: {why}", severity="warning",
                                           timeout=6)
 
     def marked_shown(self) -> tuple[list[RunEntry], int]:
