@@ -4,6 +4,7 @@ a live row per run, and the table with mean +- SEM over seeds."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Self
@@ -11,11 +12,10 @@ from typing import Annotated, Any, Self
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cltui.common import RunsDir, console, err_console, fail
+from cltui.common import EXIT_FAILED, RunsDir, console, err_console, escape, fail, plain
 from cltui.export import Track, TrackCheckpoints, with_tracking
 from cltui.output import json_text, print_fitted, print_table, rounded, runs_dir_flag
 from core import study as studies
@@ -29,8 +29,9 @@ from core.events import (
     RunFinished,
     Warned,
 )
+from core.metrics import run_figures, seen_average, trains_once
 from core.presets import build_config
-from core.store import RunStore, StoreError, pid_alive, read_run_json
+from core.store import RunLocked, RunStore, StoreError, pid_alive, read_run_json
 from core.threads import ThreadChoice, choose
 
 # Where a study's runs train, shared by compare and sweep.
@@ -39,7 +40,8 @@ Executor = Annotated[str, typer.Option(help="local (worker processes here) or ra
 RayAddress = Annotated[str | None, typer.Option(help="Ray cluster address \\[default: $RAY_ADDRESS, else a local "
                                                 "Ray instance].", show_default=False)]
 
-studies_app = typer.Typer(help="List and show studies (the tables `cltui compare` makes).", no_args_is_help=True)
+studies_app = typer.Typer(help="List, show and remove studies (the tables `cltui compare` makes).",
+                          no_args_is_help=True)
 
 
 def study_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -59,7 +61,8 @@ def study_table(rows: list[dict[str, Any]], title: str) -> Table:
 def study_title(study: dict[str, Any]) -> str:
     """A study's setup in one line, overrides included, so that a pasted table states what it ran:
     `study ID (split-digits, class-IL, 3 seeds, train.iterations=50)`."""
-    setup = [str(study.get("preset")), f"{study.get('scenario')}-IL", f"{study.get('seeds')} seeds",
+    seeds = study.get("seeds")
+    setup = [str(study.get("preset")), f"{study.get('scenario')}-IL", f"{seeds} seed{'s' if seeds != 1 else ''}",
              *map(str, study.get("overrides") or [])]
     return f"study {study['id']} ({', '.join(setup)})"
 
@@ -107,12 +110,16 @@ def entry_label(entry: dict[str, Any]) -> str:
 
 
 class StudyDisplay:
+    """A live row per run of a study on a terminal (a line per ended run into a pipe, nothing with --quiet)."""
+
     def __init__(self, console, store: RunStore, study: dict[str, Any], quiet: bool):
         self.console, self.store, self.study, self.quiet = console, store, study, quiet
         self.rows = {i: {"status": "waiting", "context": "", "acc": ""} for i in range(len(study["runs"]))}
+        self.seen: dict[int, float] = {}  # each run's average over the contexts seen, after its last context
+        self.started = time.monotonic()
+        # Last: Rich's Live calls render() in its constructor, which reads every attribute above.
         self.live = Live(get_renderable=self.render, console=console, refresh_per_second=2) \
             if console.is_terminal and not quiet else None
-        self.started = time.monotonic()
 
     def update(self, i: int, event: Any) -> None:
         row, entry = self.rows[i], self.study["runs"][i]
@@ -121,8 +128,10 @@ class StudyDisplay:
         elif isinstance(event, Progress) and event.phase == "train":
             row["context"] = f"c{event.context} {event.step}/{event.total}"
         elif isinstance(event, ContextEvaluated):
-            seen = event.accuracies[: event.context + 1]
-            row["acc"] = f"{100 * sum(seen) / len(seen):.1f}"
+            average = seen_average(event.accuracies, event.context, trains_once(entry["method"]))
+            if average is not None:
+                self.seen[i] = average
+                row["acc"] = f"{100 * average:.1f}"
         elif isinstance(event, Warned):
             self.console.print(f"[yellow]{escape(entry_label(entry))} seed {entry['seed']}: warning: "
                                f"{escape(event.message)}[/]", soft_wrap=True)
@@ -130,9 +139,29 @@ class StudyDisplay:
             row["status"] = type(event).__name__.removeprefix("Run").lower()
             if isinstance(event, RunFinished):
                 row["acc"] = studies.pct(event.metrics.get("final_avg_acc"))
+                figure = f"final avg acc {row['acc']}%"
+            elif self.seen_so_far(i) is not None:  # ended early: what it saw, never contexts it did not train
+                row["acc"] = f"{100 * self.seen[i]:.1f} seen"
+                figure = f"avg acc {100 * self.seen[i]:.1f}% over the contexts seen"
+            else:
+                row["acc"], figure = "–", "no context trained"
             if self.live is None and not self.quiet:
                 self.console.print(f"{escape(entry_label(entry))} seed {entry['seed']}: {row['status']} "
-                                   f"(final avg acc {row['acc'] or '–'}%) {entry['run_id']}")
+                                   f"({figure}) {entry['run_id']}")
+
+    def seen_so_far(self, i: int) -> float | None:
+        """Run i's average over the contexts seen: from its last context's event, else (a resumed run that ended
+        before a new context) from its run.json."""
+        if i not in self.seen:
+            try:
+                record = read_run_json(self.store.run_dir(self.study["runs"][i]["run_id"]))
+            except (KeyError, StoreError):
+                return None
+            average = run_figures(record).metrics.get("seen_avg_acc")
+            if average is None:
+                return None
+            self.seen[i] = average
+        return self.seen[i]
 
     def render(self) -> Group:
         runs = Table(show_edge=False, pad_edge=False, box=None)
@@ -178,11 +207,62 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
         start = pool.start
     elif start is None:
         from core.worker import start
+    lock = study_lock(store, study)
     try:
         return _execute(console, store, study, configs, jobs, devices, threads, quiet, start, report, watch)
+    except OSError as e:  # the study file or a run folder could not be written: a read-only runs folder, a full disk
+        fail(write_failure(store, study, e), EXIT_FAILED)
+    except StoreError as e:  # a file of the study's that cltui refuses to write through (a link, a FIFO)
+        fail(str(e), EXIT_FAILED)
     finally:
         if pool is not None:
             pool.close()
+        lock.release()
+        _tidy_study_folder(store, study, lock)
+
+
+def study_lock(store: RunStore, study: dict[str, Any]) -> Any:
+    """The study's lock (core.store.RunLock on studies/<id>.lock), held while this process runs it: a second
+    `compare --resume` or `sweep --resume` of the same study gets one line naming this process, exit 1."""
+    from core.store import RunLock, inside
+
+    folder = studies.studies_dir(store)
+    try:
+        inside(store.root, folder.name)  # a studies folder linked out of the runs folder is never written
+        folder.mkdir(parents=True, exist_ok=True)
+        return RunLock.of_study(folder, study["id"]).acquire()
+    except StoreError as e:  # held by another process, or a lock file or studies folder cltui will not follow
+        fail(str(e), EXIT_FAILED)
+    except OSError as e:
+        _tidy_study_folder(store, study, None)
+        fail(write_failure(store, study, e), EXIT_FAILED)
+
+
+def write_failure(store: RunStore, study: dict[str, Any], error: OSError) -> str:
+    """One line for a study that could not be written: why, what is kept, how to go on."""
+    import errno
+
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    saved = (studies.studies_dir(store) / f"{study['id']}.json").is_file()
+    again = ("repeat the sweep with --resume" if study.get("kind") == "sweep"
+             else f"`cltui compare --resume {study['id']}{runs_dir_flag(store.root)}`") if saved \
+        else "run the command again"
+    return (f"cannot write in the runs folder {store.root} ({error.strerror or error}"
+            f"{': the disk is full' if full else ''}); the runs finished so far are kept; "
+            f"{'free some space' if full else 'make the runs folder writable'}, then {again}")
+
+
+def _tidy_study_folder(store: RunStore, study: dict[str, Any], lock: Any) -> None:
+    """A study whose file was never written leaves nothing behind: not its lock file, nor an empty studies/."""
+    folder = studies.studies_dir(store)
+    if (folder / f"{study['id']}.json").exists():
+        return
+    if lock is not None:
+        lock.path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
@@ -212,7 +292,11 @@ def _execute(console, store: RunStore, study: dict[str, Any], configs: list, job
                 run_dir = store.run_dir(entry["run_id"]) if resume else store.new_run_dir_for(config)
                 entry["run_id"] = run_dir.name
                 studies.save(store, study)
-                active[i] = start(config, run_dir, threads=threads, resume=resume)
+                try:
+                    active[i] = start(config, run_dir, threads=threads, resume=resume)
+                except RunLocked as e:  # trained elsewhere right now (`cltui run --resume`): never twice at once
+                    console.print(f"[yellow]{escape(entry_label(entry))} seed {entry['seed']}: not started: "
+                                  f"{escape(str(e))}[/]", soft_wrap=True)
             if ctrl_c.pressed:
                 pending.clear()
             ctrl_c.act(active.values())
@@ -268,6 +352,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every method x seed of a preset as ordinary runs in parallel; print mean ± SEM per method."""
         store = RunStore(runs_dir)
+        if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
+            fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
         try:
             if resume is not None:
                 if preset or methods or set_:
@@ -436,6 +522,49 @@ def studies_show(
     elif fmt == "json":
         print(json_text(rows, indent=2))
     elif fmt == "csv":
-        print(studies.render(rounded(rows), fmt))
+        print(plain(studies.render(rounded(rows), fmt)))
     else:
-        print(studies.render(rows, fmt))
+        print(plain(studies.render(rows, fmt)))
+
+
+@studies_app.command("rm")
+def studies_rm(
+    study_ids: Annotated[list[str], typer.Argument(metavar="STUDY...", help="Studies to delete (ids or unique "
+                                                   "prefixes).")],
+    runs: Annotated[bool, typer.Option("--runs", help="Delete the studies' runs too (a running one is refused).")
+                    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Delete studies (their study files) after a confirmation; their runs stay unless --runs is given."""
+    store = RunStore(runs_dir)
+    plans: dict[Any, list[Any]] = {}
+    try:  # every study and run is resolved and checked before anything is deleted
+        for study_id in study_ids:
+            path, folders = studies.removal(store, study_id, runs)
+            plans.setdefault(path, [])
+            plans[path] += [f for f in folders if f not in plans[path]]
+    except StoreError as e:
+        fail(str(e))
+    folders = [f for fs in plans.values() for f in fs]
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("studies rm: refusing to delete without confirmation; pass --yes")
+        n = len(plans)
+        what = f" and {len(folders)} run(s)" if runs else ""
+        typer.confirm(f"delete {n} stud{'y' if n == 1 else 'ies'}{what}: {', '.join(p.stem for p in plans)}?",
+                      abort=True)
+
+    def said(path: Any) -> None:
+        console.print(f"deleted {'study ' if path.suffix == '.json' else ''}{escape(str(path))}", soft_wrap=True)
+
+    for path, run_folders in plans.items():
+        try:
+            studies.remove(store, path, run_folders, said)
+        except StoreError as e:
+            fail(str(e))
+        except OSError as e:
+            fail(f"{path}: not fully deleted ({e.strerror or e})", EXIT_FAILED)
+    if not runs:
+        console.print("[dim]their runs are kept (`cltui runs rm` deletes a run; `cltui studies rm --runs` deletes a "
+                      "study with its runs)[/]", soft_wrap=True)

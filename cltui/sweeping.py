@@ -11,17 +11,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cltui.common import EXIT_CANCELLED, RunsDir, console, fail
+from cltui.common import EXIT_CANCELLED, RunsDir, console, escape, fail, plain
 from cltui.studies import KINDS, Executor, RayAddress, devices_and_threads, execute, saved_config
 from core import study as studies
 from core import sweep
 from core.config import ConfigError
 from core.events import ContextEvaluated
-from core.presets import builtin_presets_dir, preset_save_path, write_preset_text
+from core.presets import builtin_presets_dir, preset_save_path, shadows_builtin, write_preset_text
 from core.store import RunStore, StoreError, read_run_json
 
 
@@ -56,7 +55,7 @@ def show_sweep(store: RunStore, study: dict[str, Any], fmt: str) -> None:
     if fmt == "table":
         console.print(sweep_tables(store, study, escape(f"study {study['id']}")))
     elif fmt in ("markdown", "json"):
-        print(sweep.render(store, study, fmt))
+        print(plain(sweep.render(store, study, fmt)))
     else:
         fail(f"--format {fmt}: a sweep's tables come as table, markdown or json")
 
@@ -66,6 +65,8 @@ def preset_target(name: str) -> Any:
     path = preset_save_path(name)
     if path.resolve().parent == builtin_presets_dir().resolve():
         fail(f"--write-preset {name}: the built-in presets are not changed; give another name")
+    if shadows_builtin(path):
+        fail(f"--write-preset {name}: a built-in preset has that name and would always hide it; give another name")
     if path.exists():
         fail(f"--write-preset {name}: {path} exists and is kept; give another name, or remove it first")
     return path
@@ -106,6 +107,8 @@ def register(app: typer.Typer) -> None:
         """Tune a method: every grid point x seed as ordinary runs; the metric per value and the best one,
         chosen on validation data."""
         store = RunStore(runs_dir)
+        if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
+            fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
         if executor not in ("local", "ray"):
             fail(f"--executor: {executor!r} is not one of local, ray")
         if search == "optuna" and importlib.util.find_spec("optuna") is None:
@@ -132,7 +135,8 @@ def register(app: typer.Typer) -> None:
                 configs = [plan.config(e["params"], e["seed"]) for e in study["runs"]]
         except (ConfigError, StoreError) as e:
             fail(str(e))
-        title = escape(f"study {study['id']} ({study['preset']}, {method}, {scenario}-IL, {seeds} seeds)")
+        title = escape(f"study {study['id']} ({study['preset']}, {method}, {scenario}-IL, "
+                       f"{seeds} seed{'s' if seeds != 1 else ''})")
         started = time.monotonic()
         ray = None
         if executor == "ray":

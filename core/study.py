@@ -9,21 +9,35 @@ worker processes train.
 from __future__ import annotations
 
 import json
-import math
+import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from core.config import ConfigError, RunConfig
+from core.metrics import mean_sem
 from core.presets import build_config
-from core.store import RunStore, StoreError, child_name, now_iso, read_run_json, slug, write_json_atomic
+from core.store import (
+    RunStore,
+    StoreError,
+    UnsafePathError,
+    child_name,
+    inside,
+    now_iso,
+    pid_alive,
+    read_bounded,
+    read_run_json,
+    slug,
+    write_json_atomic,
+)
 
 SCHEMA = 1
 
-# Final average accuracy (%) published for protocols our presets reproduce (REFERENCE.md).
+# Final average accuracy (%) published for protocols our presets reproduce (docs/reference.md).
 PUBLISHED: dict[tuple[str, str], dict[str, float]] = {
     # van de Ven's split-MNIST tutorial figure (approximate), class-IL
     ("split-mnist", "class"): {"none": 20, "ewc": 20, "si": 23, "lwf": 22, "er": 89, "dgr": 90, "icarl": 93,
@@ -41,6 +55,17 @@ PUBLISHED: dict[tuple[str, str], dict[str, float]] = {
 
 def studies_dir(store: RunStore) -> Path:
     return store.root / "studies"
+
+
+def study_files(store: RunStore) -> list[Path]:
+    """The study files: regular `*.json` files of a studies folder that is a real folder of the runs folder
+    (links and FIFOs left out); UnsafePathError when `studies` itself is a link or not a folder."""
+    folder = inside(store.root, "studies", action="read")
+    try:
+        paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    except OSError:
+        return []
+    return [p for p in paths if os.path.isfile(p) and not p.is_symlink()]
 
 
 class StudyRun(BaseModel):
@@ -90,7 +115,12 @@ def parse_study(data: Any, where: Path) -> dict[str, Any]:
         at = ".".join(str(p) for p in err["loc"]) or "the top level"
         raise StoreError(f"{where}: unreadable ({at}: {err['msg']})") from None
     child_name(study.id, "study")  # it names the file the study is saved back to
-    return {"schema": SCHEMA, **study.model_dump(mode="json")}
+    out = {"schema": SCHEMA, **study.model_dump(mode="json")}
+    try:  # text no UTF-8 can hold (a lone surrogate, written as \\ud800) breaks every printer later
+        json.dumps(out, ensure_ascii=False).encode()
+    except UnicodeError as e:
+        raise StoreError(f"{where}: unreadable ({str(e)[:120]})") from None
+    return out
 
 
 def plan(preset: str, methods: list[str], scenario: str, seeds: int, overrides: list[str],
@@ -119,37 +149,101 @@ def plan(preset: str, methods: list[str], scenario: str, seeds: int, overrides: 
 
 
 def save(store: RunStore, study: dict[str, Any]) -> Path:
-    folder = studies_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{child_name(study['id'], 'study')}.json"
-    write_json_atomic(path, study)
+    path = inside(store.root, "studies", f"{child_name(study['id'], 'study')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(inside(store.root, "studies", path.name), study)  # checked again: made by now
     return path
 
 
-def load(store: RunStore, study_id: str) -> dict[str, Any]:
-    """A study by id or unique id prefix, read through the typed `Study`; StoreError says why not."""
+def study_file(store: RunStore, study_id: str) -> Path:
+    """The file of a study by id or unique id prefix: a regular file of the runs folder's studies folder, never
+    a link and never a path (StoreError says why not). Every study id from a command line or a screen is
+    resolved here, for reading and for deleting alike."""
     child_name(study_id, "study")
     folder = studies_dir(store)
-    files = sorted(p for p in folder.glob("*.json") if not p.is_symlink()) if folder.is_dir() else []
+    exact = folder / f"{study_id}.json"
+    if exact.is_symlink():
+        raise StoreError(f"study {study_id!r}: {exact} is a symbolic link; cltui does not follow it")
+    files = study_files(store)
     candidates = [p for p in files if p.stem == study_id] or [p for p in files if p.stem.startswith(study_id)]
     if len(candidates) != 1:
         what = "ambiguous" if candidates else "not found"
         raise StoreError(f"study {study_id!r} {what} in {folder}; `cltui studies list` shows the studies there")
+    return candidates[0]
+
+
+def load(store: RunStore, study_id: str) -> dict[str, Any]:
+    """A study by id or unique id prefix, read through the typed `Study`; StoreError says why not."""
+    candidates = [study_file(store, study_id)]
     try:
-        study = json.loads(candidates[0].read_bytes())
+        study = json.loads(read_bounded(candidates[0]))
+    except UnsafePathError:
+        raise
     except (OSError, ValueError, RecursionError) as e:
         raise StoreError(f"{candidates[0]}: unreadable ({str(e)[:120]})") from None
     return parse_study(study, candidates[0])
 
 
 def list_studies(store: RunStore) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(studies_dir(store).glob("*.json")) if studies_dir(store).is_dir() else []:
+    out: list[dict[str, Any]] = []
+    try:
+        paths = study_files(store)
+    except StoreError as e:  # the studies folder is a link: one unreadable entry, not the end of the listing
+        return [{"id": "studies", "error": str(e), "runs": []}]
+    for path in paths:
         try:
             out.append(load(store, path.stem))
         except StoreError as e:
             out.append({"id": path.stem, "error": str(e), "runs": []})
     return out
+
+
+def removal(store: RunStore, study_id: str, with_runs: bool = False) -> tuple[Path, list[Path]]:
+    """What deleting a study removes, all checked before anything is: its file and, `with_runs`, the folders of
+    its runs that are still there (resolved as `cltui runs rm` resolves them). StoreError, and nothing removed,
+    for an id that names no study file of this runs folder (a path, a link), a study whose run is still running,
+    and, `with_runs`, a study file that cannot be read or a run folder that is not a cltui run."""
+    path = study_file(store, study_id)
+    try:
+        study = load(store, path.stem)
+    except UnsafePathError:
+        raise
+    except StoreError as e:
+        if with_runs:
+            raise StoreError(f"{e}; its runs cannot be read from it, so nothing was removed (the file alone can "
+                             f"be)") from None
+        return path, []  # a damaged study file: removing it is what a user wants
+    folders: list[Path] = []
+    for entry in study["runs"]:
+        run_id = entry.get("run_id")
+        if not run_id or not os.path.lexists(store.root / run_id):
+            continue  # never started, or deleted already
+        try:
+            record: dict[str, Any] | None = read_run_json(store.run_dir(run_id))
+        except StoreError:
+            record = None
+        if record is not None and record.get("status") == "running" and pid_alive(record.get("pid")):
+            raise StoreError(f"study {path.stem}: its run {run_id} is still running (pid {record['pid']}); stop "
+                             f"it before removing the study")
+        if with_runs:
+            folder = store.resolve(run_id, allow_link=True)
+            if folder not in folders:
+                folders.append(folder)
+    return path, folders
+
+
+def remove(store: RunStore, path: Path, folders: list[Path], done: Callable[[Path], None] | None = None) -> None:
+    """Delete what `removal` named: the run folders first (through `RunStore.remove`, which removes a link
+    itself and refuses a running run), then the study file, so that a failure part-way leaves a study that can
+    be removed again. `done(path)` after each deletion."""
+    for folder in folders:
+        if os.path.lexists(folder):
+            store.remove(folder.name)
+            if done is not None:
+                done(folder)
+    inside(store.root, "studies", path.name, action="delete").unlink(missing_ok=True)
+    if done is not None:
+        done(path)
 
 
 def run_records(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any] | None]:
@@ -160,15 +254,6 @@ def run_records(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any] |
         except StoreError:
             records.append(None)
     return records
-
-
-def mean_sem(values: list[float]) -> tuple[float | None, float | None]:
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]  # a NaN metric is no figure
-    if not values:
-        return None, None
-    if len(values) == 1:
-        return values[0], None
-    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:

@@ -129,3 +129,21 @@ def edit_record(run_dir: Path, changes: dict[str, Any]) -> None:
 def tmp_files(root: Path) -> list[Path]:
     """Temporary files a write left behind (checkpoints' `.pt.tmp`, run.json's `.run.json.*.tmp`)."""
     return sorted(p for p in root.rglob("*") if p.name.endswith(".tmp"))
+
+
+def merge_teachers(root: Path, hidden: int = 16, iterations: int = 5) -> tuple[str, str]:
+    """Two finished joint runs of merge-digits on disjoint halves of its contexts (the teachers `cltui merge`
+    takes), trained in this process; their run ids."""
+    from core.presets import build_config
+    from core.store import RunStore
+    from core.train import run
+
+    names = []
+    for seed, learn in ((0, "[0,1]"), (1, "[2,3,4]")):
+        config = build_config("merge-digits", method="joint", seed=seed, device="cpu",
+                              overrides=[f"model.hidden=[{hidden},{hidden}]", f"train.iterations={iterations}",
+                                         f"benchmark.learn_contexts={learn}"])
+        folder = RunStore(root).new_run_dir_for(config)
+        assert run(config, folder)["status"] == "finished"
+        names.append(folder.name)
+    return names[0], names[1]

@@ -303,3 +303,30 @@ def test_a_sweep_shows_the_metric_against_each_value_the_chosen_one_and_its_curv
     assert "best: train.iterations=300" in text and "chosen on the validation split" in text
     assert shown and chosen == "300" and [v for v, _, _ in curve] == ["50", "300"]
     assert after is False
+
+
+def test_d_deletes_the_highlighted_study_after_a_confirmation_and_keeps_its_runs(runs_dir, daily):
+    from cltui.tui.confirm import ConfirmScreen
+    from cltui.tui.help import keys_of
+
+    path = runs_dir / "studies" / f"{STUDY_ID}.json"
+    run_ids = [e["run_id"] for e in json.loads(path.read_text())["runs"]]
+
+    async def script(app, pilot, notes):
+        assert any(k.key == "d" and k.description == "Delete" for k in keys_of(app.screen))  # footer and `?`
+        await pilot.press("d")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen) and STUDY_ID in app.screen.question
+        await pilot.press("n")  # no: nothing happens
+        await settle(pilot)
+        assert isinstance(app.screen, StudiesScreen) and path.is_file()
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert await until(pilot, lambda: STUDY_ID not in rows(app, "#studies"))
+        assert any(f"deleted study {STUDY_ID}" in n for n in notes), notes
+
+    drive(runs_dir, script)
+    assert not path.exists()
+    assert all((runs_dir / r).is_dir() for r in run_ids)  # a study's runs are runs of their own

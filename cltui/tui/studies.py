@@ -1,6 +1,7 @@
 """The Studies screen: every study in <runs-dir>/studies (what `cltui compare` and `cltui sweep` make), its
 settings with the overrides, its progress while it runs, and its table of mean ± SEM per method over seeds
-beside the published figure where there is one. `enter` or `c` opens the compare view of its finished runs.
+beside the published figure where there is one. `enter` or `c` opens the compare view of its finished runs;
+`d` deletes the highlighted study after a confirmation (its runs stay).
 
 A thread worker looks every second; it re-reads only the study files and run.json files whose size or
 modification time changed (and checks that running runs' workers are still alive), then posts one message that
@@ -24,11 +25,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from cltui.tui.charts import SweepChart
+from cltui.tui.confirm import ConfirmScreen
 from cltui.tui.formats import STATUS_STYLE, fmt_duration, fmt_pct, shown_path
 from cltui.tui.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core import study as studies
-from core.store import RUN_JSON, RunStore, StoreError, default_runs_dir, pid_alive, read_run_json
+from core.store import RUN_JSON, RunStore, StoreError, default_runs_dir, pid_alive, read_bounded, read_run_json
 
 Stamp = tuple[int, int] | None  # (mtime_ns, size) of a file
 
@@ -69,7 +71,7 @@ def stamp_of(path: Path) -> Stamp:
 
 def read_study(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        return studies.parse_study(json.loads(path.read_bytes()), path), None
+        return studies.parse_study(json.loads(read_bounded(path)), path), None
     except StoreError as e:
         return None, str(e)
     except (OSError, ValueError, RecursionError) as e:
@@ -79,12 +81,11 @@ def read_study(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def scan(store: RunStore, files: dict[str, StudyFile], runs: dict[str, tuple[Stamp, dict[str, Any] | None]],
          force: bool) -> tuple[dict[str, StudyFile], dict[str, tuple[Stamp, dict[str, Any] | None]]]:
     """The study files and the run.json of every run they name; what did not change is reused."""
-    folder = studies.studies_dir(store)
     new_files: dict[str, StudyFile] = {}
     new_runs: dict[str, tuple[Stamp, dict[str, Any] | None]] = {}
     try:
-        paths = sorted(p for p in folder.glob("*.json") if not p.is_symlink()) if folder.is_dir() else []
-    except OSError:
+        paths = studies.study_files(store)  # regular files of a real studies folder (core/store.py `inside`)
+    except (OSError, StoreError):
         paths = []
     for path in paths:
         stamp = stamp_of(path)
@@ -172,6 +173,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("c", "compare", "Compare runs"),
+        Binding("d", "delete", "Delete"),
         Binding("q", "app.quit", "Quit"),
         Binding("ctrl+q", "app.quit", "Quit", show=False, priority=True),  # the app's, not shown twice
     ]
@@ -445,3 +447,32 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         from cltui.tui.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(dirs))
+
+    def action_delete(self) -> None:
+        """Delete the highlighted study's file after a confirmation; its runs stay (they are runs of their own)."""
+        entry = self.current()
+        if entry is None:
+            return
+        try:
+            path, _ = studies.removal(self.app.store, entry.id)  # type: ignore[attr-defined]
+        except StoreError as e:
+            self.notify(str(e), title="not deleted", severity="warning", timeout=8)
+            return
+        n = len(entry.study["runs"]) if entry.study is not None else 0
+        kept = (f" Its {n} run{'s stay' if n != 1 else ' stays'} in the runs folder (delete runs on the runs "
+                f"screen, or with `cltui studies rm {entry.id} --runs`)." if n else "")
+        detail = (f"This removes the study file {path.name} from {shown_path(path.parent)}.{kept} It cannot be "
+                  "undone.")
+        self.app.push_screen(ConfirmScreen(f"Delete study {entry.id}?", detail, confirm="Delete", danger=True),
+                             lambda yes: self.delete(entry.id) if yes else None)
+
+    def delete(self, study_id: str) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        try:  # checked again: a run may have started since the question was asked
+            path, folders = studies.removal(store, study_id)
+            studies.remove(store, path, folders)
+        except (StoreError, OSError) as e:
+            self.notify(str(e), title="not deleted", severity="error", timeout=8)
+            return
+        self.notify(f"deleted study {study_id}")
+        self.poll(force=True)
