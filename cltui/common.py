@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 
 from core.store import RunStore, StoreError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Control characters (C0 but tab and newline, DEL, C1): an escape sequence in a run.json or an argument would
+# clear the screen, retitle the window or worse once it reaches a terminal.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: Any) -> str:
+    """`text` with its control characters taken out: what a terminal may be shown of a file's or an argument's
+    text (`escape` for text inside Rich markup)."""
+    return CONTROL.sub("", str(text))
+
+
+def escape(text: Any) -> str:
+    """Text from a file or an argument, ready for Rich markup: no control characters, its brackets escaped.
+    The consoles print no emoji codes, so `a:b:log:3` stays as typed."""
+    return escape_markup(plain(text))
+
+
+class SafeConsole(Console):
+    """A console that never passes a control character on and reads no `:emoji:` codes: whatever reaches it
+    (a table cell, a line of markup), a file's text cannot drive the terminal."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("emoji", False)
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().render_str(plain(text), **kwargs)
+
+
+console = SafeConsole(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 

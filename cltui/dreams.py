@@ -13,10 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from cltui.common import RunsDir, console, fail, load_run
+from cltui.common import RunsDir, console, escape, fail, load_run
 from cltui.output import runs_dir_flag
 from core.store import RunStore
 

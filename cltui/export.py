@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from cltui.common import EXIT_FAILED, RunsDir, console, err_console, fail
+from cltui.common import EXIT_FAILED, RunsDir, console, err_console, escape, fail
 from cltui.output import runs_dir_flag
 from core import study as studies
 from core.config import ConfigError
@@ -32,8 +31,10 @@ class Target:
 
 
 def study_ids(store: RunStore) -> list[str]:
-    folder = studies.studies_dir(store)
-    return sorted(p.stem for p in folder.glob("*.json") if not p.is_symlink()) if folder.is_dir() else []
+    try:
+        return [p.stem for p in studies.study_files(store)]
+    except StoreError:  # a studies folder that is a link: no studies cltui would read
+        return []
 
 
 def resolve(store: RunStore, names: list[str]) -> list[Target]:
@@ -80,7 +81,7 @@ Track = Annotated[str | None, typer.Option(
     "--track", metavar="mlflow[:URI]|none", show_default=False,
     help="Log the run to MLflow as it goes (params, metrics per context, artifacts) \\[default: $CLTUI_TRACK, else "
          "the preset's track.tracker]. Plain mlflow: the SQLite store <runs-dir>/mlflow.db. Needs "
-         "`pip install 'cltui[mlflow]'`.")]
+         "`pip install 'cltui\\[mlflow]'`.")]
 TrackCheckpoints = Annotated[bool, typer.Option("--track-checkpoints", help="With --track: also log the final "
                                                 "checkpoint as an artifact.")]
 
@@ -218,6 +219,7 @@ def export_mlflow(
     from core.tracking import (
         MlflowStore,
         TrackingError,
+        check_uri,
         experiment_name,
         log_study,
         push_run,
@@ -233,6 +235,11 @@ def export_mlflow(
         fail(str(e))
     if uri is not None and not uri.strip():
         fail("--uri: empty; give a tracking URI, e.g. http://localhost:5000 or sqlite:///mlflow.db")
+    if uri is not None:
+        try:
+            check_uri(uri)
+        except TrackingError as e:
+            fail(str(e))
     store = RunStore(runs_dir)
     targets = resolve(store, names)
     fallback = env_uri()

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from cltui.common import console
+from cltui.common import SafeConsole, console
 
 
 def rounded(value: Any, digits: int = 6) -> Any:
@@ -37,11 +37,10 @@ def print_table(renderable: Any) -> None:
     if console.is_terminal:
         console.print(renderable)
         return
-    from rich.console import Console
     from rich.measure import Measurement
 
     width = Measurement.get(console, console.options.update_width(100_000), renderable).maximum
-    Console(highlight=False, width=max(width, 20), no_color=console.no_color).print(renderable)
+    SafeConsole(highlight=False, width=max(width, 20), no_color=console.no_color).print(renderable)
 
 
 def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], width: int | None,

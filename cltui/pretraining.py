@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from cltui.common import console, fail
+from cltui.common import console, escape, fail
 
 
 def register(app: typer.Typer) -> None:

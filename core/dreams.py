@@ -39,6 +39,7 @@ from core.data import CIFAR_STATS, Benchmark
 from core.methods.base import ContextInfo
 from core.methods.common import Dreams
 from core.models import build_model
+from core.store import inside
 
 LATENT_REAL_PER_CLASS = 100  # real test images per class drawn in the latent map
 GRID_MIN_SIDE = 32  # small images (8x8 digits) are enlarged to at least this many pixels in the grid
@@ -147,8 +148,8 @@ class DreamJudge:
         check = info.check_stop if info is not None else (lambda: None)
         self.train_verifier(info)
         folder = Path("dreams") / f"context-{stage}"
-        out = run_dir / folder
-        (out / "images").mkdir(parents=True, exist_ok=True)
+        out = inside(run_dir, *folder.parts)  # never through a link out of the run folder
+        inside(run_dir, *folder.parts, "images").mkdir(parents=True, exist_ok=True)
         per_class = self.config.method.export_per_class  # type: ignore[attr-defined]
         pixels = self.to_pixels(dreams.x, dreams.y)
         rows: list[tuple[str, Tensor]] = []

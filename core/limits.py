@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import reprlib
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 Scenario = Literal["task", "domain", "class"]
 SCENARIOS: tuple[str, ...] = ("task", "domain", "class")
@@ -110,9 +111,30 @@ def score_name(benchmark: Any) -> str:
     return "R²" if info and info.get("regression") else "accuracy"
 
 
+def takes_numbers(annotation: Any) -> bool:
+    """Whether a field's type holds ints or floats (`int | None`, `list[float]`, ...) and not booleans."""
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    return bool(args) and bool not in args and any(takes_numbers(a) for a in args)
+
+
 class Section(BaseModel):
     # allow_inf_nan=False: no float anywhere (method parameters included) may be inf or nan.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """true / false are never numbers (pydantic's lax mode reads them as 1 / 0), in --set or a preset."""
+        values = v if isinstance(v, list) else [v]
+        if any(isinstance(x, bool) for x in values):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and takes_numbers(field.annotation):
+                raise ValueError(f"give a number, not true or false (got {show(v)})")
+        return v
 
 
 

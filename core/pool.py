@@ -36,8 +36,8 @@ from typing import Any, Self
 from core import threads as cpu_threads
 from core.config import RunConfig
 from core.events import TERMINAL, Event
-from core.store import WORKER_LOG, RunRecord, now_iso, write_record
-from core.worker import RunHandle, _stop_on_signals, _train, flush, record_end, thread_choice
+from core.store import WORKER_LOG, RunLock, RunRecord, now_iso, write_record
+from core.worker import LockFd, RunHandle, _stop_on_signals, _train, flush, record_end, thread_choice
 
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its parent and its stop signals
 
@@ -89,13 +89,20 @@ def _pool_worker_main(tasks: Any, events: Any, stop: Any, leaving: Any, parent_p
             if task is None:
                 leaving.set()
                 break
-            number, config, run_dir, choice, resume = task
-            _point_output_at(str(Path(run_dir) / WORKER_LOG))
-            served += 1
-            print(f"{now_iso()} pooled worker pid {os.getpid()}: run {served} of this process", flush=True)
-            _train(config, Path(run_dir), choice, resume, lambda event, n=number: events.put((n, event)),
-                   should_stop=lambda n=number: stop.value == n or asked_to_stop.is_set())
-            _point_output_at(os.devnull)
+            number, config, run_dir, choice, resume, lock_fd = task
+            # the run's lock, held while this process trains it (and dropped by the kernel if it dies)
+            lock = RunLock.adopt(lock_fd.fd, Path(run_dir) / ".lock", f"run {Path(run_dir).name}") \
+                if lock_fd is not None else None
+            try:
+                _point_output_at(str(Path(run_dir) / WORKER_LOG))
+                served += 1
+                print(f"{now_iso()} pooled worker pid {os.getpid()}: run {served} of this process", flush=True)
+                _train(config, Path(run_dir), choice, resume, lambda event, n=number: events.put((n, event)),
+                       should_stop=lambda n=number: stop.value == n or asked_to_stop.is_set())
+                _point_output_at(os.devnull)
+            finally:
+                if lock is not None:
+                    lock.release()
     finally:
         flush(events)
 
@@ -126,8 +133,8 @@ class PooledRun(RunHandle):
     """The parent's side of a run in a pooled worker: `RunHandle`'s interface (pump, stop, kill, done, terminal,
     process), reading only its own run's events."""
 
-    def __init__(self, run_dir: Path, slot: _Slot, number: int):
-        super().__init__(run_dir, slot.process, slot.events, slot.stop)
+    def __init__(self, run_dir: Path, slot: _Slot, number: int, lock: RunLock | None = None):
+        super().__init__(run_dir, slot.process, slot.events, slot.stop, lock)
         self.number = number
 
     def stop(self) -> None:
@@ -160,6 +167,8 @@ class PooledRun(RunHandle):
             if self.terminal is None:
                 self.terminal = self.mark_dead()
                 out.append(self.terminal)
+        if self.terminal is not None:
+            self.release()
         return out
 
 
@@ -177,15 +186,22 @@ class WorkerPool:
     def start(self, config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None,
               resume: bool = False) -> PooledRun:
         """Train `config` into `run_dir` (which must exist) in an idle worker of the pool (a new one if none is
-        idle and the pool is not full); `resume` continues the run saved there."""
-        if not resume:  # the record exists before a worker takes the run: a worker that dies first leaves a run
-            write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
-        choice = thread_choice(threads)
-        slot = self._idle_slot(choice)
+        idle and the pool is not full); `resume` continues the run saved there. The run's lock is taken first
+        (RunLocked: another process trains it) and handed to the worker, as `core.worker.start` does."""
+        lock = RunLock.of_run(run_dir).acquire()
+        try:
+            if not resume:  # the record exists before a worker takes the run: a worker that dies first leaves a run
+                write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
+            choice = thread_choice(threads)
+            slot = self._idle_slot(choice)
+        except BaseException:
+            lock.release()
+            raise
         self._numbers += 1
-        handle = PooledRun(run_dir, slot, self._numbers)
+        handle = PooledRun(run_dir, slot, self._numbers, lock)
         slot.current = handle
-        slot.tasks.put((handle.number, config.to_dict(), str(run_dir), choice, resume))
+        slot.tasks.put((handle.number, config.to_dict(), str(run_dir), choice, resume,
+                        LockFd(lock.fd) if lock.fd is not None else None))
         return handle
 
     def _idle_slot(self, choice: cpu_threads.ThreadChoice) -> _Slot:
@@ -229,6 +245,8 @@ class WorkerPool:
                 slot.process.join(5)
                 if slot.current is not None and not slot.current.done:
                     slot.current.terminal = record_end(slot.current.run_dir, True, "pooled worker killed at close")
+            if slot.current is not None:
+                slot.current.release()
             slot.close_queues()
         self._slots.clear()
 

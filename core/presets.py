@@ -191,8 +191,8 @@ def build_config(
         path, value = parse_override(item)
         _set_path(data, path, value, f"--set {item}")
         set_origin[".".join(path)] = item
-    # Tuned defaults differ by orders of magnitude per scenario (REFERENCE.md): resolve them now. After --set
-    # the method or the scenario may be anything: only a table with a string name takes defaults.
+    # Tuned defaults differ by orders of magnitude per scenario (docs/reference.md): resolve them now. After
+    # --set the method or the scenario may be anything: only a table with a string name takes defaults.
     chosen = data["method"].get("name") if isinstance(data.get("method"), dict) else None
     if isinstance(chosen, str):
         for key, value in method_defaults(table, chosen, data.get("scenario", "class")).items():
@@ -285,11 +285,24 @@ def save_preset(path: Path, config: RunConfig, description: str, tuned: dict[str
     write_preset_text(path, preset_toml(config, description, tuned))
 
 
+def shadows_builtin(path: Path) -> bool:
+    """Whether a preset saved at `path` would go into the user's folder under a built-in preset's name, which
+    lookup by name always finds first (a file elsewhere is run by its path, so any name does there)."""
+    try:
+        mine = path.resolve().parent == user_presets_dir().resolve()
+    except (OSError, RuntimeError):
+        return False
+    return mine and is_builtin(path.stem)
+
+
 def write_preset_text(path: Path, text: str) -> None:
     """Write a preset file's text atomically, making the user's presets folder on first use. A built-in preset
     is never overwritten: ConfigError naming the preset."""
     if path.resolve().parent == builtin_presets_dir().resolve():
         raise ConfigError(f"preset {path.stem}: the built-in presets are not changed; save it under another "
                           f"name (it goes to {user_presets_dir()})", field="preset")
+    if shadows_builtin(path):
+        raise ConfigError(f"preset {path.stem}: a built-in preset has that name and would always hide this one; "
+                          f"save it under another name", field="preset")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text)

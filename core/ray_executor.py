@@ -17,7 +17,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.events import TERMINAL, Event, from_json
-from core.store import EVENTS, WORKER_LOG, RunRecord, write_record
+from core.store import EVENTS, WORKER_LOG, RunLock, RunRecord, write_record
 from core.threads import ThreadChoice
 from core.worker import record_end
 
@@ -57,8 +57,9 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
 class RayRunHandle:
     """The parent's side of a run executing as a Ray task (the same interface as core.worker.RunHandle)."""
 
-    def __init__(self, ref: Any, run_dir: Path):
+    def __init__(self, ref: Any, run_dir: Path, lock: RunLock | None = None):
         self.ref, self.run_dir = ref, run_dir
+        self.lock = lock  # the run's lock, held here while the task runs (a task on another node cannot hold it)
         self.terminal: Event | None = None
         self.killed = False
         self._offset = 0
@@ -103,6 +104,8 @@ class RayRunHandle:
                         cause = f"ray task failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
                     self.terminal = record_end(self.run_dir, self.killed, cause)
                     events.append(self.terminal)
+        if self.terminal is not None and self.lock is not None:
+            self.lock.release()
         return events
 
     def stop(self) -> None:
@@ -132,11 +135,16 @@ class RayExecutor:
               ) -> RayRunHandle:
         if isinstance(threads, ThreadChoice):
             threads = threads.threads
-        if not resume:
-            write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
-        wants_gpu = self.gpus > 0 and config.train.device in ("auto", "cuda")
-        task = self.remote.options(num_cpus=threads or 1, num_gpus=1 if wants_gpu else 0)
-        return RayRunHandle(task.remote(config.to_dict(), str(run_dir), resume, threads), run_dir)
+        lock = RunLock.of_run(run_dir).acquire()  # RunLocked: another process trains it
+        try:
+            if not resume:
+                write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
+            wants_gpu = self.gpus > 0 and config.train.device in ("auto", "cuda")
+            task = self.remote.options(num_cpus=threads or 1, num_gpus=1 if wants_gpu else 0)
+            return RayRunHandle(task.remote(config.to_dict(), str(run_dir), resume, threads), run_dir, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     def shutdown(self) -> None:
         import ray

@@ -19,6 +19,7 @@ applied). The faces never signal a process themselves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -37,9 +38,12 @@ from core.config import RunConfig
 from core.events import TERMINAL, Event, RunCancelled, RunFailed
 from core.store import (
     WORKER_LOG,
+    RunLock,
     RunRecord,
     StoreError,
     append_event,
+    inside,
+    open_checked,
     now_iso,
     pid_alive,
     read_record,
@@ -48,10 +52,30 @@ from core.store import (
 )
 
 
+class LockFd:
+    """A run's lock (core.store.RunLock) handed to a worker process, spawned or pooled: pickled, it travels as a
+    duplicate of the same open file, so the worker holds the very lock its parent took (one writer per run)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        from multiprocessing import reduction
+
+        return _lock_fd_arrived, (reduction.DupFd(self.fd),)
+
+
+def _lock_fd_arrived(dup: Any) -> LockFd:
+    return LockFd(dup.detach())
+
+
 def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, parent_pid: int,
-                 threads: cpu_threads.ThreadChoice, resume: bool = False) -> None:
+                 threads: cpu_threads.ThreadChoice, resume: bool = False, lock: LockFd | None = None) -> None:
     path = Path(run_dir)
-    log = os.open(path / WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if lock is not None:  # held for this process's lifetime: the kernel lets go when it ends, however it ends
+        RunLock.adopt(lock.fd, path / ".lock", f"run {path.name}")
+    # never through a link out of the run folder, never blocked on a FIFO (the parent checked; this is the seal)
+    log = os.open(path / WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     asked_to_stop = _stop_on_signals()
@@ -73,6 +97,20 @@ def _worker_main(config: dict[str, Any], run_dir: str, events: Any, stop: Any, p
 
 
 EXIT_CODES = {"finished": 0, "cancelled": 130}
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """For work that trains in the calling process (`cltui merge`): SIGTERM and SIGHUP (`kill`, a closed
+    terminal) set the event it yields, which the work checks at each step to end cancelled as a run's worker
+    does; the previous handlers come back after. Main thread only."""
+    asked = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: asked.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield asked
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -130,18 +168,27 @@ def flush(events: Any, timeout: float = 10.0) -> None:
 class RunHandle:
     """The parent's side of a running worker."""
 
-    def __init__(self, run_dir: Path, process: mp.process.BaseProcess, events: Any, stop_event: Any):
+    def __init__(self, run_dir: Path, process: mp.process.BaseProcess, events: Any, stop_event: Any,
+                 lock: RunLock | None = None):
         self.run_dir, self.process, self._events, self._stop = run_dir, process, events, stop_event
         self.terminal: Event | None = None
         self.killed = False
+        self.lock = lock  # the parent's copy of the run's lock, let go once the run's end is recorded
+        self.started = False  # an event has come: the worker is past its start-up (imports, data)
+        self.at_startup = False  # stopped before that: killed, and recorded cancelled here
 
     @property
     def run_id(self) -> str:
         return self.run_dir.name
 
     def stop(self) -> None:
-        """Ask the worker to stop at its next progress check and save the run as cancelled."""
+        """Ask the worker to stop at its next progress check and save the run as cancelled. A worker still
+        starting up (importing torch, loading data: no event yet) has nothing to save and would not look at the
+        flag for seconds: it is killed now, and the run recorded cancelled here."""
         self._stop.set()
+        if not self.started and self.terminal is None and self.process.is_alive():
+            self.at_startup = True
+            self.kill()
 
     def kill(self) -> None:
         self.killed = True
@@ -158,9 +205,15 @@ class RunHandle:
         except queue_module.Empty:
             pass
         for event in out:
+            self.started = True
             if isinstance(event, TERMINAL):
                 self.terminal = event
         return out
+
+    def release(self) -> None:
+        """Let go of the parent's copy of the run's lock (the worker's dies with it)."""
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def done(self) -> bool:
@@ -171,11 +224,13 @@ class RunHandle:
         out = self.poll(timeout)
         if self.terminal is not None:
             self.process.join(timeout=10)
+            self.release()
         elif not self.process.is_alive():
             out += self.poll(0.2)  # events still in the pipe
             if self.terminal is None:
                 self.terminal = self.mark_dead()
                 out.append(self.terminal)
+            self.release()
         return out
 
     def mark_dead(self) -> Event:
@@ -183,20 +238,26 @@ class RunHandle:
         self.process.join(timeout=5)
         code = self.process.exitcode
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return record_end(self.run_dir, self.killed, f"worker process died ({cause}) without saving the run")
+        return record_end(self.run_dir, self.killed, f"worker process died ({cause}) without saving the run",
+                          STOPPED_AT_STARTUP if self.at_startup else None)
 
 
-def record_end(run_dir: Path, killed: bool, cause: str) -> Event:
+STOPPED_AT_STARTUP = "stopped at start-up, before training started; every completed context is kept"
+
+
+def record_end(run_dir: Path, killed: bool, cause: str, message: str | None = None) -> Event:
     """Record in run.json (if it still says running) and events.jsonl that a run ended without its own final
     word: cancelled when we killed it, failed otherwise, with the tail of its worker.log. Never raises: a
     record it cannot write (a full disk) stays as the worker left it, every completed context in it."""
     log = run_dir / WORKER_LOG
     try:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
-    except OSError:
+        with open_checked(inside(run_dir, WORKER_LOG, action="read")) as f:  # its end only
+            f.seek(max(0, os.fstat(f.fileno()).st_size - (64 << 10)))
+            tail = "\n".join(f.read().decode(errors="replace").splitlines()[-20:])
+    except (OSError, StoreError):  # missing, a link, a FIFO
         tail = ""
     if killed:
-        message = "worker killed on request; the last completed context is saved"
+        message = message or "worker killed on request; the last completed context is saved"
         event: Event = RunCancelled(reason=message)
     else:
         message = f"{cause}; see {log}"
@@ -230,23 +291,31 @@ def thread_choice(threads: int | cpu_threads.ThreadChoice | None) -> cpu_threads
 
 
 def start(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadChoice | None = None,
-          resume: bool = False) -> RunHandle:
+          resume: bool = False, lock: RunLock | None = None) -> RunHandle:
     """Start `config` in a spawned worker process writing to `run_dir` (which must exist); with `resume`,
     continue the run saved there from its last completed context. `threads`: its CPU threads (default: chosen
-    by `thread_choice`)."""
-    if not resume:  # the record exists before the process does: a worker that dies at start-up leaves a run
-        write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
-    ctx = mp.get_context("spawn")  # fork would copy a parent that may hold CUDA or UI threads
-    events = ctx.Queue()
-    stop_event = ctx.Event()
-    choice = thread_choice(threads)
-    process = ctx.Process(
-        target=_worker_main, name=f"cltui-worker-{run_dir.name}",
-        args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), choice, resume),
-    )
-    process.start()
+    by `thread_choice`). `lock`: the run's lock the caller already holds (core.store.RunLock); else it is taken
+    here: RunLocked when another process trains the run, OSError when the folder cannot be written. The worker
+    holds it for its lifetime."""
+    lock = lock if lock is not None else RunLock.of_run(run_dir).acquire()
+    try:
+        if not resume:  # the record exists before the process does: a worker that dies at start-up leaves a run
+            write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
+        ctx = mp.get_context("spawn")  # fork would copy a parent that may hold CUDA or UI threads
+        events = ctx.Queue()
+        stop_event = ctx.Event()
+        choice = thread_choice(threads)
+        process = ctx.Process(
+            target=_worker_main, name=f"cltui-worker-{run_dir.name}",
+            args=(config.to_dict(), str(run_dir), events, stop_event, os.getpid(), choice, resume,
+                  LockFd(lock.fd) if lock.fd is not None else None),
+        )
+        process.start()
+    except BaseException:
+        lock.release()
+        raise
     _launched.append(process)
-    return RunHandle(run_dir, process, events, stop_event)
+    return RunHandle(run_dir, process, events, stop_event, lock)
 
 
 # --- detached runs (the TUI) ---------------------------------------------------------------------------
@@ -320,14 +389,18 @@ def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.
     process never imports torch. `resume`: continue the run saved in `run_dir` from its last checkpoint (its
     run.json is kept, as `cltui run --resume` keeps it)."""
     run_dir = run_dir.resolve()
-    if not resume:
-        write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
-    choice = thread_choice(threads)
-    command = [sys.executable, "-m", "core.worker", str(run_dir), "--threads", str(choice.threads),
-               "--threads-from", choice.source, *(["--resume"] if resume else [])]
-    with (run_dir / WORKER_LOG).open("ab") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    lock = RunLock.of_run(run_dir).acquire()  # RunLocked: another process trains it; the worker keeps it
+    try:
+        if not resume:
+            write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
+        choice = thread_choice(threads)
+        command = [sys.executable, "-m", "core.worker", str(run_dir), "--threads", str(choice.threads),
+                   "--threads-from", choice.source, "--lock-fd", str(lock.fd), *(["--resume"] if resume else [])]
+        with open_checked(inside(run_dir, WORKER_LOG), "ab") as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, pass_fds=(lock.fd,) if lock.fd is not None else ())
+    finally:
+        lock.release()  # the worker holds its own copy of the same open file
     _launched.append(process)
     return DetachedRun(run_dir, process)
 
@@ -425,21 +498,26 @@ class CtrlC:
     SIGINT only counts presses (a flag, never KeyboardInterrupt, so no queue read is cut in half); the caller's
     loop calls `ctrl_c.act(runs)` to apply them. The worker processes ignore SIGINT themselves. Main thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, terminate: bool = False) -> None:
         self.pressed = 0
         self._acted = 0
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+        # terminate: SIGTERM and SIGHUP count as a press too (a face in its own process that a service manager,
+        # a closed terminal or `kill` may stop: the run ends cancelled, never left "running")
+        self._signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if terminate else (signal.SIGINT,)
 
     def _on_sigint(self, *_: Any) -> None:
         self.pressed += 1
 
     def __enter__(self) -> CtrlC:
-        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        for sig in self._signals:
+            self._previous[sig] = signal.signal(sig, self._on_sigint)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
     def act(self, runs: Iterable[Stoppable]) -> CtrlCAction | None:
         """Apply the presses not acted on yet to `runs`: the first stops them, a later one kills them. What was
@@ -474,11 +552,16 @@ def _detached_main(argv: list[str] | None = None) -> None:
                         "the cores of this process's CPU affinity)")
     parser.add_argument("--threads-from", default=None, help=argparse.SUPPRESS)  # why the launcher chose --threads
     parser.add_argument("--resume", action="store_true", help="Continue the run from its last checkpoint.")
+    parser.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)  # the run's lock, inherited
     args = parser.parse_args(argv)
     threads = cpu_threads.choose(args.threads)
     if args.threads and args.threads_from:
         threads = cpu_threads.ThreadChoice(args.threads, args.threads_from)
     path: Path = args.run_dir
+    if args.lock_fd is not None:
+        RunLock.adopt(args.lock_fd, path / ".lock", f"run {path.name}")
+    else:  # started by hand: take the run's lock here, or leave it to whoever holds it
+        RunLock.of_run(path).acquire()
     asked_to_stop = _stop_on_signals()
     record = read_record(path)
     # The launcher wrote run.json with its own pid; the run lives as long as this process does.

@@ -41,7 +41,7 @@ from core.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.store import RunStore, StoreError, write_json_atomic
+from core.store import RunStore, StoreError, inside, read_bounded, write_json_atomic
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -136,8 +136,8 @@ LAST_CHOICE = Path(".cltui") / "compose.json"  # inside the runs folder: the pre
 def last_choice(runs_dir: Path) -> dict[str, str]:
     """What the form last started in this runs folder; {} when there is none or it cannot be read."""
     try:
-        data = json.loads((Path(runs_dir) / LAST_CHOICE).read_text())
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(read_bounded(inside(runs_dir, *LAST_CHOICE.parts, action="read")))
+    except (OSError, ValueError, RecursionError):  # StoreError too: a link, a FIFO, a huge file
         return {}
     return {k: v for k, v in data.items() if k in ("preset", "scenario", "method") and isinstance(v, str)} \
         if isinstance(data, dict) else {}
@@ -145,9 +145,10 @@ def last_choice(runs_dir: Path) -> dict[str, str]:
 
 def remember_choice(runs_dir: Path, choice: dict[str, str]) -> None:
     try:
+        inside(runs_dir, *LAST_CHOICE.parts)  # never through a link out of the runs folder
         (Path(runs_dir) / LAST_CHOICE).parent.mkdir(exist_ok=True)
-        write_json_atomic(Path(runs_dir) / LAST_CHOICE, choice)
-    except OSError:
+        write_json_atomic(inside(runs_dir, *LAST_CHOICE.parts), choice)
+    except (OSError, StoreError):
         pass  # a convenience: never a reason for a started run to look failed
 
 

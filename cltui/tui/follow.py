@@ -8,6 +8,7 @@ another terminal): the run directory is the only channel.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.events import Event, from_json
-from core.store import EVENTS, RUN_JSON, WORKER_LOG, RunEntry, StoreError, read_run_json
+from core.store import EVENTS, RUN_JSON, WORKER_LOG, RunEntry, StoreError, open_checked, read_run_json
 
 CHUNK = 1 << 20  # bytes read per look: a long history arrives in several batches, the UI stays responsive
 LOG_TAIL_BYTES = 16 << 10  # a long worker.log: only its end is worth showing
@@ -36,9 +37,12 @@ class LineTail:
 
     def read(self) -> list[str]:
         try:
-            size = os.stat(self.path).st_size
+            st = os.lstat(self.path)
         except FileNotFoundError:
             return []
+        if not stat.S_ISREG(st.st_mode):  # a link, a FIFO, a device: never followed nor read (core/store.py)
+            return []
+        size = st.st_size
         if self._from_end is not None:
             self.offset, skip_partial = max(0, size - self._from_end), size > self._from_end
             self._from_end = None
@@ -50,10 +54,10 @@ class LineTail:
             self.behind = False
             return []
         try:
-            with self.path.open("rb") as f:
+            with open_checked(self.path) as f:
                 f.seek(self.offset)
                 data = f.read(min(size - self.offset, CHUNK))
-        except FileNotFoundError:  # removed since the stat: as if it were not there yet
+        except (FileNotFoundError, StoreError):  # removed (or replaced by a link) since the stat
             return []
         end = data.rfind(b"\n")
         if end < 0:
