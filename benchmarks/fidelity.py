@@ -1,6 +1,6 @@
 """Fidelity: every method on split-digits (and split-MNIST when --data-dir has it), seeds 0..N-1, each
 scenario where the method applies, as real `cltui compare` studies; mean +- SEM per method beside the
-published split-MNIST figure (REFERENCE.md), and a flag wherever our ordering of two methods contradicts
+published split-MNIST figure (docs/reference.md), and a flag wherever our ordering of two methods contradicts
 the published one by more than the noise.
 
     python benchmarks/fidelity.py                       # split-digits, 5 seeds, task / domain / class
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# Split MNIST, van de Ven's tutorial figure (20 seeds, read off the figure, +- 1-2 points; REFERENCE.md).
+# Split MNIST, van de Ven's tutorial figure (20 seeds, read off the figure, +- 1-2 points; docs/reference.md).
 # A-GEM is not in the figure; its class-IL value is van de Ven's main.py on the same protocol (seeds 0-2).
 PUBLISHED = {
     "task": {"none": 84, "ewc": 99, "online-ewc": 99, "si": 99, "lwf": 99, "xdg": 99, "separate": 99,

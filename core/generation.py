@@ -1,5 +1,5 @@
-"""Generation runs (DESIGN.md, run kinds): the learner is a class-conditional GAN that learns one context's
-classes after another (Memory Replay GANs, Wu et al. 2018), scored by an independent verifier.
+"""Generation runs (docs/architecture.md, run kinds): the learner is a class-conditional GAN that learns
+one context's classes after another (Memory Replay GANs, Wu et al. 2018), scored by an independent verifier.
 
 - The GAN: a conditional WGAN-GP whose critic also classifies (AC-GAN), as in MeRGAN's code: the critic
   minimises D(fake) - D(real) + gp * (||grad D(x_hat)|| - 1)^2 + ac * CE(D_cls(real), y); the generator

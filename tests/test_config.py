@@ -79,7 +79,7 @@ def test_build_config_default_preset_is_split_digits():
 
 @pytest.mark.parametrize("name, dataset", [("split-mnist", "mnist"), ("split-fashion-mnist", "fashion-mnist")])
 def test_split_mnist_protocol_defaults(name, dataset):
-    # REFERENCE.md: splitMNIST 5 x 2, 2000 iterations, Adam 1e-3, batch 128, MLP 784-400-400-10.
+    # docs/reference.md: splitMNIST 5 x 2, 2000 iterations, Adam 1e-3, batch 128, MLP 784-400-400-10.
     cfg = build_config(name)
     b = cfg.benchmark
     assert (b.name, b.protocol, b.contexts, b.classes_per_context) == (dataset, "split", 5, 2)
@@ -90,7 +90,7 @@ def test_split_mnist_protocol_defaults(name, dataset):
 
 
 def test_perm_mnist_protocol_defaults():
-    # REFERENCE.md: permMNIST 10 x 10 (32x32 padded), 5000 iterations, Adam 1e-4, batch 128, MLP 1024-1000-1000.
+    # docs/reference.md: permMNIST 10 x 10 (32x32 padded), 5000 iterations, Adam 1e-4, batch 128, MLP 1024-1000-1000.
     cfg = build_config("perm-mnist")
     b = cfg.benchmark
     assert (b.name, b.protocol, b.contexts, b.classes_per_context, b.pad_to) == ("mnist", "permuted", 10, 10, 32)
@@ -105,7 +105,7 @@ def test_perm_mnist_protocol_defaults():
     ("split-cifar100", "cifar100", 10, 10),
 ])
 def test_split_cifar_protocol_defaults(name, dataset, contexts, per_context):
-    # REFERENCE.md: CIFAR-10 5 x 2, CIFAR-100 10 x 10; 5000 iterations, Adam 1e-4, batch 256, 5 conv + fc 2000-2000.
+    # docs/reference.md: CIFAR-10 5 x 2, CIFAR-100 10 x 10; 5000 iterations, Adam 1e-4, batch 256, 5 conv + fc 2000-2000.
     cfg = build_config(name)
     b = cfg.benchmark
     assert (b.name, b.protocol, b.contexts, b.classes_per_context) == (dataset, "split", contexts, per_context)

@@ -106,7 +106,7 @@ class EWCParams(MethodParams):
     def resolve(self, config: RunConfig) -> None:
         if self.lambda_ is None:
             raise ValueError(f"method.lambda: no default for {self.name} in this preset; "
-                             f"pass --set method.lambda=VALUE (REFERENCE.md lists tuned values)")
+                             f"pass --set method.lambda=VALUE (docs/reference.md lists tuned values)")
 
 
 class OnlineEWCParams(EWCParams):
@@ -424,7 +424,8 @@ class FROMPParams(MethodParams):
 
 class GANParams(MethodParams):
     """Shared by the generation methods: a class-conditional WGAN-GP whose critic also classifies (AC-GAN), trained
-    one context after another; acc_matrix holds the verifier's accuracy on its samples (DESIGN.md, run kinds)."""
+    one context after another; acc_matrix holds the verifier's accuracy on its samples
+    (docs/architecture.md, run kinds)."""
 
     scenarios: ClassVar[tuple[str, ...]] = ("class",)
     z_dim: int = Field(32, ge=1, le=MAX_WIDTH, description="Noise size of the generator.")
