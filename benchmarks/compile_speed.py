@@ -29,8 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     from gpu_check import step_speed
 
-    from core import threads
-
+    from core.runs import threads
     threads.apply(threads.choose())
     import torch
 

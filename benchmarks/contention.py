@@ -2,7 +2,7 @@
 each slowdown a ratio against the run alone measured in the same invocation.
 
 Each run is a whole `cltui run PRESET` process, as a user starts it; its threads are cltui's choice
-(core/threads.py). The neighbours: a plain Python busy loop (one core), a torch matmul loop with torch's own
+(core/runs/threads.py). The neighbours: a plain Python busy loop (one core), a torch matmul loop with torch's own
 thread defaults (every core, OpenMP busy-waiting: the worst neighbour), and a second `cltui run` started at the
 same moment. Target (issue 19): every ratio <= 2.2 on 2 cores (the fair share is 2.0 when both want every core).
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "from cltui.cli import app; app()"]
+CLI = [sys.executable, "-c", "from cltui.cli.main import app; app()"]
 NEIGHBOURS = {
     "python busy loop": [sys.executable, "-c", "while True: pass"],
     "torch matmul loop": [sys.executable, "-c", "import torch\na = torch.randn(512, 512)\nwhile True: a @ a"],

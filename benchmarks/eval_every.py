@@ -22,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loop_overhead import synthetic_mnist
-from core.data import build_benchmark
+from core.engine.data import build_benchmark
 from core.methods.base import ContextInfo
-from core.presets import build_config
-from core.train import Trainer
+from core.schema.presets import build_config
+from core.engine.train import Trainer
 
 SETTINGS = (0, 1, 10, 100)
 

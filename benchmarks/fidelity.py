@@ -47,7 +47,7 @@ DATA_FREE = {"deepinversion", "abd"}  # need a BatchNorm model: they have their 
 def methods_for(scenario: str) -> list[str]:
     """The classifiers: not the data-free ones, nor the generation methods (gan-*, mergan-*: their accuracy
     matrix is the share of generated samples a verifier recognises, benchmarked in split-digits-gen)."""
-    from core.methods.params import METHOD_PARAMS, GANParams
+    from core.schema.params import METHOD_PARAMS, GANParams
 
     return [m for m, p in METHOD_PARAMS.items()
             if scenario in p.scenarios and m not in DATA_FREE and not issubclass(p, GANParams)]
@@ -82,13 +82,13 @@ def write_digits_as_mnist(root: Path) -> Path:
 
 def run_study(preset: str, scenario: str, methods: list[str], seeds: int, jobs: int, runs_dir: Path,
               extra: list[str]) -> list[dict]:
-    """One real `cltui compare` study; its table rows (core.study.table)."""
-    from core import study as studies
-    from core.store import RunStore
+    """One real `cltui compare` study; its table rows (core.studies.study.table)."""
+    from core.studies import study as studies
+    from core.runs.store import RunStore
 
     store = RunStore(runs_dir)
     before = {s["id"] for s in studies.list_studies(store)}
-    command = [sys.executable, "-m", "cltui.cli", "compare", preset, "--methods", ",".join(methods),
+    command = [sys.executable, "-m", "cltui.cli.main", "compare", preset, "--methods", ",".join(methods),
                "--scenario", scenario, "--seeds", str(seeds), "--jobs", str(jobs), "--runs-dir", str(runs_dir),
                "--quiet", *extra]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
@@ -134,8 +134,8 @@ def report(preset: str, scenario: str, rows: list[dict], seconds: float | None) 
 def tables_from(runs_dir: Path) -> int:
     """The tables of the studies an earlier invocation left in `runs_dir` (one that was stopped, too: the
     finished runs count, `runs` says how many of how many)."""
-    from core import study as studies
-    from core.store import RunStore
+    from core.studies import study as studies
+    from core.runs.store import RunStore
 
     store = RunStore(runs_dir)
     flags = []

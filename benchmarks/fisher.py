@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.methods.fisher import fisher_diagonal
-from core.models import build_model
-from core.scenarios import ScenarioView
+from core.methods.parts.fisher import fisher_diagonal
+from core.engine.models import build_model
+from core.engine.scenarios import ScenarioView
 
 
 def per_sample_loop(model, x, y, view, context, mode):

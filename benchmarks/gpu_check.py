@@ -72,9 +72,9 @@ class Report:
 
 def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
     def run() -> str:
-        from core.methods.params import METHOD_PARAMS
-        from core.presets import build_config
-        from core.train import run
+        from core.schema.params import METHOD_PARAMS
+        from core.schema.presets import build_config
+        from core.engine.train import run
 
         scenarios = METHOD_PARAMS[method].scenarios
         scenario = "class" if "class" in scenarios else scenarios[0]
@@ -92,9 +92,9 @@ def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
 
 
 def resume_check(device: str, runs: Path) -> str:
-    from core import worker
-    from core.presets import build_config
-    from core.store import RunStore, read_run_json
+    from core.runs import worker
+    from core.schema.presets import build_config
+    from core.runs.store import RunStore, read_run_json
 
     # long enough a context (a second or more) that the stop lands inside the second one
     iterations = 300 if device == "cpu" else 3000
@@ -131,9 +131,9 @@ def _events(run_dir: Path) -> str:
 
 
 def compare_check(device: str, runs: Path) -> str:
-    from core.store import RunStore, read_run_json
+    from core.runs.store import RunStore, read_run_json
 
-    command = [sys.executable, "-c", "from cltui.cli import app; app()", "compare", "split-digits", "--methods",
+    command = [sys.executable, "-c", "from cltui.cli.main import app; app()", "compare", "split-digits", "--methods",
                "none,er", "--seeds", "1", "--set", "train.iterations=20", "--device", device, "--quiet",
                "--runs-dir", str(runs)]
     if device == "cpu":
@@ -160,7 +160,7 @@ def step_speed(kind: str, device: str, precision: str = "fp32", compile_mode: st
     import torch
     import torch.nn.functional as F
 
-    from core.models import build_model
+    from core.engine.models import build_model
 
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -205,9 +205,9 @@ def speed_check(report: Report, what: str, kind: str, device: str, precision: st
 
 
 def compiled_run_check(device: str) -> str:
-    """train.compile=true through the real loop (core.train's model.compile())."""
-    from core.presets import build_config
-    from core.train import run
+    """train.compile=true through the real loop (core.engine.train's model.compile())."""
+    from core.schema.presets import build_config
+    from core.engine.train import run
 
     config = build_config("split-digits", device=device, overrides=[*FEW, "train.compile=true"])
     record = run(config, Path(tempfile.mkdtemp(prefix="gpu-check-compile-")))
@@ -228,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (core/threads.py)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (core/runs/threads.py)
     import torch
 
-    from core import threads
+    from core.runs import threads
     from core.methods import registered_methods
 
     threads.apply(threads.choose())

@@ -30,8 +30,8 @@ VARIANTS = {"none": ("none", []), "icarl union": ("icarl", ["method.replay=union
 
 
 def one_run(method: str, overrides: list[str], seed: int, device: str) -> dict:
-    from core.presets import build_config
-    from core.train import run
+    from core.schema.presets import build_config
+    from core.engine.train import run
 
     config = build_config("split-digits", method=method, scenario="class", device=device, seed=seed,
                           overrides=overrides)
@@ -49,12 +49,12 @@ def step_cpu_ms(method: str, overrides: list[str], device: str, steps: int = 300
 
     import torch
 
-    from core.data import build_benchmark
+    from core.engine.data import build_benchmark
     from core.methods import method_class
     from core.methods.base import Batch, ContextInfo
-    from core.methods.common import frozen_copy
-    from core.presets import build_config
-    from core.scenarios import ScenarioView
+    from core.methods.parts.common import frozen_copy
+    from core.schema.presets import build_config
+    from core.engine.scenarios import ScenarioView
 
     config = build_config("split-digits", method=method, scenario="class", device=device, overrides=overrides)
     dev = torch.device(device)

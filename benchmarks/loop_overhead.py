@@ -1,10 +1,10 @@
 """Time per iteration of cltui's real training loop against the bare model step and the FLOP floor, in one process.
 
 The real loop is what `cltui run split-mnist` trains with: the preset's config, data cut into contexts by
-core.data.build_benchmark (synthetic MNIST-shaped tensors, or the real files with --data real), Trainer's
+core.engine.data.build_benchmark (synthetic MNIST-shaped tensors, or the real files with --data real), Trainer's
 train_context (device-side BatchSampler, the context's input view, the scenario view of the logits, the method's
 hooks, losses kept on the device, the progress check), the optimiser the run builds, and the CPU thread settings a
-worker applies before it imports torch (core/threads.py: its thread count and OpenMP's passive waits).
+worker applies before it imports torch (core/runs/threads.py: its thread count and OpenMP's passive waits).
 The bare step is forward, cross-entropy, backward and an Adam step on one preloaded batch: with Adam's default
 (for-loop) implementation, `foreach=True` and `fused=True`. The FLOP floor is the step's FLOPs (6 x batch x
 weights for an MLP) at the GEMM rate this process measures for the model's own layer shapes.
@@ -26,17 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import threads as cpu_threads
-
+from core.runs import threads as cpu_threads
 cpu_threads.apply(cpu_threads.choose())  # as a worker does, before torch loads OpenMP
 
 import torch
 import torch.nn.functional as F
 
-from core.data import Split, build_benchmark
+from core.engine.data import Split, build_benchmark
 from core.methods.base import ContextInfo
-from core.presets import build_config
-from core.train import Trainer
+from core.schema.presets import build_config
+from core.engine.train import Trainer
 
 
 def sync(device: torch.device) -> None:

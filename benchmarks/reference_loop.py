@@ -10,7 +10,7 @@ targets padded with zeros up to the active classes, the sum unweighted (class-IL
 (train/train_task_based.py): epoch loaders that reshuffle and drop the last partial batch, for the current
 context and for the memory (batch min(128, |memory|)); the memory gets `budget` random samples per class after
 each context; one Adam carried across contexts; class-IL with the reference's default `--active-classes all`
-(or `so-far`). Only the tensors are cltui's (core/data.py, the same a `cltui run` trains on).
+(or `so-far`). Only the tensors are cltui's (core/engine/data.py, the same a `cltui run` trains on).
 tests/test_agem.py shows cltui takes A-GEM's steps to float rounding; this script shows where they lead.
 
     python benchmarks/reference_loop.py --seeds 3                       # A-GEM, split-MNIST protocol on digits
@@ -95,8 +95,8 @@ def run(seed: int, args: argparse.Namespace, data_dir: Path) -> list[float]:
     import torch
     from torch import nn
 
-    from core.data import build_benchmark
-    from core.presets import build_config
+    from core.engine.data import build_benchmark
+    from core.schema.presets import build_config
 
     cfg = build_config(args.preset, method="agem", scenario="class", device="cpu", seed=seed,
                        overrides=[f"benchmark.data_dir={data_dir}"] if data_dir else [])

@@ -31,7 +31,7 @@ CHILD = """
 import json, sys, time
 import torch, torch.nn.functional as F
 sys.path.insert(0, {root!r})
-from core.models import build_model
+from core.engine.models import build_model
 torch.set_num_interop_threads(1)
 kind, shape, hidden, steps = {kind!r}, {shape!r}, {hidden!r}, {steps}
 torch.manual_seed(0)

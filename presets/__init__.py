@@ -1,1 +1,1 @@
-"""The built-in presets: TOML files shipped inside the package (core/presets.py reads them)."""
+"""The built-in presets: TOML files shipped inside the package (core/schema/presets.py reads them)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.presets import build_config
+from core.schema.presets import build_config
 from tests.tui_fixtures import context_events, record, write_run
 
 METHODS = ("none", "ewc", "si", "lwf", "er")

@@ -3,7 +3,7 @@ CIFAR), so the data path runs through the real readers, offline, in milliseconds
 
 Images are deterministic (seeded numpy); every class has samples in both train and test.
 
-The fake CIFAR files are not the ones torchvision ships, so core/data.py refuses them unless the user
+The fake CIFAR files are not the ones torchvision ships, so core/engine/data.py refuses them unless the user
 vouches for them: the CIFAR makers also write the MD5 of every file they write into a checksum list
 *beside* the data folder (`manifest_path(root)`, i.e. `<root>.cltui-checksums.json` in root's parent;
 never inside root, which the loader refuses), merging with what is already listed there. A test then

@@ -26,7 +26,7 @@ class Killed(BaseException):  # noqa: N818 - it is not an error: it is the proce
 
 
 def config(*overrides: str, method: str = "none", scenario: str = "class") -> Any:
-    from core.presets import build_config
+    from core.schema.presets import build_config
 
     return build_config("split-digits", method=method, scenario=scenario, device="cpu",
                         overrides=[*TINY, *overrides])
@@ -38,7 +38,7 @@ _WHOLE: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
 def whole_run(tmp_root: Path, *overrides: str, method: str = "none", scenario: str = "class"
               ) -> tuple[dict[str, Any], Path]:
     """The record and folder of an uninterrupted run of `config(*overrides)` (made once per test process)."""
-    from core.train import run
+    from core.engine.train import run
 
     key = (overrides, method, scenario)
     if key not in _WHOLE:
@@ -55,7 +55,7 @@ def whole(tmp_root: Path, *overrides: str, method: str = "none", scenario: str =
 
 
 def cli(*args: str | Path, env: dict[str, str] | None = None, input: str | None = None) -> Any:
-    from cltui.cli import app
+    from cltui.cli.main import app
 
     return CliRunner().invoke(app, [str(a) for a in args], env={**WIDE, **(env or {})}, input=input)
 
@@ -134,9 +134,9 @@ def tmp_files(root: Path) -> list[Path]:
 def merge_teachers(root: Path, hidden: int = 16, iterations: int = 5) -> tuple[str, str]:
     """Two finished joint runs of merge-digits on disjoint halves of its contexts (the teachers `cltui merge`
     takes), trained in this process; their run ids."""
-    from core.presets import build_config
-    from core.store import RunStore
-    from core.train import run
+    from core.schema.presets import build_config
+    from core.runs.store import RunStore
+    from core.engine.train import run
 
     names = []
     for seed, learn in ((0, "[0,1]"), (1, "[2,3,4]")):

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import study as studies
-from core.store import RunStore, append_event, now_iso
+from core.studies import study as studies
+from core.runs.store import RunStore, append_event, now_iso
 
 
 def train_study(root: Path, methods: list[str], seeds: int, overrides: tuple[str, ...] = ("train.iterations=20",)
                 ) -> dict[str, Any]:
-    from core.train import run
+    from core.engine.train import run
 
     store = RunStore(root)
     study, configs = studies.plan("split-digits", methods, "class", seeds, list(overrides), 1)

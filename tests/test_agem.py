@@ -12,11 +12,11 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from core.data import build_benchmark
+from core.engine.data import build_benchmark
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo
-from core.presets import build_config
-from core.scenarios import ScenarioView
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
 
 CPU = torch.device("cpu")
 

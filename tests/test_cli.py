@@ -1,4 +1,4 @@
-"""The headless face through typer.testing.CliRunner on cltui.cli.app (real worker processes for
+"""The headless face through typer.testing.CliRunner on cltui.cli.main.app (real worker processes for
 `cltui run`), plus the installed console script in a subprocess."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.presets import list_presets
-from core.store import StoreError, read_events, read_run_json
+from cltui.cli.main import app
+from core.schema.presets import list_presets
+from core.runs.store import StoreError, read_events, read_run_json
 
 CLTUI = Path(sys.executable).parent / "cltui"
 WIDE = {"COLUMNS": "200"}
@@ -293,13 +293,13 @@ def test_the_console_script_answers_help():
         assert command in result.stdout
 
 
-LIGHT_MODULES = ["cltui.cli", "core.config", "core.store", "core.events", "core.worker", "cltui.progress",
-                 "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.runs", "cltui.tui.detail",
-                 "cltui.tui.dreams", "cltui.tui.compare", "cltui.tui.charts", "cltui.tui.confirm",
-                 "cltui.tui.workers", "cltui.tui.formats", "cltui.tui.compose", "cltui.tui.live", "cltui.tui.follow",
-                 "cltui.dreams", "cltui.studies", "core.study", "cltui.export", "core.tracking", "core.figures"]
-HEADLESS_MODULES = ["cltui.cli", "cltui.studies", "cltui.progress", "cltui.halfblock", "cltui.dreams", "cltui.export",
-                    "core.tracking", "core.figures"]
+LIGHT_MODULES = ["cltui.cli.main", "core.schema.config", "core.runs.store", "core.runs.events", "core.runs.worker", "cltui.cli.progress",
+                 "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.screens.runs", "cltui.tui.screens.detail",
+                 "cltui.tui.screens.dreams", "cltui.tui.screens.compare", "cltui.tui.widgets.charts", "cltui.tui.screens.confirm",
+                 "cltui.tui.workers", "cltui.tui.state.formats", "cltui.tui.screens.compose", "cltui.tui.screens.live", "cltui.tui.state.follow",
+                 "cltui.cli.dreams", "cltui.cli.studies", "core.studies.study", "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
+HEADLESS_MODULES = ["cltui.cli.main", "cltui.cli.studies", "cltui.cli.progress", "cltui.halfblock", "cltui.cli.dreams", "cltui.cli.export",
+                    "core.reporting.tracking", "core.reporting.figures"]
 
 
 def modules_that_load(package: str, modules: list[str]) -> list[str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from cltui.output import rounded, runs_dir_flag
+from cltui.cli.main import app
+from cltui.cli.output import rounded, runs_dir_flag
 from tests.daily_fixtures import STUDY_ID, write_thirty_runs
 from tests.tui_fixtures import IDS, write_fixture_runs
 
@@ -86,7 +86,7 @@ def test_runs_list_into_a_pipe_is_one_line_per_run_at_full_width(daily):
 
 def test_runs_list_into_a_real_pipe(daily):
     root, ids, _ = daily
-    out = subprocess.run([sys.executable, "-m", "cltui.cli", "runs", "list", "--runs-dir", str(root)],
+    out = subprocess.run([sys.executable, "-m", "cltui.cli.main", "runs", "list", "--runs-dir", str(root)],
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path.cwd())},
                          check=True, timeout=60).stdout
     assert [r[0] for r in table_rows(out)[1:]] == ids and "…" not in out

@@ -8,11 +8,11 @@ import json
 
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core import study as studies
-from core.events import ContextEvaluated
-from core.store import RunStore, read_run_json
-from core.train import run
+from cltui.cli.main import app
+from core.studies import study as studies
+from core.runs.events import ContextEvaluated
+from core.runs.store import RunStore, read_run_json
+from core.engine.train import run
 
 TINY = "train.iterations=40"
 

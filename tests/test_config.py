@@ -1,12 +1,12 @@
-"""Tests for core/config.py: presets, --set overrides, named options, validation errors, round trips."""
+"""Tests for core/schema/config.py: presets, --set overrides, named options, validation errors, round trips."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
-from core.methods.params import METHOD_PARAMS, JointParams, NoneParams
-from core.presets import (
+from core.schema.config import SCENARIOS, ConfigError, RunConfig, validate_config
+from core.schema.params import METHOD_PARAMS, JointParams, NoneParams
+from core.schema.presets import (
     build_config,
     builtin_presets_dir,
     list_presets,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import MAX_BATCH, MAX_ITERATIONS, MAX_LR, ConfigError, RunConfig, validate_config
-from core.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
-from core.methods.params import MAX_WIDTH
-from core.presets import build_config
+from core.schema.config import MAX_BATCH, MAX_ITERATIONS, MAX_LR, ConfigError, RunConfig, validate_config
+from core.schema.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
+from core.schema.params import MAX_WIDTH
+from core.schema.presets import build_config
 from tests.test_cli import assert_bad_input, cli
 from tests.test_config import config_error
 
@@ -187,7 +187,7 @@ def test_many_hidden_layers_are_refused():
 
 
 def test_the_size_estimate_matches_the_real_model():
-    from core.models import build_model, count_parameters
+    from core.engine.models import build_model, count_parameters
 
     for kind, shape, head, hidden, fc_hidden in [
         ("mlp", (1, 28, 28), 10, [400, 400], None),

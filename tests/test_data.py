@@ -1,5 +1,5 @@
-"""Tests for core/data.py and core/datafiles.py: tiny data sets written in their real on-disk layouts and
-read through the real readers (torchvision's for MNIST-likes, core/data.py's checked one for CIFAR, with
+"""Tests for core/engine/data.py and core/engine/datafiles.py: tiny data sets written in their real on-disk layouts and
+read through the real readers (torchvision's for MNIST-likes, core/engine/data.py's checked one for CIFAR, with
 the fakes vouched for through $CLTUI_DATA_CHECKSUMS); protocols; missing and damaged files; sampling;
 augmentation. What a crafted or unreadable file does is in test_data_trust.py."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import BenchmarkConfig
-from core.data import BatchSampler, DataError, augment, build_benchmark, load_split
-from core.datafiles import REQUIRED_FILES, missing_data
+from core.schema.config import BenchmarkConfig
+from core.engine.data import BatchSampler, DataError, augment, build_benchmark, load_split
+from core.engine.datafiles import REQUIRED_FILES, missing_data
 from tests import fakedata
 
 TORCHVISION_SETS = ["mnist", "fashion-mnist", "cifar10", "cifar100"]

@@ -1,4 +1,4 @@
-"""What a data folder may not do to us (core/data.py, core/datafiles.py): no CIFAR file is unpickled before
+"""What a data folder may not do to us (core/engine/data.py, core/engine/datafiles.py): no CIFAR file is unpickled before
 its MD5 matches torchvision's list or the user's own list in $CLTUI_DATA_CHECKSUMS (kept outside the data
 folder), and even then only by an unpickler that builds arrays and refuses every other callable. Files that
 exist but cannot be read are called what they are, by the loader and by the CLI's torch-free early check.
@@ -21,11 +21,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import core.data
-from cltui.cli import app
-from core.config import BenchmarkConfig
-from core.data import CHECKSUMS_ENV, DataError, _CifarUnpickler, build_benchmark, load_split
-from core.datafiles import REQUIRED_FILES, missing_data
+import core.engine.data
+from cltui.cli.main import app
+from core.schema.config import BenchmarkConfig
+from core.engine.data import CHECKSUMS_ENV, DataError, _CifarUnpickler, build_benchmark, load_split
+from core.engine.datafiles import REQUIRED_FILES, missing_data
 from tests import fakedata
 from tests.test_cli import assert_bad_input
 
@@ -195,13 +195,13 @@ def test_checksums_are_torchvisions_class_attributes(cifar, monkeypatch):
 def test_each_file_is_hashed_once_per_load(cifar, monkeypatch):
     fakedata.vouch(monkeypatch, cifar)
     calls = []
-    real = core.data.hashlib.md5
+    real = core.engine.data.hashlib.md5
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.data.hashlib, "md5", counting)
+    monkeypatch.setattr(core.engine.data.hashlib, "md5", counting)
     load_split(cfg_for("cifar10", cifar))
     assert len(calls) == len(REQUIRED_FILES["cifar10"])
 

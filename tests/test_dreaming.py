@@ -12,16 +12,16 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.config import ConfigError
-from core.data import build_benchmark
-from core.dreams import DreamJudge, frechet_distance
-from core.events import DreamsSaved
-from core.methods.common import Dreams, frozen_copy
-from core.methods.dreaming import BatchNormStatistics, pixel_box
-from core.models import build_model
-from core.presets import build_config
-from core.train import run
+from cltui.cli.main import app
+from core.schema.config import ConfigError
+from core.engine.data import build_benchmark
+from core.engine.dreams import DreamJudge, frechet_distance
+from core.runs.events import DreamsSaved
+from core.methods.parts.common import Dreams, frozen_copy
+from core.methods.parts.dreaming import BatchNormStatistics, pixel_box
+from core.engine.models import build_model
+from core.schema.presets import build_config
+from core.engine.train import run
 
 PRESET = "split-digits-dfcil"
 TINY = {
@@ -88,7 +88,7 @@ def test_lr_decay_at_is_checked_and_applied(tmp_path):
         build_config("split-digits", overrides=["train.lr_decay_at=[0.8, 0.4]"])
     cfg = build_config("split-digits", device="cpu", overrides=["train.iterations=10", "benchmark.contexts=2",
                                                                "train.lr_decay_at=[0.5]", "train.lr_decay=0.1"])
-    from core.train import Trainer
+    from core.engine.train import Trainer
 
     trainer = Trainer(cfg, fresh(tmp_path, "run"), lambda e: None, lambda: False)
     trainer.run()
@@ -276,7 +276,7 @@ def test_the_tui_dreams_screen_opens_a_real_dreaming_run(dreamed, tmp_path):
     """The TUI's fixtures are written by hand; this opens what the engine really writes."""
     from textual.widgets import Static, Tabs
 
-    from cltui.tui.dreams import DreamsScreen
+    from cltui.tui.screens.dreams import DreamsScreen
     from tests.test_tui_browse import drive, select, settle
 
     _, folder, record, _ = dreamed

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.store import read_run_json
+from cltui.cli.main import app
+from core.runs.store import read_run_json
 from tests.study_fixtures import train_study
 from tests.tui_fixtures import IDS, write_fixture_runs
 
@@ -98,7 +98,7 @@ def test_export_input_is_checked_first(study, tmp_path):
     assert_bad_input(cli("export", "tensorboard", "nope", "--logdir", str(tmp_path), "--runs-dir", str(root)),
                      "no run 'nope'")
     code = ("import sys; sys.modules['tensorboard'] = None\n"
-            "from cltui.cli import app\n"
+            "from cltui.cli.main import app\n"
             f"app(['export', 'tensorboard', {plan['id']!r}, '--logdir', {str(tmp_path / 'tb')!r}, "
             f"'--runs-dir', {str(root)!r}])")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from core.events import ContextEvaluated, ContextStarted
-from core.store import RunStore, read_run_json
+from core.runs.events import ContextEvaluated, ContextStarted
+from core.runs.store import RunStore, read_run_json
 from tests.faults_util import (
     TINY,
     Killed,
@@ -91,7 +91,7 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
     import torch
 
     from core.methods.base import Method
-    from core.train import Trainer
+    from core.engine.train import Trainer
 
     if point == "in-training-of-context-2":
         loss, calls = Method.loss, []
@@ -144,8 +144,8 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_matches(
         point, whole_root, tmp_path, monkeypatch):
-    import core.store
-    from core.train import run
+    import core.runs.store
+    from core.engine.train import run
 
     reference = whole(whole_root)
     cfg = config()
@@ -153,14 +153,14 @@ def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_
 
     # Every run.json ever written, as the number of rows it held: a reader at any moment sees this sequence.
     written: list[int] = []
-    write = core.store.write_json_atomic
+    write = core.runs.store.write_json_atomic
 
     def spying_write(path, data):
         write(path, data)
         if Path(path).name == "run.json":
             written.append(len(data["acc_matrix"]))
 
-    monkeypatch.setattr(core.store, "write_json_atomic", spying_write)
+    monkeypatch.setattr(core.runs.store, "write_json_atomic", spying_write)
 
     with monkeypatch.context() as m:
         arm(point, m)
@@ -198,8 +198,7 @@ def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_
 # --- 2. a real SIGKILL, a damaged checkpoint, then the right one back ------------------------------------
 
 def test_a_killed_worker_with_a_damaged_checkpoint_refuses_to_resume_and_keeps_run_json(whole_root, tmp_path):
-    from core import worker
-
+    from core.runs import worker
     iterations = "train.iterations=60"  # contexts long enough (~0.3 s) to be inside one when the kill lands
     reference = whole(whole_root, iterations)
     cfg = config(iterations)
@@ -247,7 +246,7 @@ def test_a_cuda_run_resumed_on_a_cpu_machine_asks_for_device_cpu_and_then_finish
                                                                                     monkeypatch):
     import torch
 
-    from core.train import Trainer, run
+    from core.engine.train import Trainer, run
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the test needs one without")
@@ -510,8 +509,8 @@ def runs_table(app: Any) -> dict[str, dict[str, str]]:
 def test_the_tui_lists_damaged_runs_as_rows_and_opens_their_detail_without_failing(runs_dir, good_text):
     from textual.widgets import Static
 
-    from cltui.tui.detail import DetailScreen
-    from cltui.tui.runs import RunsScreen
+    from cltui.tui.screens.detail import DetailScreen
+    from cltui.tui.screens.runs import RunsScreen
 
     good = good_runs(runs_dir, good_text)
     bad = bad_runs(runs_dir, good_text)
@@ -589,7 +588,7 @@ def test_runs_show_an_odd_but_valid_record_prints_or_says_why_in_one_line(name, 
 def test_the_tui_copes_with_odd_but_valid_records(runs_dir, good_text):
     from textual.widgets import Static
 
-    from cltui.tui.detail import DetailScreen
+    from cltui.tui.screens.detail import DetailScreen
 
     good = good_runs(runs_dir, good_text, ("good-1",))
     odd = {name: odd_run(runs_dir, good_text, name) for name in ODD_RECORDS if name != "odd-lone-surrogate"}
@@ -845,7 +844,7 @@ def stop_after(context: int) -> tuple[Any, Any]:
 @pytest.fixture
 def one_context_run(runs_dir: Path) -> Path:
     """A run cancelled after exactly one context."""
-    from core.train import run
+    from core.engine.train import run
 
     run_dir = fresh(runs_dir, "20260101-000000-split-digits-class-none-s0")
     emit, should_stop = stop_after(0)
@@ -871,7 +870,7 @@ def test_runs_show_labels_the_one_row_of_a_run_cancelled_after_one_context_c0(on
 def test_the_tui_detail_labels_the_one_row_of_a_run_cancelled_after_one_context_c0(one_context_run, runs_dir):
     from textual.widgets import DataTable
 
-    from cltui.tui.detail import DetailScreen
+    from cltui.tui.screens.detail import DetailScreen
 
     (row,) = rows_of(one_context_run)
 
@@ -892,8 +891,8 @@ def test_the_tui_detail_labels_the_one_row_of_a_run_cancelled_after_one_context_
 def test_the_tui_charts_of_a_run_cancelled_after_one_context_show_c0_only(one_context_run, runs_dir):
     from rich.text import Text
 
-    from cltui.tui.charts import AccuracyChart
-    from cltui.tui.detail import DetailScreen
+    from cltui.tui.widgets.charts import AccuracyChart
+    from cltui.tui.screens.detail import DetailScreen
 
     async def script(app, pilot):
         await app.push_screen(DetailScreen(one_context_run))
@@ -907,7 +906,7 @@ def test_the_tui_charts_of_a_run_cancelled_after_one_context_show_c0_only(one_co
 
 
 def test_a_resumed_run_prints_a_total_time_no_shorter_than_its_training(one_context_run, runs_dir):
-    from core.train import run
+    from core.engine.train import run
 
     record = run(config(), one_context_run, resume=True)
     assert record["status"] == "finished"
@@ -930,7 +929,7 @@ def umask(mask: int) -> Iterator[None]:
 
 
 def test_run_json_gets_the_permissions_of_the_umask(runs_dir):
-    from core.train import run
+    from core.engine.train import run
 
     run_dir = fresh(runs_dir, "r")
     with umask(0o022):
@@ -939,7 +938,7 @@ def test_run_json_gets_the_permissions_of_the_umask(runs_dir):
 
 
 def test_run_json_follows_the_umask_of_the_moment(runs_dir):
-    from core.train import run
+    from core.engine.train import run
 
     run_dir = fresh(runs_dir, "r")
     with umask(0o027):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.presets import build_config
-from core.metrics import mean_sem
-from core.train import run
+from core.schema.presets import build_config
+from core.runs.metrics import mean_sem
+from core.engine.train import run
 
 pytestmark = pytest.mark.slow
 SEEDS = range(5)

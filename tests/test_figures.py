@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.figures import COLUMN_WIDTH, PANEL_HEIGHT, group_runs, method_label, write_figure
-from core.store import read_run_json
+from cltui.cli.main import app
+from core.reporting.figures import COLUMN_WIDTH, PANEL_HEIGHT, group_runs, method_label, write_figure
+from core.runs.store import read_run_json
 from tests.study_fixtures import train_study
 from tests.tui_fixtures import settle_workers
 
@@ -120,7 +120,7 @@ def test_unknown_or_ambiguous_ids_are_one_line_and_exit_code_2(study, tmp_path):
 def test_without_matplotlib_plot_names_the_extra(study, tmp_path):
     root, plan = study
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from cltui.cli import app\n"
+            "from cltui.cli.main import app\n"
             f"app(['plot', {plan['id']!r}, '--out', {str(tmp_path / 'x.png')!r}, '--runs-dir', {str(root)!r}])")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **WIDE})
@@ -130,7 +130,7 @@ def test_without_matplotlib_plot_names_the_extra(study, tmp_path):
 
 
 def test_a_run_without_a_completed_context_has_nothing_to_draw(tmp_path):
-    from core.figures import FigureError
+    from core.reporting.figures import FigureError
 
     with pytest.raises(FigureError, match="nothing to draw"):
         write_figure([{"acc_matrix": [], "config": {"method": {"name": "none"}}}], tmp_path / "x.png")
@@ -138,8 +138,8 @@ def test_a_run_without_a_completed_context_has_nothing_to_draw(tmp_path):
 
 def test_p_in_the_tui_writes_the_figure_and_says_where(study):
     from cltui.app import create_app
-    from cltui.tui.compare import CompareScreen
-    from cltui.tui.detail import DetailScreen
+    from cltui.tui.screens.compare import CompareScreen
+    from cltui.tui.screens.detail import DetailScreen
 
     root, plan = study
     run_dir = root / plan["runs"][0]["run_id"]

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from core.data import Context, build_benchmark
+from core.engine.data import Context, build_benchmark
 from core.methods import method_class
 from core.methods.base import ContextInfo
 from core.methods.fromp import softmax_kernels
-from core.presets import build_config
-from core.scenarios import ScenarioView
-from core.train import run
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
+from core.engine.train import run
 
 CPU = torch.device("cpu")
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.config import ConfigError
-from core.data import build_benchmark
+from core.schema.config import ConfigError
+from core.engine.data import build_benchmark
 from core.methods.base import Batch
 from core.methods.gen_classifier import GenerativeClassifier, VAEBank
-from core.presets import build_config
-from core.scenarios import ScenarioView
-from core.train import run
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
+from core.engine.train import run
 
 CLASS_IL_FLOOR, TASK_IL_FLOOR = 0.8, 0.95
 

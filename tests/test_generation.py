@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.config import ConfigError
-from core.presets import build_config
+from cltui.cli.main import app
+from core.schema.config import ConfigError
+from core.schema.presets import build_config
 
 # Two contexts of two digits, short: the first context is learned well enough to be forgotten (or not).
 SMALL = ["benchmark.contexts=2", "train.iterations=150", "method.n_critic=2", "method.verifier_iterations=300",
@@ -20,8 +20,7 @@ SMALL = ["benchmark.contexts=2", "train.iterations=150", "method.n_critic=2", "m
 
 
 def generation_run(method: str, root: Path, seed: int = 0, extra: tuple[str, ...] = ()) -> tuple[Path, dict]:
-    from core import train
-
+    from core.engine import train
     config = build_config("split-digits-gen", method=method, seed=seed, device="cpu", overrides=[*SMALL, *extra])
     folder = root / f"{method}-{seed}"
     folder.mkdir(parents=True)
@@ -100,8 +99,7 @@ def test_replay_alignment_beats_fine_tuning_on_more_seeds(seed, tmp_path):
 def test_a_generation_run_stopped_after_a_context_resumes_from_its_checkpoint(tmp_path):
     """The ordinary run folder: the worker's stop, the checkpoint (both networks, the previous generator) and
     `--resume` work as for a classifier."""
-    from core import train
-
+    from core.engine import train
     config = build_config("split-digits-gen", method="mergan-ra", device="cpu",
                           overrides=[*SMALL, "train.iterations=10", "method.verifier_iterations=20",
                                      "method.reverse_iterations=5"])
@@ -123,8 +121,7 @@ def test_the_papers_ordering_on_the_preset(seed, tmp_path):
     """Memory Replay GANs' Table 1 on split-digits-gen as shipped (5 contexts): old-class verifier accuracy after
     the last context (and over all classes), SFT < EWC < MeRGAN. Measured on seeds 0-2 (README): old classes
     SFT 0.13-0.24, EWC 0.29-0.42, JTR 0.86-0.95, RA 0.96-0.99; EWC's average beat SFT's by 0.02-0.09."""
-    from core import train
-
+    from core.engine import train
     old, avg = {}, {}
     for method in ("gan-finetune", "gan-ewc", "mergan-jtr", "mergan-ra"):
         folder = tmp_path / method
@@ -140,8 +137,8 @@ def test_the_papers_ordering_on_the_preset(seed, tmp_path):
 def test_the_mnist_protocol_runs_on_mnist_files_one_digit_per_context_with_the_conv_gan(tmp_path):
     """split-mnist-gen as shipped (one digit per context, 28x28, the conv pair) on tiny files in MNIST's real
     layout, read through torchvision as real MNIST would be; only the step counts are cut."""
-    from core import train
-    from core.methods.gan import ConditionalGAN
+    from core.engine import train
+    from core.methods.parts.gan import ConditionalGAN
     from tests.fakedata import make_mnist
 
     make_mnist(tmp_path / "data", n_train=60, n_test=30)

@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import distributions as D
 
-from core.data import build_benchmark
+from core.engine.data import build_benchmark
 from core.methods.base import Batch, ContextInfo
 from core.methods.bir import BIR, FeedbackModel
-from core.methods.common import frozen_copy
-from core.methods.distill import replay_loss
-from core.methods.vae import VAE, GaussianMixturePrior
-from core.presets import build_config
-from core.scenarios import ScenarioView
-from core.train import Trainer, run
+from core.methods.parts.common import frozen_copy
+from core.methods.parts.distill import replay_loss
+from core.methods.parts.vae import VAE, GaussianMixturePrior
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
+from core.engine.train import Trainer, run
 from tests.fakedata import make_mnist
 
 
@@ -224,7 +224,7 @@ def test_checkpoint_carries_the_generator_and_loads_with_weights_only(method):
 
 
 def test_dgr_with_a_gan_replays_the_old_classes_and_checkpoints_both_networks(tmp_path):
-    from core.methods.gan import ConditionalGAN
+    from core.methods.parts.gan import ConditionalGAN
 
     cfg = build_config("split-digits", method="dgr", scenario="class", device="cpu",
                        overrides=["method.generator=gan", "train.iterations=4", "train.batch_size=64"])
@@ -257,7 +257,7 @@ def test_dgr_with_a_gan_replays_the_old_classes_and_checkpoints_both_networks(tm
 
 @pytest.mark.parametrize("scenario", ["task", "domain"])
 def test_dgr_with_a_gan_is_class_il_only(scenario):
-    from core.config import ConfigError
+    from core.schema.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"method\.generator: gan .*use method\.generator=vae"):
         build_config("split-digits", method="dgr", scenario=scenario, overrides=["method.generator=gan"])

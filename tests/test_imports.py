@@ -252,9 +252,9 @@ def test_the_checker_sees_the_project(project):
     everyone knows about are found."""
     known, imports = project
     graph = import_graph(known, imports)
-    assert {"core.methods.params", "core.presets", "cltui.cli", "cltui.tui.compose", "presets"} <= known
-    assert "core.presets" in graph["cltui.cli"]
-    assert "core.methods.params" in graph["cltui.tui.compose"]
+    assert {"core.schema.params", "core.schema.presets", "cltui.cli.main", "cltui.tui.screens.compose", "presets"} <= known
+    assert "core.schema.presets" in graph["cltui.cli.main"]
+    assert "core.schema.params" in graph["cltui.tui.screens.compose"]
     assert sum(len(targets) for targets in graph.values()) > 50
 
 
@@ -295,7 +295,7 @@ def _signal_uses(path: Path) -> list[str]:
 
 
 def test_the_faces_never_signal_a_process_themselves():
-    """Stopping or killing a worker is the engine's job (core/worker.py's handles: it knows the run's
+    """Stopping or killing a worker is the engine's job (core/runs/worker.py's handles: it knows the run's
     process and records how the run ended); a face that sends SIGTERM or SIGKILL to a pid can hit a
     recycled pid or leave a run recorded as running."""
     files = sorted((ROOT / "cltui").rglob("*.py"))
@@ -306,8 +306,8 @@ def test_the_faces_never_signal_a_process_themselves():
 
 def test_the_compose_form_does_not_parse_text_with_re(project):
     """The compose form reads the engine's typed errors (ConfigError.field, pydantic's locations), not
-    the wording of its messages: cltui/tui/compose.py does not import re, at any depth."""
+    the wording of its messages: cltui/tui/screens/compose.py does not import re, at any depth."""
     _, imports = project
-    uses = [imp.where for imp in imports if imp.source == "cltui.tui.compose" and imp.target.split(".")[0] == "re"]
-    assert any(imp.source == "cltui.tui.compose" for imp in imports)  # the file was read
-    assert not uses, f"cltui/tui/compose.py imports re at {', '.join(uses)}"
+    uses = [imp.where for imp in imports if imp.source == "cltui.tui.screens.compose" and imp.target.split(".")[0] == "re"]
+    assert any(imp.source == "cltui.tui.screens.compose" for imp in imports)  # the file was read
+    assert not uses, f"cltui/tui/screens/compose.py imports re at {', '.join(uses)}"

@@ -11,12 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.merge import Residual
-from core.models import ContinualModel, _resnet_features, build_model, count_parameters
-from core.presets import build_config
-from core.store import RunStore, read_events, read_record, write_record
-from core.train import run
+from cltui.cli.main import app
+from core.merge.merger import Residual
+from core.engine.models import ContinualModel, _resnet_features, build_model, count_parameters
+from core.schema.presets import build_config
+from core.runs.store import RunStore, read_events, read_record, write_record
+from core.engine.train import run
 from tests import fakedata
 
 WIDE = {"COLUMNS": "200"}
@@ -243,8 +243,7 @@ def test_merge_runs_resume_with_one_line_and_sit_in_a_study_like_any_run(runs, h
     assert_bad_input(cli(runs, "run", "--resume", folder.name), folder.name, "merge run", f"cltui merge {a} {b}")
     assert sorted(p.name for p in runs.iterdir()) == before
     # a study naming teachers and a merge is an ordinary study: its table has a row per method
-    from core import study
-
+    from core.studies import study
     store = RunStore(runs)
     study.save(store, {"schema": study.SCHEMA, "id": "merge-study", "preset": "merge-digits", "scenario": "class",
                        "methods": ["joint", "merge"], "seeds": 1,
@@ -264,9 +263,9 @@ def test_the_tui_charts_an_l0_merge_s_active_units_falling_toward_half(runs, hal
     import asyncio
 
     from cltui.tui.app import create_app
-    from cltui.tui.charts import LossChart, UnitsChart
-    from cltui.tui.detail import DetailScreen
-    from cltui.tui.live import LiveScreen
+    from cltui.tui.widgets.charts import LossChart, UnitsChart
+    from cltui.tui.screens.detail import DetailScreen
+    from cltui.tui.screens.live import LiveScreen
 
     a, b, _ = halves
     record = merged(runs, cli(runs, "merge", a, b, "--approach", "l0", "--set", "iterations=120",

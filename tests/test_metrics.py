@@ -1,4 +1,4 @@
-"""Tests for core/metrics.py on accuracy matrices computed by hand.
+"""Tests for core/runs/metrics.py on accuracy matrices computed by hand.
 
 acc[i][j] = accuracy on context j after training context i (future contexts j > i included).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.metrics import (
+from core.runs.metrics import (
     avg_forgetting,
     avg_incremental_acc,
     bwt,

@@ -1,4 +1,4 @@
-"""Tests for core/models.py: shapes, feature dims, parameter counts, BN, XdG hooks, learnability."""
+"""Tests for core/engine/models.py: shapes, feature dims, parameter counts, BN, XdG hooks, learnability."""
 
 import copy
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.models import MODEL_KINDS, ContinualModel, build_model, count_parameters
+from core.engine.models import MODEL_KINDS, ContinualModel, build_model, count_parameters
 
 # (kind, input shape it is meant for, build kwargs, expected feature dim)
 CASES = [

@@ -4,7 +4,7 @@ A finished run, runs cancelled after one and after three contexts, a failed run,
 sine regression, a generation run and a stability-gap run with a curve, written in the real run.json format, read
 by `runs list --json`, `runs show --json` and its text, `runs list --format csv`, the TUI's runs table and detail
 (Pilot), the paper figure's plotted data and the metrics an MLflow export logs. Each face must show the final
-average, the average over the contexts seen, the forgetting and the name of the score that core/metrics.py
+average, the average over the contexts seen, the forgetting and the name of the score that core/runs/metrics.py
 computes; a few of them are also worked by hand here, so the one home cannot be wrong in the same way as its faces.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app as cli_app
-from cltui.tui.formats import fmt_headline, fmt_status
-from core.metrics import run_figures
+from cltui.cli.main import app as cli_app
+from cltui.tui.state.formats import fmt_headline, fmt_status
+from core.runs.metrics import run_figures
 from tests.tui_fixtures import ACC_EWC, config, record, write_run
 
 WIDE = {"COLUMNS": "200", "LINES": "50", "NO_COLOR": "1"}
@@ -149,7 +149,7 @@ def test_tui_runs_table_and_detail_agree(folder):
     from textual.widgets import DataTable, Static
 
     from cltui.app import create_app
-    from cltui.tui.detail import DetailScreen, matrix_rows
+    from cltui.tui.screens.detail import DetailScreen, matrix_rows
     from tests.tui_fixtures import settle_workers
 
     async def main() -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -188,7 +188,7 @@ def test_tui_runs_table_and_detail_agree(folder):
 
 def test_paper_figures_plot_the_same_averages(folder):
     pytest.importorskip("matplotlib")
-    from core.figures import context_curves_panel, final_bars_panel, group_runs, matplotlib_pyplot
+    from core.reporting.figures import context_curves_panel, final_bars_panel, group_runs, matplotlib_pyplot
 
     plt = matplotlib_pyplot()
     for name in ("cancelled-3", "finished", "gap"):

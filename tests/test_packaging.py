@@ -106,14 +106,14 @@ def test_the_wheel_holds_every_preset_module_and_stylesheet(wheel):
         for path in (ROOT / package).rglob("*"):
             if path.suffix in (".py", ".tcss") and "__pycache__" not in path.parts:
                 expected.add(path.relative_to(ROOT).as_posix())
-    assert "cltui/tui/cltui.tcss" in expected and "core/methods/params.py" in expected
+    assert "cltui/tui/cltui.tcss" in expected and "core/schema/params.py" in expected
     missing = sorted(expected - names)
     assert not missing, f"not in {wheel.name}: {', '.join(missing)}"
     # Nothing else lands at the top of site-packages (no tests/, benchmarks/ or docs/ as packages).
     top = {name.split("/")[0] for name in names}
     assert sorted(n for n in top if not n.endswith(".dist-info")) == sorted(PACKAGES), sorted(top)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "cltui = cltui.cli:app" in entry_points
+    assert "cltui = cltui.cli.main:app" in entry_points
 
 
 # --- the installed copy -----------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_the_wheel_holds_every_preset_module_and_stylesheet(wheel):
 def test_the_installed_copy_is_what_runs_and_finds_its_presets(installed, site):
     code = (
         "import importlib.util, json, sys\n"
-        "import core.presets as p\n"
+        "import core.schema.presets as p\n"
         "print(json.dumps({'files': {n: importlib.util.find_spec(n).origin for n in ('cltui', 'core', 'presets')},\n"
         "                  'builtin': str(p.builtin_presets_dir()), 'presets': p.list_presets(), 'path': sys.path}))\n"
     )
@@ -140,7 +140,7 @@ def test_the_installed_copy_is_what_runs_and_finds_its_presets(installed, site):
 
 
 def test_the_installed_cli_lists_and_shows_the_builtin_presets(installed, site):
-    result = installed("-m", "cltui.cli", "presets", "list")
+    result = installed("-m", "cltui.cli.main", "presets", "list")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for name in builtin_presets():
@@ -156,7 +156,7 @@ def test_the_installed_cli_lists_and_shows_the_builtin_presets(installed, site):
 
 def test_a_tiny_run_from_the_installed_copy(installed, tmp_path):
     runs = tmp_path / "RUNS"
-    result = installed("-m", "cltui.cli", "run", "split-digits", "--set", "train.iterations=5",
+    result = installed("-m", "cltui.cli.main", "run", "split-digits", "--set", "train.iterations=5",
                        "--runs-dir", str(runs), "--quiet", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     folders = list(runs.iterdir())

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.config import ConfigError
-from core.presets import build_config
-from core.train import run
+from cltui.cli.main import app
+from core.schema.config import ConfigError
+from core.schema.presets import build_config
+from core.engine.train import run
 from tests.fakedata import make_cifar10, make_mnist, vouch
 
 

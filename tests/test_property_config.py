@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from core.config import SCENARIOS, ConfigError, RunConfig, validate_config
-from core.methods.params import METHOD_PARAMS
-from core.presets import build_config
+from core.schema.config import SCENARIOS, ConfigError, RunConfig, validate_config
+from core.schema.params import METHOD_PARAMS
+from core.schema.presets import build_config
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,5 +1,5 @@
 """Every registered method reaches every face: the method parameters registered in
-`core.methods.params.METHOD_PARAMS` are the one list that `cltui run --help`, `cltui presets list / show`
+`core.schema.params.METHOD_PARAMS` are the one list that `cltui run --help`, `cltui presets list / show`
 and the TUI's compose form offer, in the registry's order, and each has an engine class
 (`core.methods.method_class`) that takes exactly those parameters.
 
@@ -20,11 +20,11 @@ from textual.widgets import Select, Static
 from typer.testing import CliRunner
 
 import core.methods
-from cltui.cli import app
+from cltui.cli.main import app
 from cltui.tui.app import create_app
-from cltui.tui.compose import ComposeScreen, methods_for
-from core.config import SCENARIOS
-from core.methods.params import METHOD_PARAMS, MethodParams
+from cltui.tui.screens.compose import ComposeScreen, methods_for
+from core.schema.config import SCENARIOS
+from core.schema.params import METHOD_PARAMS, MethodParams
 
 REGISTERED = list(METHOD_PARAMS)
 WIDE = {"COLUMNS": "1000"}  # nothing is wrapped: one option's help, one footer, on one line

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError
-from core.data import Context, build_benchmark
+from core.schema.config import ConfigError
+from core.engine.data import Context, build_benchmark
 from core.methods import method_class
 from core.methods.base import Batch, ContextInfo
-from core.methods.fisher import fisher_diagonal
+from core.methods.parts.fisher import fisher_diagonal
 from core.methods.separate import budget_widths
-from core.models import build_model, count_parameters
-from core.presets import build_config
-from core.scenarios import ScenarioView
+from core.engine.models import build_model, count_parameters
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
 
 CPU = torch.device("cpu")
 
@@ -218,7 +218,7 @@ def test_task_only_methods_are_refused_outside_task_il(method, scenario):
 
 
 def test_ewc_without_a_tuned_default_names_the_setting(tmp_path):
-    from core.presets import builtin_presets_dir
+    from core.schema.presets import builtin_presets_dir
 
     bare = (builtin_presets_dir() / "split-digits.toml").read_text().split("# Tuned per-scenario")[0]
     (tmp_path / "bare.toml").write_text(bare)

@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from core.data import build_benchmark
+from core.engine.data import build_benchmark
 from core.methods import method_class
 from core.methods.agem import project
 from core.methods.base import Batch, ContextInfo
-from core.methods.buffer import ReplayBuffer, random_order
+from core.methods.parts.buffer import ReplayBuffer, random_order
 from core.methods.icarl import herding_order
-from core.presets import build_config
-from core.scenarios import ScenarioView
-from core.train import run
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
+from core.engine.train import run
 
 CPU = torch.device("cpu")
 
@@ -173,7 +173,7 @@ def test_the_training_loop_reads_the_device_per_report_not_per_step(method, extr
     step. The fused Adam step included: its step counters live on the device. With train.compile the loop
     around the compiled model is checked (dynamo re-traces the model under the detector, so this does not
     see inside the compiled graph; a host read there would break the graph and run eagerly, where it is seen)."""
-    from core.train import Trainer
+    from core.engine.train import Trainer
 
     syncs = {}
     for steps in (10, 40):

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core import worker
-from core.events import ContextEvaluated
-from core.presets import build_config
-from core.store import RunStore, read_run_json
-from core.train import run
+from cltui.cli.main import app
+from core.runs import worker
+from core.runs.events import ContextEvaluated
+from core.schema.presets import build_config
+from core.runs.store import RunStore, read_run_json
+from core.engine.train import run
 
 TINY = ["train.iterations=30"]
 METHODS = [("none", "class"), ("ewc", "class"), ("online-ewc", "domain"), ("si", "class"), ("lwf", "class"),

@@ -1,4 +1,4 @@
-"""Tests for core/scenarios.py: how task-, domain- and class-IL slice logits and map labels."""
+"""Tests for core/engine/scenarios.py: how task-, domain- and class-IL slice logits and map labels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.scenarios import ScenarioView
+from core.engine.scenarios import ScenarioView
 
 C, T = 2, 5  # classes per context, contexts: context k owns global labels [2k, 2k+2)
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.config import BenchmarkConfig
-from core.data import build_benchmark, sine_wave
-from core.models import build_model, count_parameters
-from core.presets import build_config
-from core.scenarios import ScenarioView
-from core.store import RunStore, read_record
-from core.train import run
+from cltui.cli.main import app
+from core.schema.config import BenchmarkConfig
+from core.engine.data import build_benchmark, sine_wave
+from core.engine.models import build_model, count_parameters
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
+from core.runs.store import RunStore, read_record
+from core.engine.train import run
 
 WIDE = {"COLUMNS": "200"}
 TEACHER = ("train.iterations=100",)  # joint: 100 x 5 = 500 steps, about a second
@@ -155,7 +155,7 @@ def test_the_tui_shows_a_sine_run_whose_forgotten_waves_are_far_below_zero(tmp_p
     from textual.widgets import DataTable, TabbedContent
 
     from cltui.app import create_app
-    from cltui.tui.detail import DetailScreen
+    from cltui.tui.screens.detail import DetailScreen
     from tests.tui_fixtures import settle_workers
 
     record = train(tmp_path, 0, "train.iterations=300", method="none", scenario="task")

@@ -3,7 +3,7 @@ steps, and every long consolidation phase a method runs after (or before) a cont
 herding, DeepInversion's dreaming, ABD's generator, the dream verifier and the dream-quality figures, the
 generative classifier's importance-sampled evaluation.
 
-Each case runs a real training in-process through `core.train.run`, tiny except for the phase under test,
+Each case runs a real training in-process through `core.engine.train.run`, tiny except for the phase under test,
 which is made huge at one context (`stage`): with `--set` overrides when the phase is the run's first, or,
 to keep a completed context before it, by growing the method's parameters when that context begins (every
 context uses the same parameters otherwise). The stop is asked `STOP_AFTER` seconds after the phase starts
@@ -23,19 +23,19 @@ from typing import Any
 import pytest
 import torch
 
-from core import train
-from core.data import build_benchmark
-from core.dreams import DreamJudge
-from core.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
+from core.engine import train
+from core.engine.data import build_benchmark
+from core.engine.dreams import DreamJudge
+from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
 from core.methods import method_class
 from core.methods.base import Cancelled, ContextInfo, Method
-from core.methods.common import Dreams
-from core.methods.fisher import fisher_diagonal
+from core.methods.parts.common import Dreams
+from core.methods.parts.fisher import fisher_diagonal
 from core.methods.gen_classifier import VAEBank
 from core.methods.icarl import herding_order
-from core.models import build_model
-from core.presets import build_config
-from core.scenarios import ScenarioView
+from core.engine.models import build_model
+from core.schema.presets import build_config
+from core.engine.scenarios import ScenarioView
 from tests import fakedata
 
 STOP_AFTER = 0.3  # seconds into the phase when the stop is asked
@@ -59,7 +59,7 @@ class Case:
 def wide_mlp_fisher_in_small_chunks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     # The digits are a few hundred samples a context: shrinking the chunk gives the Fisher the many chunks
     # of a large data set (MNIST: 60 of 1024), and a wide MLP gives each chunk real work.
-    monkeypatch.setattr("core.methods.fisher.FISHER_CHUNK_FLOATS", 8)
+    monkeypatch.setattr("core.methods.parts.fisher.FISHER_CHUNK_FLOATS", 8)
     return ["model.hidden=[1500,1500]", "train.checkpoints=none"]
 
 
@@ -106,7 +106,7 @@ CASES = {
     # The generative classifier's evaluation: importance sampling in chunks, a million samples per input.
     "gen-classifier-eval": Case("gen-classifier", "eval", overrides=[
         "benchmark.contexts=2", "train.iterations=5"], stage=1, grow={"importance_samples": 1000000}),
-    # The training steps themselves (core/train.py checks at every progress report); DGR trains its
+    # The training steps themselves (core/engine/train.py checks at every progress report); DGR trains its
     # generator in every step too.
     "none-train": Case("none", "train", overrides=["train.iterations=1000000", "model.hidden=[32]"]),
     "dgr-train": Case("dgr", "train", overrides=["train.iterations=1000000", "model.hidden=[32]",

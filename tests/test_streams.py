@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cltui.cli import app as cli_app
-from core import train
-from core.data import StreamSampler, build_benchmark
-from core.events import PhaseStarted
+from cltui.cli.main import app as cli_app
+from core.engine import train
+from core.engine.data import StreamSampler, build_benchmark
+from core.runs.events import PhaseStarted
 from core.methods.lwf import LwF
-from core.presets import build_config
+from core.schema.presets import build_config
 
 SHORT = ["benchmark.stream=fuzzy", "train.iterations=100", "benchmark.fuzziness=50", "train.eval_every=20"]
 

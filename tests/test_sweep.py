@@ -11,11 +11,11 @@ import tomllib
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core import sweep
-from core.config import ConfigError
-from core.presets import user_presets_dir
-from core.store import RunStore, read_run_json
+from cltui.cli.main import app
+from core.studies import sweep
+from core.schema.config import ConfigError
+from core.schema.presets import user_presets_dir
+from core.runs.store import RunStore, read_run_json
 
 TINY = "train.iterations=10"
 
@@ -198,7 +198,7 @@ def test_the_log_grid_is_log_spaced():
 def test_domain_il_ewc_wants_a_large_lambda_on_split_digits(tmp_path):
     """The must-hold sweep of issue 18, in this process: on seeds 0 and 1 the value chosen on validation data
     lies in the regime of the shipped default (domain-IL lambda 1e10): at least 1e6."""
-    from core.train import run
+    from core.engine.train import run
 
     store = RunStore(tmp_path / "runs")
     plan = sweep.make_plan("split-digits", "ewc", "domain", ["method.lambda=1:1e12:log:7"], 2, ["train.device=cpu"],

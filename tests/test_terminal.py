@@ -426,7 +426,7 @@ def test_no_help_text_loses_brackets_to_rich_markup():
     """`[mlflow]` in a help text is Rich markup unless escaped: `pip install 'cltui'` was all `run --help` said."""
     import typer
 
-    from cltui.cli import app
+    from cltui.cli.main import app
 
     def walk(command: Any, path: list[str]):
         yield path, command

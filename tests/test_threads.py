@@ -1,4 +1,4 @@
-"""CPU threads chosen from the cores a run may really use (core/threads.py): the user's count wins, else the
+"""CPU threads chosen from the cores a run may really use (core/runs/threads.py): the user's count wins, else the
 process's CPU affinity shared among the runs in flight; and what a real worker chose is in its run.json."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core import worker
-from core.presets import build_config
-from core.store import RunStore, read_run_json
-from core.threads import WAIT_POLICY, ThreadChoice, choose, for_step, openmp_environment, step_mflop, usable_cores
+from cltui.cli.main import app
+from core.runs import worker
+from core.schema.presets import build_config
+from core.runs.store import RunStore, read_run_json
+from core.runs.threads import WAIT_POLICY, ThreadChoice, choose, for_step, openmp_environment, step_mflop, usable_cores
 
 SHORT = ["--set", "train.iterations=5"]  # the thread count is chosen before the first step: a few steps do
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cltui.cli import app
-from core.store import read_events, read_run_json
-from core.tracking import context_metrics, parse_track
+from cltui.cli.main import app
+from core.runs.store import read_events, read_run_json
+from core.reporting.tracking import context_metrics, parse_track
 from tests.test_cli import assert_bad_input
 
 ENV = {"COLUMNS": "200", "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
@@ -212,7 +212,7 @@ def test_a_bad_cltui_track_names_the_variable(runs_env, runs_dir):
 
 def test_without_mlflow_installed_the_command_names_the_extra(runs_dir):
     code = ("import sys; sys.modules['mlflow'] = None\n"
-            "from cltui.cli import app\n"
+            "from cltui.cli.main import app\n"
             f"app(['run', '--track', 'mlflow', '--runs-dir', {str(runs_dir)!r}])")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **ENV})

@@ -1,4 +1,4 @@
-"""The engine's acceptance criteria, in-process through core.train.run on split digits.
+"""The engine's acceptance criteria, in-process through core.engine.train.run on split digits.
 
 Three runs at the preset's full length (300 iterations per context, a few seconds each) are shared by
 module-scoped fixtures; everything else uses a few dozen iterations.
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from core import train
-from core.events import (
+from core.engine import train
+from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
     Event,
@@ -27,8 +27,8 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.models import build_model
-from core.presets import build_config
+from core.engine.models import build_model
+from core.schema.presets import build_config
 
 METRIC_KEYS = {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
 

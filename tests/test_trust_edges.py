@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.limits import ConfigError
+from core.schema.limits import ConfigError
 from tests.faults_util import assert_one_line_error, cli, merge_teachers
 
 # --- 12: booleans are never numbers -------------------------------------------------------------------------
@@ -24,7 +24,7 @@ from tests.faults_util import assert_one_line_error, cli, merge_teachers
                                           ("train.lr=false", "train.lr"),
                                           ("method.lambda=true", "method.lambda")])
 def test_a_boolean_is_never_a_number(item, field):
-    from core.presets import build_config
+    from core.schema.presets import build_config
 
     with pytest.raises(ConfigError) as caught:
         build_config("split-digits", method="ewc", overrides=[item])
@@ -76,8 +76,8 @@ def hostile_runs(tmp_path_factory):
     code in their preset, overrides and method texts."""
     import json
 
-    from core import study as studies
-    from core.store import RunStore
+    from core.studies import study as studies
+    from core.runs.store import RunStore
     from tests.study_fixtures import train_study
 
     root = tmp_path_factory.mktemp("hostile") / "runs"
@@ -175,7 +175,7 @@ def test_tracking_plot_and_export_write_nothing_under_home(tmp_path):
 OPEN_STORE = """
 import sys, time
 from pathlib import Path
-from core.tracking import MlflowStore, quiet_mlflow
+from core.reporting.tracking import MlflowStore, quiet_mlflow
 quiet_mlflow()
 from mlflow.tracking import MlflowClient  # loaded before the start: both processes begin together
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
@@ -240,7 +240,7 @@ def test_every_option_the_readme_documents_is_an_option_of_its_command():
 
     import typer
 
-    from cltui.cli import app
+    from cltui.cli.main import app
 
     root = typer.main.get_command(app)
     every, stack = set(), [root]

@@ -1,6 +1,6 @@
 """Nothing followed out of the runs folder (issue 26: findings 1, 4, 5, 8, 15 and the figures read from disk).
 
-Every path below a run folder, `studies/` and `.cltui/` goes through the store's resolver (core/store.py
+Every path below a run folder, `studies/` and `.cltui/` goes through the store's resolver (core/runs/store.py
 `inside`, `read_bounded`, `open_checked`): a link at any level is refused, so is a FIFO, a device or a socket,
 and what is read is bounded. Each test plants the hostile file for real (a link to a file or folder in
 tmp_path *outside* the runs folder, os.mkfifo, a link to /dev/zero) and proves the outside is untouched; every
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from core.events import ContextEvaluated
-from core.store import RunStore, StoreError, read_events, read_record
+from core.runs.events import ContextEvaluated
+from core.runs.store import RunStore, StoreError, read_events, read_record
 from tests.faults_util import assert_one_line_error, cli, config, no_traceback, snapshot
 
 CLTUI = Path(sys.executable).parent / "cltui"
@@ -29,7 +29,7 @@ TIMEOUT = 60  # seconds: far above the second these take; a FIFO that blocks fai
 def cancelled_run(runs: Path, *overrides: str) -> Path:
     """A tiny run stopped after its first context (in this process, no worker): a run `--resume` continues,
     with checkpoints/context-0.pt."""
-    from core.train import run
+    from core.engine.train import run
 
     folder = RunStore(runs).new_run_dir("cut")
     seen: list[Any] = []
@@ -105,8 +105,7 @@ def test_a_link_deeper_down_a_checkpoint_or_dreams_folder_is_refused_too(runs_di
 
 def test_a_studies_folder_linked_out_is_never_written_and_lists_as_one_unreadable_entry(runs_dir: Path,
                                                                                         outside: Path):
-    from core import study
-
+    from core.studies import study
     (runs_dir / "studies").symlink_to(outside)
     before = snapshot(outside)
     record = {"schema": 1, "id": "20250101-000000-s-class", "scenario": "class", "methods": ["none"], "seeds": 1,
@@ -137,8 +136,8 @@ def test_compare_and_sweep_refuse_a_studies_folder_linked_out_in_one_line(runs_d
 
 def test_the_tuis_marks_and_last_choice_are_never_written_through_a_linked_cltui_folder(runs_dir: Path,
                                                                                         outside: Path):
-    from cltui.tui.compose import last_choice, remember_choice
-    from cltui.tui.runs import read_marks, write_marks
+    from cltui.tui.screens.compose import last_choice, remember_choice
+    from cltui.tui.screens.runs import read_marks, write_marks
 
     (runs_dir / ".cltui").symlink_to(outside)
     (outside / "marks.json").write_text(json.dumps({"schema": 1, "marks": ["x"]}))
@@ -189,8 +188,8 @@ def test_a_fifo_as_the_tuis_marks_or_last_choice_reads_as_none_without_blocking(
     (runs_dir / ".cltui").mkdir()
     os.mkfifo(runs_dir / ".cltui" / "marks.json")
     os.mkfifo(runs_dir / ".cltui" / "compose.json")
-    code = ("import sys; from pathlib import Path; from cltui.tui.runs import read_marks; "
-            "from cltui.tui.compose import last_choice; root = Path(sys.argv[1]); "
+    code = ("import sys; from pathlib import Path; from cltui.tui.screens.runs import read_marks; "
+            "from cltui.tui.screens.compose import last_choice; root = Path(sys.argv[1]); "
             "print(read_marks(root), last_choice(root))")
 
     result = subprocess.run([sys.executable, "-c", code, str(runs_dir)], capture_output=True, text=True,
@@ -204,8 +203,8 @@ def test_event_readers_never_follow_a_link_to_dev_zero(runs_dir: Path):
     run_dir = cancelled_run(runs_dir)
     (run_dir / "events.jsonl").symlink_to("/dev/zero")
     (run_dir / "worker.log").symlink_to("/dev/zero")
-    code = ("import sys; from pathlib import Path; from core.store import read_events; "
-            "from cltui.tui.detail import read_loss_events, read_tail; d = Path(sys.argv[1]); "
+    code = ("import sys; from pathlib import Path; from core.runs.store import read_events; "
+            "from cltui.tui.screens.detail import read_loss_events, read_tail; d = Path(sys.argv[1]); "
             "print(len(list(read_events(d))), len(read_loss_events(d)), len(read_tail(d / 'worker.log')))")
 
     result = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True,
@@ -264,8 +263,8 @@ def test_a_resume_after_a_half_written_event_line_starts_its_events_on_a_line_of
 
 
 def test_a_stray_checkpoint_name_is_ignored_by_resume_merge_and_tracking(runs_dir: Path):
-    from core.tracking import last_checkpoint
-    from core.train import run
+    from core.reporting.tracking import last_checkpoint
+    from core.engine.train import run
 
     run_dir = cancelled_run(runs_dir)
     for stray in ("context-x.pt", "context-.pt", "context-1.pt.tmp", "notes.txt"):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core import study as studies
-from core.events import PhaseStarted
-from core.store import RunRecord, RunStore, read_events, read_run_json, write_record
+from core.studies import study as studies
+from core.runs.events import PhaseStarted
+from core.runs.store import RunRecord, RunStore, read_events, read_run_json, write_record
 from tests.faults_util import config as tiny_config
 from tests.test_faults import tmpfs
 
@@ -94,11 +94,11 @@ def test_two_compare_resumes_of_one_study_at_once_train_each_run_once(tmp_path):
 
 
 def test_a_dead_holder_frees_the_lock_and_a_live_one_marks_its_run_running(tmp_path):
-    from core.store import RunLock, RunLocked, held_by, run_alive
+    from core.runs.store import RunLock, RunLocked, held_by, run_alive
 
     run = cancelled_run(tmp_path / "runs")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from core.store import RunLock; RunLock.of_run(Path(sys.argv[1])).acquire(); "
+                               "from core.runs.store import RunLock; RunLock.of_run(Path(sys.argv[1])).acquire(); "
                                "print('held', flush=True); time.sleep(60)", str(run)],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     try:
@@ -172,8 +172,8 @@ def test_a_read_only_runs_folder_is_one_line_and_exit_1_in_every_writing_command
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_merge_stopped_by_sigterm_or_sighup_ends_cancelled(tmp_path, sig):
-    from core.presets import build_config
-    from core.train import run as train_run
+    from core.schema.presets import build_config
+    from core.engine.train import run as train_run
 
     runs = tmp_path / "runs"
     teachers = []
@@ -231,7 +231,7 @@ def test_a_stop_at_start_up_ends_cancelled_at_once_without_a_traceback(tmp_path,
 
 @pytest.mark.parametrize("method,phase", [("ewc", "eval"), ("ewc", "fisher"), ("icarl", "eval")])
 def test_a_stop_after_a_context_trained_says_what_it_dropped(tmp_path, method, phase):
-    from core.train import run as train_run
+    from core.engine.train import run as train_run
 
     config = tiny_config("train.iterations=5", "benchmark.contexts=2", method=method)
     asked = []

@@ -21,12 +21,12 @@ from textual.widgets import DataTable, Input, Static, TabbedContent, Tabs
 
 from cltui.app import create_app
 from cltui.tui.app import CltuiApp
-from cltui.tui.charts import AccuracyChart, AverageChart, FinalAccuracyChart
-from cltui.tui.compare import CompareScreen
-from cltui.tui.confirm import ChoiceScreen, ConfirmScreen
-from cltui.tui.detail import DetailScreen
-from cltui.tui.dreams import DreamGrid, DreamsScreen
-from cltui.tui.runs import RunsScreen
+from cltui.tui.widgets.charts import AccuracyChart, AverageChart, FinalAccuracyChart
+from cltui.tui.screens.compare import CompareScreen
+from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from cltui.tui.screens.detail import DetailScreen
+from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
+from cltui.tui.screens.runs import RunsScreen
 from tests.tui_fixtures import ACC_EWC, IDS, settle_workers, write_fixture_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def test_enter_on_an_unreadable_run_says_why_and_stays(runs, runs_dir):
 
 
 def test_enter_on_a_running_run_follows_it_live(runs, runs_dir):
-    pytest.importorskip("cltui.tui.live")
+    pytest.importorskip("cltui.tui.screens.live")
 
     async def script(app, pilot, notes):
         await select(pilot, IDS["running"])
@@ -227,7 +227,7 @@ def test_enter_on_a_running_run_follows_it_live(runs, runs_dir):
 
 
 def test_n_composes_a_new_run(runs, runs_dir):
-    pytest.importorskip("cltui.tui.compose")
+    pytest.importorskip("cltui.tui.screens.compose")
 
     async def script(app, pilot, notes):
         await pilot.press("n")
@@ -364,7 +364,7 @@ def test_q_quits(runs, runs_dir):
 
 
 class FakeHandle:
-    """What core.worker.start_detached returns, as far as the app needs it."""
+    """What core.runs.worker.start_detached returns, as far as the app needs it."""
 
     def __init__(self, run_id: str):
         self.run_id, self.pid, self.stopped = run_id, None, False
@@ -425,9 +425,9 @@ def test_an_empty_or_missing_runs_dir_says_how_to_start(tmp_path):
 def test_a_real_run_shows_in_the_table_and_its_detail(runs_dir, tiny):
     """The fixtures are written by hand; this run is written by the training loop itself, so a change in the
     real run.json format that the screens do not follow fails here."""
-    from core import train
-    from core.presets import build_config
-    from core.store import RunStore
+    from core.engine import train
+    from core.schema.presets import build_config
+    from core.runs.store import RunStore
 
     folder = RunStore(runs_dir).new_run_dir("split-digits-class-none-s0")
     record = train.run(build_config("split-digits", overrides=list(tiny)), folder)
@@ -504,7 +504,7 @@ def test_the_detail_of_a_failed_run_shows_its_error_and_traceback(runs, runs_dir
 
     summary, error = open_detail(runs_dir, IDS["failed"], script)
     assert "failed: loss is nan in context 2 at iteration 117" in summary
-    assert "failed: loss is nan" in error and "core.train.NonFiniteLoss" in error
+    assert "failed: loss is nan" in error and "core.engine.train.NonFiniteLoss" in error
 
 
 def test_at_80x24_the_overview_leaves_the_charts_to_their_tab(runs, runs_dir):

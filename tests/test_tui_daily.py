@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Log, Static
 
 import cltui.tui.app as app_module
 from cltui.tui.app import CltuiApp
-from cltui.tui.charts import (
+from cltui.tui.widgets.charts import (
     AccuracyChart,
     AverageByRunChart,
     Chart,
@@ -37,14 +37,14 @@ from cltui.tui.charts import (
     legend,
     loss_track,
 )
-from cltui.tui.compare import CompareScreen, differing
-from cltui.tui.confirm import ConfirmScreen
-from cltui.tui.detail import DetailScreen, resume_problem
-from cltui.tui.dreams import DreamGrid, DreamsScreen
-from cltui.tui.formats import fmt_duration, fmt_loss
-from cltui.tui.live import LiveScreen, PhaseState, phase_label
-from core.config import flat_config
-from core.events import ContextStarted, Progress, RunFinished, to_json
+from cltui.tui.screens.compare import CompareScreen, differing
+from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.screens.detail import DetailScreen, resume_problem
+from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
+from cltui.tui.state.formats import fmt_duration, fmt_loss
+from cltui.tui.screens.live import LiveScreen, PhaseState, phase_label
+from core.schema.config import flat_config
+from core.runs.events import ContextStarted, Progress, RunFinished, to_json
 from tests.daily_fixtures import FINAL, write_thirty_runs
 from tests.tui_fixtures import settle_workers, write_fixture_runs
 
@@ -434,7 +434,7 @@ def test_the_worker_log_panel_is_as_tall_as_its_lines(runs_dir, fixed):
 def clone(runs_dir: Path, run: Path) -> tuple[set[str], type, Any, Any, dict[str, str]]:
     from textual.widgets import Input
 
-    from cltui.tui.compose import ComposeScreen
+    from cltui.tui.screens.compose import ComposeScreen
 
     async def script(app, pilot, notes):
         await app.push_screen(DetailScreen(run))
@@ -450,7 +450,7 @@ def clone(runs_dir: Path, run: Path) -> tuple[set[str], type, Any, Any, dict[str
 
 
 def test_e_clones_the_run_into_the_compose_form(runs_dir, thirty):
-    from cltui.tui.compose import ComposeScreen
+    from cltui.tui.screens.compose import ComposeScreen
 
     keys, kind, method, scenario, values = clone(runs_dir, pick(runs_dir, thirty, ("er",), 50, seed=2)[0])
     assert "clone" in keys
@@ -461,7 +461,7 @@ def test_e_clones_the_run_into_the_compose_form(runs_dir, thirty):
 
 
 def test_e_fills_in_the_method_parameters_too(runs_dir, fixed):
-    from core.presets import toml_text
+    from core.schema.presets import toml_text
 
     _, _, method, scenario, values = clone(runs_dir, fixed["cancelled"])  # lwf, task-IL, seed 1
     assert (method, scenario) == ("lwf", "task")
@@ -473,7 +473,7 @@ def test_e_fills_in_the_method_parameters_too(runs_dir, fixed):
 
 def test_e_and_r_do_nothing_on_an_unreadable_run(runs_dir, fixed, monkeypatch):
     launched: list[Path] = []
-    monkeypatch.setattr("cltui.tui.detail.launch_resume", lambda run_dir: launched.append(run_dir))
+    monkeypatch.setattr("cltui.tui.screens.detail.launch_resume", lambda run_dir: launched.append(run_dir))
 
     async def script(app, pilot, notes):
         await app.push_screen(DetailScreen(fixed["corrupted"]))
@@ -494,7 +494,7 @@ def test_e_and_r_do_nothing_on_an_unreadable_run(runs_dir, fixed, monkeypatch):
 
 def test_r_on_a_finished_run_only_says_it_is_finished(runs_dir, fixed, monkeypatch):
     launched: list[Path] = []
-    monkeypatch.setattr("cltui.tui.detail.launch_resume", lambda run_dir: launched.append(run_dir))
+    monkeypatch.setattr("cltui.tui.screens.detail.launch_resume", lambda run_dir: launched.append(run_dir))
 
     async def script(app, pilot, notes):
         await app.push_screen(DetailScreen(fixed["finished"]))
@@ -515,7 +515,7 @@ def test_r_resumes_a_cancelled_run_with_a_checkpoint_after_a_confirmation(runs_d
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "context-2.pt").write_bytes(b"")
     launched: list[Path] = []
-    monkeypatch.setattr("cltui.tui.detail.launch_resume", lambda run_dir: launched.append(run_dir))
+    monkeypatch.setattr("cltui.tui.screens.detail.launch_resume", lambda run_dir: launched.append(run_dir))
 
     async def script(app, pilot, notes):
         await app.push_screen(DetailScreen(folder))

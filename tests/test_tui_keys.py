@@ -11,10 +11,10 @@ from typing import Any
 from textual.widgets import Input, Static
 
 from cltui.tui.app import create_app
-from cltui.tui.compose import LAST_CHOICE, ComposeScreen
-from cltui.tui.help import HelpScreen
-from core.presets import build_config
-from core.store import RunStore, append_event, new_run_record, write_json_atomic
+from cltui.tui.screens.compose import LAST_CHOICE, ComposeScreen
+from cltui.tui.screens.help import HelpScreen
+from core.schema.presets import build_config
+from core.runs.store import RunStore, append_event, new_run_record, write_json_atomic
 from tests.test_tui_live import FakeHandle, choose, field, open_compose, tree_text, until
 
 SIZE = (100, 30)
@@ -81,7 +81,7 @@ def test_compose_starts_from_the_method_last_started_here(runs_dir, monkeypatch)
         write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
         return FakeHandle(run_dir)
 
-    monkeypatch.setattr("core.worker.start_detached", fake_start)
+    monkeypatch.setattr("core.runs.worker.start_detached", fake_start)
 
     async def drive() -> None:
         app = create_app(runs_dir)
@@ -172,11 +172,11 @@ def test_a_clone_of_a_run_whose_preset_is_gone_starts_from_the_default_form(runs
 def test_shift_r_on_a_cancelled_run_resumes_it_in_a_detached_worker_to_the_end(runs_dir):
     """A real run stopped after its second context, resumed from the detail screen: the worker continues from
     the checkpoint in the same folder, the live screen follows it, and the contexts it had are kept."""
-    from cltui.tui.confirm import ConfirmScreen
-    from cltui.tui.detail import DetailScreen
-    from cltui.tui.live import LiveScreen
-    from core import train
-    from core.store import read_run_json
+    from cltui.tui.screens.confirm import ConfirmScreen
+    from cltui.tui.screens.detail import DetailScreen
+    from cltui.tui.screens.live import LiveScreen
+    from core.engine import train
+    from core.runs.store import read_run_json
 
     config = build_config("split-digits", device="cpu", overrides=["train.iterations=20"])
     folder = RunStore(runs_dir).new_run_dir_for(config)

@@ -1,4 +1,4 @@
-"""The runs table of the Runs screen (cltui.tui.runs, cltui.tui.runquery): its columns (short id, seed,
+"""The runs table of the Runs screen (cltui.tui.screens.runs, cltui.tui.state.runquery): its columns (short id, seed,
 iterations, overrides, accuracy over the contexts seen for a running run), sorting (o, O, a header click),
 grouping with mean ± SEM (g, enter, right, left), field filters, marks that stay where the cursor is and
 survive a restart, d and c on the marked runs, Home / End, and the footer's keys. Driven by Textual's Pilot
@@ -19,11 +19,11 @@ from textual.widgets import DataTable, Static
 from textual.widgets._footer import FooterKey
 
 from cltui.app import create_app
-from cltui.tui.compare import CompareScreen
-from cltui.tui.confirm import ConfirmScreen
-from cltui.tui.runquery import PresetConfigs, Row, group_rows, parse_filter, row_of, short_id, sort_rows
-from cltui.tui.runs import MARKS, RunsScreen
-from core.metrics import mean_sem
+from cltui.tui.screens.compare import CompareScreen
+from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.state.runquery import PresetConfigs, Row, group_rows, parse_filter, row_of, short_id, sort_rows
+from cltui.tui.screens.runs import MARKS, RunsScreen
+from core.runs.metrics import mean_sem
 from tests.daily_fixtures import FINAL, write_thirty_runs
 from tests.tui_fixtures import IDS, settle_workers, write_fixture_runs
 
@@ -432,7 +432,7 @@ def test_escape_clear_shows_in_the_footer_only_with_a_filter(thirty, runs_dir):
 
 
 def test_S_opens_the_studies(thirty, runs_dir):
-    pytest.importorskip("cltui.tui.studies")
+    pytest.importorskip("cltui.tui.screens.studies")
 
     async def script(app, pilot, notes):
         await pilot.press("S")
@@ -445,7 +445,7 @@ def test_S_opens_the_studies(thirty, runs_dir):
 def test_without_textuals_internals_the_table_falls_back_to_its_public_api(thirty, runs_dir, monkeypatch):
     """The fast row moves use DataTable internals of the pinned Textual; where they are missing the table is
     filled through add_row and sorts and groups the same."""
-    monkeypatch.setattr("cltui.tui.tables.FAST_ROWS", False)
+    monkeypatch.setattr("cltui.tui.widgets.tables.FAST_ROWS", False)
 
     async def script(app, pilot, notes):
         first = [r["key"] for r in rows(app)]

@@ -16,9 +16,9 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from cltui.tui.app import create_app
-from cltui.tui.charts import AccuracyChart
-from cltui.tui.live import LiveScreen
-from core.events import ContextStarted, PhaseFinished, PhaseStarted, Progress, RunFailed
+from cltui.tui.widgets.charts import AccuracyChart
+from cltui.tui.screens.live import LiveScreen
+from core.runs.events import ContextStarted, PhaseFinished, PhaseStarted, Progress, RunFailed
 from tests.tui_fixtures import (
     ACC_EWC,
     T0,
@@ -146,7 +146,7 @@ def curved_run(root: Path) -> Path:
 def test_run_detail_draws_accuracy_against_iterations(snap_compare, tmp_path, monkeypatch):
     from textual.widgets import DataTable
 
-    from cltui.tui.charts import CurveChart
+    from cltui.tui.widgets.charts import CurveChart
 
     monkeypatch.chdir(tmp_path)
     curved_run(tmp_path / "runs")

@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from cltui.app import create_app
-from cltui.tui.studies import StudiesScreen
+from cltui.tui.screens.studies import StudiesScreen
 from tests.daily_fixtures import write_thirty_runs
 from tests.tui_fixtures import settle_workers, snapshot_versions
 
@@ -32,7 +32,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # One scan of the folder, at mount: a later poll can redraw the same screen by another path (the same
     # pixels, another SVG hash), which made these snapshots fail now and then under load. Live updates of the
     # studies screen are tested in test_tui_studies.py.
-    from cltui.tui.runs import RunsScreen
+    from cltui.tui.screens.runs import RunsScreen
 
     monkeypatch.setattr(StudiesScreen, "POLL_S", 3600.0)
     monkeypatch.setattr(RunsScreen, "POLL_S", 3600.0)

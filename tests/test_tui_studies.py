@@ -19,8 +19,8 @@ from textual.widgets import DataTable, Static
 
 from cltui.app import create_app
 from cltui.tui.app import CltuiApp
-from cltui.tui.compare import CompareScreen
-from cltui.tui.studies import StudiesScreen
+from cltui.tui.screens.compare import CompareScreen
+from cltui.tui.screens.studies import StudiesScreen
 from tests.daily_fixtures import STUDY_ID, write_thirty_runs
 from tests.tui_fixtures import settle_workers
 
@@ -283,7 +283,7 @@ def add_sweep(root: Path, ids: list[str]) -> str:
 
 
 def test_a_sweep_shows_the_metric_against_each_value_the_chosen_one_and_its_curve(runs_dir, daily):
-    from cltui.tui.charts import SweepChart
+    from cltui.tui.widgets.charts import SweepChart
 
     ids, _ = daily
     sweep_id = add_sweep(runs_dir, ids)
@@ -306,8 +306,8 @@ def test_a_sweep_shows_the_metric_against_each_value_the_chosen_one_and_its_curv
 
 
 def test_d_deletes_the_highlighted_study_after_a_confirmation_and_keeps_its_runs(runs_dir, daily):
-    from cltui.tui.confirm import ConfirmScreen
-    from cltui.tui.help import keys_of
+    from cltui.tui.screens.confirm import ConfirmScreen
+    from cltui.tui.screens.help import keys_of
 
     path = runs_dir / "studies" / f"{STUDY_ID}.json"
     run_ids = [e["run_id"] for e in json.loads(path.read_text())["runs"]]

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from core.events import ContextEvaluated, ContextStarted, Event, PhaseStarted, Progress, RunStarted, to_json
-from core.metrics import summarize
+from core.runs.events import ContextEvaluated, ContextStarted, Event, PhaseStarted, Progress, RunStarted, to_json
+from core.runs.metrics import summarize
 
 # The SVG baselines in tests/__snapshots__/ were drawn by these versions; another version draws other
 # (equally right) pixels, so the snapshot tests skip, saying so, until `pytest --snapshot-update` is run.
@@ -88,13 +88,13 @@ ACC_DREAMS = [
 ACC_INIT = [0.5, 0.069, 0.027, 0.222, 0.0]
 
 TRACEBACK = """Traceback (most recent call last):
-  File "core/train.py", line 337, in run
+  File "core/engine/train.py", line 337, in run
     trainer.run()
-  File "core/train.py", line 212, in run
+  File "core/engine/train.py", line 212, in run
     self.train_context(k)
-  File "core/train.py", line 251, in train_context
+  File "core/engine/train.py", line 251, in train_context
     raise NonFiniteLoss(self.context, step)
-core.train.NonFiniteLoss: loss is nan in context 2 at iteration 117; lower train.lr or method.c
+core.engine.train.NonFiniteLoss: loss is nan in context 2 at iteration 117; lower train.lr or method.c
 """
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from core import worker
-from core.events import Event, Progress
+from core.runs import worker
+from core.runs.events import Event, Progress
 
 
 def drain(handle: worker.RunHandle, timeout: float = 90.0) -> list[Event]:

@@ -1,6 +1,6 @@
 """Continual-learning methods, one file each; looked up by name and imported only when a run needs one.
 
-A method's typed parameters are in core/methods/params.py (torch-free: the CLI and the forms read them);
+A method's typed parameters are in core/schema/params.py (torch-free: the CLI and the forms read them);
 its class, `class EWC(Method[EWCParams])` in core/methods/ewc.py, registers itself under the parameters'
 name when its module is imported (core/methods/base.py). This package imports no torch until asked for a class.
 """
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def registered_methods() -> dict[str, type[Method[Any]]]:
     """Every method class by name, once every module of this package is imported (the first call imports them)."""
     from core.methods.base import METHOD_CLASSES
-    from core.methods.params import METHOD_PARAMS
+    from core.schema.params import METHOD_PARAMS
 
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")  # a module imported before is not run again

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.data import CIFAR_STATS
+from core.engine.data import CIFAR_STATS
 from core.methods.base import Batch, ContextInfo
-from core.methods.common import Dreams, frozen_copy
-from core.methods.distill import feature_distillation
-from core.methods.dreaming import (
+from core.methods.parts.common import Dreams, frozen_copy
+from core.methods.parts.distill import feature_distillation
+from core.methods.parts.dreaming import (
     BatchNormStatistics,
     DreamingMethod,
     Generator,
@@ -42,7 +42,7 @@ from core.methods.dreaming import (
     pixel_box,
     smoothness,
 )
-from core.methods.params import ABDParams
+from core.schema.params import ABDParams
 
 
 class ABD(DreamingMethod[ABDParams]):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from core.methods.base import Batch, ContextInfo
-from core.methods.buffer import ReplayMethod
-from core.methods.params import AGEMParams
+from core.methods.parts.buffer import ReplayMethod
+from core.schema.params import AGEMParams
 
 
 def project(grads: list[torch.Tensor], reference: list[torch.Tensor], epsilon: float) -> list[torch.Tensor]:

@@ -21,13 +21,13 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args
 import torch
 from torch import Tensor, nn
 
-from core.config import RunConfig
-from core.data import Benchmark, Context
-from core.events import Event, PhaseFinished, PhaseStarted, Progress
-from core.methods.common import Dreams
-from core.methods.params import METHOD_PARAMS, MethodParams
-from core.models import build_model
-from core.scenarios import ScenarioView
+from core.schema.config import RunConfig
+from core.engine.data import Benchmark, Context
+from core.runs.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.methods.parts.common import Dreams
+from core.schema.params import METHOD_PARAMS, MethodParams
+from core.engine.models import build_model
+from core.engine.scenarios import ScenarioView
 
 P = TypeVar("P", bound=MethodParams)
 

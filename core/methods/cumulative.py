@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.data import augment
+from core.engine.data import augment
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.params import CumulativeParams
+from core.schema.params import CumulativeParams
 
 SEED_OFFSET = 7919  # its own stream of old-sample draws, apart from the trainer's batches
 

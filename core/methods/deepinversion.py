@@ -21,16 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo
-from core.methods.common import Dreams
-from core.methods.distill import replay_loss
-from core.methods.dreaming import (
+from core.methods.parts.common import Dreams
+from core.methods.parts.distill import replay_loss
+from core.methods.parts.dreaming import (
     BatchNormStatistics,
     DreamingMethod,
     balanced_labels,
     pixel_box,
     total_variation,
 )
-from core.methods.params import DeepInversionParams
+from core.schema.params import DeepInversionParams
 
 
 class DeepInversion(DreamingMethod[DeepInversionParams]):

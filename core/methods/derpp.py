@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.buffer import buffer_for
-from core.methods.params import DERPPParams
+from core.methods.parts.buffer import buffer_for
+from core.schema.params import DERPPParams
 
 
 class DERPP(Method[DERPPParams]):

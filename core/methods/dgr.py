@@ -1,6 +1,6 @@
 """Deep generative replay, DGR (Shin et al. 2017), as in van de Ven, Tuytelaars & Tolias (2022).
 
-A separate VAE generator G (core/methods/vae.py) learns the inputs alongside the classifier. From the
+A separate VAE generator G (core/methods/parts/vae.py) learns the inputs alongside the classifier. From the
 second context on, every step replays a batch x' ~ G_old (the generator frozen at the end of the previous
 context) labelled by the previous classifier f_old (argmax, or soft targets at temperature T with
 `distill`), and both networks train on current and replayed data weighted 1/t and 1 - 1/t:
@@ -18,7 +18,7 @@ The generator has its own Adam optimiser and takes its step in `after_step`, on 
 and replayed batch the classifier just used.
 
 `generator = "gan"` (class-IL): Shin et al.'s generator was a GAN. Here it is the class-conditional WGAN-GP of
-core/methods/gan.py (MeRGAN's): x' ~ G_old(z, c') with c' drawn uniformly over the previous classes, still
+core/methods/parts/gan.py (MeRGAN's): x' ~ G_old(z, c') with c' drawn uniformly over the previous classes, still
 labelled by f_old as above; the GAN learns current and replayed images together, as MeRGAN's joint training
 with replay does: its critic takes `n_critic` steps on [x; x'] (labels [y; c']) per generator step.
 """
@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.common import frozen_copy
-from core.methods.distill import replay_loss
-from core.methods.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
-from core.methods.params import DGRParams
-from core.methods.vae import VAE, inputs_in_unit_range
+from core.methods.parts.common import frozen_copy
+from core.methods.parts.distill import replay_loss
+from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
+from core.schema.params import DGRParams
+from core.methods.parts.vae import VAE, inputs_in_unit_range
 
 GP_WEIGHT, AC_WEIGHT = 10.0, 1.0  # the GAN's gradient penalty and auxiliary-classifier weights (MeRGAN's)
 
@@ -135,7 +135,7 @@ class DGR(Method[DGRParams]):
 
     def gan_step(self, x: Tensor, y: Tensor, x_replay: Tensor | None, c_replay: Tensor | None, k: int) -> None:
         """n_critic critic steps on the current and replayed images against fresh samples, then one generator
-        step on the same labels (core/methods/gan.py's losses over the classes seen so far)."""
+        step on the same labels (core/methods/parts/gan.py's losses over the classes seen so far)."""
         gan, p = self.generator, self.params
         assert isinstance(gan, ConditionalGAN)
         real = x if x_replay is None else torch.cat([x, x_replay])

@@ -1,7 +1,7 @@
 """Experience replay (as in van de Ven et al. 2022): a replay batch drawn from stored samples of earlier
 contexts beside every batch; the current and replayed cross-entropies are weighted 1/t and 1 - 1/t
 (t = contexts so far, this one included). The buffer is class-balanced (random samples of each class,
-stored at the end of its context), or a reservoir when `budget_total` is set (core/methods/buffer.py).
+stored at the end of its context), or a reservoir when `budget_total` is set (core/methods/parts/buffer.py).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo
-from core.methods.buffer import ReplayMethod
-from core.methods.params import ERParams
+from core.methods.parts.buffer import ReplayMethod
+from core.schema.params import ERParams
 
 
 class ExperienceReplay(ReplayMethod[ERParams]):

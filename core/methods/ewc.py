@@ -1,7 +1,7 @@
 """Elastic weight consolidation (Kirkpatrick et al. 2017) and online EWC (Schwarz et al. 2018).
 
 loss = CE + lambda/2 * sum_contexts sum_i F_i (theta_i - theta*_i)^2, with F the diagonal Fisher
-information on the context's training data (core/methods/fisher.py).
+information on the context's training data (core/methods/parts/fisher.py).
 
 Offline EWC keeps one (F, theta*) pair per context. Their sum is a single quadratic:
 sum_t F_t (theta - a_t)^2 = A (theta - m)^2 + const with A = sum_t F_t and m = sum_t F_t a_t / A,
@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.fisher import fisher_diagonal, fisher_samples
-from core.methods.params import EWCParams, OnlineEWCParams
+from core.methods.parts.fisher import fisher_diagonal, fisher_samples
+from core.schema.params import EWCParams, OnlineEWCParams
 
 EWCParamsT = TypeVar("EWCParamsT", bound=EWCParams)
 

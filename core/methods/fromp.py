@@ -7,7 +7,7 @@ After context t, each of its classes keeps as memorable points X_t the `budget` 
     Lambda(x) = sum_c p_c(x) (1 - p_c(x))          (the trace of the softmax's GGN Hessian),
 
 and the GGN diagonal is summed over the context's data: F += sum_x diag(J_x^T (diag p - p p^T) J_x), J_x the
-Jacobian of the logits (EWC's exact Fisher, core/methods/fisher.py, times the number of samples).
+Jacobian of the logits (EWC's exact Fisher, core/methods/parts/fisher.py, times the number of samples).
 When context k begins, at theta_old (the parameters then), for each earlier context t and output c:
 
     m_t,c = softmax(f(X_t; theta_old))_c,    K_t,c = J_t,c Sigma J_t,c^T + eps I,
@@ -19,7 +19,7 @@ and each step of context k minimises
 
 on ceil(B / k) memorable points drawn per earlier context (with the matching block of K_t,c^-1); the step's
 gradient is clipped to norm 1. The softmax runs over the outputs the scenario lets compete while context k is
-learned (core/scenarios.py): context t's own in task-IL, the shared head in domain-IL, every class trained so far
+learned (core/engine/scenarios.py): context t's own in task-IL, the shared head in domain-IL, every class trained so far
 in class-IL.
 """
 
@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.buffer import ReplayBuffer, classes_of, store_context
-from core.methods.fisher import fisher_diagonal, fisher_samples
-from core.methods.params import FROMPParams
+from core.methods.parts.buffer import ReplayBuffer, classes_of, store_context
+from core.methods.parts.fisher import fisher_diagonal, fisher_samples
+from core.schema.params import FROMPParams
 
 
 def softmax_kernels(model: nn.Module, x: Tensor, outputs: tuple[int, int], covariance: Tensor

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.generation import GANMethod
+from core.engine.generation import GANMethod
 from core.methods.base import ContextInfo
-from core.methods.gan import generator_loss
-from core.methods.params import GANEWCParams
+from core.methods.parts.gan import generator_loss
+from core.schema.params import GANEWCParams
 
 
 class GANEWC(GANMethod[GANEWCParams]):

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.config import RunConfig
+from core.schema.config import RunConfig
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.params import GenClassifierParams
+from core.schema.params import GenClassifierParams
 
 # Elements of the largest activation one scoring chunk may hold (classes x inputs x samples x width), on the
 # CPU (cache-sized, 64 MiB) and on CUDA (512 MiB: a few such tensors are alive at once).
@@ -153,7 +153,7 @@ class GenerativeClassifier(Method[GenClassifierParams]):
         p = config.method
         c = config.benchmark.classes_per_context
         assert isinstance(p, GenClassifierParams) and c is not None
-        # z_dim and likelihood are resolved by data set in GenClassifierParams.resolve (core/methods/params.py).
+        # z_dim and likelihood are resolved by data set in GenClassifierParams.resolve (core/schema/params.py).
         assert p.z_dim is not None and p.likelihood is not None
         return VAEBank(head_size // c, c, math.prod(input_shape), p.hidden, p.z_dim, p.likelihood)
 

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.buffer import buffer_for, classes_of, random_order, store_context
-from core.methods.distill import sigmoid_targets
-from core.methods.params import ICaRLParams
+from core.methods.parts.buffer import buffer_for, classes_of, random_order, store_context
+from core.methods.parts.distill import sigmoid_targets
+from core.schema.params import ICaRLParams
 
 
 def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,

@@ -5,7 +5,7 @@ matrix has a single row; forgetting and transfer are undefined for it and report
 """
 
 from core.methods.base import Method
-from core.methods.params import JointParams
+from core.schema.params import JointParams
 
 
 class Joint(Method[JointParams]):

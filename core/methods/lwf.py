@@ -2,7 +2,7 @@
 (`--lwf`: models/classifier.py, loss_fn_kd, `lwf_weighting`; task-free: train/train_stream.py).
 
 The current inputs are replayed through the model of the previous context, f_old, and its outputs are
-distilled at temperature T, KD_T(a, b) = -sum softmax(b/T) log softmax(a/T) * T^2 (core/methods/distill.py):
+distilled at temperature T, KD_T(a, b) = -sum softmax(b/T) log softmax(a/T) * T^2 (core/methods/parts/distill.py):
 
     L = CE(current batch) + w * KD_T(f(x), f_old(x))
 
@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.common import frozen_copy
-from core.methods.distill import distillation
-from core.methods.params import LwFParams
+from core.methods.parts.common import frozen_copy
+from core.methods.parts.distill import distillation
+from core.schema.params import LwFParams
 
 
 class LwF(Method[LwFParams]):

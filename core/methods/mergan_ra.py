@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.generation import GANMethod
+from core.engine.generation import GANMethod
 from core.methods.base import ContextInfo
-from core.methods.params import MeRGANRAParams
+from core.schema.params import MeRGANRAParams
 
 
 class MeRGANRA(GANMethod[MeRGANRAParams]):

@@ -1,7 +1,7 @@
 """Fine-tuning ("none"): cross-entropy on each context in turn, nothing against forgetting. The lower bound."""
 
 from core.methods.base import Method
-from core.methods.params import NoneParams
+from core.schema.params import NoneParams
 
 
 class FineTuning(Method[NoneParams]):

@@ -13,10 +13,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.config import RunConfig
+from core.schema.config import RunConfig
 from core.methods.base import ContextInfo, Method
-from core.methods.params import SeparateParams
-from core.models import build_model, count_parameters
+from core.schema.params import SeparateParams
+from core.engine.models import build_model, count_parameters
 
 
 class PerContextNetworks(nn.Module):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from core.methods.base import Batch, ContextInfo, Method
-from core.methods.params import SIParams
+from core.schema.params import SIParams
 
 
 class SI(Method[SIParams]):

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from core.methods.base import ContextInfo, Method
-from core.methods.common import gating_masks, hidden_widths
-from core.methods.params import XdGParams
+from core.methods.parts.common import gating_masks, hidden_widths
+from core.schema.params import XdGParams
 
 
 class XdG(Method[XdGParams]):

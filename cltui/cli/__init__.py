@@ -1,0 +1,1 @@
+"""The headless faces: the Typer CLI (main.py), one module per command group."""

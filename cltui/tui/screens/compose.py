@@ -1,0 +1,627 @@
+"""The Compose screen: a preset, then scenario and method (only the methods valid for the scenario), the main
+training fields and the method's parameters, validated as the user types through the same `build_config` and
+RunConfig as `cltui run`; `ctrl+s` starts the run detached and opens its live screen; F2 saves a preset TOML.
+
+Every field is typed in the text `--set KEY=VALUE` takes (TOML: 3e-4, [400, 400], true); an empty field keeps
+the preset's value, which is what the field shows when the form opens.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import DescendantFocus
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Input, Label, Select, Static
+
+from cltui.tui.state.formats import section
+from cltui.tui.widgets.header import Header
+from core.schema.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig, flat_config
+from core.schema.params import METHOD_PARAMS
+from core.schema.presets import (
+    build_config,
+    list_presets,
+    load_preset,
+    method_defaults,
+    parse_override,
+    preset_save_path,
+    save_preset,
+    toml_text,
+    user_presets_dir,
+)
+from core.runs.store import RunStore, StoreError, inside, read_bounded, write_json_atomic
+
+DEFAULT_PRESET = "split-digits"
+MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
+               ("seed", "seed"), ("device", "device"))
+NEEDS_FILES = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # digits ships with scikit-learn
+SCENARIO_HELP = {"task": "task-incremental: the context is given at test time",
+                 "domain": "domain-incremental: one shared head, the context is not given",
+                 "class": "class-incremental: one head over every class seen, the context is not given"}
+
+
+# --- fields: what a form row knows about its config value ------------------------------------------------
+
+
+@dataclass
+class FieldSpec:
+    """One config value on the form: its `--set` key, its pydantic field (type, bounds, help) and default."""
+
+    key: str  # train.lr, method.lambda
+    label: str
+    info: FieldInfo
+    default: Any
+    placeholder: str | None = None  # shown in an empty field (default: the default value, or "none")
+
+    @property
+    def help(self) -> str:
+        return self.info.description or ""
+
+    @property
+    def default_text(self) -> str:
+        return toml_text(self.default)
+
+    @property
+    def widget_id(self) -> str:
+        return "field-" + self.key.replace(".", "-")  # keys are dotted names: train.lr -> field-train-lr
+
+    @cached_property
+    def choices(self) -> tuple[str, ...] | None:
+        """The values of a Literal or bool field (shown as a Select), else None (an Input)."""
+        ann = self.info.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) is typing.Union \
+            else [ann]
+        if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal:
+            return tuple(str(a) for a in typing.get_args(args[0]))
+        if args == [bool]:
+            return ("false", "true")
+        return None
+
+    @cached_property
+    def optional(self) -> bool:
+        return type(None) in typing.get_args(self.info.annotation)
+
+    @cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        ann, bounds = self.info.annotation, self.info.metadata
+        return TypeAdapter(Annotated[ann, *bounds] if bounds else ann)  # type and bounds, not the alias
+
+    def check(self, text: str) -> str | None:
+        """The field's own problem with `text` (type, bounds), as the form shows it; None if fine."""
+        if not text:
+            return None
+        _, value = parse_override(f"{self.key}={text}")
+        try:
+            self.adapter.validate_python(value)
+        except ValidationError as e:
+            msg = e.errors(include_url=False)[0]["msg"]
+            return f"{msg[:1].lower()}{msg[1:]}"
+        return None
+
+
+def main_fields(table: dict[str, Any]) -> list[FieldSpec]:
+    train = table.get("train", {})
+    return [FieldSpec(f"train.{name}", label, TrainConfig.model_fields[name],
+                      train.get(name, TrainConfig.model_fields[name].default)) for name, label in MAIN_FIELDS]
+
+
+def method_fields(table: dict[str, Any], method: str, scenario: str) -> list[FieldSpec]:
+    """The method's parameters, defaults as `build_config` resolves them (core.schema.presets.method_defaults),
+    else the parameter's own default."""
+    given = method_defaults(table, method, scenario)
+    specs = []
+    for name, info in METHOD_PARAMS[method].model_fields.items():
+        if name == "name":
+            continue
+        key = info.alias or name
+        specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, given.get(key, info.default)))
+    return specs
+
+
+LAST_CHOICE = Path(".cltui") / "compose.json"  # inside the runs folder: the preset, scenario, method last started
+
+
+def last_choice(runs_dir: Path) -> dict[str, str]:
+    """What the form last started in this runs folder; {} when there is none or it cannot be read."""
+    try:
+        data = json.loads(read_bounded(inside(runs_dir, *LAST_CHOICE.parts, action="read")))
+    except (OSError, ValueError, RecursionError):  # StoreError too: a link, a FIFO, a huge file
+        return {}
+    return {k: v for k, v in data.items() if k in ("preset", "scenario", "method") and isinstance(v, str)} \
+        if isinstance(data, dict) else {}
+
+
+def remember_choice(runs_dir: Path, choice: dict[str, str]) -> None:
+    try:
+        inside(runs_dir, *LAST_CHOICE.parts)  # never through a link out of the runs folder
+        (Path(runs_dir) / LAST_CHOICE).parent.mkdir(exist_ok=True)
+        write_json_atomic(inside(runs_dir, *LAST_CHOICE.parts), choice)
+    except (OSError, StoreError):
+        pass  # a convenience: never a reason for a started run to look failed
+
+
+def methods_for(scenario: str) -> list[str]:
+    return [name for name, params in METHOD_PARAMS.items() if scenario in params.scenarios]
+
+
+# --- widgets -----------------------------------------------------------------------------------------
+
+
+class FieldRow(Vertical):
+    """Label, control and short help on one line; the field's error on the line below, when it has one."""
+
+    DEFAULT_CSS = """
+    FieldRow { height: auto; }
+    FieldRow > Horizontal { height: 1; }
+    FieldRow Label.name { width: 16; color: $text-muted; }
+    FieldRow Input, FieldRow Select { width: 26; }
+    FieldRow Static.help { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+                           padding-left: 1; }
+    FieldRow Static.error { color: $error; padding-left: 16; display: none; }
+    FieldRow.-invalid Static.error { display: block; }
+    FieldRow.-invalid Label.name { color: $error; }
+    """
+
+    def __init__(self, spec: FieldSpec, text: str | None = None):
+        super().__init__(classes="field-row")
+        self.spec = spec
+        self.text = spec.default_text if text is None else text
+
+    def compose(self) -> ComposeResult:
+        spec = self.spec
+        with Horizontal():
+            yield Label(spec.label, classes="name")
+            if spec.choices is not None:
+                options = [(c, c) for c in spec.choices]
+                value = self.text if self.text in spec.choices else Select.NULL
+                yield Select(options, value=value, allow_blank=spec.optional or value is Select.NULL,
+                             prompt="default (none)", compact=True, id=spec.widget_id)
+            else:
+                yield Input(self.text, placeholder=spec.placeholder or spec.default_text or "none", compact=True,
+                            id=spec.widget_id, select_on_focus=False)
+            yield Static(spec.help, classes="help", markup=False)
+        yield Static("", classes="error", markup=False)
+
+    @property
+    def control(self) -> Input | Select[str]:
+        return self.query_one(f"#{self.spec.widget_id}")  # type: ignore[return-value]
+
+    def value_text(self) -> str:
+        control = self.control
+        if isinstance(control, Select):
+            return "" if control.value is Select.NULL else str(control.value)
+        return control.value.strip()
+
+    def show_error(self, message: str | None) -> None:
+        self.set_class(message is not None, "-invalid")
+        self.query_one("Static.error", Static).update(f"✗ {message}" if message else "")
+
+
+def row_of(widget: Widget) -> FieldRow | None:
+    return next((a for a in widget.ancestors_with_self if isinstance(a, FieldRow)), None)
+
+
+class SavePresetScreen(ModalScreen[str | None]):
+    """Asks for the new preset's name (saved in the presets folder) or a path ending in .toml."""
+
+    DEFAULT_CSS = """
+    SavePresetScreen { align: center middle; }
+    SavePresetScreen > Vertical { width: 72; max-width: 95%; height: auto; border: thick $primary;
+                                  background: $surface; padding: 1 2; }
+    SavePresetScreen Input { margin: 1 0; }
+    SavePresetScreen #save-error { color: $error; height: auto; }
+    SavePresetScreen Horizontal { height: auto; align-horizontal: right; }
+    SavePresetScreen Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, suggestion: str):
+        super().__init__()
+        self.suggestion = suggestion
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]Save as preset[/b]")
+            yield Static(f"A name saves it in {user_presets_dir()}; a path ending in .toml saves it there.",
+                         markup=False)
+            yield Input(self.suggestion, id="preset-name")
+            yield Static("", id="save-error", markup=False)
+            with Horizontal():
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def save(self) -> None:
+        text = self.query_one(Input).value.strip()
+        if not text:
+            self.query_one("#save-error", Static).update("give a name or a path")
+            return
+        self.dismiss(text)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ComposeScreen(Screen[None]):
+    """Compose a run and start it."""
+
+    TITLE = "New run"
+    BINDINGS: ClassVar = [
+        Binding("ctrl+s", "start", "Start", priority=True),
+        Binding("f2", "save_preset", "Save preset"),
+        Binding("escape", "back", "Back"),
+    ]
+    DEFAULT_CSS = """
+    ComposeScreen #form { padding: 0 1; }
+    ComposeScreen .section { color: $accent; text-style: bold; margin-top: 1; }
+    ComposeScreen #preset-description { color: $text-muted; padding-left: 16; height: auto; }
+    ComposeScreen #field-help { height: auto; max-height: 3; padding: 0 1; background: $boost;
+                                color: $text-muted; }
+    ComposeScreen #verdict { height: auto; padding: 0 1; }
+    ComposeScreen #verdict.-ok { color: $success; }
+    ComposeScreen #verdict.-error { color: $error; }
+    ComposeScreen #actions { height: 1; padding: 0 1; }
+    ComposeScreen #actions Button { margin-right: 2; }
+    ComposeScreen #data-fields { height: auto; }
+    ComposeScreen #method-fields { height: auto; }
+    ComposeScreen .top-row { height: 1; }
+    ComposeScreen .top-row Label.name { width: 16; color: $text-muted; }
+    ComposeScreen .top-row Select { width: 26; }
+    ComposeScreen .top-row .help { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+                                   padding-left: 1; }
+    """
+
+    def __init__(self, runs_dir: Path, preset: str | None = None, clone: dict[str, Any] | None = None):
+        """`clone`: a run.json whose run the form starts from (the detail screen's `e`); without it and
+        without `preset`, the form starts from the preset, scenario and method last started here."""
+        super().__init__()
+        self.runs_dir = runs_dir
+        presets = list_presets()
+        self.presets = presets
+        last = last_choice(runs_dir) if clone is None and preset is None else {}
+        base = section(clone, "config") if clone is not None else {}
+        wanted = (clone.get("preset") or base.get("preset")) if clone is not None else preset or last.get("preset")
+        self.preset = wanted if wanted in presets else DEFAULT_PRESET if DEFAULT_PRESET in presets \
+            else (presets[0] if presets else DEFAULT_PRESET)
+        self.table = self._load(self.preset)
+        if self.preset != wanted:
+            last = {}
+        self.scenario = str(base.get("scenario") or last.get("scenario") or self.table.get("scenario", "class"))
+        if self.scenario not in SCENARIOS:
+            self.scenario = str(self.table.get("scenario", "class"))
+        self.method = self._method_for(str(section(base, "method").get("name") or last.get("method")
+                                           or self.table.get("method", {}).get("name", "none")))
+        self.edited: dict[str, str] = {}  # method parameters the user typed, kept across scenario changes
+        self.carried: list[str] = []  # a clone's settings the form has no field for, as --set items
+        self.origin = str(clone.get("id", "")) if clone is not None else ""
+        if clone is not None and self.preset == wanted:
+            self._start_from(base)
+        elif clone is not None:
+            self.origin = ""
+        self.config: RunConfig | None = None
+
+    def _start_from(self, base: dict[str, Any]) -> None:
+        """The form's fields take the cloned run's values; what the form has no field for is carried as --set
+        items, so the new run has the old one's config whatever the preset says now."""
+        self.table = {**self.table, "train": {**self.table.get("train", {}), **section(base, "train")},
+                      "benchmark": {**self.table.get("benchmark", {}), **section(base, "benchmark")}}
+        params = {k: v for k, v in section(base, "method").items() if k != "name"}
+        for spec in method_fields(self.table, self.method, self.scenario):
+            name = spec.key.removeprefix("method.")
+            if name in params and toml_text(params[name]) != spec.default_text:
+                self.edited[spec.key] = toml_text(params[name])
+        try:
+            given = build_config(self.preset, method=self.method, scenario=self.scenario).to_dict()
+        except ConfigError:
+            return
+        on_form = {spec.key for spec in [*main_fields(self.table)]} | {"benchmark.data_dir", "benchmark.download"}
+        preset_values = flat_config(given)
+        for key, value in flat_config(base).items():
+            if (key.split(".")[0] in ("train", "benchmark", "model") and key not in on_form
+                    and key in preset_values and value != preset_values[key] and value is not None):
+                self.carried.append(f"{key}={toml_text(value)}")
+
+    @staticmethod
+    def _load(preset: str) -> dict[str, Any]:
+        try:
+            return load_preset(preset)
+        except ConfigError:
+            return {}
+
+    def _method_for(self, wanted: str) -> str:
+        valid = methods_for(self.scenario)
+        return wanted if wanted in valid else ("none" if "none" in valid else valid[0])
+
+    # --- layout ------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="form"):
+            with Horizontal(classes="top-row"):
+                yield Label("preset", classes="name")
+                yield Select([(p, p) for p in self.presets], compact=True, id="field-preset",
+                             value=self.preset if self.preset in self.presets else Select.NULL,
+                             allow_blank=self.preset not in self.presets, prompt="no presets found")
+            yield Static(self.table.get("description", ""), id="preset-description", markup=False)
+            with Horizontal(classes="top-row"):
+                yield Label("scenario", classes="name")
+                yield Select([(s, s) for s in SCENARIOS], value=self.scenario, allow_blank=False, compact=True,
+                             id="field-scenario")
+                yield Static(SCENARIO_HELP.get(self.scenario, ""), id="scenario-help", classes="help",
+                             markup=False)
+            with Horizontal(classes="top-row"):
+                yield Label("method", classes="name")
+                yield Select(self._method_options(), value=self.method, allow_blank=False, compact=True,
+                             id="field-method")
+                yield Static(METHOD_PARAMS[self.method].summary, id="method-summary", classes="help", markup=False)
+            yield Label("Training", classes="section")
+            for spec in main_fields(self.table):
+                yield FieldRow(spec)
+            yield Vertical(*self._data_rows(), id="data-fields")
+            yield Label(self._method_title(), classes="section", id="method-title")
+            yield Vertical(*self._method_rows(), id="method-fields")
+        yield Static("", id="field-help", markup=False)
+        if self.carried or self.origin:
+            yield Static(self._carried_text(), id="carried", markup=False)
+        yield Static("", id="verdict", markup=False)
+        with Horizontal(id="actions"):
+            yield Button("Start  ^s", variant="success", compact=True, id="start")
+            yield Button("Save as preset  F2", compact=True, id="save-preset")
+        yield Footer()
+
+    def _carried_text(self) -> str:
+        kept = f": also {' '.join(self.carried)}" if self.carried else ""
+        return f"cloned from {self.origin}{kept}" if self.origin else ""
+
+    def _method_options(self) -> list[tuple[str, str]]:
+        return [(m, m) for m in methods_for(self.scenario)]
+
+    def _method_title(self) -> str:
+        return f"Method · {self.method}" + ("" if METHOD_PARAMS[self.method].model_fields.keys() - {"name"}
+                                             else " (no parameters)")
+
+    def _method_rows(self) -> list[FieldRow]:
+        return [FieldRow(spec, self.edited.get(spec.key)) for spec in method_fields(self.table, self.method,
+                                                                                     self.scenario)]
+
+    def _data_rows(self) -> list[FieldRow]:
+        """Data location, only for data sets that are files on disk."""
+        bench = self.table.get("benchmark", {})
+        if bench.get("name") not in NEEDS_FILES:
+            return []
+        fields = BenchmarkConfig.model_fields
+        return [FieldRow(FieldSpec("benchmark.data_dir", "data dir", fields["data_dir"], bench.get("data_dir"),
+                                   placeholder="./data")),
+                FieldRow(FieldSpec("benchmark.download", "download", fields["download"],
+                                   bench.get("download", False)))]
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.runs_dir)
+        self.validate_form()
+        self.query_one("#field-preset").focus()
+
+    # --- reacting to the form ----------------------------------------------------------------------
+
+    @on(Select.Changed, "#field-preset")
+    async def preset_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.value == self.preset:
+            return
+        self.preset = str(event.value)
+        self.table = self._load(self.preset)
+        self.edited.clear()
+        if self.carried or self.origin:  # another preset: the clone's settings no longer apply
+            self.carried, self.origin = [], ""
+            self.query_one("#carried", Static).update("")
+        self.scenario = str(self.table.get("scenario", "class"))
+        self.method = self._method_for(self.table.get("method", {}).get("name", "none"))
+        self.query_one("#preset-description", Static).update(self.table.get("description", ""))
+        with self.prevent(Select.Changed):
+            self.query_one("#field-scenario", Select).value = self.scenario
+            self._refresh_method_select()
+        for spec in main_fields(self.table):
+            self.query_one(f"#{spec.widget_id}", Input).value = spec.default_text
+        data = self.query_one("#data-fields", Vertical)
+        await data.remove_children()
+        await data.mount_all(self._data_rows())
+        await self._rebuild_method_rows()
+
+    @on(Select.Changed, "#field-scenario")
+    async def scenario_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.value == self.scenario:
+            return
+        self.scenario = str(event.value)
+        self.query_one("#scenario-help", Static).update(SCENARIO_HELP.get(self.scenario, ""))
+        method = self._method_for(self.method)
+        if method != self.method:
+            self.notify(f"{self.method} works in {'/'.join(METHOD_PARAMS[self.method].scenarios)}-IL only: "
+                        f"method set to {method}", severity="warning")
+            self.method = method
+        with self.prevent(Select.Changed):
+            self._refresh_method_select()
+        await self._rebuild_method_rows()  # per-scenario defaults change with the scenario
+
+    @on(Select.Changed, "#field-method")
+    async def method_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.value == self.method:
+            return
+        self.method = str(event.value)
+        await self._rebuild_method_rows()
+
+    def _refresh_method_select(self) -> None:
+        select = self.query_one("#field-method", Select)
+        select.set_options(self._method_options())
+        select.value = self.method
+        self.query_one("#method-summary", Static).update(METHOD_PARAMS[self.method].summary)
+
+    async def _rebuild_method_rows(self) -> None:
+        self.query_one("#method-summary", Static).update(METHOD_PARAMS[self.method].summary)
+        self.query_one("#method-title", Label).update(self._method_title())
+        box = self.query_one("#method-fields", Vertical)
+        await box.remove_children()
+        await box.mount_all(self._method_rows())
+        self.validate_form()
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def field_changed(self, event: Input.Changed | Select.Changed) -> None:
+        row = row_of(event.control)
+        if row is not None and row.spec.key.startswith("method."):
+            text = row.value_text()
+            if text != row.spec.default_text:
+                self.edited[row.spec.key] = text
+            else:
+                self.edited.pop(row.spec.key, None)
+        self.validate_form()
+
+    @on(Input.Submitted)
+    def next_field(self) -> None:
+        self.focus_next()  # enter moves down the form, as in any form; ctrl+s starts
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        row = row_of(event.widget)
+        help_line = self.query_one("#field-help", Static)
+        if row is None:
+            help_line.update({
+                "field-preset": f"Presets: the built-in ones and yours in {user_presets_dir()}; F2 saves this form as a new one.",
+                "field-scenario": SCENARIO_HELP.get(self.scenario, ""),
+                "field-method": METHOD_PARAMS[self.method].__doc__ or "",
+            }.get(event.widget.id or "", ""))
+            return
+        spec = row.spec
+        default = spec.default_text or "none"
+        help_line.update(f"{spec.key}: {spec.help} (preset default: {default})")
+
+    # --- validation ----------------------------------------------------------------------------------
+
+    def rows(self) -> list[FieldRow]:
+        return list(self.query(FieldRow))
+
+    def validate_form(self) -> RunConfig | None:
+        """Check every field, then the whole config through build_config; show the errors inline. The
+        config when it is valid."""
+        rows = self.rows()
+        field_errors = {row.spec.key: row.spec.check(row.value_text()) for row in rows}
+        overrides = [*self.carried, *(f"{row.spec.key}={row.value_text()}" for row in rows
+                                      if row.value_text() and not field_errors[row.spec.key])]
+        general: str | None = None
+        config: RunConfig | None = None
+        if not any(field_errors.values()):
+            try:
+                config = build_config(self.preset, method=self.method, scenario=self.scenario, overrides=overrides)
+            except ConfigError as e:
+                if e.field in field_errors:
+                    field_errors[e.field] = e.detail
+                else:
+                    general = str(e)
+            if config is not None:
+                from core.engine.datafiles import data_problem, pretrained_problem
+
+                problem = data_problem(config.benchmark, fix_missing="set download to true, or a data dir that "
+                                       "holds it") or pretrained_problem(config)
+                if problem is not None:
+                    if problem.field in field_errors:
+                        field_errors[problem.field] = problem.detail
+                    else:
+                        general = str(problem)
+                    config = None
+        for row in rows:
+            row.show_error(field_errors[row.spec.key])
+        verdict = self.query_one("#verdict", Static)
+        bad = [key for key, message in field_errors.items() if message]
+        if config is not None:
+            b, t = config.benchmark, config.train
+            verdict.update(f"✓ ready: {b.name} {b.protocol} · {b.contexts} contexts × {t.iterations} it · "
+                           f"{config.scenario}-IL · {config.method.name} · seed {t.seed} · {t.device}")
+        elif bad:
+            verdict.update(f"✗ fix {', '.join(bad)} before starting")
+        else:
+            verdict.update(f"✗ {general}")
+        verdict.set_class(config is not None, "-ok")
+        verdict.set_class(config is None, "-error")
+        self.config = config
+        return config
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        config = self.validate_form()
+        if config is None:
+            bad = next((row for row in self.rows() if row.has_class("-invalid")), None)
+            if bad is not None:
+                bad.control.focus()
+                bad.scroll_visible()
+            self.notify("the run was not started: fix the marked fields first", severity="error")
+            return
+        from core.runs.worker import start_detached
+
+        try:
+            handle = start_detached(config, RunStore(self.runs_dir).new_run_dir_for(config))
+        except (OSError, StoreError) as e:
+            self.notify(f"could not start the run in {self.runs_dir}: {e}", severity="error")
+            return
+        self.app.launched[handle.run_id] = handle
+        remember_choice(self.runs_dir, {"preset": self.preset, "scenario": self.scenario, "method": self.method})
+        from cltui.tui.screens.live import LiveScreen
+
+        self.app.switch_screen(LiveScreen(handle.run_dir))
+
+    @on(Button.Pressed, "#save-preset")
+    def action_save_preset(self) -> None:
+        config = self.validate_form()
+        if config is None:
+            self.notify("fix the marked fields before saving a preset", severity="error")
+            return
+        suggestion = f"{self.preset}-{config.method.name}-{config.scenario}"
+        self.app.push_screen(SavePresetScreen(suggestion), lambda text: self._save_to(config, text))
+
+    def _save_to(self, config: RunConfig, text: str | None, overwrite: bool = False) -> None:
+        if not text:
+            return
+        path = preset_save_path(text)
+        if path.exists() and not overwrite:
+            from cltui.tui.screens.confirm import ConfirmScreen
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._save_to(config, text, overwrite=True)
+
+            self.app.push_screen(ConfirmScreen(f"{path} exists. Overwrite it?", confirm="Overwrite"), answered)
+            return
+        description = (f"Composed in cltui from {self.preset}: {config.method.name}, {config.scenario}-IL, "
+                       f"{config.train.iterations} iterations per context.")
+        try:
+            save_preset(path, config, description, self.table.get("method_defaults", {}))
+        except ConfigError as e:
+            self.notify(str(e), severity="error")
+            return
+        except OSError as e:
+            self.notify(f"could not save {path}: {e.strerror or e}", severity="error")
+            return
+        self.notify(f"saved preset {path.stem} in {path.parent}")
+        if path.parent.resolve() == user_presets_dir().resolve():
+            self._add_preset(path.stem)
+
+    def _add_preset(self, name: str) -> None:
+        self.presets = list_presets()
+        with self.prevent(Select.Changed):
+            select = self.query_one("#field-preset", Select)
+            select.set_options([(p, p) for p in self.presets])
+            select.value = self.preset
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,695 @@
+"""The Live screen: one run followed from its folder while it trains, whoever started it.
+
+A tree of its contexts (classes; training with iteration progress and loss, the method's consolidation
+phases, evaluation with the accuracy on every context), the accuracy charts, the tail of worker.log. `s` stops
+the run after a confirmation, `escape` goes back while it keeps going; when it ends the outcome stays shown.
+Events arrive in batches from `RunFollower`; a batch is applied in one `batch_update`, charts redraw on a
+timer, at most four times a second, whatever the event rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static, Tree
+from textual.widgets.tree import TreeNode
+from textual.worker import Worker, WorkerState
+
+from cltui.tui.widgets.charts import (
+    Y_SCALE_BINDING,
+    AccuracyChart,
+    AverageChart,
+    CurveChart,
+    LossChart,
+    LossTrack,
+    ScalesCharts,
+    UnitsChart,
+)
+from cltui.tui.state.follow import RunFollower
+from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_loss, fmt_score
+from cltui.tui.widgets.header import Header
+from core.runs.events import (
+    ContextEvaluated,
+    ContextStarted,
+    CurveEvaluated,
+    DreamsSaved,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    UnitsActive,
+)
+from core.runs.metrics import RunFigures, context_name, run_figures, seen_average, trains_once
+from core.runs.store import StoreError, read_run_json
+
+CHART_INTERVAL = 0.25  # s between chart redraws: plotext is the costly part of a frame
+LOG_LINES = 500
+FINAL = ("finished", "failed", "cancelled")
+BAR_WIDTH = 10
+COMPACT_BAR_WIDTH = 6  # under 100 columns: the bar gives way to the loss
+LOG_ROWS = (4, 2)  # most worker.log lines shown (tall, short screen): the panel shrinks to the lines it has
+
+
+# --- the run as the events tell it -------------------------------------------------------------------
+
+
+@dataclass
+class PhaseState:
+    name: str
+    step: int = 0
+    total: int | None = None
+    loss: float | None = None
+    samples_per_s: float | None = None
+    seconds: float | None = None  # how long it took, once finished
+    done: bool = False
+
+
+@dataclass
+class ContextState:
+    index: int
+    classes: list[int]
+    iterations: int
+    phases: dict[str, PhaseState] = field(default_factory=dict)
+    accuracies: list[float] | None = None
+    seen_avg: float | None = None
+    dreams: int | None = None
+
+
+@dataclass
+class LiveRun:
+    """Everything the screen shows, folded from the events; `apply` says which contexts changed."""
+
+    contexts: dict[int, ContextState] = field(default_factory=dict)
+    acc_matrix: list[list[float]] = field(default_factory=list)
+    curve: list[tuple[int, int, list[float]]] = field(default_factory=list)  # continual evaluation points
+    total_contexts: int | None = None
+    device: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the run's, from RunStarted
+    outcome: Event | None = None  # RunFinished / RunFailed / RunCancelled
+    started_t: float | None = None
+    last_t: float | None = None
+    current: int | None = None
+    loss: LossTrack = field(default_factory=LossTrack)  # the training loss against the iterations
+    units: list[UnitsActive] = field(default_factory=list)  # a merge by L0: its gates' active units
+
+    def apply(self, event: Event) -> int | None:
+        """Fold one event in; the context it changed (-1: the whole run), or None."""
+        self.last_t = event.t
+        self.loss.apply(event)
+        if isinstance(event, RunStarted):
+            self.total_contexts, self.device, self.config = event.contexts, event.device, dict(event.config)
+            if self.started_t is None or event.resumed_from is not None:
+                self.started_t = event.t
+            self.outcome = None  # a resumed run goes on in the same folder
+            return -1
+        if isinstance(event, ContextStarted):
+            self.contexts[event.context] = ContextState(event.context, list(event.classes), event.iterations)
+            self.current = event.context
+            self.curve = [p for p in self.curve if p[1] < event.context]  # a resumed stage is trained again
+            return event.context
+        if isinstance(event, UnitsActive):
+            self.units.append(event)
+            return -1
+        if isinstance(event, CurveEvaluated):
+            self.curve += [(it, event.context, list(accs))
+                           for it, accs in zip(event.iterations, event.accuracies, strict=False)]
+            return -1
+        if isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+            self.outcome = event
+            return -1
+        context = self.contexts.get(getattr(event, "context", -1))
+        if context is None:
+            return None
+        if isinstance(event, PhaseStarted):
+            context.phases[event.phase] = PhaseState(event.phase, total=event.total)
+        elif isinstance(event, Progress):
+            phase = context.phases.setdefault(event.phase, PhaseState(event.phase))
+            phase.step, phase.total = event.step, event.total or phase.total
+            phase.loss = event.loss if event.loss is not None else phase.loss
+            phase.samples_per_s = event.samples_per_s
+        elif isinstance(event, PhaseFinished):
+            phase = context.phases.setdefault(event.phase, PhaseState(event.phase))
+            phase.seconds, phase.done = event.seconds, True
+            if phase.total:
+                phase.step = phase.total
+        elif isinstance(event, ContextEvaluated):
+            context.accuracies = list(event.accuracies)
+            for phase in context.phases.values():
+                phase.done = True
+            del self.acc_matrix[event.context:]
+            self.acc_matrix.append(list(event.accuracies))
+            context.seen_avg = self.seen_avg(event.context)
+            train = context.phases.get("train")
+            if train is not None and event.final_loss is not None:
+                train.loss = event.final_loss
+        elif isinstance(event, DreamsSaved):
+            context.dreams = event.count
+        else:
+            return None
+        return context.index
+
+    @property
+    def figures(self) -> RunFigures:
+        """The run's figures so far, from their one home (core.runs.metrics), as every other face computes them."""
+        return run_figures({"config": self.config, "acc_matrix": self.acc_matrix})
+
+    @property
+    def joint(self) -> bool:
+        """One training stage over every context (joint, merge): every context counts as seen."""
+        method = self.config.get("method")
+        return trains_once(method.get("name") if isinstance(method, dict) else None)
+
+    def seen_avg(self, row: int) -> float | None:
+        if not 0 <= row < len(self.acc_matrix):
+            return None
+        return seen_average(self.acc_matrix[row], row, self.joint)
+
+    def trained(self, row: int, j: int) -> bool:
+        """Whether context j had been trained when row `row` of the accuracy matrix was measured."""
+        return self.joint or j <= row
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds from the start to the latest event: the events' own clock, so a replay shows the same."""
+        if self.started_t is None or self.last_t is None:
+            return None
+        return max(0.0, self.last_t - self.started_t)
+
+
+# --- labels ----------------------------------------------------------------------------------------
+
+
+def bar(step: int, total: int | None, width: int = BAR_WIDTH, done: bool = False) -> Text:
+    if not total:
+        return Text("━" * width, style="green" if done else "dim")
+    filled = min(width, round(width * step / total))
+    return Text.assemble(("━" * filled, "green" if done or step >= total else "magenta"),
+                         ("━" * (width - filled), "bright_black"))
+
+
+def rate_text(samples_per_s: float | None) -> str:
+    if not samples_per_s:
+        return ""
+    return f"{samples_per_s / 1000:.1f}k/s" if samples_per_s >= 1000 else f"{samples_per_s:.0f}/s"
+
+
+def context_label(context: ContextState, current: bool, outcome: Event | None) -> Text:
+    classes = ",".join(str(c) for c in context.classes[:12]) + ("…" if len(context.classes) > 12 else "")
+    text = Text()
+    if context.accuracies is not None:
+        text.append("✓ ", "green")
+    elif current and isinstance(outcome, RunFailed):
+        text.append("✗ ", "red")
+    elif current and isinstance(outcome, RunCancelled):
+        text.append("■ ", "yellow")
+    elif current:
+        text.append("▶ ", "magenta")
+    else:
+        text.append("· ", "dim")
+    text.append(f"context {context.index}", "bold")
+    text.append(f"  classes {classes}", "dim")
+    if context.seen_avg is not None:
+        text.append("  seen ")
+        text.append(f"{100 * context.seen_avg:.1f}%", acc_style(context.seen_avg))
+    return text
+
+
+def phase_label(phase: PhaseState, running: bool = True, compact: bool = False) -> Text:
+    """`train   ━━━━━━━━━━ 180/300 loss 0.183 30.1k/s`; `compact` (a narrow tree) shortens the bar and leaves
+    the rate out, so the loss is never cut."""
+    done = phase.done
+    text = Text(f"{phase.name:<7}", "bold" if not done else "")
+    text.append_text(bar(phase.step, phase.total, width=COMPACT_BAR_WIDTH if compact else BAR_WIDTH, done=done))
+    if phase.total:
+        text.append(f" {phase.step}/{phase.total}")
+    elif phase.step:
+        text.append(f" {phase.step}")
+    if phase.loss is not None:
+        text.append(f" loss {fmt_loss(phase.loss)}")
+    if phase.seconds is not None:
+        text.append(f" {phase.seconds:.1f} s", "dim")
+    elif running and not done and phase.samples_per_s and not compact:
+        text.append(f" {rate_text(phase.samples_per_s)}", "dim")
+    return text
+
+
+def eval_label(context: ContextState, phase: PhaseState | None) -> Text:
+    text = Text(f"{'eval':<7}", "bold" if context.accuracies is None else "")
+    if context.accuracies is None:
+        text.append("evaluating on every context…", "dim")
+        return text
+    accuracies = context.accuracies
+    if context.seen_avg is not None:
+        text.append("avg seen ")
+        text.append(f"{100 * context.seen_avg:.1f}%", acc_style(context.seen_avg))
+    text.append(f" · all {100 * sum(accuracies) / len(accuracies):.1f}%", "dim")
+    if phase is not None and phase.seconds is not None:
+        text.append(f" {1000 * phase.seconds:.0f} ms", "dim")
+    return text
+
+
+def accuracy_label(j: int, accuracy: float, trained: bool, compact: bool = False) -> Text:
+    width = COMPACT_BAR_WIDTH if compact else BAR_WIDTH
+    text = Text(f"on c{j:<3}", "dim")
+    text.append_text(bar(round(100 * accuracy), 100, width=width, done=True) if trained
+                     else Text("━" * width, "bright_black"))
+    text.append(f" {100 * accuracy:5.1f}%", acc_style(accuracy) if trained else "dim")
+    if not trained:
+        text.append("  not trained", "dim")
+    return text
+
+
+def outcome_text(outcome: Event | None, status: str | None, figures: RunFigures,
+                 seconds: float | None = None) -> Text | None:
+    """How the run ended; `seconds`: its duration as the screen shows it everywhere (run.json's total_s)."""
+    if isinstance(outcome, RunFinished):
+        text = Text("✓ finished", "bold green")
+        for label, value in figure_parts(figures)[:3]:
+            if not value.startswith("–"):
+                text.append(f" · {label} {value}")
+        text.append(f" · {fmt_duration(outcome.total_s if seconds is None else seconds)}")
+        return text
+    if isinstance(outcome, RunFailed):
+        where = f" in context {outcome.context}" if outcome.context is not None else ""
+        text = Text(f"✗ failed{where}: ", "bold red")
+        text.append(outcome.error, "red")
+        if outcome.traceback:
+            last = [line for line in outcome.traceback.strip().splitlines() if line.strip()][-1:]
+            if last and outcome.error.strip() not in last[0]:
+                text.append(f"\n  {last[0].strip()}", "dim")
+        return text
+    if isinstance(outcome, RunCancelled):
+        return Text.assemble(("■ cancelled: ", "bold yellow"), (outcome.reason, "yellow"),
+                             " · the contexts it completed are saved")
+    if status == "stale":
+        return Text("? its worker is gone without a final word (killed, or the machine went down); "
+                    "the contexts it completed are saved", "bold magenta")
+    if status in ("unreadable", "missing"):
+        return Text(f"? run.json is {status}", "bold magenta")
+    return None
+
+
+# --- the screen ------------------------------------------------------------------------------------
+
+
+class LiveScreen(ScalesCharts, Screen[None]):
+    """Follow one run live."""
+
+    TITLE = "Live run"
+    BINDINGS: ClassVar = [
+        Binding("s", "stop", "Stop run"),
+        Binding("escape", "back", "Back"),
+        Y_SCALE_BINDING,
+    ]
+    DEFAULT_CSS = """
+    LiveScreen #run-summary { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;
+                              text-overflow: ellipsis; }
+    LiveScreen #live-main { height: 1fr; }
+    LiveScreen #left { width: 55%; min-width: 36; }
+    LiveScreen #progress { height: 1fr; border: round $panel-lighten-2; padding: 0; overflow-x: hidden; }
+    LiveScreen #loss-chart, LiveScreen #units-chart { height: 45%; min-height: 7; }
+    LiveScreen #progress:focus { border: round $accent; }
+    LiveScreen #charts { width: 1fr; }
+    LiveScreen #outcome { height: auto; max-height: 4; padding: 0 1; display: none; }
+    LiveScreen #outcome.-shown { display: block; }
+    LiveScreen #worker-log { height: 3; border: round $panel-lighten-2; overflow-x: hidden; overflow-y: auto; }
+    LiveScreen.-short Chart { min-height: 5; }
+    """
+
+    @dataclass
+    class StopFinished(Message):
+        """The stop request has been carried out (or could not be: `problem`)."""
+
+        problem: str | None = None
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+        self.state = LiveRun()
+        self.status: str | None = None
+        self.stopping = False
+        self.record: dict[str, Any] = {}
+        self.context_nodes: dict[int, TreeNode[Any]] = {}
+        self.phase_nodes: dict[tuple[int, str], TreeNode[Any]] = {}
+        self.folded: set[int] = set()  # contexts folded away once, as newer ones started
+        self._charts_dirty = False
+        self._ended_shown = False
+        self._dirty: set[int] = set()  # contexts (-1: the run) changed since the widgets last showed them
+        self._log: list[str] = []  # worker.log lines not shown yet
+        self._summary: Text | None = None
+        self._added = False  # tree lines were added since the last scroll
+        self._outcome_shown = False
+        self.compact = False  # a narrow tree: phase labels leave the rate out
+        self.log_lines = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="run-summary")
+        with Horizontal(id="live-main"):
+            with Vertical(id="left"):
+                tree: Tree[Any] = Tree("contexts", id="progress")
+                tree.show_root = False
+                tree.border_title = "progress"
+                yield tree
+                yield LossChart(id="loss-chart")
+                units = UnitsChart(id="units-chart")
+                units.display = False  # a merge by L0 only: in place of the loss chart, which it has none of
+                yield units
+            with Vertical(id="charts"):
+                yield AccuracyChart(id="accuracy-chart")
+                yield AverageChart(id="average-chart")
+                curve = CurveChart(id="curve-chart")
+                curve.display = False  # in place of the average chart once continual-evaluation points come
+                yield curve
+        yield Static(id="outcome")
+        log = Log(max_lines=LOG_LINES, id="worker-log")
+        log.border_title = "worker.log"
+        yield log
+        yield Footer()
+        yield RunFollower(self.run_dir)
+
+    def on_mount(self) -> None:
+        self.sub_title = self.run_id
+        self.compact = self.app.size.width < 100
+        try:
+            self.record = read_run_json(self.run_dir)
+        except StoreError:
+            self.record = {}
+        self.query_one(AccuracyChart).set_matrix([])
+        self.query_one(AverageChart).set_matrix([])
+        self.show_summary()
+        self.set_interval(CHART_INTERVAL, self.redraw_charts)
+        self.query_one(Tree).focus()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < 30, "-short")
+        compact = self.size.width < 100
+        if compact != self.compact:
+            self.compact = compact
+            self._dirty.update(self.state.contexts)
+            if self.is_mounted:
+                self.show_changes()
+        self.size_log()
+
+    def size_log(self) -> None:
+        """The worker.log panel as tall as its lines, up to a few: the charts take the rest."""
+        most = LOG_ROWS[1] if self.size.height < 30 else LOG_ROWS[0]
+        rows = max(1, min(most, self.log_lines)) + 2
+        log = self.query_one(Log)
+        if log.styles.height is None or log.styles.height.value != rows:
+            log.styles.height = rows
+
+    # --- following -------------------------------------------------------------------------------
+
+    @on(RunFollower.Batch)
+    def apply_batch(self, batch: RunFollower.Batch) -> None:
+        for event in batch.events:
+            index = self.state.apply(event)
+            if index is not None:
+                self._dirty.add(index)
+            if isinstance(event, ContextStarted):
+                self.reset_context(event.context)
+            elif isinstance(event, (ContextEvaluated, CurveEvaluated, UnitsActive)) or (
+                    isinstance(event, Progress) and event.phase == "train" and event.loss is not None):
+                self._charts_dirty = True
+        if batch.status is not None:
+            self.status = batch.status
+            if batch.status in FINAL:
+                self.reread_record()  # its timing.total_s: the run's duration, shown everywhere
+                if self.state.outcome is None:
+                    self.set_timer(1.5, self.outcome_from_record)  # the final event may be a moment behind
+            self._dirty.add(-1)
+        self._log.extend(batch.log_lines)
+        del self._log[:-LOG_LINES]
+        if self.is_current:
+            self.show_changes()
+
+    def on_screen_resume(self) -> None:
+        self.show_changes()
+
+    def show_changes(self) -> None:
+        """Bring the widgets up to date with the state, in one batch. Only while this screen is the one shown:
+        under a modal (the stop question) every repaint of it would repaint the dimmed whole."""
+        changed, self._dirty = self._dirty, set()
+        with self.app.batch_update():
+            for index in sorted(changed - {-1}):
+                self.update_context(index)
+            if changed:
+                self.show_summary()
+            if self._log:
+                log = self.query_one(Log)
+                log.write_lines(self._log)
+                self._log.clear()
+                self.log_lines = log.line_count
+                self.size_log()
+
+    def reset_context(self, index: int) -> None:
+        """A context (re)started: a resumed run trains it again, so its old phases go. The contexts before the
+        previous one fold away (once: the user may open them again)."""
+        node = self.context_nodes.get(index)
+        if node is not None:
+            node.remove_children()
+            for key in [k for k in self.phase_nodes if k[0] == index]:
+                del self.phase_nodes[key]
+        for old, old_node in self.context_nodes.items():
+            if old < index - 1 and old not in self.folded:
+                old_node.collapse()
+                self.folded.add(old)
+
+    def update_context(self, index: int) -> None:
+        context = self.state.contexts.get(index)
+        if context is None:
+            return
+        tree = self.query_one(Tree)
+        label = context_label(context, index == self.state.current, self.state.outcome)
+        node = self.context_nodes.get(index)
+        if node is None:
+            fold = index < (self.state.current or 0) - 1
+            node = tree.root.add(label, expand=not fold)
+            self.context_nodes[index] = node
+            self._added = True
+            if fold:
+                self.folded.add(index)
+        elif node.label != label:
+            node.set_label(label)
+        for name, phase in context.phases.items():
+            if name != "eval":
+                self.set_phase_node(node, index, name, phase_label(phase, self.state.outcome is None, self.compact))
+        if "eval" in context.phases or context.accuracies is not None:
+            eval_node = self.set_phase_node(node, index, "eval", eval_label(context, context.phases.get("eval")))
+            if context.accuracies is not None and not eval_node.children:
+                for j, accuracy in enumerate(context.accuracies):
+                    eval_node.add_leaf(accuracy_label(j, accuracy, self.state.trained(index, j), self.compact))
+                eval_node.allow_expand = True
+                eval_node.expand()
+        if context.dreams is not None:
+            self.set_phase_node(node, index, "dreams", Text(f"{'dreams':<7}{context.dreams} images saved", "dim"))
+        if self._added and index == self.state.current and self.state.outcome is None:
+            self._added = False  # a new line for the current context: keep it in view
+            target = node.children[-1] if node.children else node
+            tree.scroll_to_node(target, animate=False)
+            # Once laid out too: a line added in this batch may not have its place in the tree yet.
+            self.call_after_refresh(tree.scroll_to_node, target, animate=False)
+
+    def set_phase_node(self, node: TreeNode[Any], index: int, name: str, label: Text) -> TreeNode[Any]:
+        phase_node = self.phase_nodes.get((index, name))
+        if phase_node is None:
+            phase_node = node.add(label, expand=False, allow_expand=False)
+            self.phase_nodes[(index, name)] = phase_node
+            self._added = True
+        elif phase_node.label != label:
+            phase_node.set_label(label)
+        return phase_node
+
+    def redraw_charts(self) -> None:
+        if not self._charts_dirty or not self.is_current:
+            return
+        self._charts_dirty = False
+        matrix = [list(row) for row in self.state.acc_matrix]
+        self.query_one(AccuracyChart).set_matrix(matrix, self.state.joint)
+        self.query_one(AverageChart).set_matrix(matrix, self.state.joint)
+        if self.state.curve:
+            curve = self.query_one(CurveChart)
+            curve.display, self.query_one(AverageChart).display = True, False
+            curve.set_curve(self.state.curve, self.state.joint)
+        self.query_one(LossChart).set_track(self.state.loss)
+        if self.state.units:
+            units = self.query_one(UnitsChart)
+            units.set_units(self.state.units)
+            units.display, self.query_one(LossChart).display = True, False
+
+    def outcome_from_record(self) -> None:
+        """run.json says the run ended but no final event came (a worker that died before writing one)."""
+        if self.state.outcome is not None:
+            return
+        try:
+            record = read_run_json(self.run_dir)
+        except StoreError:
+            return
+        error = record.get("error") or {}
+        status = record.get("status")
+        if status == "failed":
+            self.state.outcome = RunFailed(error=str(error.get("message", "failed")),
+                                           traceback=str(error.get("traceback") or ""))
+        elif status == "cancelled":
+            self.state.outcome = RunCancelled(reason=str(error.get("message", "cancelled")))
+        elif status == "finished":
+            self.state.outcome = RunFinished(metrics=record.get("metrics") or {},
+                                             total_s=float((record.get("timing") or {}).get("total_s") or 0))
+        self.record = record
+        self._dirty.add(-1)
+        if self.is_current:
+            self.show_changes()
+
+    def reread_record(self) -> None:
+        try:
+            self.record = read_run_json(self.run_dir)
+        except StoreError:
+            pass
+
+    @property
+    def duration(self) -> float | None:
+        """The run's duration, one figure for the whole screen: run.json's timing.total_s once it has one (the
+        figure the runs table and `cltui runs show` print), else that of the final event, else the events'
+        own clock (from the start to the latest event) while it runs."""
+        total = (self.record.get("timing") or {}).get("total_s") if isinstance(self.record.get("timing"), dict) \
+            else None
+        if isinstance(total, (int, float)) and self.ended:
+            return float(total)
+        if isinstance(self.state.outcome, RunFinished) and self.state.outcome.total_s:
+            return self.state.outcome.total_s
+        return self.state.elapsed
+
+    def show_summary(self) -> None:
+        config = self.record.get("config") or {}
+        bench = config.get("benchmark") or {}
+        method = (config.get("method") or {}).get("name", "?")
+        train = config.get("train") or {}
+        device = self.state.device or (self.record.get("env") or {}).get("device") or train.get("device", "?")
+        first = Text.assemble((f"{bench.get('name', '?')} {bench.get('protocol', '')}", "bold"),
+                              f" · {config.get('scenario', '?')}-IL · ", (str(method), "bold"),
+                              f" · {bench.get('contexts', '?')} contexts × {train.get('iterations', '?')} it · "
+                              f"seed {train.get('seed', '?')} · {device}")
+        state = self.state
+        total = state.total_contexts or bench.get("contexts")
+        done = len(state.acc_matrix)
+        second = Text()
+        if state.outcome is None and self.status not in ("stale", "unreadable", "missing"):
+            second.append("stopping… " if self.stopping else "running ", "bold yellow" if self.stopping
+                          else "bold cyan")
+            if state.current is None:
+                second.append("· waiting for the worker (it imports torch and loads the data)")
+            else:
+                second.append(f"· {context_name(state.current)} · {done}/{total} evaluated")
+        else:
+            second.append({"finished": "finished", "failed": "failed", "cancelled": "cancelled"}.get(
+                self.outcome_status() or "", str(self.status)), "bold")
+            second.append(f" · {done}/{total} contexts evaluated")
+        figures = state.figures
+        if figures.headline is not None:
+            second.append(" · avg seen " if figures.seen_only or state.outcome is None else " · final avg ")
+            second.append(fmt_score(figures.headline, figures.score) + ("%" if figures.score != "R²" else ""),
+                          acc_style(figures.headline))
+        duration = self.duration
+        if duration is not None:
+            second.append(f" · {fmt_duration(duration)}", "dim")
+        summary = Text("\n").join([first, second])
+        if summary != self._summary:  # its height is fixed: no layout pass for a new text
+            self._summary = summary
+            self.query_one("#run-summary", Static).update(summary, layout=False)
+        if self.ended != self._ended_shown:  # the footer drops Stop once; re-rendering it costs a frame
+            self._ended_shown = self.ended
+            self.refresh_bindings()
+        outcome = outcome_text(state.outcome, self.status, state.figures, duration)
+        box = self.query_one("#outcome", Static)
+        box.set_class(outcome is not None, "-shown")
+        if outcome is not None:
+            box.update(outcome)
+            if state.current is not None:
+                self.update_context(state.current)  # its marker shows how it ended
+            if not self._outcome_shown:
+                self._outcome_shown = True
+                self.call_after_refresh(self.query_one(Tree).scroll_end, animate=False)  # the last results
+
+    def outcome_status(self) -> str | None:
+        outcome = self.state.outcome
+        return {RunFinished: "finished", RunFailed: "failed", RunCancelled: "cancelled"}.get(type(outcome))
+
+    @property
+    def ended(self) -> bool:
+        return self.state.outcome is not None or self.status in ("stale", *FINAL)
+
+    # --- keys --------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Stop is gone from the footer once the run has ended, and `s` does nothing: nothing left to stop.
+        return not (action == "stop" and self.ended)
+
+    def action_stop(self) -> None:
+        if self.ended:
+            self.notify("the run has already ended")
+            return
+        if self.stopping:
+            self.notify("already stopping: it ends after the current step")
+            return
+        from cltui.tui.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(
+            ConfirmScreen(f"Stop run {self.run_id}?", detail="It stops after the current step and is saved as "
+                          "cancelled; the contexts it completed are kept.", confirm="Stop run", danger=True),
+            self.stop_answered)
+
+    def stop_answered(self, yes: bool | None) -> None:
+        if not yes or self.ended:
+            return
+        self.stopping = True
+        self.show_summary()
+        self.stop_run()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="stop")
+    def stop_run(self) -> None:
+        """Through the handle when this TUI started the run (it waits for the end), else through the run folder
+        (the worker pid its run.json names): the worker turns it into a clean cancel, which the follower sees."""
+        from core.runs.worker import StopError, stop_and_wait, stop_run
+
+        handle = self.app.launched.get(self.run_id)
+        try:
+            if handle is not None:
+                stop_and_wait([handle])
+            else:
+                stop_run(self.run_dir)
+        except StopError as e:
+            self.post_message(self.StopFinished(str(e)))
+            return
+        self.post_message(self.StopFinished())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "stop":
+            self.post_message(self.StopFinished(str(event.worker.error)))
+
+    @on(StopFinished)
+    def stop_finished(self, message: StopFinished) -> None:
+        if message.problem:
+            self.stopping = False
+            self.notify(f"could not stop the run: {message.problem}", severity="error")
+            self.show_summary()

@@ -1,0 +1,615 @@
+"""Benchmarks: data sets loaded once as tensors on the run's device and cut into contexts by a protocol.
+
+Data sets: `digits` (scikit-learn's bundled 8x8 handwritten digits, offline), `mnist`,
+`fashion-mnist` (torchvision's IDX readers), `cifar10`, `cifar100` (read here from torchvision's
+on-disk layout: no file is unpickled before its MD5 matches torchvision's list or the user's own list in
+$CLTUI_DATA_CHECKSUMS, and then only by an unpickler that can build arrays and nothing else). Files are
+downloaded only when asked. Protocols: `split` (disjoint classes per context), `permuted` (a fixed
+pixel permutation per context, the first one the identity), `rotated` (a fixed angle per context).
+
+Labels are global and contiguous per context: context k owns labels [k*c, (k+1)*c) with c classes per
+context, so a scenario maps logits and labels by slicing (core/engine/scenarios.py). The hot path samples
+index batches on the device; augmentation (padded random crop, horizontal flip) is batched tensor work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.schema.config import BenchmarkConfig
+from core.engine.datafiles import REQUIRED_FILES, data_root, permission_denied, unreadable
+from core.schema.limits import BENCHMARK_INFO
+
+# Per-channel statistics of the training sets (CIFAR images are standardised; MNIST-like stay in [0, 1]).
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+DATA_LAYOUT = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "cifar-100-python/{train,test,meta}",
+}
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded, phrased as one line that names the fix."""
+
+
+@dataclass
+class Split:
+    """One data set as float tensors (N, C, H, W) and integer labels, before it is cut into contexts."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    class_names: list[str]
+
+
+@dataclass
+class Context:
+    """One context (task): its data on the device and the global label range it owns."""
+
+    index: int
+    classes: list[int]  # original class ids of the data set, for people to read
+    labels: tuple[int, int]  # global label range [lo, hi)
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    permutation: Tensor | None = None  # flat pixel permutation, applied on the fly (no copy per context)
+    context_ids: Tensor | None = None  # per-sample context of a mixed stage (joint training)
+    x_val: Tensor | None = None  # held-out training samples (benchmark.validation), never trained on
+    y_val: Tensor | None = None
+
+    def inputs(self, x: Tensor) -> Tensor:
+        if self.permutation is None:
+            return x
+        return x.flatten(1)[:, self.permutation].view_as(x)
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.shape[0]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    protocol: str
+    contexts: list[Context]
+    classes_per_context: int
+    input_shape: tuple[int, int, int]
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def total_classes(self) -> int:
+        return len(self.contexts) * self.classes_per_context
+
+    def joint(self) -> Context:
+        """Every context's training data in one stage (joint training), inputs already transformed."""
+        xs = [c.inputs(c.x_train) for c in self.contexts]
+        ids = [torch.full((c.n_train,), c.index, dtype=torch.long, device=c.y_train.device) for c in self.contexts]
+        lo, hi = self.contexts[0].labels[0], self.contexts[-1].labels[1]
+        return Context(
+            index=len(self.contexts) - 1,
+            classes=[k for c in self.contexts if c.n_train for k in c.classes],
+            labels=(lo, hi),
+            x_train=torch.cat(xs),
+            y_train=torch.cat([c.y_train for c in self.contexts]),
+            x_test=self.contexts[-1].x_test[:0],
+            y_test=self.contexts[-1].y_test[:0],
+            context_ids=torch.cat(ids),
+        )
+
+
+# --- Loading data sets ---------------------------------------------------------------------------
+
+
+def _digits() -> Split:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values are 0..16
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    idx_train, idx_test = train_test_split(
+        torch.arange(len(y)).numpy(), test_size=0.2, stratify=bunch.target, random_state=0
+    )
+    idx_train, idx_test = torch.as_tensor(idx_train), torch.as_tensor(idx_test)
+    return Split(x[idx_train], y[idx_train], x[idx_test], y[idx_test], [str(c) for c in range(10)])
+
+
+def _torchvision(cfg: BenchmarkConfig) -> Split:
+    root = data_root(cfg)
+    train, test = _cifar(cfg, root) if cfg.name in CIFAR_STATS else _mnist_like(cfg, root)
+
+    def images(ds) -> Tensor:
+        data = torch.as_tensor(ds.data)
+        data = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C)
+        return data.float().div_(255.0)
+
+    split = Split(
+        images(train), torch.as_tensor(train.targets, dtype=torch.long),
+        images(test), torch.as_tensor(test.targets, dtype=torch.long),
+        [str(c) for c in getattr(train, "classes", range(int(max(train.targets)) + 1))],
+    )
+    if cfg.name in CIFAR_STATS:
+        mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in CIFAR_STATS[cfg.name])
+        split.x_train = (split.x_train - mean) / std
+        split.x_test = (split.x_test - mean) / std
+    return split
+
+
+def _not_found(cfg: BenchmarkConfig, root: Path) -> DataError:
+    fix = "check your network" if cfg.download else "pass --download to fetch it"
+    return DataError(
+        f"benchmark.data_dir: {cfg.name} not found in {root} (expects {root}/{DATA_LAYOUT[cfg.name]}); "
+        f"{fix}, or point --data-dir at a folder that holds it"
+    )
+
+
+def _check_readable(cfg: BenchmarkConfig, root: Path) -> None:
+    """A file that is there but cannot be read is no "damaged file" to delete: say what it is (the same
+    line the CLI's torch-free check gives, core/engine/datafiles.py)."""
+    for name in REQUIRED_FILES[cfg.name]:
+        problem = unreadable(root / name)
+        if problem:
+            raise DataError(problem)
+
+
+def _mnist_like(cfg: BenchmarkConfig, root: Path) -> tuple:
+    """MNIST and Fashion-MNIST through torchvision's IDX readers: plain bytes, nothing in them can run."""
+    from torchvision import datasets
+
+    reader = datasets.MNIST if cfg.name == "mnist" else datasets.FashionMNIST
+    _check_readable(cfg, root)
+    try:
+        train = reader(str(root), train=True, download=cfg.download)
+        return train, reader(str(root), train=False, download=False)
+    except PermissionError as e:  # os.access said yes (e.g. root, or ACLs) but open() said no
+        raise DataError(permission_denied(e.filename or root)) from None
+    except RuntimeError as e:
+        if "not found" in str(e).lower():
+            raise _not_found(cfg, root) from None
+        raise DataError(
+            f"benchmark.data_dir: cannot read {cfg.name} from {root} ({e}); if its files are damaged, "
+            f"delete them and pass --download, or point --data-dir elsewhere"
+        ) from None
+    # Truncated or foreign files: torchvision's IDX reader asserts on a bad header; that is no ValueError.
+    except (OSError, ValueError, EOFError, KeyError, IndexError, AssertionError) as e:
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise DataError(
+            f"benchmark.data_dir: the {cfg.name} files in {root} are damaged ({what}); "
+            f"delete them and pass --download, or point --data-dir elsewhere"
+        ) from None
+
+
+# --- CIFAR: every file's MD5 checked before it is unpickled, by an unpickler that only builds arrays ---
+#
+# CIFAR ships as Python pickles, and unpickling runs whatever callables the file names: a crafted
+# `data_batch_1` can run a shell command. So (1) each file's MD5 must be the one torchvision's CIFAR
+# class lists for it, or one the user vouches for in $CLTUI_DATA_CHECKSUMS, before a byte of it is
+# unpickled; (2) the bytes that were hashed are the bytes unpickled (read once, no window to swap the
+# file); (3) the unpickler refuses every callable a CIFAR pickle does not need, in case (1) is fooled.
+
+CHECKSUMS_ENV = "CLTUI_DATA_CHECKSUMS"
+_CHUNK = 1 << 20  # hash in 1 MiB reads
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle that names a callable outside _CifarUnpickler.ALLOWED."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and numpy arrays, and nothing else. Every callable a pickle
+    invokes is looked up through find_class, so refusing all but array reconstruction refuses code."""
+
+    ALLOWED = frozenset({
+        # ndarray.__reduce__ (numpy 1 writes numpy.core, numpy 2 numpy._core) and its two arguments
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        # ndarray.__reduce_ex__ under pickle protocol 5 (a CIFAR re-pickled by a recent Python)
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        # plain containers that have no opcode of their own before protocol 4 (Python 2 spells builtins
+        # `__builtin__`; the base class maps it)
+        *((module, name) for module in ("builtins", "__builtin__")
+          for name in ("set", "frozenset", "bytearray")),
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise _Refused(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+@dataclass
+class _CifarPart:
+    """One CIFAR split shaped as torchvision's reader leaves it (so the tensors made from it are the same)."""
+
+    data: object  # numpy uint8 (N, 32, 32, 3)
+    targets: list[int]
+    classes: list[str]
+
+
+def _vouched_checksums(root: Path) -> tuple[dict[str, str], Path | None]:
+    """The user's own checksums, {path relative to the data folder: md5 hex}, from the JSON file that
+    $CLTUI_DATA_CHECKSUMS names; ({}, None) when it is not set."""
+    value = os.environ.get(CHECKSUMS_ENV, "").strip()
+    if not value:
+        return {}, None
+    path = Path(value).expanduser()
+    where = f"${CHECKSUMS_ENV} ({path})"
+    # Whoever can write the data can write a list kept beside it, and would vouch for their own file.
+    # Both the spelled and the resolved paths, so a symlink cannot smuggle it in (or out).
+    roots = {Path(os.path.abspath(root)), root.resolve()}
+    if any(p.is_relative_to(r) for p in (Path(os.path.abspath(path)), path.resolve()) for r in roots):
+        raise DataError(
+            f"{where} lies inside the data folder {root}; whoever can change the data could change it too: "
+            f"keep the checksum list outside {root}"
+        )
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{where} does not exist; point it at your JSON checksum list, or unset it") from None
+    except PermissionError:
+        raise DataError(f"{where} cannot be read (permission denied); fix its permissions") from None
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"{where} is not a readable JSON file ({e}); write "
+                        f'{{"cifar-10-batches-py/data_batch_1": "<md5 hex>", ...}}') from None
+    if not isinstance(listed, dict):
+        raise DataError(f'{where} must hold one JSON object, '
+                        f'{{"<path in the data folder>": "<md5 hex>", ...}}')
+    vouched = {}
+    for key, md5 in listed.items():
+        if not (isinstance(md5, str) and re.fullmatch(r"[0-9a-fA-F]{32}", md5)):
+            raise DataError(f"{where}: the checksum of {key!r} must be 32 hex digits (an MD5), not {md5!r}")
+        vouched[posixpath.normpath(key.replace("\\", "/"))] = md5.lower()
+    return vouched, path
+
+
+def _cifar(cfg: BenchmarkConfig, root: Path) -> tuple[_CifarPart, _CifarPart]:
+    from torchvision import datasets
+
+    base = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
+    ships = "the file torchvision's " + ("CIFAR-10" if cfg.name == "cifar10" else "CIFAR-100") + " ships"
+    # torchvision's own list of the files its download holds and their MD5s: the reference, not a copy.
+    folder = base.base_folder
+    official = {f"{folder}/{n}": md5 for n, md5 in [*base.train_list, *base.test_list]}
+    meta_name = f"{folder}/{base.meta['filename']}"
+    official[meta_name] = base.meta["md5"]
+
+    _check_readable(cfg, root)
+    if not all((root / n).is_file() for n in official):
+        if not cfg.download:
+            raise _not_found(cfg, root)
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        try:  # torchvision checks the archive's MD5 before it extracts it
+            download_and_extract_archive(base.url, str(root), filename=base.filename, md5=base.tgz_md5)
+        except (OSError, RuntimeError) as e:
+            raise DataError(f"benchmark.data_dir: cannot download {cfg.name} into {root} ({e}); check your "
+                            f"network, or point --data-dir at a folder that holds it") from None
+        if not all((root / n).is_file() for n in official):
+            raise _not_found(cfg, root)
+    vouched, manifest = _vouched_checksums(root)
+
+    def verified_bytes(name: str) -> bytes:
+        """The file's bytes, read once, hashed as they are read; raises unless its MD5 is known."""
+        path = root / name
+        digest, chunks = hashlib.md5(usedforsecurity=False), []
+        try:
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    chunks.append(chunk)
+        except PermissionError:
+            raise DataError(permission_denied(path)) from None
+        except OSError as e:
+            raise DataError(f"benchmark.data_dir: cannot read {path} ({e.strerror or e}); "
+                            f"point --data-dir elsewhere") from None
+        md5 = digest.hexdigest()
+        if md5 == official[name] or md5 == vouched.get(name):
+            return b"".join(chunks)
+        if name in vouched:
+            raise DataError(f"benchmark.data_dir: {name} in {root} fails its MD5 check (neither {ships} nor "
+                            f"the one {manifest} lists): delete it and pass --download, or correct its "
+                            f"checksum there if you made it yourself")
+        raise DataError(f"benchmark.data_dir: {name} in {root} fails its MD5 check (not {ships}): delete it "
+                        f"and pass --download, or list its checksum in ${CHECKSUMS_ENV} if you made it "
+                        f"yourself")
+
+    # Every file checked before any is unpickled, in torchvision's order (the training batches first), so
+    # the first file that fails is the one named; each is hashed once, and the bytes hashed are kept.
+    verified = {name: verified_bytes(name) for name in official}
+
+    def load(name: str) -> dict:
+        raw = verified.pop(name)  # dropped once unpickled
+        damaged = f"benchmark.data_dir: {name} in {root} is damaged"
+        try:
+            # latin1: the official files are Python 2 pickles (their keys and arrays are byte strings)
+            entry = _CifarUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        except _Refused as e:
+            raise DataError(f"benchmark.data_dir: {name} in {root} is refused: its pickle calls {e}, which "
+                            f"no CIFAR file needs (it could run code); delete it and pass --download"
+                            ) from None
+        except Exception as e:  # noqa: BLE001 - a cut or foreign pickle fails in many ways; all mean the same
+            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise DataError(f"{damaged} ({what}); delete it and pass --download, or point --data-dir "
+                            f"elsewhere") from None
+        if not isinstance(entry, dict):
+            raise DataError(f"{damaged} (a {type(entry).__name__}, not the dict a CIFAR file holds); "
+                            f"delete it and pass --download")
+        return entry
+
+    def part(names: list[str], classes: list[str]) -> _CifarPart:
+        data, targets = [], []
+        for name in names:
+            entry = load(name)
+            # as torchvision reads it: uint8 rows of 3072 pixels (R, G, B planes), labels or fine_labels
+            x, y = entry.get("data"), entry.get("labels", entry.get("fine_labels"))
+            if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == 3072
+                    and isinstance(y, list) and len(y) == len(x) and all(isinstance(v, int) for v in y)):
+                raise DataError(f"benchmark.data_dir: {name} in {root} is damaged (not N rows of 3072 uint8 "
+                                f"pixels with N integer labels); delete it and pass --download")
+            data.append(x)
+            targets.extend(y)
+        images = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC, as torchvision's
+        return _CifarPart(images, targets, classes)
+
+    meta = load(meta_name)
+    classes = meta.get(base.meta["key"])
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"benchmark.data_dir: {meta_name} in {root} is damaged (no list of class names under "
+                        f"{base.meta['key']!r}); delete it and pass --download")
+    train = part([f"{folder}/{n}" for n, _ in base.train_list], classes)
+    test = part([f"{folder}/{n}" for n, _ in base.test_list], classes)
+    return train, test
+
+
+SINE_SEED = 0  # the waves' samples are a property of the benchmark: every run (and both teachers of a merge) sees them
+SINE_TRAIN, SINE_TEST, SINE_NOISE = 1000, 500, 0.1  # samples per wave; the training targets' noise (std)
+
+
+def sine_wave(k: int) -> tuple[float, float]:
+    """Wave k of the sine benchmark, y = sin(f x + phase) on x in [-pi, pi]: (f, phase) = (1 + k/2, 2 pi k / 5)."""
+    return 1 + k / 2, 2 * math.pi * k / BENCHMARK_INFO["sine"]["classes"]
+
+
+def sine_contexts(cfg: BenchmarkConfig) -> list[Context]:
+    """The regression toy of issue 15 (the merging talk's noisy sines): context k is wave k, its training targets
+    noisy (N(0, SINE_NOISE^2)), its test targets the wave itself; inputs (N, 1, 1, 1), targets float (N,)."""
+    g = torch.Generator().manual_seed(SINE_SEED)
+    contexts = []
+    for k in range(cfg.contexts):
+        f, phase = sine_wave(k)
+        x_train = (torch.rand(SINE_TRAIN, generator=g) * 2 - 1) * math.pi
+        x_test = torch.linspace(-math.pi, math.pi, SINE_TEST)
+        y_train = torch.sin(f * x_train + phase) + SINE_NOISE * torch.randn(SINE_TRAIN, generator=g)
+        y_test = torch.sin(f * x_test + phase)
+        contexts.append(Context(k, [k], (k, k + 1), x_train.view(-1, 1, 1, 1), y_train, x_test.view(-1, 1, 1, 1),
+                                y_test))
+    return contexts
+
+
+def load_split(cfg: BenchmarkConfig) -> Split:
+    return _digits() if cfg.name == "digits" else _torchvision(cfg)
+
+
+# --- Protocols -----------------------------------------------------------------------------------
+
+
+def _pad(x: Tensor, size: int | None) -> Tensor:
+    if not size:
+        return x
+    h, w = x.shape[-2:]
+    dh, dw = max(0, size - h), max(0, size - w)
+    return torch.nn.functional.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+
+def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", split: Split | None = None) -> Benchmark:
+    """Load the data set (unless given) and cut it into contexts on `device`."""
+    if cfg.regression:
+        contexts = sine_contexts(cfg)
+        for c in contexts:
+            c.x_train, c.y_train, c.x_test, c.y_test = (t.to(device) for t in (c.x_train, c.y_train, c.x_test,
+                                                                                c.y_test))
+        return _finish(cfg, contexts, 1, BENCHMARK_INFO[cfg.name]["shape"],
+                       [f"wave {k}" for k in range(BENCHMARK_INFO[cfg.name]["classes"])])
+    split = split if split is not None else load_split(cfg)
+    x_train, x_test = _pad(split.x_train, cfg.pad_to), _pad(split.x_test, cfg.pad_to)
+    y_train, y_test = split.y_train, split.y_test
+    cpc = cfg.classes_per_context
+    assert cpc is not None
+    n_classes = cfg.num_classes
+    contexts: list[Context] = []
+
+    if cfg.protocol == "split":
+        if cfg.class_order_seed is None:
+            order = torch.arange(n_classes)
+        else:
+            order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(cfg.class_order_seed))
+        position = torch.empty(n_classes, dtype=torch.long)
+        position[order] = torch.arange(n_classes)  # original class -> global label
+        g_train, g_test = position[y_train], position[y_test]
+        for k in range(cfg.contexts):
+            lo, hi = k * cpc, (k + 1) * cpc
+            tr = (g_train >= lo) & (g_train < hi)
+            te = (g_test >= lo) & (g_test < hi)
+            contexts.append(Context(
+                k, order[lo:hi].tolist(), (lo, hi),
+                x_train[tr].to(device), g_train[tr].to(device), x_test[te].to(device), g_test[te].to(device),
+            ))
+    else:
+        gen = torch.Generator().manual_seed(cfg.class_order_seed or 0)
+        x_train_dev, x_test_dev = x_train.to(device), x_test.to(device)
+        for k in range(cfg.contexts):
+            lo, hi = k * n_classes, (k + 1) * n_classes
+            perm = None
+            xtr, xte = x_train_dev, x_test_dev
+            if cfg.protocol == "permuted":
+                n_pixels = math.prod(x_train.shape[1:])
+                # The first context sees the original images, as in van de Ven's permuted MNIST.
+                perm = None if k == 0 else torch.randperm(n_pixels, generator=gen).to(device)
+            else:  # rotated: materialised once, since rotating every batch would cost far more than a copy
+                from torchvision.transforms.v2.functional import rotate
+
+                angle = k * cfg.rotation_max / cfg.contexts
+                xtr, xte = rotate(x_train_dev, angle), rotate(x_test_dev, angle)
+            contexts.append(Context(
+                k, list(range(n_classes)), (lo, hi),
+                xtr, (y_train + lo).to(device), xte, (y_test + lo).to(device), permutation=perm,
+            ))
+    return _finish(cfg, contexts, cpc, tuple(x_train.shape[1:]), split.class_names)  # type: ignore[arg-type]
+
+
+def _finish(cfg: BenchmarkConfig, contexts: list[Context], cpc: int, shape: tuple[int, int, int],
+            class_names: list[str]) -> Benchmark:
+    if cfg.validation:
+        hold_out_validation(contexts, cfg.validation)
+    if cfg.learn_contexts is not None:  # a teacher that knows only some contexts: the others keep their test data
+        for c in contexts:
+            if c.index not in cfg.learn_contexts:
+                c.x_train, c.y_train = c.x_train[:0], c.y_train[:0]
+    return Benchmark(cfg.name, cfg.protocol, contexts, cpc, shape, class_names)
+
+
+VALIDATION_SEED = 0  # the held-out samples are a property of the benchmark, the same for every run's seed
+
+
+def hold_out_validation(contexts: list[Context], share: float) -> None:
+    """Move `share` of each class of each context's training data (at least one sample of a class that has two)
+    into the context's validation set. Everything that trains reads `x_train`, so the held-out samples are never
+    trained on, nor stored in a buffer, nor used for a Fisher: they exist only as `x_val`."""
+    chooser = torch.Generator().manual_seed(VALIDATION_SEED)
+    for context in contexts:
+        labels = context.y_train.cpu()
+        held = []
+        regression = labels.is_floating_point()  # numeric targets: one stratum
+        for label in [None] if regression else labels.unique().tolist():
+            members = torch.arange(len(labels)) if regression else (labels == label).nonzero().flatten()
+            n = len(members)
+            k = min(n - 1, max(1, round(share * n))) if n > 1 else 0
+            held.append(members[torch.randperm(n, generator=chooser)[:k]])
+        mask = torch.zeros(len(labels), dtype=torch.bool)
+        mask[torch.cat(held) if held else torch.empty(0, dtype=torch.long)] = True
+        mask = mask.to(context.y_train.device)
+        context.x_val, context.y_val = context.x_train[mask], context.y_train[mask]
+        context.x_train, context.y_train = context.x_train[~mask], context.y_train[~mask]
+
+
+# --- Sampling and augmentation on the device -----------------------------------------------------
+
+
+class BatchSampler:
+    """Index batches without replacement (epoch-like passes), drawn on the device: no host sync."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, device: torch.device):
+        self.n, self.batch_size, self.generator, self.device = n, min(batch_size, n), generator, device
+        self._perm = torch.empty(0, dtype=torch.long, device=device)
+        self._pos = 0
+
+    def next(self) -> Tensor:
+        if self._pos + self.batch_size > self._perm.shape[0]:
+            self._perm = torch.randperm(self.n, generator=self.generator, device=self.device)
+            self._pos = 0
+        idx = self._perm[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return idx
+
+
+class StreamSampler:
+    """Task-free streams (van de Ven's main_task_free.py): each step's batch drawn from a mixture of contexts
+    that the trainer never names to the method. The mixture is a function of the step, known on the host; the
+    draws (each sample's context, then an index into it, with replacement) are made on the device: no host sync.
+
+    - academic: context k for steps [k*I, (k+1)*I): sharp boundaries, as a task-free method would see them.
+    - fuzzy: around each boundary b = k*I the chance of a sample coming from context k rises linearly from 0
+      to 1 over `fuzziness` steps centred on b (van de Ven's FuzzyBoundaryStream, without its wrap-around of
+      context 0 to the end of the stream).
+    - random: every batch from one context drawn uniformly at each step.
+    """
+
+    def __init__(self, contexts: list[Context], kind: str, iterations: int, fuzziness: int, batch_size: int,
+                 generator: torch.Generator, device: torch.device):
+        self.kind, self.iterations, self.fuzziness = kind, iterations, fuzziness
+        self.batch_size, self.generator, self.contexts = batch_size, generator, len(contexts)
+        self.x = torch.cat([c.inputs(c.x_train) for c in contexts])  # every context's inputs as the network sees them
+        self.y = torch.cat([c.y_train for c in contexts])
+        sizes = [c.n_train for c in contexts]
+        self.sizes = torch.tensor(sizes, dtype=torch.float32, device=device)
+        self.offsets = torch.tensor([sum(sizes[:k]) for k in range(len(sizes))], device=device)
+        self.device = device
+        self.record = False  # keep what is drawn, for a method that consolidates on it (`drawn`)
+        self.window: list[tuple[Tensor, Tensor]] = []  # (indices into x, contexts) since the last `drawn`
+
+    def mix(self, step: int) -> tuple[int, int, float]:
+        """At `step` (from the stream's start): contexts a and b = a + 1 (or a), and the chance of drawing b."""
+        k = min(step // self.iterations, self.contexts - 1)
+        if self.kind != "fuzzy":
+            return k, k, 0.0
+        half = self.fuzziness / 2
+        for boundary in ((k + 1) * self.iterations, k * self.iterations):  # the next one, then the last one
+            if 0 < boundary < self.contexts * self.iterations and abs(step + 0.5 - boundary) < half:
+                p = (step + 0.5 - (boundary - half)) / self.fuzziness
+                b = boundary // self.iterations
+                return b - 1, b, p
+        return k, k, 0.0
+
+    def seen(self, step: int) -> int:
+        """The last context that can have been drawn by `step`: the classes a class-IL loss lets compete."""
+        if self.kind == "random":
+            return self.contexts - 1
+        _, b, p = self.mix(step)
+        return b if p > 0 else min(step // self.iterations, self.contexts - 1)
+
+    def next(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs, global labels and each sample's context for `step`."""
+        n = self.batch_size
+        if self.kind == "random":
+            ids = torch.randint(self.contexts, (1,), generator=self.generator, device=self.device).expand(n)
+        else:
+            a, b, p = self.mix(step)
+            ids = torch.full((n,), a, dtype=torch.long, device=self.device)
+            if b != a:
+                ids = ids + (torch.rand(n, generator=self.generator, device=self.device) < p).long()
+        u = torch.rand(n, generator=self.generator, device=self.device)
+        idx = self.offsets[ids] + (u * self.sizes[ids]).long().clamp_max_(self.sizes[ids].long() - 1)
+        if self.record:
+            self.window.append((idx, ids))
+        return self.x[idx], self.y[idx], ids
+
+    def drawn(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs, labels and contexts of every sample drawn since the last call."""
+        idx = torch.cat([i for i, _ in self.window])
+        ids = torch.cat([c for _, c in self.window])
+        self.window.clear()
+        return self.x[idx], self.y[idx], ids
+
+
+def augment(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop from a zero-padded image and random horizontal flip, per sample, as one gather."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=generator, device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
+    cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
+    flip = torch.rand((n, 1, 1), generator=generator, device=x.device) < 0.5
+    cols = torch.where(flip, cols.flip(-1), cols)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,124 @@
+"""The three scenarios of van de Ven, Tuytelaars & Tolias (2022) as views on logits and labels.
+
+Context k owns the global labels [k*c, (k+1)*c) (core/engine/data.py), so each view is a slice of the head:
+- task-IL: the context is given; only its c outputs compete (a multi-headed output layer).
+- domain-IL: one shared head of c outputs; the label is the position within the context (y mod c).
+- class-IL: one head over every class seen so far; the label is the global label.
+
+Evaluating context j after training context i in class-IL lets the classes of contexts up to
+max(i, j) compete: the model must tell the tested classes apart from everything it was shown.
+
+Which class-IL outputs take part in training (`train.active_classes`, van de Ven's `--active-classes`):
+`so-far` trains the outputs of the classes seen so far; `all` trains every output from the first context
+on, so the classes still to come are pushed down as negatives and distillation targets cover the whole
+head (the reference's default).
+
+A regression benchmark (sine: one wave per context, one output per wave) keeps the task- and domain-IL views
+with a numeric target: task-IL reads the output of the sample's own context, domain-IL the one shared output;
+the criterion is the mean squared error and the score R^2 = 1 - SSE / SST (1: the wave exactly; 0: its mean).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class ScenarioView:
+    """The scenario `kind` over `contexts` contexts of `classes_per_context` classes each (c above)."""
+
+    def __init__(self, kind: str, classes_per_context: int, contexts: int, active_classes: str = "so-far",
+                 regression: bool = False):
+        if kind not in ("task", "domain", "class"):
+            raise ValueError(f"unknown scenario {kind!r}")
+        if active_classes not in ("so-far", "all"):
+            raise ValueError(f"unknown active_classes {active_classes!r}")
+        if regression and (kind == "class" or classes_per_context != 1):
+            raise ValueError("regression: task- or domain-IL with one output per context")
+        self.kind, self.classes_per_context, self.contexts = kind, classes_per_context, contexts
+        self.all_active = kind == "class" and active_classes == "all"
+        self.regression = regression
+
+    @property
+    def head_size(self) -> int:
+        c = self.classes_per_context
+        return c if self.kind == "domain" else c * self.contexts
+
+    def active(self, context: int, seen: int | None = None) -> tuple[int, int]:
+        """The head outputs that compete for a sample of `context` once contexts 0..`seen` were trained."""
+        c = self.classes_per_context
+        if self.kind == "task":
+            return context * c, (context + 1) * c
+        if self.kind == "domain":
+            return 0, c
+        return 0, (max(context, seen if seen is not None else context) + 1) * c
+
+    def trained_outputs(self, context: int) -> int:
+        """class-IL: how many head outputs (from the first) a loss while learning `context` covers."""
+        return self.head_size if self.all_active else (context + 1) * self.classes_per_context
+
+    def old_outputs(self, previous: int) -> int:
+        """class-IL: how many of the previous model's outputs are distillation targets while `previous`
+        contexts lie behind; with `so-far`, the current classes are left out (they get zero probability)."""
+        return self.head_size if self.all_active else previous * self.classes_per_context
+
+    def target(self, y: Tensor, context: int) -> Tensor:
+        if self.kind == "class":
+            return y
+        c = self.classes_per_context
+        return y - context * c if self.kind == "task" else y.remainder(c)
+
+    def train_view(self, logits: Tensor, y: Tensor, context: int, context_ids: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
+        """Logits and targets for the loss on a batch of `context` (or of mixed contexts, given their ids)."""
+        if self.regression:
+            return self.own_output(logits, context, context_ids), y
+        if context_ids is not None and self.kind == "task":
+            owner = torch.arange(logits.shape[1], device=logits.device) // self.classes_per_context
+            return logits.masked_fill(owner[None, :] != context_ids[:, None], float("-inf")), y
+        if context_ids is not None and self.kind == "domain":
+            return logits, y.remainder(self.classes_per_context)
+        lo, hi = self.active(context)
+        if self.all_active:
+            hi = self.head_size
+        return logits[:, lo:hi], self.target(y, context)
+
+    def eval_view(self, logits: Tensor, y: Tensor, context: int, trained: int) -> tuple[Tensor, Tensor]:
+        """Logits and targets for testing `context` after contexts 0..`trained` were learned."""
+        if self.regression:
+            return self.own_output(logits, context), y
+        lo, hi = self.active(context, trained)
+        return logits[:, lo:hi], self.target(y, context)
+
+    def own_output(self, outputs: Tensor, context: int, context_ids: Tensor | None = None) -> Tensor:
+        """Regression: each sample's prediction, (B,): its context's output (task-IL) or the shared one."""
+        if self.kind == "domain":
+            return outputs[:, 0]
+        if context_ids is None:
+            return outputs[:, context]
+        return outputs.gather(1, context_ids[:, None]).squeeze(1)
+
+    def criterion(self, view: Tensor, target: Tensor) -> Tensor:
+        """The task loss on a view: cross-entropy, or the mean squared error for regression."""
+        return F.mse_loss(view, target) if self.regression else F.cross_entropy(view, target)
+
+    def loss(self, logits: Tensor, y: Tensor, context: int, context_ids: Tensor | None = None) -> Tensor:
+        """The task loss of a batch of `context` (or of mixed contexts): the criterion on the training view."""
+        return self.criterion(*self.train_view(logits, y, context, context_ids))
+
+    def tally(self, view: Tensor, target: Tensor) -> Tensor:
+        """Device sums for `score` (no host read): [hits, 0, 0], or [SSE, sum y, sum y^2] for regression."""
+        if self.regression:
+            y = target.float()
+            return torch.stack([(view.float() - y).square().sum(), y.sum(), y.square().sum()])
+        hits = (view.argmax(1) == target).sum().float()
+        return torch.stack([hits, torch.zeros_like(hits), torch.zeros_like(hits)])
+
+    def score(self, sums: list[float], n: int) -> float:
+        """A context's test score from its summed tallies over `n` samples: the accuracy, or R^2."""
+        if not self.regression:
+            return sums[0] / max(n, 1)
+        sse, total, squares = sums
+        sst = squares - total * total / max(n, 1)
+        return 1.0 - sse / sst if sst > 1e-12 else 0.0

@@ -1,0 +1,699 @@
+"""The training loop over contexts: data on the device, a method's hooks, evaluation on every context,
+events out, run.json and checkpoints on disk.
+
+`run(config, run_dir, emit)` runs in the worker process (core/runs/worker.py) but works in any process.
+It always ends by writing run.json with status finished, failed or cancelled, and emitting the
+matching terminal event; it raises only for problems with its arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from core.runs import threads
+from core.schema.config import RunConfig
+from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
+from core.runs.events import (
+    ContextEvaluated,
+    ContextStarted,
+    CurveEvaluated,
+    DreamsSaved,
+    Event,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
+from core.methods import method_class
+from core.methods.base import Batch, Cancelled, ContextInfo, Method
+from core.methods.parts.common import frozen_copy
+from core.runs.metrics import summarize
+from core.engine.scenarios import ScenarioView
+from core.runs.store import (
+    ContextRow,
+    RunError,
+    RunRecord,
+    StoreError,
+    check_run_files,
+    checkpoint_files,
+    inside,
+    open_checked,
+    read_record,
+    write_record,
+)
+
+FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
+FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, context: int, iteration: int):
+        super().__init__(f"loss became NaN or infinite in context {context} at iteration {iteration}; "
+                         f"lower train.lr or the method's strength")
+        self.context, self.iteration = context, iteration
+
+
+class InputError(Exception):
+    """Bad input found only once the worker looked (missing device, unreadable data): exit code 2."""
+
+
+class ResumeError(Exception):
+    """A run that cannot be continued (damaged checkpoint, unreadable run.json): its folder is left as it was."""
+
+
+class StoreWriteError(Exception):
+    """The run folder could not be written (a full disk, a read-only or vanished folder)."""
+
+    def __init__(self, what: str, error: OSError, completed: int, run_id: str = "RUN"):
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        why = error.strerror or str(error)
+        super().__init__(f"cannot write {what} ({why}){': the disk is full' if full else ''}; "
+                         f"{completed} completed context(s) are saved; "
+                         f"{'free some space' if full else 'fix the runs folder'}, then `cltui run --resume {run_id}`")
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"train.device: {spec} asked for but no CUDA device is visible; use --device cpu "
+                             f"(also with --resume)")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"train.device: {spec} does not exist ({torch.cuda.device_count()} CUDA devices)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("train.device: mps asked for but not available; use --device cpu")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device.type}:{device.index or 0} {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        cltui_version = version("cltui")
+    except PackageNotFoundError:
+        cltui_version = "unknown"
+    return {"cltui": cltui_version, "torch": torch.__version__, "python": platform.python_version(),
+            "device": describe_device(device), "host": platform.node(), **threads.in_use()}  # CPU threads, and why
+
+
+class ContinualEvaluation:
+    """`train.eval_every`: a fixed random subset of every context's test set (the same on every device: drawn
+    on the CPU from the run's seed), kept on the device as the network sees it, and tested every N iterations
+    inside a context. Hits stay on the device until `flush`, called where the loop reads the loss anyway:
+    the evaluation adds no host sync of its own."""
+
+    def __init__(self, trainer: Trainer):
+        t = trainer.config.train
+        self.every, self.batch = t.eval_every, t.eval_batch_size
+        self.model, self.method, self.scenario = trainer.model, trainer.method, trainer.scenario
+        chooser = torch.Generator().manual_seed(t.seed)
+        self.sets: list[tuple[int, Tensor, Tensor]] = []  # (context index, inputs, labels) on the device
+        for context in trainer.benchmark.contexts:
+            n = context.x_test.shape[0]
+            if t.eval_samples and t.eval_samples < n:
+                idx = torch.randperm(n, generator=chooser)[: t.eval_samples].to(context.x_test.device)
+                x, y = context.x_test[idx], context.y_test[idx]
+            else:
+                x, y = context.x_test, context.y_test
+            self.sets.append((context.index, context.inputs(x), y))
+        self.counts = [y.shape[0] for _, _, y in self.sets]
+        self.pending: list[tuple[int, int, Tensor]] = []  # (iteration, stage, tallies per context) not read yet
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    @torch.no_grad()
+    def evaluate(self, iteration: int, stage: int, trained: int) -> None:
+        """Queue the accuracy on every context at `iteration` while training `stage` (contexts 0..`trained`)."""
+        was_training = self.model.training
+        self.model.eval()
+        sums = []
+        for index, x, y in self.sets:
+            total = torch.zeros(3, device=y.device)
+            for i in range(0, x.shape[0], self.batch):
+                scores = self.method.predict(x[i : i + self.batch], index)
+                if scores is None:
+                    scores = self.model(x[i : i + self.batch])
+                total += self.scenario.tally(*self.scenario.eval_view(scores, y[i : i + self.batch], index, trained))
+            sums.append(total)
+        self.model.train(was_training)
+        self.pending.append((iteration, stage, torch.stack(sums)))
+
+    def flush(self) -> list[tuple[int, int, list[float]]]:
+        """The queued points as (iteration, stage, accuracies): one device-to-host copy for all of them."""
+        if not self.pending:
+            return []
+        sums = torch.stack([h for _, _, h in self.pending]).tolist()
+        points = [(it, stage, [round(self.scenario.score(s, n), 4) for s, n in zip(per_context, self.counts)])
+                  for (it, stage, _), per_context in zip(self.pending, sums, strict=True)]
+        self.pending.clear()
+        return points
+
+
+class Trainer:
+    """Holds everything of one run; `run()` below is the entry point."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, emit: Callable[[Event], None],
+                 should_stop: Callable[[], bool], benchmark: Benchmark | None = None, resume: bool = False):
+        self.config, self.run_dir, self.emit, self.should_stop = config, run_dir, emit, should_stop
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0  # wall time of earlier sessions of a resumed run
+        self.device = resolve_device(config.train.device)
+        if resume:
+            # Nothing is written to run.json until the checkpoint has loaded (restore() below): a resume that
+            # fails leaves the record of every completed context exactly as it was.
+            try:
+                self.record = read_record(run_dir)
+                check_run_files(run_dir)  # a link or FIFO in the folder: refused before a byte is written
+            except StoreError as e:
+                raise ResumeError(f"--resume: {e}") from None
+        else:
+            self.record = RunRecord.new(run_dir.name, config.preset, config.to_dict(), environment(self.device))
+            self.save()
+        t = config.train
+        torch.manual_seed(t.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        try:
+            self.benchmark = benchmark or build_benchmark(config.benchmark, self.device)
+        except DataError as e:
+            raise InputError(str(e)) from None
+        self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts),
+                                     config.train.active_classes, config.benchmark.regression)
+        # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
+        method_cls = method_class(config.method.name)
+        self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)
+        self.load_pretrained(resume)
+        self.model.to(self.device)
+        try:
+            self.method: Method = method_cls(config.method, config, self.model, self.scenario, self.benchmark,
+                                             self.device)
+        except ValueError as e:  # a method that cannot work with this model
+            raise InputError(str(e)) from None
+        self.optimizer = self.make_optimizer()
+        self.generator = torch.Generator(self.device).manual_seed(t.seed)
+        if t.compile:
+            self.model.compile()
+        self.previous_model: nn.Module | None = None
+        self.judge: Any = None  # core.engine.dreams.DreamJudge, made when a method first dreams
+        self.eval_s = 0.0
+        self.train_s = 0.0
+        self.samples = 0
+        self.first_stage = self.restore() if resume else 0
+        # iterations trained before the next stage, counted from the run's first step (the curve's x axis)
+        self.steps = sum(c.iterations or 0 for c in self.record.contexts)
+        self.continual = ContinualEvaluation(self) if t.eval_every else None
+        b = config.benchmark
+        # Task-free: every stage is a context-sized block of one stream, and the method is told no boundary.
+        self.stream = None if b.stream == "academic" else StreamSampler(
+            self.benchmark.contexts, b.stream, t.iterations, b.fuzziness, t.batch_size, self.generator, self.device)
+        # ... so a method that consolidates at boundaries does it every update_every iterations instead
+        self.update_every: int | None = getattr(config.method, "update_every", None) if self.stream else None
+        if self.stream is not None and self.update_every:
+            self.stream.record = True
+
+    def load_pretrained(self, resume: bool) -> None:
+        """model.pretrained / model.freeze_conv (core/engine/pretrain.py): the checkpoint's conv layers, its sha256 in
+        run.json. A resumed run takes its weights from its own checkpoint, and only freezes again."""
+        m = self.config.model
+        if not (m.pretrained or m.freeze_conv):
+            return
+        from core.engine.datafiles import pretrained_problem
+        from core.engine.pretrain import PretrainedError, load_conv
+
+        problem = None if resume else pretrained_problem(self.config)
+        if problem is not None:  # the words the CLI and the compose form use for a checkpoint not there
+            raise InputError(str(problem))
+        try:
+            loaded = load_conv(self.model, m.kind, "" if resume else m.pretrained or "", m.freeze_conv)
+        except PretrainedError as e:
+            raise InputError(str(e)) from None
+        if loaded is not None:
+            self.record.pretrained = loaded
+
+    def check_stop(self) -> None:
+        if self.should_stop():
+            raise Cancelled("stopped before training started")
+
+    def restore(self) -> int:
+        """Load the last context checkpoint (model, optimiser, method and random states) and only then mark the
+        record resumed; the stage to run next."""
+        folder = inside(self.run_dir, "checkpoints", action="read")
+        checkpoints = [p for _, p in sorted(checkpoint_files(folder))]
+        done = 0
+        if checkpoints:
+            path = checkpoints[-1]
+            try:
+                with open_checked(path) as f:  # never a link, a FIFO or a device
+                    state = torch.load(f, map_location=self.device, weights_only=True)
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.method.load_state_dict(state["method"])
+                torch.set_rng_state(state["rng"]["torch"])
+                if "cuda" in state["rng"] and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+                self.generator.set_state(state["rng"]["generator"])
+                done = int(state["context"]) + 1
+                saved = state.get("record")
+            except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run stays as it was
+                first = str(e).splitlines()[0].split(". ")[0][:160] if str(e) else ""
+                why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+                raise ResumeError(f"--resume: {path} is damaged ({why}); run.json is untouched; restore the file "
+                                  f"from a backup, or start the run again") from None
+            # The checkpoint carries the rows it completes: a kill between writing it and writing run.json
+            # loses nothing.
+            if saved is not None and len(self.record.acc_matrix) < done:
+                self.record.contexts = [ContextRow.model_validate(c) for c in saved["contexts"]]
+                self.record.acc_matrix = saved["acc_matrix"]
+                self.record.acc_init = saved["acc_init"]
+                self.record.acc_curve = saved.get("acc_curve", [])
+            if len(self.record.acc_matrix) < done:
+                raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} context(s) but {path} "
+                                  f"follows context {done - 1}; run.json is untouched")
+            if self.method.needs_previous_model:
+                self.previous_model = frozen_copy(self.model)
+        elif self.record.acc_matrix and self.config.train.checkpoints != "none":
+            raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} completed context(s) but "
+                              f"{folder} holds no checkpoint; run.json is untouched; start the run again")
+        if done == 0:  # nothing completed: start over in the same folder
+            self.record.acc_init = None
+        self.record.resume(self.config.to_dict(), environment(self.device), done)
+        rows = self.record.contexts
+        self.elapsed_before = (rows[-1].elapsed_s or 0.0) if rows else 0.0
+        self.train_s = sum(c.train_s or 0.0 for c in rows)
+        self.samples = sum(c.iterations or 0 for c in rows) * self.config.train.batch_size
+        self.save()
+        return done
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.config.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if t.optimizer == "adam":
+            # fused: one kernel for every parameter instead of a loop of small ops per tensor; the same update
+            # (benchmarks/loop_overhead.py: the default loop cost the step 1.21x the fused one on CPU)
+            fused = self.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+            return torch.optim.Adam(params, lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay,
+                                    fused=fused or None)
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+    def save(self) -> None:
+        try:
+            write_record(self.run_dir, self.record)
+        except OSError as e:
+            raise StoreWriteError(str(self.run_dir / "run.json"), e, len(self.record.acc_matrix),
+                                  self.run_dir.name) from None
+
+    def elapsed(self) -> float:
+        """Wall time of the whole run so far, earlier sessions of a resumed run included."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        cfg = self.config
+        self.check_stop()  # asked while the data loaded
+        stages = ([self.benchmark.joint()] if self.method.trains_jointly else self.benchmark.contexts)
+        iterations = cfg.train.iterations * (len(self.benchmark.contexts) if self.method.trains_jointly else 1)
+        self.emit(RunStarted(run_id=self.run_dir.name, contexts=len(stages), device=describe_device(self.device),
+                             config=cfg.to_dict(), resumed_from=self.first_stage or None))
+        if self.record.acc_init is None:
+            self.record.acc_init = self.evaluate(trained=-1)
+        if self.continual is not None and self.steps == 0:  # the curve starts at the untrained network
+            self.continual.evaluate(0, 0, -1)
+        # A stage is one training of the sequence and one row of the accuracy matrix; its context says which
+        # data and labels it learns (context.index = stage, except joint's single stage over every context).
+        for stage, context in enumerate(stages):
+            if stage < self.first_stage:
+                continue
+            self.emit(ContextStarted(context=stage, classes=context.classes, iterations=iterations))
+            info = ContextInfo(stage, context, self.previous_model, self.emit, cfg.train.progress_interval,
+                               self.should_stop)
+            if cfg.train.reset_optimizer and stage > 0:
+                self.optimizer = self.make_optimizer()
+            # A stream tells the method of no boundary: it starts once, and consolidates inside the loop.
+            if self.stream is None or stage == self.first_stage:
+                self.method.before_context(info)
+            train_s, final_loss = self.train_context(info, iterations)
+            try:
+                if self.stream is None:
+                    self.method.after_context(info)
+                dreams = self.record_dreams(stage, info)
+                if self.method.needs_previous_model:
+                    self.previous_model = frozen_copy(self.model)
+                trained = context.index if self.stream is None else self.stream.seen(self.steps - 1)
+                accuracies = self.evaluate(trained=trained, stage=stage)
+                self.record_validation(stage, trained)
+            except Cancelled:
+                # A stop in the phases after the training (a Fisher, herding, dreams, the evaluation): honoured at
+                # once, so this context's training is not saved; say so, and what is kept.
+                raise Cancelled(f"stopped in context {stage} after its training, while consolidating or evaluating "
+                                f"it: context {stage} is not kept (a resume trains it again); "
+                                f"{len(self.record.acc_matrix)} completed context(s) are kept") from None
+            row = ContextRow(index=stage, classes=context.classes, train_s=round(train_s, 4), iterations=iterations,
+                             final_loss=final_loss, elapsed_s=round(self.elapsed(), 3))
+            # On disk before anyone hears of it: the checkpoint (which carries this row too), then run.json.
+            # A kill between the two loses nothing: a resume takes the row from the checkpoint.
+            self.checkpoint(stage, row, accuracies)
+            self.record.context_completed(row, accuracies, dreams=dreams)
+            self.record.metrics.update(validation_metrics(self.record))
+            self.save()
+            if dreams is not None:
+                scalars = {k: v for k, v in dreams["quality"].items() if not isinstance(v, dict)}
+                self.emit(DreamsSaved(context=stage, path=dreams["path"] or dreams["images"], count=dreams["count"],
+                                      quality=scalars))
+            self.emit(ContextEvaluated(context=stage, accuracies=accuracies, train_s=train_s, final_loss=final_loss))
+
+    def record_dreams(self, stage: int, info: ContextInfo) -> dict[str, Any] | None:
+        """Save and score what the method dreamed in this context (data-free methods); its run.json entry."""
+        dreams = self.method.take_dreams()
+        if dreams is None:
+            return None
+        from core.engine.dreams import DreamJudge
+
+        if self.judge is None:
+            self.judge = DreamJudge(self.config, self.benchmark, self.device)
+        self.judge.train_verifier(info)  # once per run, its own phase
+        with info.phase("dream-quality"):
+            entry = self.judge.record(self.run_dir, stage, dreams, info)
+        return entry
+
+    def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
+        """`iterations` optimiser steps on the context's training data through the method's hooks; the training
+        time and the mean loss of the last FINAL_LOSS_TAIL steps."""
+        t = self.config.train
+        context, stage = info.context, info.stage
+        self.model.train()
+        sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
+        losses = torch.zeros(iterations, device=self.device)  # (iterations,) on the device: read when a report is due
+        use_bf16 = t.precision == "bf16" and self.device.type in ("cuda", "cpu")  # autocast has bf16 on both
+        do_augment = self.config.benchmark.augment
+        for group in self.optimizer.param_groups:  # each context starts at the base rate
+            group["lr"] = t.lr
+        decay_at = {round(f * iterations) for f in t.lr_decay_at}
+        self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
+        self.sync()
+        start = last_report = time.monotonic()
+        reported = 0  # steps whose losses a Progress event has reported
+        final_loss = None
+        continual, stream = self.continual, self.stream
+        for it in range(iterations):
+            # learning-rate schedule: step decay at the given fractions of the context
+            if it in decay_at:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= t.lr_decay
+            # a batch: sampled without replacement within an epoch, inputs as the network sees them; on a stream,
+            # from the contexts its schedule mixes at this step, labelled with the last context it can hold
+            if stream is not None:
+                x, y, ids = stream.next(self.steps + it)
+                seen = stream.seen(self.steps + it)
+            else:
+                idx = sampler.next()  # (B,) indices into the context's training set
+                x, y, seen = context.inputs(context.x_train[idx]), context.y_train[idx], context.index  # (B, C, H, W)
+                ids = None if context.context_ids is None else context.context_ids[idx]  # (B,) joint: each one's
+            if do_augment:
+                x = augment(x, self.generator)
+            batch = Batch(x, y, seen, ids)
+            # forward and the method's loss (bf16 autocast when asked)
+            # (a disabled autocast still costs ~10x a null context each step: entered only when it does something)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
+                loss = self.method.loss(batch, info)
+            # backward, the method's hooks around the optimiser step (A-GEM projects, SI accumulates)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.method.after_backward(info)
+            self.optimizer.step()
+            self.method.after_step(info)
+            if self.update_every and (self.steps + it + 1) % self.update_every == 0:
+                self.consolidate(info, seen)
+            losses[it] = loss.detach()
+            # continual evaluation every eval_every steps, and after the stage's last step (its boundary)
+            if continual is not None and (continual.due(self.steps + it + 1) or it == iterations - 1):
+                continual.evaluate(self.steps + it + 1, stage, seen)
+            # progress, the NaN check and the stop check, a few times a second
+            now = time.monotonic()
+            if now - last_report >= t.progress_interval or it == iterations - 1:
+                window = losses[reported : it + 1]  # the steps since the last report
+                final_loss = window.mean().item()  # the one host sync
+                self.report_curve(stage)
+                if not math.isfinite(final_loss):
+                    bad = int((~torch.isfinite(window)).nonzero()[0])
+                    raise NonFiniteLoss(stage, reported + bad)
+                rate = (it + 1 - reported) * sampler.batch_size / max(now - last_report, 1e-9)
+                self.emit(Progress(context=stage, phase="train", step=it + 1, total=iterations,
+                                   loss=final_loss, samples_per_s=rate))
+                reported, last_report = it + 1, now
+                if self.should_stop():
+                    raise Cancelled(f"stopped in context {stage} at iteration {it + 1}")
+        self.sync()
+        self.steps += iterations
+        # The record keeps the mean loss of a fixed tail of iterations: the last progress window ends at
+        # the same iteration but starts wherever the clock put the report before it.
+        final_loss = losses[-min(iterations, FINAL_LOSS_TAIL):].mean().item()
+        seconds = time.monotonic() - start
+        self.train_s += seconds
+        self.samples += iterations * sampler.batch_size
+        self.emit(PhaseFinished(context=stage, phase="train", seconds=seconds))
+        return seconds, final_loss
+
+    def consolidate(self, info: ContextInfo, seen: int) -> None:
+        """Task-free: the method's boundary work (a Fisher, SI's importance) on the samples drawn since the last
+        update, then a fresh start, as van de Ven's --update-every. One read from the device per update (which
+        context a task-IL view is of), none per step."""
+        assert self.stream is not None
+        x, y, ids = self.stream.drawn()
+        index = seen
+        if self.scenario.kind == "task":  # a task-IL view is of one context: the one drawn most
+            index = int(torch.bincount(ids).argmax())
+            keep = ids == index
+            x, y, ids = x[keep], y[keep], ids[keep]
+        window = Context(index, [], (0, 0), x, y, x[:0], y[:0], context_ids=ids)
+        update = ContextInfo(info.stage, window, self.previous_model, self.emit, info.progress_interval,
+                             self.should_stop)
+        self.method.after_context(update)
+        self.method.before_context(update)
+        self.model.train()
+
+    def report_curve(self, stage: int) -> None:
+        """Continual-evaluation points queued since the last report: into the record and out as one event."""
+        points = self.continual.flush() if self.continual is not None else []
+        if points:
+            self.record.acc_curve.extend(points)
+            self.emit(CurveEvaluated(context=stage, iterations=[p[0] for p in points],
+                                     accuracies=[p[2] for p in points]))
+
+    @torch.inference_mode()
+    def evaluate(self, trained: int, stage: int | None = None) -> list[float]:
+        """Test accuracy on every context after contexts 0..`trained` (-1: the untrained network)."""
+        start = time.monotonic()
+        if stage is not None:
+            self.emit(PhaseStarted(context=stage, phase="eval", total=len(self.benchmark.contexts)))
+        was_training = self.model.training
+        self.model.eval()
+        bs = self.config.train.eval_batch_size
+        sums, counts = [], []
+        for context in self.benchmark.contexts:
+            self.check_stop()  # between contexts: a slow evaluation (a ResNet on a CPU) stays stoppable
+            total = torch.zeros(3, device=self.device)
+            for i in range(0, context.x_test.shape[0], bs):
+                x = context.inputs(context.x_test[i : i + bs])
+                scores = self.method.predict(x, context.index)
+                if scores is None:
+                    scores = self.model(x)
+                view = self.scenario.eval_view(scores, context.y_test[i : i + bs], context.index, trained)
+                total += self.scenario.tally(*view)
+            sums.append(total)
+            counts.append(context.x_test.shape[0])
+        accuracies = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
+        self.model.train(was_training)
+        seconds = time.monotonic() - start
+        self.eval_s += seconds
+        if stage is not None:
+            self.emit(PhaseFinished(context=stage, phase="eval", seconds=seconds))
+        return accuracies
+
+    @torch.inference_mode()
+    def record_validation(self, stage: int, trained: int) -> None:
+        """benchmark.validation: accuracy on every context's held-out training samples after `stage`, kept in
+        run.json as `val_matrix` (rows as acc_matrix's), beside the test accuracy; tuning reads it, never the test."""
+        if not self.config.benchmark.validation:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        bs = self.config.train.eval_batch_size
+        sums, counts = [], []
+        for context in self.benchmark.contexts:
+            x_val, y_val = context.x_val, context.y_val
+            assert x_val is not None and y_val is not None
+            total = torch.zeros(3, device=self.device)
+            for i in range(0, x_val.shape[0], bs):
+                x = context.inputs(x_val[i : i + bs])
+                scores = self.method.predict(x, context.index)
+                if scores is None:
+                    scores = self.model(x)
+                total += self.scenario.tally(*self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained))
+            sums.append(total)
+            counts.append(x_val.shape[0])
+        self.model.train(was_training)
+        row = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
+        # a resumed run trims rows past the stage it continues from, as the record does with acc_matrix
+        self.record.val_matrix = list(getattr(self.record, "val_matrix", None) or [])[:stage] + [row]
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def checkpoint(self, stage: int, row: ContextRow, accuracies: list[float]) -> None:
+        keep = self.config.train.checkpoints
+        if keep == "none":
+            return
+        folder = inside(self.run_dir, "checkpoints")
+        folder.mkdir(exist_ok=True)
+        state = {
+            "context": stage,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],
+                       "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init,
+                       "acc_curve": [list(p) for p in self.record.acc_curve]},
+        }
+        if self.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        path = inside(folder.parent, folder.name, f"context-{stage}.pt")
+        tmp = inside(folder.parent, folder.name, f"context-{stage}.pt.tmp")
+        try:
+            # Our own file object: on a failure it is closed here, so removing the .tmp frees its space (a file
+            # torch opened itself stays open in the exception's frames, and a full disk stays full).
+            with open_checked(tmp, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+            tmp.unlink(missing_ok=True)
+            error = e if isinstance(e, OSError) else OSError(errno.EIO, str(e).splitlines()[0][:200])
+            # torch.save words a full disk as a zip-writer error ("unexpected pos"): ask the disk instead.
+            if not isinstance(e, OSError) and shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+                error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise StoreWriteError(str(path), error, len(self.record.acc_matrix), self.run_dir.name) from None
+        if keep == "last":  # only once the new one is safely on disk
+            for _, old in checkpoint_files(folder):
+                if old != path:
+                    old.unlink(missing_ok=True)  # a name, never followed: a link is removed itself
+
+    def finish(self, status: str, error: RunError | None = None) -> str | None:
+        """Record how the run ended; the reason run.json could not be written, if it could not (a full disk:
+        the record on disk keeps every context completed before)."""
+        timing = {
+            "total_s": round(self.elapsed(), 3), "train_s": round(self.train_s, 3), "eval_s": round(self.eval_s, 3),
+            "samples_per_s": round(self.samples / self.train_s, 1) if self.train_s else None,
+        }
+        if self.continual is not None:  # points a cancel or failure left unread
+            self.record.acc_curve.extend(self.continual.flush())
+        self.record.end(status, error, validation_metrics(self.record), timing)  # type: ignore[arg-type]
+        try:
+            self.save()
+        except StoreWriteError as e:
+            return str(e)
+        return None
+
+
+def validation_metrics(record: RunRecord) -> dict[str, float]:
+    """Validation accuracy beside the test metrics: `final_avg_val_acc` (the last val_matrix row's mean over
+    every context, as final_avg_acc) and `avg_incremental_val_acc`; nothing without benchmark.validation."""
+    rows = getattr(record, "val_matrix", None) or []
+    if not rows:
+        return {}
+    val = summarize(rows, once=record.trains_jointly, contexts=record.config.benchmark.get("contexts"))
+    return {key: round(val[test], 6) for key, test in (("final_avg_val_acc", "final_avg_acc"),
+                                                       ("avg_incremental_val_acc", "avg_incremental_acc"))
+            if val[test] is not None}
+
+
+def trainer_class(config: RunConfig) -> type[Trainer]:
+    """The trainer of the run's kind (docs/architecture.md, run kinds): a method may bring its own
+    (core/engine/generation.py's GAN methods: a generation run), else this module's."""
+    own = getattr(method_class(config.method.name), "trainer_class", None)
+    return own() if own is not None else Trainer
+
+
+def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda e: None,
+        should_stop: Callable[[], bool] = lambda: False, benchmark: Benchmark | None = None,
+        resume: bool = False) -> dict[str, Any]:
+    """Train `config` into `run_dir` (which must exist); returns the final run record. With `resume`, continue
+    the run saved there from its last completed context."""
+    trainer: Trainer | None = None
+    try:
+        trainer = trainer_class(config)(config, run_dir, emit, should_stop, benchmark, resume)
+        trainer.run()
+    except (Cancelled, KeyboardInterrupt) as e:
+        reason = str(e) or "interrupted"
+        record, _ = _ended(trainer, config, run_dir, resume, "cancelled", RunError(message=reason, kind="cancelled"))
+        emit(RunCancelled(reason=reason, context=len(record.acc_matrix)))
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return record.to_dict()
+    except Exception as e:  # noqa: BLE001 - every failure must land in run.json
+        kind = "input" if isinstance(e, InputError) else "resume" if isinstance(e, ResumeError) else "error"
+        plain = (InputError, ResumeError, NonFiniteLoss, StoreWriteError)
+        message = str(e) if isinstance(e, plain) else f"{type(e).__name__}: {e}"
+        error = RunError(message=message, kind=kind, traceback=traceback.format_exc(),
+                         context=getattr(e, "context", None), iteration=getattr(e, "iteration", None))
+        record, unsaved = _ended(trainer, config, run_dir, resume, "failed", error)
+        if unsaved and not isinstance(e, StoreWriteError):
+            message = f"{message} (and {unsaved})"
+        emit(RunFailed(error=message, traceback=error.traceback or "", context=error.context,
+                       iteration=error.iteration, kind=kind))
+        return record.to_dict()
+    unsaved = trainer.finish("finished")
+    if unsaved:  # trained to the end, but the last write failed: say so instead of claiming success
+        emit(RunFailed(error=unsaved, kind="error"))
+        return trainer.record.to_dict()
+    emit(RunFinished(metrics=trainer.record.metrics, total_s=trainer.record.timing["total_s"] or 0.0))
+    return trainer.record.to_dict()
+
+
+def _ended(trainer: Trainer | None, config: RunConfig, run_dir: Path, resume: bool, status: str,
+           error: RunError) -> tuple[RunRecord, str | None]:
+    """Record how a run ended. A resume that failed before its checkpoint loaded writes nothing: run.json
+    keeps every completed context as it was. A write that fails (a full disk) is reported, never raised."""
+    if trainer is not None:  # the trainer exists: a fresh record, or a resumed one whose checkpoint loaded
+        return trainer.record, trainer.finish(status, error)  # type: ignore[arg-type]
+    if resume:
+        try:
+            return read_record(run_dir), None
+        except StoreError:
+            return RunRecord.new(run_dir.name, config.preset, config.to_dict()), None
+    # A fresh run that failed at start-up (bad device, unreadable data): say so on disk.
+    record = RunRecord.new(run_dir.name, config.preset, config.to_dict())
+    record.end(status, error, {}, {})  # type: ignore[arg-type]
+    try:
+        write_record(run_dir, record)
+    except OSError as e:
+        return record, str(StoreWriteError(str(run_dir / "run.json"), e, 0, run_dir.name))
+    return record, None

@@ -1,0 +1,1 @@
+"""Merging two trained networks into one (`cltui merge`)."""

@@ -1,0 +1,1 @@
+"""What methods share: replay buffer, Fisher, distillation, inversion, VAE, GAN, frozen copies. Not methods."""

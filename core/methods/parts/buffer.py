@@ -1,0 +1,192 @@
+"""The replay buffer: stored samples (inputs, global labels, contexts, optionally logits) on the run's
+device, shared by every method that replays stored data.
+
+Two policies:
+- class-balanced: after each context, up to `per_class` samples of each new class are stored (which
+  ones, the method decides: random, or herding for iCaRL). With a total budget instead, every class
+  keeps total // classes-seen samples, and older classes shrink to make room (iCaRL's rule).
+- reservoir: every sample seen so far has the same chance of being stored (Vitter's algorithm R),
+  written per training batch without any host sync: overflow writes go to a scratch row.
+The sizes are Python ints known without asking the device.
+
+`ReplayMethod` is the shared base of the methods that replay a class-balanced or reservoir buffer batch by
+batch (ER, A-GEM): its buffer, its random stream, and the filling at the end of a context.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+from core.engine.data import Context
+from core.methods.base import Batch, ContextInfo, Method
+from core.schema.params import ReplayParams
+
+
+class ReplayBuffer:
+    def __init__(self, device: torch.device, per_class: int | None = None, total: int | None = None,
+                 reservoir: bool = False):
+        if reservoir and total is None:
+            raise ValueError("a reservoir buffer needs a total budget")
+        if not reservoir and per_class is None and total is None:
+            raise ValueError("a class-balanced buffer needs a budget per class or in total")
+        self.device, self.per_class, self.total, self.reservoir = device, per_class, total, reservoir
+        self.x: Tensor | None = None
+        self.y: Tensor | None = None
+        self.context: Tensor | None = None
+        self.logits: Tensor | None = None
+        self.size = 0  # samples stored
+        self.seen = 0  # samples offered (reservoir)
+        self.classes: list[int] = []  # classes stored, in the order they came (class-balanced)
+
+    def __len__(self) -> int:
+        return self.size
+
+    # --- class-balanced --------------------------------------------------------------------------
+
+    def quota(self, n_classes: int) -> int:
+        """Samples each class may keep when `n_classes` classes share the buffer."""
+        if self.total is not None:
+            return max(1, self.total // n_classes)
+        assert self.per_class is not None
+        return self.per_class
+
+    def add_classes(self, x: Tensor, y: Tensor, context: Tensor, order: dict[int, Tensor],
+                    logits: Tensor | None = None) -> None:
+        """Store new classes: `order[c]` lists indices into x of class c, most wanted first (the buffer
+        keeps a prefix). Older classes are cut to the new quota, keeping their own prefixes."""
+        assert not self.reservoir
+        new = [c for c in order if c not in self.classes]
+        m = self.quota(len(self.classes) + len(new))
+        parts: list[tuple[Tensor, ...]] = []
+        if self.size:
+            assert self.x is not None and self.y is not None and self.context is not None
+            for c in self.classes:  # stored contiguously, class by class, each in its own preference order
+                rows = (self.y == c).nonzero().squeeze(1)[:m]  # at consolidation time only, not per step
+                parts.append((self.x[rows], self.y[rows], self.context[rows],
+                              *(() if self.logits is None else (self.logits[rows],))))
+        for c in new:
+            rows = order[c][:m]
+            parts.append((x[rows], y[rows], context[rows], *(() if logits is None else (logits[rows],))))
+        self.classes += new
+        self.x = torch.cat([p[0] for p in parts]).to(self.device)
+        self.y = torch.cat([p[1] for p in parts]).to(self.device)
+        self.context = torch.cat([p[2] for p in parts]).to(self.device)
+        self.logits = torch.cat([p[3] for p in parts]).to(self.device) if logits is not None else None
+        self.size = self.x.shape[0]
+
+    def class_rows(self, c: int) -> Tensor:
+        assert self.y is not None
+        return (self.y == c).nonzero().squeeze(1)
+
+    # --- reservoir -------------------------------------------------------------------------------
+
+    def add_reservoir(self, x: Tensor, y: Tensor, context: Tensor, logits: Tensor | None,
+                      generator: torch.Generator) -> None:
+        """Offer a batch: sample i (the seen+i-th ever) goes to slot seen+i while there is room, afterwards
+        to a uniform slot in [0, seen+i] if that slot is < capacity, else nowhere."""
+        assert self.reservoir and self.total is not None
+        cap, n = self.total, x.shape[0]
+        if self.x is None:  # one extra scratch row takes the writes that the reservoir rejects
+            self.x = torch.zeros((cap + 1, *x.shape[1:]), dtype=x.dtype, device=self.device)
+            self.y = torch.zeros(cap + 1, dtype=torch.long, device=self.device)
+            self.context = torch.zeros(cap + 1, dtype=torch.long, device=self.device)
+            if logits is not None:
+                self.logits = torch.zeros((cap + 1, logits.shape[1]), dtype=logits.dtype, device=self.device)
+        position = torch.arange(self.seen, self.seen + n, device=self.device)
+        draw = (torch.rand(n, generator=generator, device=self.device) * (position + 1)).long()
+        slot = torch.where(position < cap, position, torch.where(draw < cap, draw, cap))
+        self.x.index_copy_(0, slot, x)
+        self.y.index_copy_(0, slot, y)  # type: ignore[union-attr]
+        self.context.index_copy_(0, slot, context)  # type: ignore[union-attr]
+        if logits is not None and self.logits is not None:
+            self.logits.index_copy_(0, slot, logits)
+        self.seen += n
+        self.size = min(self.seen, cap)
+
+    # --- replay ----------------------------------------------------------------------------------
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """n stored samples, uniformly with replacement, as device tensors (no host sync)."""
+        assert self.x is not None and self.size > 0
+        idx = torch.randint(0, self.size, (n,), generator=generator, device=self.device)
+        out = {"x": self.x[idx], "y": self.y[idx], "context": self.context[idx]}  # type: ignore[index]
+        if self.logits is not None:
+            out["logits"] = self.logits[idx]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "context": self.context, "logits": self.logits, "size": self.size,
+                "seen": self.seen, "classes": list(self.classes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x, self.y, self.context, self.logits = state["x"], state["y"], state["context"], state["logits"]
+        self.size, self.seen, self.classes = state["size"], state["seen"], list(state["classes"])
+
+
+def buffer_for(params: Any, device: torch.device, total_classes: int, reservoir: bool) -> ReplayBuffer:
+    """The buffer a method's parameters ask for. A reservoir's capacity is budget_total, or the per-class
+    budget times every class of the run; a class-balanced buffer keeps budget per class, or shares
+    budget_total among the classes seen."""
+    if reservoir:
+        return ReplayBuffer(device, total=params.budget_total or params.budget * total_classes, reservoir=True)
+    return ReplayBuffer(device, per_class=params.budget, total=params.budget_total)
+
+
+def random_order(y: Tensor, classes: list[int], generator: torch.Generator) -> dict[int, Tensor]:
+    """For each class, its sample indices in random order (random exemplar selection)."""
+    perm = torch.randperm(y.shape[0], generator=generator, device=generator.device).to(y.device)
+    shuffled = y[perm]
+    return {c: perm[shuffled == c] for c in classes}
+
+
+def classes_of(context: Context) -> list[int]:
+    """The global labels a context brings."""
+    lo, hi = context.labels
+    return list(range(lo, hi))
+
+
+def store_context(buffer: ReplayBuffer, context: Context, order: dict[int, Tensor]) -> None:
+    """Store the context's samples (inputs as the network sees them) in the given per-class order."""
+    ids = torch.full_like(context.y_train, context.index)
+    buffer.add_classes(context.inputs(context.x_train), context.y_train, ids, order)
+
+
+ReplayParamsT = TypeVar("ReplayParamsT", bound=ReplayParams)
+
+
+class ReplayMethod(Method[ReplayParamsT]):
+    """A buffer filled as batches stream by (reservoir, when `budget_total` is set) or with random samples of
+    each class at the end of its context (class-balanced), and replay batches drawn from it."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # a task-free stream (benchmark.stream) has no end of a context to fill a class-balanced buffer at
+        self.reservoir = self.params.budget_total is not None or self.config.benchmark.stream != "academic"
+        total_classes = self.scenario.classes_per_context * self.scenario.contexts
+        self.buffer = buffer_for(self.params, self.device, total_classes, self.reservoir)
+        self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 31337)
+
+    def replayed(self, n: int, context: int) -> Batch:
+        """n stored samples as a batch of mixed contexts, trained while learning `context`."""
+        stored = self.buffer.sample(n, self.generator)
+        return Batch(stored["x"], stored["y"], context, stored["context"])
+
+    def remember(self, batch: Batch) -> None:
+        """A reservoir buffer sees every training batch; a class-balanced one fills at the end of a context."""
+        if self.reservoir:
+            self.buffer.add_reservoir(batch.x, batch.y, batch.contexts(), None, self.generator)
+
+    def after_context(self, info: ContextInfo) -> None:
+        if not self.reservoir:
+            context = info.context
+            store_context(self.buffer, context, random_order(context.y_train, classes_of(context), self.generator))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])

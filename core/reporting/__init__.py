@@ -1,0 +1,1 @@
+"""Reporting a run elsewhere: MLflow, TensorBoard, paper figures."""

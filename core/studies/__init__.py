@@ -1,0 +1,1 @@
+"""Studies (compare) and sweeps: plans, study files, tables. Torch-free."""
