@@ -2,7 +2,7 @@
 
 Runs the same `cltui compare` study (default: split-digits, method none, 20 seeds, 1 job) twice in fresh runs
 directories, once with CLTUI_WORKER_POOL=0 (every run spawns a worker that imports torch) and once with the
-pool (core/runs/pool.py: each worker imports torch once and trains many runs). The per-run overhead is what the
+pool (core/launch/pool.py: each worker imports torch once and trains many runs). The per-run overhead is what the
 study's wall time adds to its runs' own times (run.json's timing.total_s, from the run's set-up to its end):
 (wall - sum of run times) / runs, with `--jobs` 1 the figure a user waits for. Both studies run in the same
 invocation, so a busy machine slows both; repeat it and compare the ratio. With --jobs N>1 the wall time is

@@ -42,7 +42,7 @@ def main() -> int:
     for kind, label in (("mlp", "MLP 784-400-400-10"), ("lenet5", "LeNet-5 28x28")):
         rates: dict[str, list[float]] = {"eager": [], **{m: [] for m in modes}}
         warm = {}
-        for turn in range(args.turns):
+        for _ in range(args.turns):
             rates["eager"].append(step_speed(kind, args.device, iterations=args.steps)[0])
             for m in modes:
                 rate, seconds = step_speed(kind, args.device, compile_mode=m, iterations=args.steps)

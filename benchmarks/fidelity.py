@@ -83,8 +83,8 @@ def write_digits_as_mnist(root: Path) -> Path:
 def run_study(preset: str, scenario: str, methods: list[str], seeds: int, jobs: int, runs_dir: Path,
               extra: list[str]) -> list[dict]:
     """One real `cltui compare` study; its table rows (core.studies.study.table)."""
-    from core.studies import study as studies
     from core.runs.store import RunStore
+    from core.studies import study as studies
 
     store = RunStore(runs_dir)
     before = {s["id"] for s in studies.list_studies(store)}
@@ -134,8 +134,8 @@ def report(preset: str, scenario: str, rows: list[dict], seconds: float | None) 
 def tables_from(runs_dir: Path) -> int:
     """The tables of the studies an earlier invocation left in `runs_dir` (one that was stopped, too: the
     finished runs count, `runs` says how many of how many)."""
-    from core.studies import study as studies
     from core.runs.store import RunStore
+    from core.studies import study as studies
 
     store = RunStore(runs_dir)
     flags = []

@@ -1,9 +1,9 @@
 """EWC's diagonal Fisher: cltui's batched estimates against a per-sample loop.
 
 The layer-wise estimate (used whenever a network is made of Linear, Conv2d and BatchNorm layers) and
-the general torch.func vmap-of-grad estimate compute the same numbers as the loop (tests/test_regularization.py checks equality); this prints how long
-each takes on the split-MNIST MLP (784-400-400, a 2-class context in class-IL after 2 contexts, so
-4 active classes), for each label mode. Target: batched >= 10x faster.
+the general torch.func vmap-of-grad estimate compute the same numbers as the loop (tests/test_regularization.py
+checks equality); this prints how long each takes on the split-MNIST MLP (784-400-400, a 2-class context in
+class-IL after 2 contexts, so 4 active classes), for each label mode. Target: batched >= 10x faster.
 
     python benchmarks/fisher.py [--device cpu|cuda] [--samples 512]
 """
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.methods.parts.fisher import fisher_diagonal
 from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
+from core.methods.parts.fisher import fisher_diagonal
 
 
 def per_sample_loop(model, x, y, view, context, mode):
@@ -37,11 +37,11 @@ def per_sample_loop(model, x, y, view, context, mode):
             probs = log_p.exp().detach()
             for c in range(log_p.shape[0]):
                 grads = torch.autograd.grad(log_p[c], params, retain_graph=True)
-                for f, g in zip(fisher, grads):
+                for f, g in zip(fisher, grads, strict=False):
                     f += probs[c] * g.square()
         else:
             label = target[0] if mode == "true" else log_p.argmax()
-            for f, g in zip(fisher, torch.autograd.grad(log_p[label], params)):
+            for f, g in zip(fisher, torch.autograd.grad(log_p[label], params), strict=False):
                 f += g.square()
     return [f / x.shape[0] for f in fisher]
 

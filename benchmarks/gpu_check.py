@@ -72,9 +72,9 @@ class Report:
 
 def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
     def run() -> str:
+        from core.engine.train import run
         from core.schema.params import METHOD_PARAMS
         from core.schema.presets import build_config
-        from core.engine.train import run
 
         scenarios = METHOD_PARAMS[method].scenarios
         scenario = "class" if "class" in scenarios else scenarios[0]
@@ -92,14 +92,15 @@ def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
 
 
 def resume_check(device: str, runs: Path) -> str:
-    from core.runs import worker
-    from core.schema.presets import build_config
+    from core.launch import worker
     from core.runs.store import RunStore, read_run_json
+    from core.schema.presets import build_config
 
     # long enough a context (a second or more) that the stop lands inside the second one
     iterations = 300 if device == "cpu" else 3000
     config = build_config("split-digits", device=device, overrides=[f"train.iterations={iterations}",
-                                                                    "benchmark.contexts=3", "train.progress_interval=0.05"])
+                                                                    "benchmark.contexts=3",
+                                                                    "train.progress_interval=0.05"])
     run_dir = RunStore(runs).new_run_dir_for(config)
     detached = worker.start_detached(config, run_dir)
     deadline = time.monotonic() + 120
@@ -206,8 +207,8 @@ def speed_check(report: Report, what: str, kind: str, device: str, precision: st
 
 def compiled_run_check(device: str) -> str:
     """train.compile=true through the real loop (core.engine.train's model.compile())."""
-    from core.schema.presets import build_config
     from core.engine.train import run
+    from core.schema.presets import build_config
 
     config = build_config("split-digits", device=device, overrides=[*FEW, "train.compile=true"])
     record = run(config, Path(tempfile.mkdtemp(prefix="gpu-check-compile-")))
@@ -231,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (core/runs/threads.py)
     import torch
 
-    from core.runs import threads
     from core.methods import registered_methods
+    from core.runs import threads
 
     threads.apply(threads.choose())
     device = args.device

@@ -30,8 +30,8 @@ VARIANTS = {"none": ("none", []), "icarl union": ("icarl", ["method.replay=union
 
 
 def one_run(method: str, overrides: list[str], seed: int, device: str) -> dict:
-    from core.schema.presets import build_config
     from core.engine.train import run
+    from core.schema.presets import build_config
 
     config = build_config("split-digits", method=method, scenario="class", device=device, seed=seed,
                           overrides=overrides)
@@ -50,11 +50,11 @@ def step_cpu_ms(method: str, overrides: list[str], device: str, steps: int = 300
     import torch
 
     from core.engine.data import build_benchmark
+    from core.engine.scenarios import ScenarioView
     from core.methods import method_class
-    from core.methods.base import Batch, ContextInfo
+    from core.methods.parts.base import Batch, ContextInfo
     from core.methods.parts.common import frozen_copy
     from core.schema.presets import build_config
-    from core.engine.scenarios import ScenarioView
 
     config = build_config("split-digits", method=method, scenario="class", device=device, overrides=overrides)
     dev = torch.device(device)
@@ -136,8 +136,9 @@ def main() -> int:
               f"{', '.join(f'{a:.4f}' for a in accs)} | {statistics.mean(accs):.4f} |")
     gap = statistics.mean(results["icarl union"][s]["acc"] - results["icarl extra-batch"][s]["acc"] for s in seeds)
     ratio = med("icarl union", "step_ms") / med("none", "step_ms")
-    print(f"\nunion vs none: {ratio:.2f}x per run step (wall), {cpu['icarl union'] / cpu['none']:.2f}x per last-context "
-          f"step (CPU) (target <= 1.4); union - extra-batch accuracy: {gap:+.4f} (target within 0.02)")
+    print(f"\nunion vs none: {ratio:.2f}x per run step (wall), "
+          f"{cpu['icarl union'] / cpu['none']:.2f}x per last-context step (CPU) (target <= 1.4); "
+          f"union - extra-batch accuracy: {gap:+.4f} (target within 0.02)")
     return 0
 
 

@@ -27,15 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.runs import threads as cpu_threads
+
 cpu_threads.apply(cpu_threads.choose())  # as a worker does, before torch loads OpenMP
 
 import torch
 import torch.nn.functional as F
 
 from core.engine.data import Split, build_benchmark
-from core.methods.base import ContextInfo
-from core.schema.presets import build_config
 from core.engine.train import Trainer
+from core.methods.parts.base import ContextInfo
+from core.schema.presets import build_config
 
 
 def sync(device: torch.device) -> None:
@@ -137,7 +138,8 @@ def main() -> None:
                                                         args.iterations),
             "bare step + index batch, fused": lambda: timed(bare_step(trainer, {"fused": True}, True), device,
                                                             args.iterations),
-            f"cltui loop ({config.train.optimizer}, {trainer.optimizer.defaults.get('fused') and 'fused' or 'default'})":
+            f"cltui loop ({config.train.optimizer}, "
+            f"{trainer.optimizer.defaults.get('fused') and 'fused' or 'default'})":
                 lambda: loop_step(trainer, args.iterations),
             "FLOP floor": lambda: flop_floor(trainer, args.iterations)[0],
         }

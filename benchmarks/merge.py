@@ -1,6 +1,6 @@
-"""Merging two networks (`cltui merge`) on split digits (or the sine toy): the student of each approach against its teachers and
-against a network of the same architecture trained from scratch for the same total number of steps (both
-teachers' steps + merge + fine-tune), jointly on the same data. Prints one markdown table per setting.
+"""Merging two networks (`cltui merge`) on split digits (or the sine toy): the student of each approach against
+its teachers and against a network of the same architecture trained from scratch for the same total number of
+steps (both teachers' steps + merge + fine-tune), jointly on the same data. Prints one markdown table per setting.
 
     .venv/bin/python benchmarks/merge.py --seeds 0 1 2                 # teachers on the same data, other seeds
     .venv/bin/python benchmarks/merge.py --seeds 0 1 2 --split         # teachers on contexts 0-1 and 2-4
@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.merge.merger import check_teachers, merge, settings_from
-from core.schema.presets import build_config
-from core.runs.store import RunStore
 from core.engine.train import run
+from core.merge.merger import check_teachers, merge, settings_from
+from core.runs.store import RunStore
+from core.schema.presets import build_config
 
 
 def parse(item: str) -> tuple[str, object]:
@@ -36,7 +36,9 @@ def parse(item: str) -> tuple[str, object]:
         return key, value
 
 
-def train(store: RunStore, seed: int, iterations: int, args: argparse.Namespace, learn: str | None = None) -> tuple[str, float]:
+def train(
+    store: RunStore, seed: int, iterations: int, args: argparse.Namespace, learn: str | None = None
+) -> tuple[str, float]:
     over = [f"train.iterations={iterations}", f"model.kind={args.model}"]
     if args.hidden:
         over.append(f"model.hidden={args.hidden}")
@@ -52,7 +54,7 @@ def train(store: RunStore, seed: int, iterations: int, args: argparse.Namespace,
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--split", action="store_true", help="teachers on disjoint contexts (0-1, 2-4)")
     p.add_argument("--preset", default="merge-digits", help="merge-digits or merge-sine")
@@ -98,9 +100,10 @@ def main() -> None:
     kind = "disjoint contexts 0-1 / 2-4" if args.split else "same data, different seeds"
     bench = "sine waves, task-IL" if args.preset == "merge-sine" else "split digits, class-IL"
     score = "R² x100" if args.preset == "merge-sine" else "Final average accuracy (%)"
-    print(f"\n{bench}, {args.model} {args.hidden or 'preset widths'}, teachers {kind}, data {args.data}; steps: teachers "
-          f"2 x {args.teacher_steps}, merge {args.merge_steps}, fine-tune {args.finetune_steps}; scratch = joint "
-          f"training for all {total} steps{'; merge settings ' + ' '.join(args.set) if args.set else ''}. "
+    print(f"\n{bench}, {args.model} {args.hidden or 'preset widths'}, teachers {kind}, data {args.data}; "
+          f"steps: teachers 2 x {args.teacher_steps}, merge {args.merge_steps}, fine-tune {args.finetune_steps}; "
+          f"scratch = joint training for all {total} steps"
+          f"{'; merge settings ' + ' '.join(args.set) if args.set else ''}. "
           f"{score}, mean over contexts:\n")
     cols = ["teacher A", "teacher B", "greedy", "l0", "scratch"]
     print("| seed | " + " | ".join(cols) + " |")
@@ -109,7 +112,8 @@ def main() -> None:
         print(f"| {r['seed']} | " + " | ".join(f"{100 * r[c]:.1f}" for c in cols) + " |")
     print("| mean | " + " | ".join(f"{100 * statistics.mean(r[c] for r in rows):.1f}" for c in cols) + " |")
     print(f"\nl0: active units at the end of joint training "
-          f"{', '.join(str(r['l0 active']) for r in rows)} of {2 * rows[0]['l0 keep']} (pruning keeps {rows[0]['l0 keep']})")
+          f"{', '.join(str(r['l0 active']) for r in rows)} of {2 * rows[0]['l0 keep']} "
+          f"(pruning keeps {rows[0]['l0 keep']})")
 
 
 if __name__ == "__main__":

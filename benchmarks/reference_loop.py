@@ -43,10 +43,10 @@ def reference_step(model, opt, x, y, x_, y_, active: int, eps: float = 0.0) -> N
     opt.zero_grad()
     F.cross_entropy(model(x)[:, :active], y).backward()
     grad_cur = [p.grad.flatten() for p in model.parameters()]
-    angle = sum((g * r).sum() for g, r in zip(grad_cur, grad_rep))
+    angle = sum((g * r).sum() for g, r in zip(grad_cur, grad_rep, strict=False))
     if angle < 0:
         length = sum((r * r).sum() for r in grad_rep)
-        for p, g, r in zip(model.parameters(), grad_cur, grad_rep):
+        for p, g, r in zip(model.parameters(), grad_cur, grad_rep, strict=False):
             p.grad.copy_((g - angle / (length + eps) * r).view_as(p))
     opt.step()
 
@@ -182,8 +182,8 @@ def main() -> int:
     mean = sum(finals) / len(finals)
     sem = (math.sqrt(sum((f - mean) ** 2 for f in finals) / (len(finals) - 1) / len(finals))
            if len(finals) > 1 else 0.0)
-    print(f"\nreference {args.method} loop, {args.preset}, class-IL, active {args.active}, {args.optimizer} lr {args.lr}: "
-          f"{' / '.join(f'{f:.3f}' for f in finals)}  mean {mean:.3f} ± {sem:.3f}")
+    print(f"\nreference {args.method} loop, {args.preset}, class-IL, active {args.active}, "
+          f"{args.optimizer} lr {args.lr}: {' / '.join(f'{f:.3f}' for f in finals)}  mean {mean:.3f} ± {sem:.3f}")
     return 0
 
 

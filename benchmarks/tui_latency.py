@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.runs.events import ContextStarted, PhaseStarted, Progress, RunStarted, to_json
-from core.schema.presets import build_config
 from core.runs.store import new_run_record, write_json_atomic
+from core.schema.presets import build_config
 
 COLS, ROWS = 100, 30
 TOTAL = 10_000_000  # the flooded phase's total steps: never reached

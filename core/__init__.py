@@ -1,1 +1,2 @@
-"""cltui core: the continual-learning engine (config, data, models, methods, training loop, metrics, run store, worker). Never imports UI libraries."""
+"""cltui core: the continual-learning engine (config, data, models, methods, training loop, metrics, run store,
+worker). Never imports UI libraries."""

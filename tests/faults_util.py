@@ -134,9 +134,9 @@ def tmp_files(root: Path) -> list[Path]:
 def merge_teachers(root: Path, hidden: int = 16, iterations: int = 5) -> tuple[str, str]:
     """Two finished joint runs of merge-digits on disjoint halves of its contexts (the teachers `cltui merge`
     takes), trained in this process; their run ids."""
-    from core.schema.presets import build_config
-    from core.runs.store import RunStore
     from core.engine.train import run
+    from core.runs.store import RunStore
+    from core.schema.presets import build_config
 
     names = []
     for seed, learn in ((0, "[0,1]"), (1, "[2,3,4]")):

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.studies import study as studies
 from core.runs.store import RunStore, append_event, now_iso
+from core.studies import study as studies
 
 
 def train_study(root: Path, methods: list[str], seeds: int, overrides: tuple[str, ...] = ("train.iterations=20",)

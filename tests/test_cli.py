@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.schema.presets import list_presets
 from core.runs.store import StoreError, read_events, read_run_json
+from core.schema.presets import list_presets
 
 CLTUI = Path(sys.executable).parent / "cltui"
 WIDE = {"COLUMNS": "200"}
@@ -293,13 +293,15 @@ def test_the_console_script_answers_help():
         assert command in result.stdout
 
 
-LIGHT_MODULES = ["cltui.cli.main", "core.schema.config", "core.runs.store", "core.runs.events", "core.runs.worker", "cltui.cli.progress",
-                 "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.screens.runs", "cltui.tui.screens.detail",
-                 "cltui.tui.screens.dreams", "cltui.tui.screens.compare", "cltui.tui.widgets.charts", "cltui.tui.screens.confirm",
-                 "cltui.tui.workers", "cltui.tui.state.formats", "cltui.tui.screens.compose", "cltui.tui.screens.live", "cltui.tui.state.follow",
-                 "cltui.cli.dreams", "cltui.cli.studies", "core.studies.study", "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
-HEADLESS_MODULES = ["cltui.cli.main", "cltui.cli.studies", "cltui.cli.progress", "cltui.halfblock", "cltui.cli.dreams", "cltui.cli.export",
-                    "core.reporting.tracking", "core.reporting.figures"]
+LIGHT_MODULES = ["cltui.cli.main", "core.schema.config", "core.runs.store", "core.runs.events", "core.launch.worker",
+                 "cltui.cli.progress", "cltui.app", "cltui.halfblock", "cltui.tui.app", "cltui.tui.screens.runs",
+                 "cltui.tui.screens.detail", "cltui.tui.screens.dreams", "cltui.tui.screens.compare",
+                 "cltui.tui.widgets.charts", "cltui.tui.screens.confirm", "cltui.tui.workers",
+                 "cltui.tui.state.formats", "cltui.tui.screens.compose", "cltui.tui.screens.live",
+                 "cltui.tui.state.follow", "cltui.cli.dreams", "cltui.cli.studies", "core.studies.study",
+                 "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
+HEADLESS_MODULES = ["cltui.cli.main", "cltui.cli.studies", "cltui.cli.progress", "cltui.halfblock", "cltui.cli.dreams",
+                    "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
 
 
 def modules_that_load(package: str, modules: list[str]) -> list[str]:

@@ -9,10 +9,10 @@ import json
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.studies import study as studies
+from core.engine.train import run
 from core.runs.events import ContextEvaluated
 from core.runs.store import RunStore, read_run_json
-from core.engine.train import run
+from core.studies import study as studies
 
 TINY = "train.iterations=40"
 

@@ -105,7 +105,8 @@ def test_perm_mnist_protocol_defaults():
     ("split-cifar100", "cifar100", 10, 10),
 ])
 def test_split_cifar_protocol_defaults(name, dataset, contexts, per_context):
-    # docs/reference.md: CIFAR-10 5 x 2, CIFAR-100 10 x 10; 5000 iterations, Adam 1e-4, batch 256, 5 conv + fc 2000-2000.
+    # docs/reference.md: CIFAR-10 5 x 2, CIFAR-100 10 x 10; 5000 iterations, Adam 1e-4, batch 256,
+    # 5 conv + fc 2000-2000.
     cfg = build_config(name)
     b = cfg.benchmark
     assert (b.name, b.protocol, b.contexts, b.classes_per_context) == (dataset, "split", contexts, per_context)
@@ -131,8 +132,8 @@ def test_user_presets_are_listed_with_the_built_in_ones(tmp_path, monkeypatch):
     (tmp_path / "split-digits.toml").write_text("[train]\niterations = 4\n")  # a user file with a built-in's name
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))
     assert set(list_presets()) == {*NAMED_PRESETS, "only-one", "split-digits-dfcil", "cifar100-dfcil-5",
-                                   "cifar100-dfcil-10", "cifar100-dfcil-20", "merge-digits", "merge-cifar100", "merge-sine", "stability-gap",
-                                   "split-digits-gen", "split-mnist-gen"}
+                                   "cifar100-dfcil-10", "cifar100-dfcil-20", "merge-digits", "merge-cifar100",
+                                   "merge-sine", "stability-gap", "split-digits-gen", "split-mnist-gen"}
     assert build_config("only-one").train.iterations == 3
     assert build_config("split-digits").train.iterations == 300  # the built-in one is never hidden
 

@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app as cli_app
 from cltui.tui.app import create_app
-from cltui.tui.widgets.charts import AverageChart, CurveChart, boundaries
 from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.live import LiveScreen
+from cltui.tui.widgets.charts import AverageChart, CurveChart, boundaries
 from core.engine import train
 from core.runs.events import ContextEvaluated, ContextStarted, CurveEvaluated, Progress, RunStarted
 from core.runs.metrics import min_acc, stability_gap
-from core.schema.presets import build_config
 from core.runs.store import append_event, new_run_record, write_json_atomic
+from core.schema.presets import build_config
 
 
 def run_in(folder: Path, preset: str, overrides: list[str], **options: Any) -> tuple[dict[str, Any], list[Any]]:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.schema.config import BenchmarkConfig
 from core.engine.data import BatchSampler, DataError, augment, build_benchmark, load_split
 from core.engine.datafiles import REQUIRED_FILES, missing_data
+from core.schema.config import BenchmarkConfig
 from tests import fakedata
 
 TORCHVISION_SETS = ["mnist", "fashion-mnist", "cifar10", "cifar100"]

@@ -1,5 +1,5 @@
-"""What a data folder may not do to us (core/engine/data.py, core/engine/datafiles.py): no CIFAR file is unpickled before
-its MD5 matches torchvision's list or the user's own list in $CLTUI_DATA_CHECKSUMS (kept outside the data
+"""What a data folder may not do to us (core/engine/data.py, core/engine/datafiles.py): no CIFAR file is unpickled
+before its MD5 matches torchvision's list or the user's own list in $CLTUI_DATA_CHECKSUMS (kept outside the data
 folder), and even then only by an unpickler that builds arrays and refuses every other callable. Files that
 exist but cannot be read are called what they are, by the loader and by the CLI's torch-free early check.
 
@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 import core.engine.data
 from cltui.cli.main import app
-from core.schema.config import BenchmarkConfig
 from core.engine.data import CHECKSUMS_ENV, DataError, _CifarUnpickler, build_benchmark, load_split
 from core.engine.datafiles import REQUIRED_FILES, missing_data
+from core.schema.config import BenchmarkConfig
 from tests import fakedata
 from tests.test_cli import assert_bad_input
 

@@ -13,15 +13,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.schema.config import ConfigError
 from core.engine.data import build_benchmark
 from core.engine.dreams import DreamJudge, frechet_distance
-from core.runs.events import DreamsSaved
+from core.engine.models import build_model
+from core.engine.train import run
 from core.methods.parts.common import Dreams, frozen_copy
 from core.methods.parts.dreaming import BatchNormStatistics, pixel_box
-from core.engine.models import build_model
+from core.runs.events import DreamsSaved
+from core.schema.config import ConfigError
 from core.schema.presets import build_config
-from core.engine.train import run
 
 PRESET = "split-digits-dfcil"
 TINY = {

@@ -90,8 +90,8 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
     """Make the run raise Killed at `point` (undone when `m`'s context ends)."""
     import torch
 
-    from core.methods.base import Method
     from core.engine.train import Trainer
+    from core.methods.parts.base import Method
 
     if point == "in-training-of-context-2":
         loss, calls = Method.loss, []
@@ -198,7 +198,7 @@ def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_
 # --- 2. a real SIGKILL, a damaged checkpoint, then the right one back ------------------------------------
 
 def test_a_killed_worker_with_a_damaged_checkpoint_refuses_to_resume_and_keeps_run_json(whole_root, tmp_path):
-    from core.runs import worker
+    from core.launch import worker
     iterations = "train.iterations=60"  # contexts long enough (~0.3 s) to be inside one when the kill lands
     reference = whole(whole_root, iterations)
     cfg = config(iterations)
@@ -891,8 +891,8 @@ def test_the_tui_detail_labels_the_one_row_of_a_run_cancelled_after_one_context_
 def test_the_tui_charts_of_a_run_cancelled_after_one_context_show_c0_only(one_context_run, runs_dir):
     from rich.text import Text
 
-    from cltui.tui.widgets.charts import AccuracyChart
     from cltui.tui.screens.detail import DetailScreen
+    from cltui.tui.widgets.charts import AccuracyChart
 
     async def script(app, pilot):
         await app.push_screen(DetailScreen(one_context_run))

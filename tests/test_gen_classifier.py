@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.schema.config import ConfigError
 from core.engine.data import build_benchmark
-from core.methods.base import Batch
-from core.methods.gen_classifier import GenerativeClassifier, VAEBank
-from core.schema.presets import build_config
 from core.engine.scenarios import ScenarioView
 from core.engine.train import run
+from core.methods.gen_classifier import GenerativeClassifier, VAEBank
+from core.methods.parts.base import Batch
+from core.schema.config import ConfigError
+from core.schema.presets import build_config
 
 CLASS_IL_FLOOR, TASK_IL_FLOOR = 0.8, 0.95
 

@@ -13,14 +13,14 @@ import torch
 from torch import distributions as D
 
 from core.engine.data import build_benchmark
-from core.methods.base import Batch, ContextInfo
+from core.engine.scenarios import ScenarioView
+from core.engine.train import Trainer, run
 from core.methods.bir import BIR, FeedbackModel
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.common import frozen_copy
 from core.methods.parts.distill import replay_loss
 from core.methods.parts.vae import VAE, GaussianMixturePrior
 from core.schema.presets import build_config
-from core.engine.scenarios import ScenarioView
-from core.engine.train import Trainer, run
 from tests.fakedata import make_mnist
 
 
@@ -84,8 +84,8 @@ def test_gmm_prior_kl_to_a_weighted_mixture_is_the_monte_carlo_estimate():
     assert prior.kl(mu, logvar, z, weights=one_hot).mean().item() == pytest.approx(1.261294, abs=0.01)
     # A 30/70 mixture: the same sample's log q - log p under torch.distributions.
     weights = torch.tensor([0.3, 0.7])
-    mixture = D.MixtureSameFamily(D.Categorical(weights),
-                                  D.Independent(D.Normal(prior.means.detach(), prior.logvars.detach().mul(0.5).exp()), 1))
+    components = D.Independent(D.Normal(prior.means.detach(), prior.logvars.detach().mul(0.5).exp()), 1)
+    mixture = D.MixtureSameFamily(D.Categorical(weights), components)
     q = D.Independent(D.Normal(mu, logvar.mul(0.5).exp()), 1)
     expected = q.log_prob(z) - mixture.log_prob(z)
     ours = prior.kl(mu, logvar, z, weights=weights.expand(n, 2))
@@ -139,7 +139,7 @@ def test_bir_decoder_gates_zero_exactly_the_gated_units_of_each_context():
         decoder(z, context)
     for h in hooks:
         h.remove()
-    for layer, (hidden, mask) in enumerate(zip(seen, masks)):
+    for layer, (hidden, mask) in enumerate(zip(seen, masks, strict=False)):
         on = mask[context].bool()
         assert torch.all(hidden[~on] == 0), f"layer {layer}: a gated unit is not exactly zero"
         assert (hidden[on] != 0).float().mean() > 0.2, f"layer {layer}: the open units are silent"
@@ -182,7 +182,7 @@ def test_bir_replays_internal_features_only_under_a_frozen_conv_stack(freeze, tm
         with torch.no_grad():
             conv_out = model.features.flatten(model.conv(benchmark.contexts[0].x_train[:1]))
         assert replayed.shape == (4, conv_out.shape[1])
-        assert all(torch.equal(a, b) for a, b in zip(conv_before, model.conv.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(conv_before, model.conv.parameters(), strict=False))
     else:
         assert replayed.shape == (4, *benchmark.input_shape)
 
@@ -213,7 +213,8 @@ def test_checkpoint_carries_the_generator_and_loads_with_weights_only(method):
     if method == "dgr":
         assert {"generator", "optimizer", "previous_generator", "rng"} <= set(state["method"])
         assert state["method"]["optimizer"]["state"], "the generator's Adam state is missing"
-        for a, b in zip(fresh.method.generator.parameters(), fresh.method.previous_generator.parameters()):
+        generator, previous = fresh.method.generator, fresh.method.previous_generator
+        for a, b in zip(generator.parameters(), previous.parameters(), strict=False):
             assert torch.equal(a, b)  # the checkpoint is taken after the context: G_old = G
     else:
         assert any(k.startswith("vae.decoder.mask") for k in state["model"])
@@ -241,7 +242,7 @@ def test_dgr_with_a_gan_replays_the_old_classes_and_checkpoints_both_networks(tm
         assert torch.isfinite(loss)
         _, _, x_replay, c_replay, _ = method.pending
         method.after_step(info)
-        assert any(not torch.equal(a, b) for a, b in zip(before, method.generator.critic.parameters()))
+        assert any(not torch.equal(a, b) for a, b in zip(before, method.generator.critic.parameters(), strict=False))
         method.after_context(info)
         if k:  # replayed images of the previous contexts' classes only, shaped like the inputs
             assert x_replay.shape == (64, *trainer.benchmark.input_shape)
@@ -251,7 +252,7 @@ def test_dgr_with_a_gan_replays_the_old_classes_and_checkpoints_both_networks(tm
     state = method.state_dict()
     fresh = Trainer(cfg, Path(tempfile.mkdtemp()), lambda e: None, lambda: False).method
     fresh.load_state_dict(state)
-    for a, b in zip(fresh.previous_generator.parameters(), method.previous_generator.parameters()):
+    for a, b in zip(fresh.previous_generator.parameters(), method.previous_generator.parameters(), strict=False):
         assert torch.equal(a, b)
 
 

@@ -32,14 +32,19 @@ def cells(renderable: HalfBlockImage, width: int = 80) -> list[list[tuple[str, t
 def test_each_cell_shows_the_top_pixel_over_the_bottom_one():
     image = Image.new("RGB", (2, 2))
     image.putdata([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)])
-    assert cells(HalfBlockImage(image), width=2) == [[(UPPER_HALF, (255, 0, 0), (0, 0, 255)), (UPPER_HALF, (0, 255, 0), (255, 255, 255))]]
+    assert cells(HalfBlockImage(image), width=2) == [
+        [(UPPER_HALF, (255, 0, 0), (0, 0, 255)), (UPPER_HALF, (0, 255, 0), (255, 255, 255))]
+    ]
 
 
 def test_greyscale_images_and_odd_heights():
     image = Image.new("L", (1, 3))
     image.putdata([10, 20, 30])
     # The third pixel row has no partner: its cell's lower half is left to the terminal's background.
-    assert cells(HalfBlockImage(image, max_width=1)) == [[(UPPER_HALF, (10, 10, 10), (20, 20, 20))], [(UPPER_HALF, (30, 30, 30), None)]]
+    assert cells(HalfBlockImage(image, max_width=1)) == [
+        [(UPPER_HALF, (10, 10, 10), (20, 20, 20))],
+        [(UPPER_HALF, (30, 30, 30), None)],
+    ]
 
 
 def test_small_images_grow_by_whole_factors_and_large_ones_shrink_to_fit(tmp_path: Path):

@@ -12,11 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.merge.merger import Residual
 from core.engine.models import ContinualModel, _resnet_features, build_model, count_parameters
-from core.schema.presets import build_config
-from core.runs.store import RunStore, read_events, read_record, write_record
 from core.engine.train import run
+from core.merge.merger import Residual
+from core.runs.store import RunStore, read_events, read_record, write_record
+from core.schema.presets import build_config
 from tests import fakedata
 
 WIDE = {"COLUMNS": "200"}
@@ -263,9 +263,9 @@ def test_the_tui_charts_an_l0_merge_s_active_units_falling_toward_half(runs, hal
     import asyncio
 
     from cltui.tui.app import create_app
-    from cltui.tui.widgets.charts import LossChart, UnitsChart
     from cltui.tui.screens.detail import DetailScreen
     from cltui.tui.screens.live import LiveScreen
+    from cltui.tui.widgets.charts import LossChart, UnitsChart
 
     a, b, _ = halves
     record = merged(runs, cli(runs, "merge", a, b, "--approach", "l0", "--set", "iterations=120",

@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.schema.presets import build_config
 from core.engine.scenarios import ScenarioView
 from core.engine.train import run
+from core.schema.presets import build_config
 
 
 @functools.cache
@@ -82,9 +82,9 @@ def test_lwf_keeps_old_classes_in_class_il():
 def test_lwf_distillation_pushes_the_current_classes_down():
     """In class-IL the old model's targets give the current classes zero probability: on current inputs
     the distillation's gradient raises the old classes' logits and lowers the current ones'."""
-    from core.methods.base import Batch, ContextInfo
-    from core.methods.parts.common import frozen_copy
     from core.methods.lwf import LwF
+    from core.methods.parts.base import Batch, ContextInfo
+    from core.methods.parts.common import frozen_copy
 
     cfg = build_config("split-digits", method="lwf", device="cpu", overrides=["model.hidden=[16]"])
     torch.manual_seed(0)

@@ -144,7 +144,8 @@ def test_the_installed_cli_lists_and_shows_the_builtin_presets(installed, site):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for name in builtin_presets():
-        assert any(line.split()[:3] == [name, "│", "built-in"] for line in lines), f"{name} not listed:\n{result.stdout}"
+        listed = any(line.split()[:3] == [name, "│", "built-in"] for line in lines)
+        assert listed, f"{name} not listed:\n{result.stdout}"
     assert f"built-in: {site / 'presets'}" in result.stdout
 
     # The console script of the wheel works as well (its #! names the venv's python: run it with -S).

@@ -1,4 +1,4 @@
-"""The worker pool of a study (core/runs/pool.py), with real spawned processes: a pooled worker trains many runs,
+"""The worker pool of a study (core/launch/pool.py), with real spawned processes: a pooled worker trains many runs,
 each in its own folder, with the results a process per run gives; a stop reaches only its own run, quickly; a
 worker killed mid-run fails that run alone and the pool goes on with a fresh process."""
 
@@ -9,11 +9,11 @@ import signal
 import time
 from pathlib import Path
 
-from core.runs import worker
+from core.launch import worker
+from core.launch.pool import WorkerPool
 from core.runs.events import RunCancelled, RunFailed, RunFinished
-from core.runs.pool import WorkerPool
-from core.schema.presets import build_config
 from core.runs.store import RunStore, read_events, read_run_json
+from core.schema.presets import build_config
 from tests.worker_fixtures import drain, wait_for
 from tests.worker_fixtures import is_training as training
 

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from core.studies import study as studies
 from core.runs.store import RunRecord, RunStore, StoreError, child_name, read_record
+from core.studies import study as studies
 from tests.faults_util import TINY, config
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray")
 
 from cltui.cli.main import app
+from core.launch.ray_executor import RayExecutor
 from core.runs.events import Progress, RunCancelled
-from core.schema.presets import build_config
-from core.runs.ray_executor import RayExecutor
 from core.runs.store import RunStore, read_run_json
+from core.schema.presets import build_config
 
 
 def test_a_study_runs_as_ray_tasks_and_lands_in_the_runs_dir(tmp_path):

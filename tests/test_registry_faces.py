@@ -76,7 +76,7 @@ def test_presets_show_lists_every_method_and_says_where_the_others_work():
     rows = [line.strip() for line in head[start + 1:] if line.startswith("  ")]
     names = [re.match(r"[\w-]+", row).group(0) for row in rows]
     assert names == REGISTERED
-    for name, row in zip(names, rows):
+    for name, row in zip(names, rows, strict=False):
         params = METHOD_PARAMS[name]
         if scenario in params.scenarios:
             assert "IL only" not in row and params.summary in row, row
@@ -181,7 +181,7 @@ def test_the_engine_registers_every_method():
 
 @pytest.mark.parametrize("name", REGISTERED)
 def test_every_method_has_an_engine_class_taking_its_params(name):
-    from core.methods.base import (
+    from core.methods.parts.base import (
         Method,  # torch: only here, so the faces' tests run even if the engine breaks
     )
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.schema.config import ConfigError
 from core.engine.data import Context, build_benchmark
+from core.engine.models import build_model, count_parameters
+from core.engine.scenarios import ScenarioView
 from core.methods import method_class
-from core.methods.base import Batch, ContextInfo
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.fisher import fisher_diagonal
 from core.methods.separate import budget_widths
-from core.engine.models import build_model, count_parameters
+from core.schema.config import ConfigError
 from core.schema.presets import build_config
-from core.engine.scenarios import ScenarioView
 
 CPU = torch.device("cpu")
 
@@ -55,11 +55,12 @@ def per_sample_fisher(model, x, y, view, context, mode, generator):
         if mode == "all":
             classes = [(c, probs[i, c]) for c in range(probs.shape[1])]
         else:
-            c = {"pred": probs[i].argmax(), "true": target[i], "sample": sampled[i] if sampled is not None else None}[mode]
+            sample = sampled[i] if sampled is not None else None
+            c = {"pred": probs[i].argmax(), "true": target[i], "sample": sample}[mode]
             classes = [(int(c), 1.0)]
         for c, weight in classes:
             grads = torch.autograd.grad(log_p[c], params, retain_graph=True)
-            for r, g in zip(ref, grads):
+            for r, g in zip(ref, grads, strict=False):
                 r += weight * g.square()
     return [r / x.shape[0] for r in ref]
 
@@ -89,7 +90,7 @@ def test_batched_fisher_equals_a_per_sample_loop(mode, scenario, net, how):
     x, y = torch.rand(12, *model_input_shape(net)), torch.randint(2, 4, (12,))  # context 1 owns labels 2, 3
     batched = fisher_diagonal(model, x, y, view, 1, mode, torch.Generator().manual_seed(5), method=how)
     reference = per_sample_fisher(model, x, y, view, 1, mode, torch.Generator().manual_seed(5))
-    for (name, _), ref in zip(model.named_parameters(), reference):
+    for (name, _), ref in zip(model.named_parameters(), reference, strict=False):
         assert torch.allclose(batched[name], ref, rtol=1e-3, atol=1e-7), name
     assert any(f.abs().sum() > 0 for f in batched.values())
 
@@ -117,13 +118,15 @@ def test_offline_ewc_penalty_equals_its_formula_over_every_context():
         ewc.after_context(info_for(ctx))
     nudge(model, 0.1)
     by_formula = 0.5 * 3.0 * sum(
-        (f[n] * (p - a[n]).square()).sum() for f, a in zip(fishers, anchors) for n, p in model.named_parameters()
+        (f[n] * (p - a[n]).square()).sum()
+        for f, a in zip(fishers, anchors, strict=False)
+        for n, p in model.named_parameters()
     )
     assert ewc.penalty().item() == pytest.approx(by_formula.item(), rel=1e-4)
     # ...and its gradient is the formula's gradient.
     grad = torch.autograd.grad(ewc.penalty(), list(model.parameters()))
-    for g, (n, p) in zip(grad, model.named_parameters()):
-        expected = 3.0 * sum(f[n] * (p - a[n]) for f, a in zip(fishers, anchors))
+    for g, (n, p) in zip(grad, model.named_parameters(), strict=False):
+        expected = 3.0 * sum(f[n] * (p - a[n]) for f, a in zip(fishers, anchors, strict=False))
         assert torch.allclose(g, expected, rtol=1e-4, atol=1e-9), n
 
 
@@ -167,24 +170,25 @@ def test_si_path_integral_uses_the_data_gradient_and_the_penalty_matches_its_for
             before = [p.detach().clone() for p in params]
             penalty_grad = torch.autograd.grad(si.penalty(), params) if expect_penalty else [0] * len(params)
             si.after_backward(info)
-            for p, g, pg in zip(params, data_grad, penalty_grad):  # .grad = data gradient + penalty gradient
+            # .grad = data gradient + penalty gradient
+            for p, g, pg in zip(params, data_grad, penalty_grad, strict=False):
                 assert torch.allclose(p.grad, g + pg, rtol=1e-4, atol=1e-7)
             opt.step()
             si.after_step(info)
-            for w, g, p, b in zip(omega, data_grad, params, before):
+            for w, g, p, b in zip(omega, data_grad, params, before, strict=False):
                 w -= g * (p.detach() - b)
         si.after_context(info)
-        return [w / ((p.detach() - s).square() + 0.1) for w, p, s in zip(omega, params, start)]
+        return [w / ((p.detach() - s).square() + 0.1) for w, p, s in zip(omega, params, start, strict=False)]
 
     big_omega = steps(bench.contexts[0], 4, expect_penalty=False)
-    for got, want in zip(si.omega_total, big_omega):
+    for got, want in zip(si.omega_total, big_omega, strict=False):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-9)
     anchor = [p.detach().clone() for p in params]
     nudge(model, 0.1)
-    by_formula = 0.7 * sum((o * (p - a).square()).sum() for o, p, a in zip(big_omega, params, anchor))
+    by_formula = 0.7 * sum((o * (p - a).square()).sum() for o, p, a in zip(big_omega, params, anchor, strict=False))
     assert si.penalty().item() == pytest.approx(by_formula.item(), rel=1e-4)
     second = steps(bench.contexts[1], 3, expect_penalty=True)  # Omega accumulates across contexts
-    for got, a, b in zip(si.omega_total, big_omega, second):
+    for got, a, b in zip(si.omega_total, big_omega, second, strict=False):
         assert torch.allclose(got, a + b, rtol=1e-4, atol=1e-9)
 
 
@@ -197,7 +201,7 @@ def test_xdg_masks_zero_exactly_the_gated_units_and_differ_between_contexts():
     for k in range(3):
         captured.clear()
         xdg.predict(x, k)
-        for layer, (activation, mask) in enumerate(zip(captured, xdg.masks)):
+        for layer, (activation, mask) in enumerate(zip(captured, xdg.masks, strict=False)):
             width = activation.shape[1]
             gated = mask[k] == 0
             assert int(gated.sum()) == round(0.75 * width)

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from core.engine.data import build_benchmark
-from core.methods import method_class
-from core.methods.agem import project
-from core.methods.base import Batch, ContextInfo
-from core.methods.parts.buffer import ReplayBuffer, random_order
-from core.methods.icarl import herding_order
-from core.schema.presets import build_config
 from core.engine.scenarios import ScenarioView
 from core.engine.train import run
+from core.methods import method_class
+from core.methods.agem import project
+from core.methods.icarl import herding_order
+from core.methods.parts.base import Batch, ContextInfo
+from core.methods.parts.buffer import ReplayBuffer, random_order
+from core.schema.presets import build_config
 
 CPU = torch.device("cpu")
 
@@ -106,17 +106,19 @@ def test_agem_projection_never_leaves_an_angle_above_90_degrees_with_the_referen
     for _ in range(50):
         g = [torch.randn(5, 3, generator=gen), torch.randn(4, generator=gen)]
         r = [torch.randn(5, 3, generator=gen), torch.randn(4, generator=gen)]
-        before = sum((a * b).sum() for a, b in zip(g, r))
-        after = sum((a * b).sum() for a, b in zip(project(g, r, 1e-7), r))
+        before = sum((a * b).sum() for a, b in zip(g, r, strict=False))
+        after = sum((a * b).sum() for a, b in zip(project(g, r, 1e-7), r, strict=False))
         assert after >= -1e-5
         if before >= 0:  # no conflict: the gradient is left as it was
-            assert all(torch.equal(a, b) for a, b in zip(project(g, r, 1e-7), g))
+            assert all(torch.equal(a, b) for a, b in zip(project(g, r, 1e-7), g, strict=False))
 
 
 class HostSyncs(TorchFunctionMode):
     """Records tensor operations that copy device data to the host or wait for it."""
 
-    SYNCS: frozenset[str] = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"})
+    SYNCS: frozenset[str] = frozenset(
+        {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"}
+    )
 
     def __init__(self):
         super().__init__()

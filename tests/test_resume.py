@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.runs import worker
-from core.runs.events import ContextEvaluated
-from core.schema.presets import build_config
-from core.runs.store import RunStore, read_run_json
 from core.engine.train import run
+from core.launch import worker
+from core.runs.events import ContextEvaluated
+from core.runs.store import RunStore, read_run_json
+from core.schema.presets import build_config
 
 TINY = ["train.iterations=30"]
 METHODS = [("none", "class"), ("ewc", "class"), ("online-ewc", "domain"), ("si", "class"), ("lwf", "class"),

@@ -13,13 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.schema.config import BenchmarkConfig
 from core.engine.data import build_benchmark, sine_wave
 from core.engine.models import build_model, count_parameters
-from core.schema.presets import build_config
 from core.engine.scenarios import ScenarioView
-from core.runs.store import RunStore, read_record
 from core.engine.train import run
+from core.runs.store import RunStore, read_record
+from core.schema.config import BenchmarkConfig
+from core.schema.presets import build_config
 
 WIDE = {"COLUMNS": "200"}
 TEACHER = ("train.iterations=100",)  # joint: 100 x 5 = 500 steps, about a second

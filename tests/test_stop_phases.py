@@ -26,16 +26,16 @@ import torch
 from core.engine import train
 from core.engine.data import build_benchmark
 from core.engine.dreams import DreamJudge
-from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
+from core.engine.models import build_model
+from core.engine.scenarios import ScenarioView
 from core.methods import method_class
-from core.methods.base import Cancelled, ContextInfo, Method
-from core.methods.parts.common import Dreams
-from core.methods.parts.fisher import fisher_diagonal
 from core.methods.gen_classifier import VAEBank
 from core.methods.icarl import herding_order
-from core.engine.models import build_model
+from core.methods.parts.base import Cancelled, ContextInfo, Method
+from core.methods.parts.common import Dreams
+from core.methods.parts.fisher import fisher_diagonal
+from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
 from core.schema.presets import build_config
-from core.engine.scenarios import ScenarioView
 from tests import fakedata
 
 STOP_AFTER = 0.3  # seconds into the phase when the stop is asked

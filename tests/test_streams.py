@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from cltui.cli.main import app as cli_app
 from core.engine import train
 from core.engine.data import StreamSampler, build_benchmark
-from core.runs.events import PhaseStarted
 from core.methods.lwf import LwF
+from core.runs.events import PhaseStarted
 from core.schema.presets import build_config
 
 SHORT = ["benchmark.stream=fuzzy", "train.iterations=100", "benchmark.fuzziness=50", "train.eval_every=20"]
@@ -124,7 +124,8 @@ def test_lwf_on_a_stream_distils_a_snapshot_taken_every_update_every_iterations(
                                           "method.update_every=20", "model.hidden=[32,32]"],
                        method="lwf", scenario=scenario, seed=0)
     assert len(record["acc_matrix"]) == 5
-    assert len(snapshots) == 10 and snapshots == sorted(snapshots) and snapshots[-1] == 4  # 200 / 20, none at blocks' ends
+    # 200 / 20, none at blocks' ends
+    assert len(snapshots) == 10 and snapshots == sorted(snapshots) and snapshots[-1] == 4
     assert len(distilled) == 200 - 20  # from the first snapshot on, every step
     if scenario == "class":
         assert all(student >= teacher for student, teacher in distilled)

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.studies import sweep
+from core.runs.store import RunStore, read_run_json
 from core.schema.config import ConfigError
 from core.schema.presets import user_presets_dir
-from core.runs.store import RunStore, read_run_json
+from core.studies import sweep
 
 TINY = "train.iterations=10"
 

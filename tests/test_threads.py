@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.runs import worker
-from core.schema.presets import build_config
+from core.launch import worker
 from core.runs.store import RunStore, read_run_json
 from core.runs.threads import WAIT_POLICY, ThreadChoice, choose, for_step, openmp_environment, step_mflop, usable_cores
+from core.schema.presets import build_config
 
 SHORT = ["--set", "train.iterations=5"]  # the thread count is chosen before the first step: a few steps do
 

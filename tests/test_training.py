@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from core.engine import train
+from core.engine.models import build_model
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -27,7 +28,6 @@ from core.runs.events import (
     RunFinished,
     RunStarted,
 )
-from core.engine.models import build_model
 from core.schema.presets import build_config
 
 METRIC_KEYS = {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}

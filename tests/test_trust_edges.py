@@ -46,7 +46,8 @@ def test_sweep_refuses_to_write_a_preset_a_built_in_would_hide(tmp_path, monkeyp
     presets = tmp_path / "presets"
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(presets))
     result = cli("sweep", "--grid", "method.lambda=1,10", "--seeds", "1", "--set", "train.iterations=5",
-                 "--write-preset", "split-digits", "--runs-dir", tmp_path / "runs", env={"CLTUI_PRESETS_DIR": str(presets)})
+                 "--write-preset", "split-digits", "--runs-dir", tmp_path / "runs",
+                 env={"CLTUI_PRESETS_DIR": str(presets)})
     assert_one_line_error(result, "--write-preset split-digits", "built-in")
     assert not presets.exists() or not any(presets.iterdir())
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
@@ -76,8 +77,8 @@ def hostile_runs(tmp_path_factory):
     code in their preset, overrides and method texts."""
     import json
 
-    from core.studies import study as studies
     from core.runs.store import RunStore
+    from core.studies import study as studies
     from tests.study_fixtures import train_study
 
     root = tmp_path_factory.mktemp("hostile") / "runs"
@@ -202,7 +203,7 @@ def test_two_processes_open_a_fresh_tracking_store_at_once(tmp_path):
         time.sleep(0.01)
     go.touch()  # both start on the fresh store at the same moment
     outputs = [p.communicate(timeout=180)[0] for p in procs]
-    assert all(p.returncode == 0 and "tracked" in out for p, out in zip(procs, outputs)), outputs
+    assert all(p.returncode == 0 and "tracked" in out for p, out in zip(procs, outputs, strict=False)), outputs
 
 
 # --- 11: `export mlflow`'s errors ---------------------------------------------------------------------------------

@@ -263,8 +263,8 @@ def test_a_resume_after_a_half_written_event_line_starts_its_events_on_a_line_of
 
 
 def test_a_stray_checkpoint_name_is_ignored_by_resume_merge_and_tracking(runs_dir: Path):
-    from core.reporting.tracking import last_checkpoint
     from core.engine.train import run
+    from core.reporting.tracking import last_checkpoint
 
     run_dir = cancelled_run(runs_dir)
     for stray in ("context-x.pt", "context-.pt", "context-1.pt.tmp", "notes.txt"):

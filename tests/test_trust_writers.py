@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.studies import study as studies
 from core.runs.events import PhaseStarted
 from core.runs.store import RunRecord, RunStore, read_events, read_run_json, write_record
+from core.studies import study as studies
 from tests.faults_util import config as tiny_config
 from tests.test_faults import tmpfs
 
@@ -172,14 +172,15 @@ def test_a_read_only_runs_folder_is_one_line_and_exit_1_in_every_writing_command
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_merge_stopped_by_sigterm_or_sighup_ends_cancelled(tmp_path, sig):
-    from core.schema.presets import build_config
     from core.engine.train import run as train_run
+    from core.schema.presets import build_config
 
     runs = tmp_path / "runs"
     teachers = []
     for seed, learn in ((0, "[0,1]"), (1, "[2,3,4]")):
         config = build_config("merge-digits", method="joint", seed=seed, device="cpu",
-                              overrides=["model.hidden=[32]", "train.iterations=5", f"benchmark.learn_contexts={learn}"])
+                              overrides=["model.hidden=[32]", "train.iterations=5",
+                                         f"benchmark.learn_contexts={learn}"])
         folder = RunStore(runs).new_run_dir_for(config)
         assert train_run(config, folder)["status"] == "finished"
         teachers.append(folder.name)

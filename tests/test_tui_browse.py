@@ -21,12 +21,12 @@ from textual.widgets import DataTable, Input, Static, TabbedContent, Tabs
 
 from cltui.app import create_app
 from cltui.tui.app import CltuiApp
-from cltui.tui.widgets.charts import AccuracyChart, AverageChart, FinalAccuracyChart
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
 from cltui.tui.screens.runs import RunsScreen
+from cltui.tui.widgets.charts import AccuracyChart, AverageChart, FinalAccuracyChart
 from tests.tui_fixtures import ACC_EWC, IDS, settle_workers, write_fixture_runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,7 +364,7 @@ def test_q_quits(runs, runs_dir):
 
 
 class FakeHandle:
-    """What core.runs.worker.start_detached returns, as far as the app needs it."""
+    """What core.launch.worker.start_detached returns, as far as the app needs it."""
 
     def __init__(self, run_id: str):
         self.run_id, self.pid, self.stopped = run_id, None, False
@@ -426,8 +426,8 @@ def test_a_real_run_shows_in_the_table_and_its_detail(runs_dir, tiny):
     """The fixtures are written by hand; this run is written by the training loop itself, so a change in the
     real run.json format that the screens do not follow fails here."""
     from core.engine import train
-    from core.schema.presets import build_config
     from core.runs.store import RunStore
+    from core.schema.presets import build_config
 
     folder = RunStore(runs_dir).new_run_dir("split-digits-class-none-s0")
     record = train.run(build_config("split-digits", overrides=list(tiny)), folder)
@@ -441,7 +441,9 @@ def test_a_real_run_shows_in_the_table_and_its_detail(runs_dir, tiny):
         return row, text_of(app, "#summary"), matrix.row_count, app.screen.query(AccuracyChart).first().matrix
 
     row, summary, matrix_rows, chart = drive(runs_dir, script, size=(140, 30))
-    assert (row["preset"], row["method"], row["scenario"], row["status"]) == ("split-digits", "none", "class", "finished")
+    assert (row["preset"], row["method"], row["scenario"], row["status"]) == (
+        "split-digits", "none", "class", "finished"
+    )
     assert row["acc %"] == f"{100 * record['metrics']['final_avg_acc']:.1f}"
     assert f"final avg acc {100 * record['metrics']['final_avg_acc']:.1f}%" in summary
     assert matrix_rows == 5
@@ -493,7 +495,8 @@ def test_the_detail_shows_metrics_the_coloured_matrix_charts_and_config(runs, ru
     assert len(set(seen["styles"])) == 5  # one colour per accuracy level
     assert seen["charts"] == [ACC_EWC, ACC_EWC] and seen["average"] == [ACC_EWC, ACC_EWC]
     assert (seen["tab 1"], seen["tab 2"], seen["tab 3"], seen["tab 4"]) == ("overview", "charts", "config", "log")
-    assert "[method]" in seen["config"] and 'name = "ewc"' in seen["config"] and "lambda = 1000000000.0" in seen["config"]
+    assert "[method]" in seen["config"] and 'name = "ewc"' in seen["config"]
+    assert "lambda = 1000000000.0" in seen["config"]
     assert "worker pid 4242 started" in seen["log"]
 
 
@@ -604,7 +607,8 @@ def test_the_dreams_screen_shows_each_context_grid_quality_and_latent_map(runs, 
         tabs = screen.query_one(Tabs)
         seen["tabs"] = [str(t.label) for t in tabs.query("Tab")]
         grid = screen.query_one("#grid", DreamGrid)
-        seen["c0"] = (tabs.active, grid.picture.image.size, grid.size.width, str(screen.query_one("#grid-pane").border_title))
+        title = str(screen.query_one("#grid-pane").border_title)
+        seen["c0"] = (tabs.active, grid.picture.image.size, grid.size.width, title)
         await pilot.press("right_square_bracket")
         await pilot.pause()
         seen["c1 quality"] = screen.query_one("#quality", Static).content.columns[1]._cells

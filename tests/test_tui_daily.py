@@ -26,6 +26,12 @@ from textual.widgets import DataTable, Log, Static
 
 import cltui.tui.app as app_module
 from cltui.tui.app import CltuiApp
+from cltui.tui.screens.compare import CompareScreen, differing
+from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.screens.detail import DetailScreen, resume_problem
+from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
+from cltui.tui.screens.live import LiveScreen, PhaseState, phase_label
+from cltui.tui.state.formats import fmt_duration, fmt_loss
 from cltui.tui.widgets.charts import (
     AccuracyChart,
     AverageByRunChart,
@@ -37,14 +43,8 @@ from cltui.tui.widgets.charts import (
     legend,
     loss_track,
 )
-from cltui.tui.screens.compare import CompareScreen, differing
-from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.screens.detail import DetailScreen, resume_problem
-from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
-from cltui.tui.state.formats import fmt_duration, fmt_loss
-from cltui.tui.screens.live import LiveScreen, PhaseState, phase_label
-from core.schema.config import flat_config
 from core.runs.events import ContextStarted, Progress, RunFinished, to_json
+from core.schema.config import flat_config
 from tests.daily_fixtures import FINAL, write_thirty_runs
 from tests.tui_fixtures import settle_workers, write_fixture_runs
 

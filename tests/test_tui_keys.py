@@ -13,8 +13,8 @@ from textual.widgets import Input, Static
 from cltui.tui.app import create_app
 from cltui.tui.screens.compose import LAST_CHOICE, ComposeScreen
 from cltui.tui.screens.help import HelpScreen
-from core.schema.presets import build_config
 from core.runs.store import RunStore, append_event, new_run_record, write_json_atomic
+from core.schema.presets import build_config
 from tests.test_tui_live import FakeHandle, choose, field, open_compose, tree_text, until
 
 SIZE = (100, 30)
@@ -81,7 +81,7 @@ def test_compose_starts_from_the_method_last_started_here(runs_dir, monkeypatch)
         write_json_atomic(run_dir / "run.json", new_run_record(run_dir.name, config.preset, config.to_dict(), {}))
         return FakeHandle(run_dir)
 
-    monkeypatch.setattr("core.runs.worker.start_detached", fake_start)
+    monkeypatch.setattr("core.launch.worker.start_detached", fake_start)
 
     async def drive() -> None:
         app = create_app(runs_dir)

@@ -23,11 +23,11 @@ from textual.widgets import Input, Log, Select, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from cltui.tui.app import create_app
-from cltui.tui.widgets.charts import AccuracyChart, AverageChart
 from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen, methods_for
 from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
-from cltui.tui.state.follow import LineTail, parse_events
 from cltui.tui.screens.live import LiveScreen
+from cltui.tui.state.follow import LineTail, parse_events
+from cltui.tui.widgets.charts import AccuracyChart, AverageChart
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -39,8 +39,8 @@ from core.runs.events import (
     RunStarted,
     to_json,
 )
-from core.schema.presets import build_config, load_preset, toml_text
 from core.runs.store import RunStore, append_event, new_run_record, read_run_json, write_json_atomic
+from core.schema.presets import build_config, load_preset, toml_text
 
 SIZE = (100, 30)
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
@@ -443,7 +443,7 @@ def test_compose_shows_the_preset_and_only_valid_methods(runs_dir):
 
 def test_compose_validates_inline_and_starts_nothing_while_invalid(runs_dir, monkeypatch):
     started: list[Any] = []
-    monkeypatch.setattr("core.runs.worker.start_detached", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("core.launch.worker.start_detached", lambda *a, **k: started.append(a))
 
     async def drive() -> None:
         app = create_app(runs_dir)
@@ -491,7 +491,7 @@ def test_ctrl_s_launches_the_run_and_opens_it_live(runs_dir, monkeypatch):
         launched.append((config, handle))
         return handle
 
-    monkeypatch.setattr("core.runs.worker.start_detached", fake_start)
+    monkeypatch.setattr("core.launch.worker.start_detached", fake_start)
 
     async def drive() -> None:
         app = create_app(runs_dir)

@@ -16,10 +16,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Tree
 
-from cltui.tui.widgets.charts import AccuracyChart, LossChart
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.live import LiveScreen
+from cltui.tui.widgets.charts import AccuracyChart, LossChart
 from tests.daily_fixtures import write_thirty_runs
 from tests.test_tui_daily import BareApp
 from tests.tui_fixtures import IDS, settle_workers, snapshot_versions, write_fixture_runs

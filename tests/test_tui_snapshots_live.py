@@ -16,8 +16,8 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from cltui.tui.app import create_app
-from cltui.tui.widgets.charts import AccuracyChart
 from cltui.tui.screens.live import LiveScreen
+from cltui.tui.widgets.charts import AccuracyChart
 from core.runs.events import ContextStarted, PhaseFinished, PhaseStarted, Progress, RunFailed
 from tests.tui_fixtures import (
     ACC_EWC,

@@ -92,7 +92,10 @@ def same_picture(svg: str, name: str, update: bool) -> bool:
     path = BASELINES / f"{name}.svg"
     if update:
         path.write_text(svg)
-    normal = lambda text: re.sub(r"terminal-\d+", "terminal", text)
+
+    def normal(text: str) -> str:
+        return re.sub(r"terminal-\d+", "terminal", text)
+
     return path.is_file() and normal(svg) == normal(path.read_text())
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.schema.config import ConfigError
 from core.engine.data import Split, build_benchmark, load_split
-from core.schema.presets import build_config
 from core.engine.train import Trainer
+from core.schema.config import ConfigError
+from core.schema.presets import build_config
 
 
 def tagged_digits() -> Split:

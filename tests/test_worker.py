@@ -1,4 +1,4 @@
-"""The real spawned worker (core.runs.worker.start): events over the queue and on disk, clean stop, kill on
+"""The real spawned worker (core.launch.worker.start): events over the queue and on disk, clean stop, kill on
 request, death from outside, and failures inside the run. Each test spawns one worker (~2-3 s: the
 worker imports torch)."""
 
@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from core.runs import worker
+from core.launch import worker
 from core.runs.events import ContextEvaluated, RunCancelled, RunFailed, RunFinished
-from core.schema.presets import build_config
 from core.runs.store import RunStore, read_events, read_run_json
+from core.schema.presets import build_config
 from tests.worker_fixtures import drain, is_training, wait_for
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself
@@ -138,7 +138,7 @@ def test_a_crash_inside_the_run_lands_in_run_json(runs_dir, tmp_path):
 PARENT = """
 import sys
 from pathlib import Path
-from core.runs import worker
+from core.launch import worker
 from core.schema.presets import build_config
 
 handle = worker.start(build_config("split-digits", overrides=sys.argv[2:]), Path(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""The detached worker the TUI starts (core.runs.worker.start_detached): it outlives the process that launched it,
+"""The detached worker the TUI starts (core.launch.worker.start_detached): it outlives the process that launched it,
 which never imports torch; stop() ends it as cancelled; a worker killed from outside is recorded as failed.
 Each test starts one real worker (~2-4 s: it imports torch)."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import worker
+from core.launch import worker
 from core.runs.events import Progress, RunCancelled, RunFailed, RunFinished
-from core.schema.presets import build_config
 from core.runs.store import RunStore, read_events, read_run_json
+from core.schema.presets import build_config
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def training(run_dir: Path) -> bool:
 LAUNCHER = """
 import sys
 from pathlib import Path
-from core.runs import worker
+from core.launch import worker
 from core.schema.presets import build_config
 
 run = worker.start_detached(build_config("split-digits", overrides=sys.argv[2:]), Path(sys.argv[1]))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from core.runs import worker
+from core.launch import worker
 from core.runs.events import Event, Progress
 
 

@@ -49,7 +49,9 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 
 RunsDir = Annotated[
     Path | None,
-    typer.Option("--runs-dir", help="Where runs are saved (default: $CLTUI_RUNS_DIR, else ./runs).", show_default=False),
+    typer.Option(
+        "--runs-dir", help="Where runs are saved (default: $CLTUI_RUNS_DIR, else ./runs).", show_default=False
+    ),
 ]
 
 

@@ -52,43 +52,41 @@ def dreams_table(record: dict[str, Any]) -> Table:
     return table
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("dreams")
-    def dreams(
-        run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix, or its folder).")],
-        context: Annotated[int | None, typer.Option("--context", "-k", help="Draw this context's grid in the "
-                                                    "terminal.")] = None,
-        export: Annotated[Path | None, typer.Option("--export", help="Copy the dreams (all, or --context's) "
-                                                    "into this folder.")] = None,
-        width: Annotated[int | None, typer.Option(help="Columns for the drawn grid (default: the terminal's).")] = None,
-        runs_dir: RunsDir = None,
-    ) -> None:
-        """List a run's dreamed images with their quality figures; draw or export them."""
-        path, record = load_run(RunStore(runs_dir), run_id)
-        entries = record.get("dreams") or []
-        if not entries:
-            method = (record.get("config") or {}).get("method", {}).get("name")
-            fail(f"run {record['id']} has no dreams (method {method} does not dream); data-free methods do: "
-                 f"cltui run split-digits-dfcil --method abd")
-        by_context = {e.get("context"): e for e in entries}
-        if context is not None and context not in by_context:
-            fail(f"--context: run {record['id']} dreamed after contexts {', '.join(map(str, by_context))}, "
-                 f"not {context}")
-        chosen = [by_context[context]] if context is not None else entries
-        if export is not None:
-            export_dreams(path, chosen, export)
-            return
-        flag = runs_dir_flag(runs_dir)
-        if context is None:
-            console.print(dreams_table(record))
-            console.print(f"[dim]{LEGEND}[/]")
-            console.print(f"draw one: cltui dreams {escape(record['id'])} --context K{escape(flag)}", soft_wrap=True)
-            return
-        if not console.is_terminal:  # half blocks without their colours are a wall of █ in a file
-            fail(f"--context {context}: stdout is not a terminal, and a drawn grid needs one; copy the images out "
-                 f"with `cltui dreams {record['id']} --context {context} --export DIR{flag}` (or set "
-                 f"TTY_COMPATIBLE=1 to draw anyway)")
-        show_grid(path, by_context[context], width)
+def dreams(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix, or its folder).")],
+    context: Annotated[int | None, typer.Option("--context", "-k", help="Draw this context's grid in the "
+                                                "terminal.")] = None,
+    export: Annotated[Path | None, typer.Option("--export", help="Copy the dreams (all, or --context's) "
+                                                "into this folder.")] = None,
+    width: Annotated[int | None, typer.Option(help="Columns for the drawn grid (default: the terminal's).")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """List a run's dreamed images with their quality figures; draw or export them."""
+    path, record = load_run(RunStore(runs_dir), run_id)
+    entries = record.get("dreams") or []
+    if not entries:
+        method = (record.get("config") or {}).get("method", {}).get("name")
+        fail(f"run {record['id']} has no dreams (method {method} does not dream); data-free methods do: "
+             f"cltui run split-digits-dfcil --method abd")
+    by_context = {e.get("context"): e for e in entries}
+    if context is not None and context not in by_context:
+        fail(f"--context: run {record['id']} dreamed after contexts {', '.join(map(str, by_context))}, "
+             f"not {context}")
+    chosen = [by_context[context]] if context is not None else entries
+    if export is not None:
+        export_dreams(path, chosen, export)
+        return
+    flag = runs_dir_flag(runs_dir)
+    if context is None:
+        console.print(dreams_table(record))
+        console.print(f"[dim]{LEGEND}[/]")
+        console.print(f"draw one: cltui dreams {escape(record['id'])} --context K{escape(flag)}", soft_wrap=True)
+        return
+    if not console.is_terminal:  # half blocks without their colours are a wall of █ in a file
+        fail(f"--context {context}: stdout is not a terminal, and a drawn grid needs one; copy the images out "
+             f"with `cltui dreams {record['id']} --context {context} --export DIR{flag}` (or set "
+             f"TTY_COMPATIBLE=1 to draw anyway)")
+    show_grid(path, by_context[context], width)
 
 
 def show_grid(run_dir: Path, entry: dict[str, Any], width: int | None) -> None:

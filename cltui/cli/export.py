@@ -13,9 +13,9 @@ import typer
 
 from cltui.cli.common import EXIT_FAILED, RunsDir, console, err_console, escape, fail
 from cltui.cli.output import runs_dir_flag
-from core.studies import study as studies
-from core.schema.config import ConfigError
 from core.runs.store import RunStore, StoreError, read_run_json
+from core.schema.config import ConfigError
+from core.studies import study as studies
 
 export_app = typer.Typer(help="Push runs and studies to MLflow or TensorBoard.", no_args_is_help=True)
 
@@ -88,8 +88,8 @@ TrackCheckpoints = Annotated[bool, typer.Option("--track-checkpoints", help="Wit
 
 def with_tracking(config: Any, track: str | None, checkpoints: bool) -> Any:
     """`config` with the tracker that --track (else $CLTUI_TRACK, else the preset) names; bad input exits 2."""
-    from core.schema.config import validate_config
     from core.reporting.tracking import TrackingError, parse_track, require_mlflow
+    from core.schema.config import validate_config
 
     flag = "--track" if track is not None else "CLTUI_TRACK"
     spec = track if track is not None else os.environ.get("CLTUI_TRACK") or None
@@ -140,43 +140,39 @@ def plot_targets(store: RunStore, targets: list[Target], out: Path, dpi: int = 3
     return write_figure(records, out, published=published, order=order, title=title, dpi=dpi), left_out
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(rich_help_panel="Results")
-    def plot(
-        names: Targets,
-        out: Annotated[Path, typer.Option("--out", "-o", help="The figure file: .pdf (a page per panel, "
-                                          "column width), .png or .svg (panels side by side).")],
-        dpi: Annotated[int, typer.Option(min=50, max=1200, help="Resolution of a .png.")] = 300,
-        title: Annotated[str | None, typer.Option(help="Title over the panels \\[default: preset and scenario].",
-                                                  show_default=False)] = None,
-        runs_dir: RunsDir = None,
-    ) -> None:
-        """A figure for a paper (PDF, PNG or SVG) of a run, several runs or a study.
+def plot(
+    names: Targets,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The figure file: .pdf (a page per panel, "
+                                      "column width), .png or .svg (panels side by side).")],
+    dpi: Annotated[int, typer.Option(min=50, max=1200, help="Resolution of a .png.")] = 300,
+    title: Annotated[str | None, typer.Option(help="Title over the panels \\[default: preset and scenario].",
+                                              show_default=False)] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """A figure for a paper (PDF, PNG or SVG) of a run, several runs or a study.
 
-        One run: its accuracy matrix and the accuracy on each context after each context. Several runs or a study:
-        the average accuracy after each context per method (mean ± SEM) and the final accuracy beside the published
-        number."""
-        from core.reporting.figures import FigureError, check_output, matplotlib_pyplot
+    One run: its accuracy matrix and the accuracy on each context after each context. Several runs or a study:
+    the average accuracy after each context per method (mean ± SEM) and the final accuracy beside the published
+    number."""
+    from core.reporting.figures import FigureError, check_output, matplotlib_pyplot
 
-        try:
-            check_output(out)
-            matplotlib_pyplot()
-        except FigureError as e:
-            fail(str(e))
-        store = RunStore(runs_dir)
-        targets = resolve(store, names)
-        try:
-            path, left_out = plot_targets(store, targets, out, dpi, title)
-        except FigureError as e:
-            fail(str(e))
-        except OSError as e:
-            fail(f"--out {out}: cannot write it ({e.strerror or e})", EXIT_FAILED)
-        if left_out:
-            err_console.print(f"[yellow]left out {len(left_out)} run(s) that did not finish:[/] "
-                              f"{escape(', '.join(left_out))}", soft_wrap=True)
-        console.print(f"wrote {escape(str(path))}")
-
-    app.add_typer(export_app, name="export", rich_help_panel="Results")
+    try:
+        check_output(out)
+        matplotlib_pyplot()
+    except FigureError as e:
+        fail(str(e))
+    store = RunStore(runs_dir)
+    targets = resolve(store, names)
+    try:
+        path, left_out = plot_targets(store, targets, out, dpi, title)
+    except FigureError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"--out {out}: cannot write it ({e.strerror or e})", EXIT_FAILED)
+    if left_out:
+        err_console.print(f"[yellow]left out {len(left_out)} run(s) that did not finish:[/] "
+                          f"{escape(', '.join(left_out))}", soft_wrap=True)
+    console.print(f"wrote {escape(str(path))}")
 
 
 # --- cltui export mlflow -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from cltui.cli import dreams, export, merging, pretraining, studies, sweeping
 from cltui.cli.common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -28,18 +29,12 @@ from cltui.cli.common import (
     plain,
 )
 from cltui.cli.export import Track, TrackCheckpoints, tracking_line, with_tracking
-from cltui.cli.output import json_text, print_fitted, print_table, rounded, runs_dir_flag
-from cltui.tui.state.formats import (
-    acc_style,
-    figure_parts,
-    fmt_duration,
-    fmt_headline,
-    fmt_pct,
-    fmt_status,
-    stability_text,
-)
+from cltui.cli.output import json_text, print_fitted, print_table, runs_dir_flag
+from cltui.cli.show import print_run
+from cltui.tui.state.formats import fmt_headline, fmt_status
+from core.runs.metrics import run_figures
+from core.runs.store import RunEntry, RunStore, StoreError
 from core.schema.config import ConfigError, TrainConfig
-from core.runs.metrics import context_name, record_matrix, run_figures, seen_average
 from core.schema.params import METHOD_PARAMS
 from core.schema.presets import (
     build_config,
@@ -51,7 +46,6 @@ from core.schema.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.runs.store import RunEntry, RunStore, StoreError
 
 app = typer.Typer(
     name="cltui",
@@ -94,11 +88,13 @@ def run(
                                                  "\\[default: split-digits].", show_default=False)] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help=f"Method: {', '.join(METHOD_PARAMS)}.")] = None,
     scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="task, domain or class.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. train.lr=3e-4 (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: KEY=VALUE, e.g. "
+                                                  "train.lr=3e-4 (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding the data set files (default: ./data).")] = None,
-    download: Annotated[bool, typer.Option("--download", help="Download the data set if its files are missing.")] = False,
+    download: Annotated[bool, typer.Option("--download", help="Download the data set if its files are "
+                                           "missing.")] = False,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an interrupted or "
@@ -142,7 +138,7 @@ def run(
     created = [p for p in (store.root, *store.root.parents) if not p.exists()]
 
     from cltui.cli.progress import RunProgress
-    from core.runs import worker
+    from core.launch import worker
     # The first Ctrl+C (or SIGTERM, SIGHUP) stops the run cleanly, the second kills the worker; from before the
     # run folder exists, so a stop at start-up ends the run recorded cancelled, never a "running" one.
     with worker.CtrlC(terminate=True) as ctrl_c:
@@ -175,8 +171,8 @@ def run(
 def resumable(store: RunStore, run: str) -> tuple[Any, Path, Any]:
     """The saved config and folder of a run that can be continued, and its lock (core.runs.store.RunLock, taken
     before anything is read: one writer per run), or one line saying why not."""
-    from core.schema.config import validate_config
     from core.runs.store import RunLock, RunLocked, check_run_files, pid_alive, read_record
+    from core.schema.config import validate_config
 
     try:
         path = store.resolve(run)
@@ -244,65 +240,6 @@ def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[P
 # --- printing runs -------------------------------------------------------------------------------
 
 
-def acc_matrix_table(record: dict[str, Any]) -> Table:
-    matrix = record_matrix(record)
-    figures = run_figures(record)
-    n = len(matrix[0]) if matrix else 0
-    table = Table(title=f"{'R² (x100)' if figures.score == 'R²' else 'accuracy (%)'} on each context (columns) "
-                  "after training each context (rows)",
-                  title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("after", justify="right", style="bold")
-    for j in range(n):
-        table.add_column(context_name(j, short=True), justify="right")
-    table.add_column("avg seen", justify="right", style="bold")
-    joint = figures.once  # one row over every context
-    for i, row in enumerate(matrix):
-        cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
-                 for j, a in enumerate(row)]
-        table.add_row(figures.stage_label(i), *cells, fmt_pct(seen_average(row, i, joint)))
-    return table
-
-
-def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = False) -> None:
-    cfg = record.get("config", {})
-    status = record.get("status", "?")
-    colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "white")
-    console.print(f"[bold]{escape(str(record.get('id')))}[/]  [{colour}]{status}[/]  "
-                  + escape(f"{cfg.get('benchmark', {}).get('name')} {cfg.get('benchmark', {}).get('protocol')} · "
-                           f"{cfg.get('scenario')}-IL · method {cfg.get('method', {}).get('name')} · "
-                           f"seed {cfg.get('train', {}).get('seed')} · {record.get('env', {}).get('device', '')}"))
-    if record.get("acc_matrix"):
-        console.print(acc_matrix_table(record))
-    m = record.get("metrics") or {}
-    t = record.get("timing") or {}
-    figures = run_figures(record)
-    if figures.headline is not None:
-        (head, value), *rest = figure_parts(figures)
-        console.print(" · ".join([f"{head} [bold]{value}[/]", *(f"{label} {v}" for label, v in rest)]))
-        stability = stability_text(m, record.get("acc_curve"))
-        if stability:
-            console.print(stability)
-    if t:
-        rate = t.get("samples_per_s")
-        console.print(f"[dim]total {fmt_duration(t.get('total_s'))} · train {fmt_duration(t.get('train_s'))} · "
-                      f"eval {fmt_duration(t.get('eval_s'))}"
-                      + (f" · {rate:,.0f} samples/s" if isinstance(rate, (int, float)) else "") + "[/]")
-    dreams = record.get("dreams") or []
-    if dreams:
-        flag = runs_dir_flag(run_dir.parent) if run_dir is not None else ""
-        console.print(f"dreams after contexts {', '.join(str(d.get('context')) for d in dreams)}: "
-                      f"cltui dreams {escape(str(record.get('id')))}{escape(flag)}", soft_wrap=True)
-    error = record.get("error")
-    if error and status != "finished":
-        console.print(f"[{colour}]{escape(str(error.get('message')))}[/]")
-        if full and error.get("traceback"):
-            console.print(escape(error["traceback"]), style="dim")
-    if full:
-        console.print_json(json.dumps(cfg))
-    if run_dir is not None:
-        console.print(f"[dim]saved in {run_dir}[/]")
-
-
 def run_row(entry: RunEntry) -> list[str]:
     if entry.data is None:
         return [escape(entry.id), "–", "–", "–", "[red]unreadable[/]", "–", "–"]
@@ -334,8 +271,10 @@ DROP_ORDER = ("preset", "scenario", "duration", "method")
 # train.lr), then into run.json itself (env.torch, timing.eval_s).
 COLUMNS: dict[str, Any] = {
     "id": lambda e, d: e.id, "status": lambda e, d: e.status, "preset": lambda e, d: d.get("preset"),
-    "method": lambda e, d: dotted(d, "config.method.name")[1], "scenario": lambda e, d: dotted(d, "config.scenario")[1],
-    "benchmark": lambda e, d: dotted(d, "config.benchmark.name")[1], "seed": lambda e, d: dotted(d, "config.train.seed")[1],
+    "method": lambda e, d: dotted(d, "config.method.name")[1],
+    "scenario": lambda e, d: dotted(d, "config.scenario")[1],
+    "benchmark": lambda e, d: dotted(d, "config.benchmark.name")[1],
+    "seed": lambda e, d: dotted(d, "config.train.seed")[1],
     "contexts": lambda e, d: len(d.get("acc_matrix") or []), "trained": lambda e, d: run_figures(d).progress,
     "score": lambda e, d: run_figures(d).score, "device": lambda e, d: dotted(d, "env.device")[1],
     "created": lambda e, d: d.get("created"), "finished": lambda e, d: d.get("finished"),
@@ -344,7 +283,8 @@ COLUMNS: dict[str, Any] = {
 # final_avg_acc: over every context, for a run that trained them all; seen_avg_acc: over the contexts it saw
 METRIC_COLUMNS = ("final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt")
 TIMING_COLUMNS = ("total_s", "train_s", "eval_s", "samples_per_s")
-DEFAULT_COLUMNS = "id,preset,method,scenario,seed,status,trained,score,final_avg_acc,seen_avg_acc,avg_forgetting,total_s"
+DEFAULT_COLUMNS = ("id,preset,method,scenario,seed,status,trained,score,final_avg_acc,seen_avg_acc,avg_forgetting,"
+                   "total_s")
 FORMATS = ("table", "csv", "json", "markdown")
 
 
@@ -375,15 +315,14 @@ def cell_text(value: Any, fmt: str) -> str:
     if isinstance(value, float) and fmt in ("markdown", "table"):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(rounded(value))
-    # csv goes out as it is, its floats to 6 significant digits (as every --json); no control character
-    return plain(rounded(value))
+        return json.dumps(value)
+    return plain(value)  # csv and markdown go out as they are: no control character from a run.json
 
 
 def print_columns(entries: list[RunEntry], columns: list[str], fmt: str) -> None:
     rows = [[column_value(e, c)[1] for c in columns] for e in entries]
     if fmt == "json":
-        print(json_text([dict(zip(columns, row)) for row in rows], indent=2))
+        print(json_text([dict(zip(columns, row, strict=False)) for row in rows], indent=2))
     elif fmt == "csv":
         import csv
 
@@ -548,20 +487,16 @@ def presets_show(
     console.print_json(json.dumps(config.to_dict()))  # last, so a script can read it from the first "{" on
 
 
-from cltui.cli import dreams as _dreams
-from cltui.cli import export as _export
-from cltui.cli import merging as _merging
-from cltui.cli import pretraining as _pretraining
-from cltui.cli import sweeping as _sweeping
-from cltui.cli.studies import register, studies_app
+# --- the commands of the other modules, after run's so that --help lists them in this order ---------------
 
-register(app)
-_dreams.register(app)
-_export.register(app)
-_merging.register(app, print_run)
-_sweeping.register(app)  # cltui sweep
-_pretraining.register(app)  # cltui pretrain
-app.add_typer(studies_app, name="studies")
+app.command(rich_help_panel="Training")(studies.compare)
+app.command("dreams")(dreams.dreams)
+app.command(rich_help_panel="Results")(export.plot)
+app.command("merge", rich_help_panel="Training")(merging.merge)
+app.command("sweep", rich_help_panel="Training")(sweeping.sweep_command)
+app.command(rich_help_panel="Training")(pretraining.pretrain)
+app.add_typer(export.export_app, name="export", rich_help_panel="Results")
+app.add_typer(studies.studies_app, name="studies")
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

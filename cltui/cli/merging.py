@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from cltui.cli.common import EXIT_CANCELLED, EXIT_FAILED, RunsDir, console, discard, escape, fail
+from cltui.cli.show import print_run
 from cltui.tui.state.formats import fmt_score
-from core.schema.config import ConfigError
 from core.runs.events import Event, PhaseFinished, PhaseStarted, RunFailed, RunStarted
 from core.runs.metrics import run_figures
-from core.schema.presets import load_preset, parse_override
 from core.runs.store import RunStore, StoreError, append_event
+from core.schema.config import ConfigError
+from core.schema.presets import load_preset, parse_override
 
 
 def merge_table(preset: str | None) -> dict[str, Any]:
@@ -58,89 +58,87 @@ class MergeDisplay:
             console.print(f"[red]{escape(event.error)}[/]")
 
 
-def register(app: typer.Typer, print_run: Callable[..., None]) -> None:
-    """Add `cltui merge` to `app`; `print_run` prints the saved run as `cltui runs show` does."""
-    @app.command("merge", rich_help_panel="Training")
-    def merge(
-        run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="First teacher: a finished run (id, prefix or folder).")],
-        run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Second teacher, same model and benchmark; with "
-                                             "--data same, its data is the one the merge trains on.")],
-        approach: Annotated[str | None, typer.Option(help="greedy (important units + imitation) or l0 (joint "
-                                                     "double-width network, hard-concrete gates, pruned to half) "
-                                                     "\\[default: l0].", show_default=False)] = None,
-        data: Annotated[str | None, typer.Option(help="union: both teachers' training data; same: RUN_B's data "
-                                                 "only, the first teacher's classes through distillation alone "
-                                                 "\\[default: union].", show_default=False)] = None,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="A merge setting: KEY=VALUE, e.g. "
-                                                       "iterations=500, finetune_iterations=300, lr=1e-3, l0_lambda=20 "
-                                                       "(repeatable).")] = None,
-        seed: Annotated[int | None, typer.Option(help="Random seed of the merge.")] = None,
-        device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-        runs_dir: RunsDir = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
-    ) -> None:
-        """Merge two trained runs of one architecture into one network of that architecture (the student), saved
-        as a run whose row is its accuracy on every context, beside the teachers' accuracies."""
-        from core.merge import merger as engine
-        store = RunStore(runs_dir)
+def merge(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="First teacher: a finished run (id, prefix or "
+                                         "folder).")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Second teacher, same model and benchmark; with "
+                                         "--data same, its data is the one the merge trains on.")],
+    approach: Annotated[str | None, typer.Option(help="greedy (important units + imitation) or l0 (joint "
+                                                 "double-width network, hard-concrete gates, pruned to half) "
+                                                 "\\[default: l0].", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option(help="union: both teachers' training data; same: RUN_B's data "
+                                             "only, the first teacher's classes through distillation alone "
+                                             "\\[default: union].", show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="A merge setting: KEY=VALUE, e.g. "
+                                                   "iterations=500, finetune_iterations=300, lr=1e-3, l0_lambda=20 "
+                                                   "(repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the merge.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    runs_dir: RunsDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+) -> None:
+    """Merge two trained runs of one architecture into one network of that architecture (the student), saved
+    as a run whose row is its accuracy on every context, beside the teachers' accuracies."""
+    from core.merge import merger as engine
+    store = RunStore(runs_dir)
+    try:
+        a, b = engine.check_teachers(store, run_a, run_b)
+    except (engine.MergeError, StoreError) as e:
+        fail(str(e))
+    table = merge_table(a.record.preset)
+    for key, value in (("approach", approach), ("data", data), ("seed", seed), ("device", device)):
+        if value is not None:
+            table[key] = value
+    for item in set_ or []:
         try:
-            a, b = engine.check_teachers(store, run_a, run_b)
-        except (engine.MergeError, StoreError) as e:
+            path, value = parse_override(item)
+        except ConfigError as e:
             fail(str(e))
-        table = merge_table(a.record.preset)
-        for key, value in (("approach", approach), ("data", data), ("seed", seed), ("device", device)):
-            if value is not None:
-                table[key] = value
-        for item in set_ or []:
-            try:
-                path, value = parse_override(item)
-            except ConfigError as e:
-                fail(str(e))
-            if path[0] == "merge":
-                path = path[1:]
-            if len(path) != 1:
-                fail(f"--set {item}: merge settings are plain keys, e.g. --set iterations=500")
-            table[path[0]] = value
+        if path[0] == "merge":
+            path = path[1:]
+        if len(path) != 1:
+            fail(f"--set {item}: merge settings are plain keys, e.g. --set iterations=500")
+        table[path[0]] = value
+    try:
+        settings = engine.settings_from(table)
+    except engine.MergeError as e:
+        fail(str(e))
+    created = [p for p in (store.root, *store.root.parents) if not p.exists()]
+    try:
+        run_dir = store.new_run_dir(f"{a.record.preset or 'run'}-merge-{settings.approach}-s{settings.seed}")
+    except (OSError, StoreError) as e:
+        fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
+    display = MergeDisplay(quiet)
+
+    def emit(event: Event) -> None:
+        append_event(run_dir, event)
+        display.update(event)
+
+    from core.launch.worker import stop_requests
+
+    # The merge trains in this process: SIGTERM and SIGHUP (a closed terminal, `kill`) ask it to stop at its
+    # next step, as they stop a run's worker, so it ends recorded cancelled; Ctrl+C interrupts it at once.
+    with stop_requests() as asked_to_stop:
         try:
-            settings = engine.settings_from(table)
-        except engine.MergeError as e:
+            record = engine.merge(a, b, settings, run_dir, emit, should_stop=asked_to_stop.is_set)
+        except engine.MergeError as e:  # found before anything ran (a device that is not there): leave nothing
+            discard(run_dir, created)
             fail(str(e))
-        created = [p for p in (store.root, *store.root.parents) if not p.exists()]
-        try:
-            run_dir = store.new_run_dir(f"{a.record.preset or 'run'}-merge-{settings.approach}-s{settings.seed}")
-        except (OSError, StoreError) as e:
-            fail(f"--runs-dir: cannot create a run folder in {store.root} ({e}); pick a writable folder")
-        display = MergeDisplay(quiet)
+        except KeyboardInterrupt:
+            console.print(f"cancelled; what was saved is in {run_dir}")
+            raise typer.Exit(EXIT_CANCELLED) from None
+    print_run(record, run_dir)
+    info = record.get("merge") or {}
+    if record.get("acc_matrix"):
+        figures = run_figures(record)
 
-        def emit(event: Event) -> None:
-            append_event(run_dir, event)
-            display.update(event)
+        def show(value: float | None) -> str:
+            return fmt_score(value, figures.score) + ("" if figures.score == "R²" or value is None else "%")
 
-        from core.runs.worker import stop_requests
-
-        # The merge trains in this process: SIGTERM and SIGHUP (a closed terminal, `kill`) ask it to stop at its
-        # next step, as they stop a run's worker, so it ends recorded cancelled; Ctrl+C interrupts it at once.
-        with stop_requests() as asked_to_stop:
-            try:
-                record = engine.merge(a, b, settings, run_dir, emit, should_stop=asked_to_stop.is_set)
-            except engine.MergeError as e:  # found before anything ran (a device that is not there): leave nothing
-                discard(run_dir, created)
-                fail(str(e))
-            except KeyboardInterrupt:
-                console.print(f"cancelled; what was saved is in {run_dir}")
-                raise typer.Exit(EXIT_CANCELLED) from None
-        print_run(record, run_dir)
-        info = record.get("merge") or {}
-        if record.get("acc_matrix"):
-            figures = run_figures(record)
-
-            def show(value: float | None) -> str:
-                return fmt_score(value, figures.score) + ("" if figures.score == "R²" or value is None else "%")
-
-            student = figures.headline
-            parts = [f"{t['id']} {show(t.get('final_avg_acc'))}" for t in info.get("teachers", [])]
-            console.print(f"teachers: {escape(' · '.join(parts))} → student {show(student)} "
-                          f"({info.get('approach')}, data {info.get('data')})")
-        status = record.get("status")
-        raise typer.Exit(0 if status == "finished" else EXIT_CANCELLED if status == "cancelled" else EXIT_FAILED)
+        student = figures.headline
+        parts = [f"{t['id']} {show(t.get('final_avg_acc'))}" for t in info.get("teachers", [])]
+        console.print(f"teachers: {escape(' · '.join(parts))} → student {show(student)} "
+                      f"({info.get('approach')}, data {info.get('data')})")
+    status = record.get("status")
+    raise typer.Exit(0 if status == "finished" else EXIT_CANCELLED if status == "cancelled" else EXIT_FAILED)
 

@@ -13,8 +13,6 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from core.schema.config import RunConfig
-from core.runs.metrics import seen_average, stage_name, trains_once
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -29,6 +27,8 @@ from core.runs.events import (
     RunStarted,
     Warned,
 )
+from core.runs.metrics import seen_average, stage_name, trains_once
+from core.schema.config import RunConfig
 
 
 class RunProgress:
@@ -63,8 +63,9 @@ class RunProgress:
             if event.resumed_from:
                 self.note(f"resumed after context {event.resumed_from - 1}")
             if not self.live_mode and not self.quiet:
-                self.console.print(f"run {event.run_id}: {self.config.benchmark.name} {self.config.benchmark.protocol}, "
-                                   f"{self.config.scenario}-IL, method {self.config.method.name}, on {event.device}")
+                self.console.print(f"run {event.run_id}: {self.config.benchmark.name} "
+                                   f"{self.config.benchmark.protocol}, {self.config.scenario}-IL, "
+                                   f"method {self.config.method.name}, on {event.device}")
         elif isinstance(event, ContextStarted):
             self.rows[event.context] = {"classes": event.classes, "phase": "train", "step": 0,
                                         "total": event.iterations, "loss": None, "acc": None}

@@ -18,8 +18,6 @@ from rich.text import Text
 from cltui.cli.common import EXIT_FAILED, RunsDir, console, err_console, escape, fail, plain
 from cltui.cli.export import Track, TrackCheckpoints, with_tracking
 from cltui.cli.output import json_text, print_fitted, print_table, rounded, runs_dir_flag
-from core.studies import study as studies
-from core.schema.config import ConfigError, validate_config
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -30,9 +28,11 @@ from core.runs.events import (
     Warned,
 )
 from core.runs.metrics import run_figures, seen_average, trains_once
-from core.schema.presets import build_config
 from core.runs.store import RunLocked, RunStore, StoreError, pid_alive, read_run_json
 from core.runs.threads import ThreadChoice, choose
+from core.schema.config import ConfigError, validate_config
+from core.schema.presets import build_config
+from core.studies import study as studies
 
 # Where a study's runs train, shared by compare and sweep.
 Executor = Annotated[str, typer.Option(help="local (worker processes here) or ray (Ray tasks; needs "
@@ -51,7 +51,8 @@ def study_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(name, justify="left" if name == "method" else "right", no_wrap=name != "method",
                          overflow="fold")
     for r in rows:
-        table.add_row(escape(r["method"]), f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
+        table.add_row(escape(r["method"]), f"{r['runs']}/{r['of']}",
+                      studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
                       studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
                       "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
                       "–" if r["published"] is None else f"{r['published']:g}")
@@ -192,21 +193,21 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
             devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any = None,
             report: bool = True, watch: Watch | None = None) -> int:
     """Run every unfinished run of the study, `jobs` at a time; the study file follows along. `start` launches
-    one run (by default a pool of `jobs` worker processes that each train many runs, core/runs/pool.py; or a Ray
+    one run (by default a pool of `jobs` worker processes that each train many runs, core/launch/pool.py; or a Ray
     executor's, or a pool the caller keeps across calls: `pool.start`) and returns a handle to pump. `report`:
     print the table at the end (an Optuna sweep runs a batch of trials at a time and prints once). `watch(i, event)`
     sees every event of run i and names the runs to stop now (an Optuna sweep's pruning); an entry marked
     `pruned` in the study is not run again."""
     pool = None
     if start is None and os.environ.get("CLTUI_WORKER_POOL", "1") != "0":
-        # A pool of `jobs` worker processes, each importing torch once for many runs (core/runs/pool.py);
+        # A pool of `jobs` worker processes, each importing torch once for many runs (core/launch/pool.py);
         # CLTUI_WORKER_POOL=0 starts a process per run instead (benchmarks/compare_parallel.py compares the two).
-        from core.runs.pool import WorkerPool
+        from core.launch.pool import WorkerPool
 
         pool = WorkerPool(jobs)
         start = pool.start
     elif start is None:
-        from core.runs.worker import start
+        from core.launch.worker import start
     lock = study_lock(store, study)
     try:
         return _execute(console, store, study, configs, jobs, devices, threads, quiet, start, report, watch)
@@ -268,7 +269,7 @@ def _tidy_study_folder(store: RunStore, study: dict[str, Any], lock: Any) -> Non
 def _execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs: int,
              devices: list[str | None], threads: int | ThreadChoice | None, quiet: bool, start: Any,
              report: bool, watch: Watch | None = None) -> int:
-    from core.runs.worker import CtrlC
+    from core.launch.worker import CtrlC
 
     pending = []
     for i, record in enumerate(studies.run_records(store, study)):
@@ -313,7 +314,8 @@ def _execute(console, store: RunStore, study: dict[str, Any], configs: list, job
                     del active[i]
     wall = time.monotonic() - started
     records = studies.run_records(store, study)
-    if all((r is not None and r.get("status") == "finished") or e.get("pruned") for e, r in zip(study["runs"], records)):
+    if all((r is not None and r.get("status") == "finished") or e.get("pruned")
+           for e, r in zip(study["runs"], records, strict=False)):
         study["finished"] = studies.now_iso()
     study.setdefault("wall_s", []).append(round(wall, 2))
     studies.save(store, study)
@@ -330,74 +332,72 @@ def _execute(console, store: RunStore, study: dict[str, Any], configs: list, job
     return 0 if study["finished"] else 1
 
 
-def register(app: typer.Typer) -> None:
-    @app.command(rich_help_panel="Training")
-    def compare(
-        preset: Annotated[str | None, typer.Argument(help="Preset name or .toml path.", show_default=False)] = None,
-        methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. none,ewc,er.")] = "",
-        scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
-        seeds: Annotated[int, typer.Option(help="Seeds per method (0, 1, ...).")] = 3,
-        jobs: Annotated[int | None, typer.Option(help="Runs at a time \\[default: one per GPU, else 1].",
-                                                 show_default=False)] = None,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
-        device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
-        resume: Annotated[str | None, typer.Option("--resume", metavar="STUDY",
-                                                   help="Finish an interrupted study.")] = None,
-        executor: Executor = "local",
-        ray_address: RayAddress = None,
-        runs_dir: RunsDir = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
-        track: Track = None,
-        track_checkpoints: TrackCheckpoints = False,
-    ) -> None:
-        """Run every method x seed of a preset as ordinary runs in parallel; print mean ± SEM per method."""
-        store = RunStore(runs_dir)
-        if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
-            fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
+def compare(
+    preset: Annotated[str | None, typer.Argument(help="Preset name or .toml path.", show_default=False)] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods, e.g. none,ewc,er.")] = "",
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
+    seeds: Annotated[int, typer.Option(help="Seeds per method (0, 1, ...).")] = 3,
+    jobs: Annotated[int | None, typer.Option(help="Runs at a time \\[default: one per GPU, else 1].",
+                                             show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", metavar="STUDY",
+                                               help="Finish an interrupted study.")] = None,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    runs_dir: RunsDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the table.")] = False,
+    track: Track = None,
+    track_checkpoints: TrackCheckpoints = False,
+) -> None:
+    """Run every method x seed of a preset as ordinary runs in parallel; print mean ± SEM per method."""
+    store = RunStore(runs_dir)
+    if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
+        fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
+    try:
+        if resume is not None:
+            if preset or methods or set_:
+                fail(f"--resume continues study {resume} with its saved settings; drop PRESET/--methods/--set")
+            study = studies.load(store, resume)
+            for e in study["runs"]:  # every run folder it names must be a plain child of the runs folder
+                if e.get("run_id"):
+                    store.run_dir(e["run_id"])
+            configs = [saved_config(store, e) or
+                       build_config(study["preset"], method=e["method"], scenario=study["scenario"],
+                                    seed=e["seed"], overrides=study["overrides"])
+                       for e in study["runs"]]
+            jobs = jobs or study.get("jobs")
+        else:
+            overrides = list(set_ or [])
+            if device:
+                overrides.append(f"train.device={device}")
+            study, configs = studies.plan(preset or "split-digits", [m for m in methods.split(",") if m],
+                                          scenario, seeds, overrides, jobs or 0)
+    except (ConfigError, StoreError) as e:
+        fail(str(e))
+    if executor not in ("local", "ray"):
+        fail(f"--executor: {executor!r} is not one of local, ray")
+    configs = [with_tracking(c, track, track_checkpoints) for c in configs]
+    tracking = StudyTracking.start(store, study, configs, quiet)
+    configs = tracking.configs
+    if executor == "ray":
         try:
-            if resume is not None:
-                if preset or methods or set_:
-                    fail(f"--resume continues study {resume} with its saved settings; drop PRESET/--methods/--set")
-                study = studies.load(store, resume)
-                for e in study["runs"]:  # every run folder it names must be a plain child of the runs folder
-                    if e.get("run_id"):
-                        store.run_dir(e["run_id"])
-                configs = [saved_config(store, e) or
-                           build_config(study["preset"], method=e["method"], scenario=study["scenario"],
-                                        seed=e["seed"], overrides=study["overrides"])
-                           for e in study["runs"]]
-                jobs = jobs or study.get("jobs")
-            else:
-                overrides = list(set_ or [])
-                if device:
-                    overrides.append(f"train.device={device}")
-                study, configs = studies.plan(preset or "split-digits", [m for m in methods.split(",") if m],
-                                              scenario, seeds, overrides, jobs or 0)
-        except (ConfigError, StoreError) as e:
-            fail(str(e))
-        if executor not in ("local", "ray"):
-            fail(f"--executor: {executor!r} is not one of local, ray")
-        configs = [with_tracking(c, track, track_checkpoints) for c in configs]
-        tracking = StudyTracking.start(store, study, configs, quiet)
-        configs = tracking.configs
-        if executor == "ray":
-            try:
-                from core.runs.ray_executor import RayExecutor
-            except ImportError:
-                fail("--executor ray: Ray is not installed; pip install 'cltui[ray]'")
-            ray = RayExecutor(ray_address or os.environ.get("RAY_ADDRESS"))
-            study["jobs"] = jobs or len(study["runs"])  # Ray queues what its resources cannot run yet
-            try:
-                code = execute(console, store, study, configs, study["jobs"], [None], 1, quiet, start=ray.start)
-            finally:
-                ray.shutdown()
-            tracking.finish(store, study, push_runs=True)  # Ray's tasks do not track: their runs are pushed now
-            raise typer.Exit(code)
-        devices, jobs, threads = devices_and_threads(jobs, device or configs[0].train.device)
-        study["jobs"] = jobs
-        code = execute(console, store, study, configs, jobs, devices, threads, quiet)
-        tracking.finish(store, study)
+            from core.launch.ray_executor import RayExecutor
+        except ImportError:
+            fail("--executor ray: Ray is not installed; pip install 'cltui[ray]'")
+        ray = RayExecutor(ray_address or os.environ.get("RAY_ADDRESS"))
+        study["jobs"] = jobs or len(study["runs"])  # Ray queues what its resources cannot run yet
+        try:
+            code = execute(console, store, study, configs, study["jobs"], [None], 1, quiet, start=ray.start)
+        finally:
+            ray.shutdown()
+        tracking.finish(store, study, push_runs=True)  # Ray's tasks do not track: their runs are pushed now
         raise typer.Exit(code)
+    devices, jobs, threads = devices_and_threads(jobs, device or configs[0].train.device)
+    study["jobs"] = jobs
+    code = execute(console, store, study, configs, jobs, devices, threads, quiet)
+    tracking.finish(store, study)
+    raise typer.Exit(code)
 
 
 class StudyTracking:

@@ -16,12 +16,12 @@ from rich.text import Text
 
 from cltui.cli.common import EXIT_CANCELLED, RunsDir, console, escape, fail, plain
 from cltui.cli.studies import KINDS, Executor, RayAddress, devices_and_threads, execute, saved_config
+from core.runs.events import ContextEvaluated
+from core.runs.store import RunStore, StoreError, read_run_json
+from core.schema.config import ConfigError
+from core.schema.presets import builtin_presets_dir, preset_save_path, shadows_builtin, write_preset_text
 from core.studies import study as studies
 from core.studies import sweep
-from core.schema.config import ConfigError
-from core.runs.events import ContextEvaluated
-from core.schema.presets import builtin_presets_dir, preset_save_path, shadows_builtin, write_preset_text
-from core.runs.store import RunStore, StoreError, read_run_json
 
 
 def sweep_tables(store: RunStore, study: dict[str, Any], title: str) -> Group:
@@ -72,112 +72,110 @@ def preset_target(name: str) -> Any:
     return path
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("sweep", rich_help_panel="Training")
-    def sweep_command(
-        preset: Annotated[str | None, typer.Argument(help="Preset name or .toml path \\[default: split-digits].",
-                                                     show_default=False)] = None,
-        method: Annotated[str, typer.Option("--method", "-m", help="The method to tune.")] = "ewc",
-        scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
-        grid: Annotated[list[str] | None, typer.Option(
-            "--grid", help="A swept key: KEY=lo:hi:log:n, KEY=lo:hi:lin:n or KEY=a,b,c (repeatable), e.g. "
-            "method.lambda=1:1e12:log:7.", show_default=False)] = None,
-        seeds: Annotated[int, typer.Option(help="Seeds per point (0, 1, ...).")] = 2,
-        search: Annotated[str, typer.Option(help="grid (every point), random or optuna (--trials points; "
-                                                 "optuna needs `pip install 'cltui\\[optuna]'`).")] = "grid",
-        trials: Annotated[int | None, typer.Option(help="Points a random or optuna search trains.",
-                                                   show_default=False)] = None,
-        select: Annotated[str, typer.Option(help="Split the best value is chosen on: validation (held-out training "
-                                                 "data, benchmark.validation, 0.1 unless set) or test.")] = "validation",
-        jobs: Annotated[int | None, typer.Option(help="Runs at a time \\[default: one per GPU, else 1].",
+def sweep_command(
+    preset: Annotated[str | None, typer.Argument(help="Preset name or .toml path \\[default: split-digits].",
                                                  show_default=False)] = None,
-        set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
-        device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
-        resume: Annotated[bool, typer.Option("--resume", help="Continue the newest sweep with these same settings: "
-                                             "finished runs are kept, the rest run.")] = False,
-        write_preset: Annotated[str | None, typer.Option("--write-preset", metavar="NAME", help="Save the preset "
-                                                         "with the chosen value (for this scenario) as NAME.")] = None,
-        prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Optuna: stop a trial after a context whose "
-                                            "validation accuracy so far is below the earlier trials' median.")] = True,
-        executor: Executor = "local",
-        ray_address: RayAddress = None,
-        runs_dir: RunsDir = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the tables.")] = False,
-    ) -> None:
-        """Tune a method: every grid point x seed as ordinary runs; the metric per value and the best one,
-        chosen on validation data."""
-        store = RunStore(runs_dir)
-        if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
-            fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
-        if executor not in ("local", "ray"):
-            fail(f"--executor: {executor!r} is not one of local, ray")
-        if search == "optuna" and importlib.util.find_spec("optuna") is None:
-            fail("--search optuna: Optuna is not installed; pip install 'cltui[optuna]'")
-        target = preset_target(write_preset) if write_preset else None
-        overrides = list(set_ or [])
-        if device:
-            overrides.append(f"train.device={device}")
-        try:
-            plan = sweep.make_plan(preset or "split-digits", method, scenario, list(grid or []), seeds, overrides,
-                                   select, search, trials)
-            if resume:
-                study = sweep.find_previous(store, plan)
-                if study is None:
-                    fail(f"--resume: no earlier sweep with these settings in {store.root}; drop --resume to start one")
-                for e in study["runs"]:  # every run folder it names must be a plain child of the runs folder
-                    if e.get("run_id"):
-                        store.run_dir(e["run_id"])
-                configs = [saved_config(store, e) or plan.config(e["params"], e["seed"]) for e in study["runs"]]
-            else:
-                study = sweep.new_study(plan, jobs or 0)
-                for trial, point in enumerate(sweep.points(plan.axes, search, trials)):
-                    study["runs"] += plan.entries(point, trial)
-                configs = [plan.config(e["params"], e["seed"]) for e in study["runs"]]
-        except (ConfigError, StoreError) as e:
-            fail(str(e))
-        title = escape(f"study {study['id']} ({study['preset']}, {method}, {scenario}-IL, "
-                       f"{seeds} seed{'s' if seeds != 1 else ''})")
-        started = time.monotonic()
-        ray = None
-        if executor == "ray":
-            try:
-                from core.runs.ray_executor import RayExecutor
-            except ImportError:
-                fail("--executor ray: Ray is not installed; pip install 'cltui[ray]'")
-            ray = RayExecutor(ray_address or os.environ.get("RAY_ADDRESS"))
-            devices, threads, start = [None], 1, ray.start
-            jobs = jobs or max(len(study["runs"]), 1)  # Ray queues what its resources cannot run yet
+    method: Annotated[str, typer.Option("--method", "-m", help="The method to tune.")] = "ewc",
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="task, domain or class.")] = "class",
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", help="A swept key: KEY=lo:hi:log:n, KEY=lo:hi:lin:n or KEY=a,b,c (repeatable), e.g. "
+        "method.lambda=1:1e12:log:7.", show_default=False)] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per point (0, 1, ...).")] = 2,
+    search: Annotated[str, typer.Option(help="grid (every point), random or optuna (--trials points; "
+                                             "optuna needs `pip install 'cltui\\[optuna]'`).")] = "grid",
+    trials: Annotated[int | None, typer.Option(help="Points a random or optuna search trains.",
+                                               show_default=False)] = None,
+    select: Annotated[str, typer.Option(help="Split the best value is chosen on: validation (held-out training "
+                                             "data, benchmark.validation, 0.1 unless set) or test.")] = "validation",
+    jobs: Annotated[int | None, typer.Option(help="Runs at a time \\[default: one per GPU, else 1].",
+                                             show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value for every run.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (one job per GPU), cpu, cuda or cuda:N.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the newest sweep with these same settings: "
+                                         "finished runs are kept, the rest run.")] = False,
+    write_preset: Annotated[str | None, typer.Option("--write-preset", metavar="NAME", help="Save the preset "
+                                                     "with the chosen value (for this scenario) as NAME.")] = None,
+    prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Optuna: stop a trial after a context whose "
+                                        "validation accuracy so far is below the earlier trials' median.")] = True,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    runs_dir: RunsDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the tables.")] = False,
+) -> None:
+    """Tune a method: every grid point x seed as ordinary runs; the metric per value and the best one,
+    chosen on validation data."""
+    store = RunStore(runs_dir)
+    if jobs is not None and jobs < 1:  # before anything is written: 0 or less would start no run, ever
+        fail(f"--jobs: {jobs} runs at a time; give at least 1, e.g. --jobs 2")
+    if executor not in ("local", "ray"):
+        fail(f"--executor: {executor!r} is not one of local, ray")
+    if search == "optuna" and importlib.util.find_spec("optuna") is None:
+        fail("--search optuna: Optuna is not installed; pip install 'cltui[optuna]'")
+    target = preset_target(write_preset) if write_preset else None
+    overrides = list(set_ or [])
+    if device:
+        overrides.append(f"train.device={device}")
+    try:
+        plan = sweep.make_plan(preset or "split-digits", method, scenario, list(grid or []), seeds, overrides,
+                               select, search, trials)
+        if resume:
+            study = sweep.find_previous(store, plan)
+            if study is None:
+                fail(f"--resume: no earlier sweep with these settings in {store.root}; drop --resume to start one")
+            for e in study["runs"]:  # every run folder it names must be a plain child of the runs folder
+                if e.get("run_id"):
+                    store.run_dir(e["run_id"])
+            configs = [saved_config(store, e) or plan.config(e["params"], e["seed"]) for e in study["runs"]]
         else:
-            devices, jobs, threads = devices_and_threads(jobs, device or plan.config({}, 0).train.device)
-            start = None
-        study["jobs"] = jobs
+            study = sweep.new_study(plan, jobs or 0)
+            for trial, point in enumerate(sweep.points(plan.axes, search, trials)):
+                study["runs"] += plan.entries(point, trial)
+            configs = [plan.config(e["params"], e["seed"]) for e in study["runs"]]
+    except (ConfigError, StoreError) as e:
+        fail(str(e))
+    title = escape(f"study {study['id']} ({study['preset']}, {method}, {scenario}-IL, "
+                   f"{seeds} seed{'s' if seeds != 1 else ''})")
+    started = time.monotonic()
+    ray = None
+    if executor == "ray":
         try:
-            if search == "optuna":
-                code = optuna_loop(store, study, configs, plan, jobs, devices, threads, quiet, start, prune)
-            else:
-                code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start,
-                               report=False)
-        finally:
-            if ray is not None:
-                ray.shutdown()
-        console.print(sweep_tables(store, study, title))
-        console.print(f"[dim]wall {time.monotonic() - started:.1f} s · study file "
-                      f"{studies.studies_dir(store) / (study['id'] + '.json')} · `cltui studies show {study['id']}`[/]")
-        if code == EXIT_CANCELLED:
-            console.print("interrupted: continue by repeating this command with --resume")
-        if target is not None and code != EXIT_CANCELLED:
-            chosen = sweep.best(store, study)
-            if chosen is None:
-                fail("--write-preset: no run finished with the metric to choose on; no preset written", 1)
-            try:
-                write_preset_text(target, sweep.tuned_preset_text(study, chosen))
-            except ConfigError as e:
-                fail(f"--write-preset: {e}")
-            except OSError as e:
-                fail(f"--write-preset: cannot write {target} ({e.strerror or e})", 1)
-            console.print(f"wrote preset {target.stem} ({target}): {sweep.choice_line(chosen).split(' — ')[0]} for "
-                          f"{scenario}-IL")
-        raise typer.Exit(code)
+            from core.launch.ray_executor import RayExecutor
+        except ImportError:
+            fail("--executor ray: Ray is not installed; pip install 'cltui[ray]'")
+        ray = RayExecutor(ray_address or os.environ.get("RAY_ADDRESS"))
+        devices, threads, start = [None], 1, ray.start
+        jobs = jobs or max(len(study["runs"]), 1)  # Ray queues what its resources cannot run yet
+    else:
+        devices, jobs, threads = devices_and_threads(jobs, device or plan.config({}, 0).train.device)
+        start = None
+    study["jobs"] = jobs
+    try:
+        if search == "optuna":
+            code = optuna_loop(store, study, configs, plan, jobs, devices, threads, quiet, start, prune)
+        else:
+            code = execute(console, store, study, configs, jobs, devices, threads, quiet, start=start,
+                           report=False)
+    finally:
+        if ray is not None:
+            ray.shutdown()
+    console.print(sweep_tables(store, study, title))
+    console.print(f"[dim]wall {time.monotonic() - started:.1f} s · study file "
+                  f"{studies.studies_dir(store) / (study['id'] + '.json')} · `cltui studies show {study['id']}`[/]")
+    if code == EXIT_CANCELLED:
+        console.print("interrupted: continue by repeating this command with --resume")
+    if target is not None and code != EXIT_CANCELLED:
+        chosen = sweep.best(store, study)
+        if chosen is None:
+            fail("--write-preset: no run finished with the metric to choose on; no preset written", 1)
+        try:
+            write_preset_text(target, sweep.tuned_preset_text(study, chosen))
+        except ConfigError as e:
+            fail(f"--write-preset: {e}")
+        except OSError as e:
+            fail(f"--write-preset: cannot write {target} ({e.strerror or e})", 1)
+        console.print(f"wrote preset {target.stem} ({target}): {sweep.choice_line(chosen).split(' — ')[0]} for "
+                      f"{scenario}-IL")
+    raise typer.Exit(code)
 
 
 def optuna_loop(store: RunStore, study: dict[str, Any], configs: list[Any], plan: sweep.Plan, jobs: int,

@@ -22,8 +22,8 @@ from cltui.tui.screens.runs import RunsScreen
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.store import RunStore
 
-if TYPE_CHECKING:  # core.runs.worker (and the config it validates) loads when the first run is started or stopped
-    from core.runs.worker import DetachedRun
+if TYPE_CHECKING:  # core.launch.worker (and the config it validates) loads when the first run is started or stopped
+    from core.launch.worker import DetachedRun
 
 
 def is_alive(handle: DetachedRun) -> bool:
@@ -42,7 +42,7 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),  # in every footer, whatever the screen
     ]
 
-    launched: dict[str, DetachedRun]  # run id -> handle of the runs started here (core.runs.worker.start_detached)
+    launched: dict[str, DetachedRun]  # run id -> handle of the runs started here (core.launch.worker.start_detached)
 
     def __init__(self, runs_dir: Path | str):
         super().__init__()
@@ -91,7 +91,7 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="quit")
     def stop_and_exit(self, handles: list[DetachedRun]) -> None:
-        from core.runs.worker import stop_and_wait
+        from core.launch.worker import stop_and_wait
 
         with contextlib.suppress(Exception):  # best effort: quitting must not hang on a broken handle
             stop_and_wait(handles, grace=30)  # all asked at once, so they wind down together

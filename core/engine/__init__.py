@@ -1,1 +1,2 @@
-"""The engine that imports torch: the training loop, scenarios, models, data, generation runs, pre-training, dream scoring."""
+"""The engine that imports torch: the training loop, scenarios, models, data, generation runs, pre-training, dream
+scoring."""

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.schema.config import BenchmarkConfig
 from core.engine.datafiles import REQUIRED_FILES, data_root, permission_denied, unreadable
+from core.schema.config import BenchmarkConfig
 from core.schema.limits import BENCHMARK_INFO
 
 # Per-channel statistics of the training sets (CIFAR images are standardised; MNIST-like stay in [0, 1]).

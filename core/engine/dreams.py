@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 
-from core.schema.config import RunConfig
 from core.engine.data import CIFAR_STATS, Benchmark
-from core.methods.base import ContextInfo
-from core.methods.parts.common import Dreams
 from core.engine.models import build_model
+from core.methods.parts.base import ContextInfo
+from core.methods.parts.common import Dreams
 from core.runs.store import inside
+from core.schema.config import RunConfig
 
 LATENT_REAL_PER_CLASS = 100  # real test images per class drawn in the latent map
 GRID_MIN_SIDE = 32  # small images (8x8 digits) are enlarged to at least this many pixels in the grid

@@ -27,15 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.schema.config import RunConfig
 from core.engine.data import BatchSampler
-from core.runs.events import PhaseFinished, PhaseStarted, Progress
-from core.methods.base import ContextInfo, Method
-from core.methods.parts.common import Dreams
-from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
-from core.schema.params import GANParams
 from core.engine.models import build_model
 from core.engine.train import FINAL_LOSS_TAIL, NonFiniteLoss, StoreWriteError, Trainer
+from core.methods.parts.base import ContextInfo, Method
+from core.methods.parts.common import Dreams
+from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
+from core.runs.events import PhaseFinished, PhaseStarted, Progress
+from core.schema.config import RunConfig
+from core.schema.params import GANParams
 
 P = TypeVar("P", bound=GANParams)
 SAMPLE_SEED = 7919  # evaluation noise: fixed per run and class, drawn on the CPU (the same on every device)
@@ -150,7 +150,8 @@ class GenerationTrainer(Trainer):
 
     @torch.no_grad()
     def draw(self, labels: list[int], per_class: int) -> tuple[Tensor, Tensor]:
-        """`per_class` samples of each label, from fixed noise per (run seed, label): rows comparable across contexts."""
+        """`per_class` samples of each label, from fixed noise per (run seed, label): rows comparable across
+        contexts."""
         was_training = self.model.training
         self.model.eval()
         xs, ys = [], []

@@ -223,7 +223,7 @@ class VdVConvNet(_ConvThenFC):
     ):
         c = input_shape[0]
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        for i, (c_out, stride) in enumerate(zip((16, 32, 64, 128, 256), (1, 2, 2, 2, 2)), start=1):
+        for i, (c_out, stride) in enumerate(zip((16, 32, 64, 128, 256), (1, 2, 2, 2, 2), strict=False), start=1):
             layers[f"conv{i}"] = nn.Conv2d(c, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
             layers[f"bn{i}"] = nn.BatchNorm2d(c_out)
             layers[f"relu{i}"] = nn.ReLU()
@@ -271,7 +271,7 @@ def _resnet_features(
     layers["bn1"] = nn.BatchNorm2d(widths[0])
     layers["relu1"] = nn.ReLU()
     c = widths[0]
-    for i, (width, stride) in enumerate(zip(widths, strides), start=1):
+    for i, (width, stride) in enumerate(zip(widths, strides, strict=False), start=1):
         stage = [BasicBlock(c, width, stride)] + [BasicBlock(width, width, 1) for _ in range(blocks - 1)]
         layers[f"layer{i}"] = nn.Sequential(*stage)
         c = width

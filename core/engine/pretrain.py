@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.schema.config import BenchmarkConfig
 from core.engine.data import augment, load_split
 from core.engine.models import build_model
+from core.schema.config import BenchmarkConfig
 
 FORMAT = "cltui-pretrained-conv-1"
 CONV_KINDS = ("vdv-conv", "lenet5")

@@ -1,7 +1,7 @@
 """The training loop over contexts: data on the device, a method's hooks, evaluation on every context,
 events out, run.json and checkpoints on disk.
 
-`run(config, run_dir, emit)` runs in the worker process (core/runs/worker.py) but works in any process.
+`run(config, run_dir, emit)` runs in the worker process (core/launch/worker.py) but works in any process.
 It always ends by writing run.json with status finished, failed or cancelled, and emitting the
 matching terminal event; it raises only for problems with its arguments.
 """
@@ -23,9 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.runs import threads
-from core.schema.config import RunConfig
 from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
+from core.engine.scenarios import ScenarioView
+from core.methods import method_class
+from core.methods.parts.base import Batch, Cancelled, ContextInfo, Method
+from core.methods.parts.common import frozen_copy
+from core.runs import threads
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -40,11 +43,7 @@ from core.runs.events import (
     RunFinished,
     RunStarted,
 )
-from core.methods import method_class
-from core.methods.base import Batch, Cancelled, ContextInfo, Method
-from core.methods.parts.common import frozen_copy
 from core.runs.metrics import summarize
-from core.engine.scenarios import ScenarioView
 from core.runs.store import (
     ContextRow,
     RunError,
@@ -57,6 +56,7 @@ from core.runs.store import (
     read_record,
     write_record,
 )
+from core.schema.config import RunConfig
 
 FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
@@ -168,8 +168,10 @@ class ContinualEvaluation:
         if not self.pending:
             return []
         sums = torch.stack([h for _, _, h in self.pending]).tolist()
-        points = [(it, stage, [round(self.scenario.score(s, n), 4) for s, n in zip(per_context, self.counts)])
-                  for (it, stage, _), per_context in zip(self.pending, sums, strict=True)]
+        points = [
+            (it, stage, [round(self.scenario.score(s, n), 4) for s, n in zip(per_context, self.counts, strict=False)])
+            for (it, stage, _), per_context in zip(self.pending, sums, strict=True)
+        ]
         self.pending.clear()
         return points
 
@@ -529,7 +531,9 @@ class Trainer:
                 total += self.scenario.tally(*view)
             sums.append(total)
             counts.append(context.x_test.shape[0])
-        accuracies = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
+        accuracies = [
+            round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts, strict=False)
+        ]
         self.model.train(was_training)
         seconds = time.monotonic() - start
         self.eval_s += seconds
@@ -556,11 +560,12 @@ class Trainer:
                 scores = self.method.predict(x, context.index)
                 if scores is None:
                     scores = self.model(x)
-                total += self.scenario.tally(*self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained))
+                view = self.scenario.eval_view(scores, y_val[i : i + bs], context.index, trained)
+                total += self.scenario.tally(*view)
             sums.append(total)
             counts.append(x_val.shape[0])
         self.model.train(was_training)
-        row = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts)]
+        row = [round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts, strict=False)]
         # a resumed run trims rows past the stage it continues from, as the record does with acc_matrix
         self.record.val_matrix = list(getattr(self.record, "val_matrix", None) or [])[:stage] + [row]
 

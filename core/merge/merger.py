@@ -54,8 +54,9 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationError
 from torch import Tensor, nn
 
-from core.schema.config import BenchmarkConfig, ModelConfig, TrainConfig
 from core.engine.data import BatchSampler, Benchmark, DataError, augment, build_benchmark
+from core.engine.models import build_model
+from core.engine.scenarios import ScenarioView
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -69,9 +70,6 @@ from core.runs.events import (
     RunStarted,
     UnitsActive,
 )
-from core.schema.limits import Section
-from core.engine.models import build_model
-from core.engine.scenarios import ScenarioView
 from core.runs.store import (
     ContextRow,
     MergeInfo,
@@ -85,6 +83,8 @@ from core.runs.store import (
     read_record,
     write_record,
 )
+from core.schema.config import BenchmarkConfig, ModelConfig, TrainConfig
+from core.schema.limits import Section
 
 GAMMA, ZETA, BETA = -0.1, 1.1, 2.0 / 3.0  # hard-concrete stretch and temperature (Louizos et al. 2018)
 # What two teachers must share beyond the model: the benchmark (which contexts each learned may differ).

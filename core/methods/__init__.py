@@ -2,7 +2,7 @@
 
 A method's typed parameters are in core/schema/params.py (torch-free: the CLI and the forms read them);
 its class, `class EWC(Method[EWCParams])` in core/methods/ewc.py, registers itself under the parameters'
-name when its module is imported (core/methods/base.py). This package imports no torch until asked for a class.
+name when its module is imported (core/methods/parts/base.py). This package imports no torch until asked for a class.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pkgutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.methods.base import Method
+    from core.methods.parts.base import Method
 
 
 def registered_methods() -> dict[str, type[Method[Any]]]:
     """Every method class by name, once every module of this package is imported (the first call imports them)."""
-    from core.methods.base import METHOD_CLASSES
+    from core.methods.parts.base import METHOD_CLASSES
     from core.schema.params import METHOD_PARAMS
 
     for module in pkgutil.iter_modules(__path__):

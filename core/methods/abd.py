@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.engine.data import CIFAR_STATS
-from core.methods.base import Batch, ContextInfo
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.common import Dreams, frozen_copy
 from core.methods.parts.distill import feature_distillation
 from core.methods.parts.dreaming import (

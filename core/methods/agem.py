@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import torch
 
-from core.methods.base import Batch, ContextInfo
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.buffer import ReplayMethod
 from core.schema.params import AGEMParams
 
 
 def project(grads: list[torch.Tensor], reference: list[torch.Tensor], epsilon: float) -> list[torch.Tensor]:
-    dot = torch.stack([(g * r).sum() for g, r in zip(grads, reference)]).sum()
+    dot = torch.stack([(g * r).sum() for g, r in zip(grads, reference, strict=False)]).sum()
     norm = torch.stack([r.square().sum() for r in reference]).sum()
     coefficient = dot.clamp(max=0) / (norm + epsilon)
-    return [g - coefficient * r for g, r in zip(grads, reference)]
+    return [g - coefficient * r for g, r in zip(grads, reference, strict=False)]
 
 
 class AGEM(ReplayMethod[AGEMParams]):
@@ -31,6 +31,6 @@ class AGEM(ReplayMethod[AGEMParams]):
         replay = self.replayed(self.config.train.batch_size, info.context.index)
         replay_grads = torch.autograd.grad(super().loss(replay, info), params, allow_unused=True)
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-        reference = [torch.zeros_like(p) if r is None else r for p, r in zip(params, replay_grads)]
-        for p, g in zip(params, project(grads, reference, self.params.epsilon)):
+        reference = [torch.zeros_like(p) if r is None else r for p, r in zip(params, replay_grads, strict=False)]
+        for p, g in zip(params, project(grads, reference, self.params.epsilon), strict=False):
             p.grad = g

@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.schema.config import RunConfig
-from core.methods.base import Batch, ContextInfo, Method
+from core.engine.models import ContinualModel
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.common import gating_masks, hidden_widths
 from core.methods.parts.distill import replay_loss
-from core.schema.params import BIRParams
 from core.methods.parts.vae import VAE, inputs_in_unit_range, reconstruction_loss, reparameterize
-from core.engine.models import ContinualModel
+from core.schema.config import RunConfig
+from core.schema.params import BIRParams
 
 
 class FeedbackModel(ContinualModel):

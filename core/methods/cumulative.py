@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from core.engine.data import augment
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.schema.params import CumulativeParams
 
 SEED_OFFSET = 7919  # its own stream of old-sample draws, apart from the trainer's batches

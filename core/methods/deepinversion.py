@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.common import Dreams
 from core.methods.parts.distill import replay_loss
 from core.methods.parts.dreaming import (

@@ -31,12 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.common import frozen_copy
 from core.methods.parts.distill import replay_loss
 from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
-from core.schema.params import DGRParams
 from core.methods.parts.vae import VAE, inputs_in_unit_range
+from core.schema.params import DGRParams
 
 GP_WEIGHT, AC_WEIGHT = 10.0, 1.0  # the GAN's gradient penalty and auxiliary-classifier weights (MeRGAN's)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo
+from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.buffer import ReplayMethod
 from core.schema.params import ERParams
 

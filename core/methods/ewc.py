@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.fisher import fisher_diagonal, fisher_samples
 from core.schema.params import EWCParams, OnlineEWCParams
 

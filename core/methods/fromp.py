@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.buffer import ReplayBuffer, classes_of, store_context
 from core.methods.parts.fisher import fisher_diagonal, fisher_samples
 from core.schema.params import FROMPParams
@@ -107,7 +107,7 @@ class FROMP(Method[FROMPParams]):
                  for x in self.points]
         was_training = self.model.training
         self.model.eval()  # as the reference: memorable points see the network in eval mode
-        logits = self.model(torch.cat([x[idx] for x, idx in zip(self.points, picks)]))
+        logits = self.model(torch.cat([x[idx] for x, idx in zip(self.points, picks, strict=False)]))
         self.model.train(was_training)
         total, start = torch.zeros((), device=self.device), 0
         for t, idx in enumerate(picks):

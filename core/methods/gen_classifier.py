@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.schema.config import RunConfig
-from core.methods.base import Batch, ContextInfo, Method
 from core.schema.params import GenClassifierParams
 
 # Elements of the largest activation one scoring chunk may hold (classes x inputs x samples x width), on the

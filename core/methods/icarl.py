@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.buffer import buffer_for, classes_of, random_order, store_context
 from core.methods.parts.distill import sigmoid_targets
 from core.schema.params import ICaRLParams

@@ -4,7 +4,7 @@ The loop trains one stage over the union of all contexts (iterations x contexts 
 matrix has a single row; forgetting and transfer are undefined for it and reported as None.
 """
 
-from core.methods.base import Method
+from core.methods.parts.base import Method
 from core.schema.params import JointParams
 
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.common import frozen_copy
 from core.methods.parts.distill import distillation
 from core.schema.params import LwFParams

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from core.engine.generation import GANMethod
-from core.methods.base import ContextInfo
+from core.methods.parts.base import ContextInfo
 from core.schema.params import MeRGANRAParams
 
 

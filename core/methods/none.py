@@ -1,6 +1,6 @@
 """Fine-tuning ("none"): cross-entropy on each context in turn, nothing against forgetting. The lower bound."""
 
-from core.methods.base import Method
+from core.methods.parts.base import Method
 from core.schema.params import NoneParams
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.schema.config import RunConfig
-from core.methods.base import ContextInfo, Method
-from core.schema.params import SeparateParams
 from core.engine.models import build_model, count_parameters
+from core.methods.parts.base import ContextInfo, Method
+from core.schema.config import RunConfig
+from core.schema.params import SeparateParams
 
 
 class PerContextNetworks(nn.Module):

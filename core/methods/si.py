@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.schema.params import SIParams
 
 
@@ -42,7 +42,7 @@ class SI(Method[SIParams]):
 
     def penalty(self) -> Tensor:
         total = torch.zeros((), device=self.device)
-        for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor):
+        for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor, strict=False):
             total = total + (omega * (p - anchor).square()).sum()
         return self.strength() * total
 
@@ -63,13 +63,13 @@ class SI(Method[SIParams]):
         if self.consolidated:
             c = self.strength()
             with torch.no_grad():
-                for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor):
+                for p, omega, anchor in zip(self.weights, self.omega_total, self.anchor, strict=False):
                     penalty_grad = 2 * c * omega * (p - anchor)
                     p.grad = penalty_grad if p.grad is None else p.grad.add_(penalty_grad)
 
     def after_step(self, info: ContextInfo) -> None:
         with torch.no_grad():
-            for w, g, p, before in zip(self.path, self.data_grad, self.weights, self.before_step):
+            for w, g, p, before in zip(self.path, self.data_grad, self.weights, self.before_step, strict=False):
                 w.add_(-g * (p - before))
 
     def after_context(self, info: ContextInfo) -> None:
@@ -81,7 +81,8 @@ class SI(Method[SIParams]):
         self.consolidated = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"omega_total": dict(zip(self.names, self.omega_total)), "anchor": dict(zip(self.names, self.anchor)),
+        return {"omega_total": dict(zip(self.names, self.omega_total, strict=False)),
+                "anchor": dict(zip(self.names, self.anchor, strict=False)),
                 "consolidated": self.consolidated}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.methods.base import ContextInfo, Method
+from core.methods.parts.base import ContextInfo, Method
 from core.methods.parts.common import gating_masks, hidden_widths
 from core.schema.params import XdGParams
 

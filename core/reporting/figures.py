@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.schema.config import flat_config
 from core.runs.metrics import context_name, mean_sem, record_matrix, run_figures, trains_once
+from core.schema.config import flat_config
 
 PLOT_EXTRA = "pip install 'cltui[plot]'"
 FORMATS = (".pdf", ".png", ".svg")

@@ -254,9 +254,12 @@ def run_figures(record: dict[str, Any]) -> RunFigures:
     """The figures of a run record; any field may be missing (a run that has just started)."""
     from core.schema.limits import score_name  # torch-free: the benchmarks' table
 
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    method = config.get("method") if isinstance(config.get("method"), dict) else {}
-    bench = config.get("benchmark") if isinstance(config.get("benchmark"), dict) else {}
+    def section(data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key)
+        return value if isinstance(value, dict) else {}
+
+    config = section(record, "config")
+    method, bench = section(config, "method"), section(config, "benchmark")
     once = trains_once(method.get("name"))
     matrix = record_matrix(record)
     contexts = bench.get("contexts")

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from core.files import slug, write_json_atomic, write_text_atomic  # noqa: F401 - re-exported
 from core.runs.events import Event, RunCancelled, RunFailed, RunFinished, from_json, to_json
 from core.runs.metrics import summarize, trains_once
 
@@ -59,39 +59,6 @@ def default_runs_dir() -> Path:
 
 def now_iso() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it; put it back at once
-    os.umask(mask)
-    return mask
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """`write_text_atomic` of `data` as indented JSON."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over: a reader (or a
-    crash) sees the old file or the new one, never half of one. The file gets the permissions of any
-    other new file (the umask), not mkstemp's 0600, so a runs folder shared between users stays readable.
-    On a failed write (a full disk) the temporary file is removed and the old file is left as it was."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "run"
 
 
 def run_folder_name(preset: str | None, scenario: str, method: str, seed: int) -> str:
@@ -401,7 +368,7 @@ class RunLock:
     """One writer per run and per study: an advisory `flock` on a lock file (`<run>/.lock`, `studies/<id>.lock`).
 
     Whoever starts or resumes a run takes its lock first (`acquire`, never waiting: a holder means "someone else
-    trains it"), and hands the same open file to the worker process that trains (core/runs/worker.py), so the lock
+    trains it"), and hands the same open file to the worker process that trains (core/launch/worker.py), so the lock
     lives as long as the process that writes the run, however it ends (a kill included: the kernel drops it).
     The file holds the pid of the process that last took it, for the message a second writer gets. A write
     failure (a read-only folder, a full disk) is the OSError of the open, for the caller's one line."""
@@ -648,7 +615,7 @@ def open_checked(path: Path, mode: str = "rb", action: str | None = None) -> Any
     flags = {"rb": os.O_RDONLY, "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
              "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a+b": os.O_RDWR | os.O_CREAT | os.O_APPEND}[mode]
     fd = _open_checked(Path(path), flags, action or ("read" if mode == "rb" else "write"))
-    f = os.fdopen(fd, mode)
+    f: Any = os.fdopen(fd, mode)
     f.raw.name = str(path)  # named as open() names a file (messages, tools that look at f.name), not by its fd
     return f
 

@@ -46,7 +46,8 @@ class BenchmarkConfig(Section):
         "toy of five noisy sine waves, one per context (offline; scored by R^2 where others report accuracy)."
     )
     protocol: Literal["split", "permuted", "rotated"] = Field(
-        "split", description="split: disjoint classes per context; permuted / rotated: all classes, new input transform."
+        "split",
+        description="split: disjoint classes per context; permuted / rotated: all classes, new input transform.",
     )
     contexts: int = Field(5, ge=1, le=1000, description="Number of contexts (tasks) learned one after another.")
     classes_per_context: int | None = Field(
@@ -123,8 +124,8 @@ class BenchmarkConfig(Section):
                 )
         else:
             if self.classes_per_context not in (None, n):
-                raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of {self.name}; "
-                                 f"set benchmark.classes_per_context={n}")
+                raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of "
+                                 f"{self.name}; set benchmark.classes_per_context={n}")
             self.classes_per_context = n
         if self.learn_contexts is not None and max(self.learn_contexts) >= self.contexts:
             raise ValueError(f"learn_contexts: context {max(self.learn_contexts)} does not exist; there are "
@@ -245,8 +246,8 @@ class RunConfig(Section):
             self._check_regression()
         if self.scenario not in self.method.scenarios:
             raise ValueError(
-                f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental learning only, "
-                f"not {self.scenario}: use --scenario {self.method.scenarios[0]}"
+                f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental "
+                f"learning only, not {self.scenario}: use --scenario {self.method.scenarios[0]}"
             )
         m = self.model
         parameters = model_parameters(m.kind, self.benchmark.input_shape, self.head_size, m.hidden, m.fc_hidden)
@@ -370,9 +371,9 @@ def _first_error(e: ValidationError, data: Any, set_origin: dict[str, str]) -> t
             named = re.match(r"([\w.-]+): ", text)
             if named:
                 path, text = named.group(1), text[named.end():]
-        field = re.match(r"(\w+): ", text)  # a section's own check names its field first
-        if field and path and field.group(1) not in path.split("."):
-            path, text = f"{path}.{field.group(1)}", text[field.end():]
+        own = re.match(r"(\w+): ", text)  # a section's own check names its field first
+        if own and path and own.group(1) not in path.split("."):
+            path, text = f"{path}.{own.group(1)}", text[own.end():]
     else:
         text = str(err["msg"])
         text = f"{text[:1].lower()}{text[1:]} (got {show(err.get('input'))})"

@@ -62,7 +62,7 @@ def sci(x: float) -> str:
 
 def dense_parameters(widths: list[int]) -> int:
     """Weights and biases of fully connected layers widths[0] -> widths[1] -> ... -> widths[-1]."""
-    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
 
 
 def vae_parameters(in_dim: int, hidden: list[int], z_dim: int) -> int:
@@ -139,7 +139,8 @@ class Section(BaseModel):
 
 
 MODEL_KINDS = ("mlp", "lenet5", "vdv-conv", "resnet20", "resnet32", "resnet56", "resnet18-reduced")
-VDV_CHANNELS = (16, 32, 64, 128, 256)  # VdVConvNet's conv stack (core/engine/models.py): 3x3 convs, all but the first stride 2
+# VdVConvNet's conv stack (core/engine/models.py): 3x3 convs, all but the first stride 2
+VDV_CHANNELS = (16, 32, 64, 128, 256)
 
 
 def model_parameters(kind: str, input_shape: tuple[int, int, int], head: int, hidden: list[int],
@@ -150,7 +151,7 @@ def model_parameters(kind: str, input_shape: tuple[int, int, int], head: int, hi
     if kind == "mlp":
         return dense_parameters([c * h * w, *hidden, head])
     if kind == "vdv-conv":
-        conv = sum(9 * a * b + 2 * b for a, b in zip((c, *VDV_CHANNELS), VDV_CHANNELS))
+        conv = sum(9 * a * b + 2 * b for a, b in zip((c, *VDV_CHANNELS), VDV_CHANNELS, strict=False))
         flat = VDV_CHANNELS[-1] * math.ceil(h / 16) * math.ceil(w / 16)  # four stride-2 convs
         return conv + dense_parameters([flat, *(fc_hidden or [2000, 2000]), head])
     return None

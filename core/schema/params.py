@@ -388,7 +388,8 @@ class ABDParams(DreamingParams):
         if h % 4 or w % 4:
             raise ValueError(f"benchmark.pad_to: abd's generator upsamples 4x, so images need sides divisible "
                              f"by 4; {config.benchmark.name} gives {h}x{w}")
-        # core/methods/parts/dreaming.py's Generator: linear z -> (width, h/4, w/4), 3x3 convs width -> width -> width/2 -> c.
+        # core/methods/parts/dreaming.py's Generator: linear z -> (width, h/4, w/4),
+        # 3x3 convs width -> width -> width/2 -> c.
         width = self.generator_width or (128 if min(h, w) >= 16 else 32)
         half, c = max(width // 2, 1), config.benchmark.input_shape[0]
         parameters = (self.z_dim + 1) * width * (h // 4) * (w // 4) + 9 * (width * width + width * half + half * c)
@@ -449,7 +450,8 @@ class GANParams(MethodParams):
         b, t = config.benchmark, config.train
         if b.protocol != "split" or b.name not in ("digits", "mnist", "fashion-mnist"):
             raise ValueError(f"benchmark.name: {self.name} draws greyscale digits or clothes in [0, 1] of split "
-                             f"contexts; use digits, mnist or fashion-mnist with protocol split (e.g. split-digits-gen)")
+                             "contexts; use digits, mnist or fashion-mnist with protocol split "
+                             "(e.g. split-digits-gen)")
         if t.eval_every:
             raise ValueError(f"train.eval_every: {self.name} is a generation run, scored by its verifier after each "
                              f"context only; set train.eval_every=0")

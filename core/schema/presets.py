@@ -17,10 +17,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from core.files import slug, write_text_atomic
 from core.schema.config import SCENARIOS, ConfigError, RunConfig, validate_config
 from core.schema.limits import show
 from core.schema.params import METHOD_PARAMS
-from core.runs.store import slug, write_text_atomic
 
 PRESET_ONLY_KEYS = ("description", "method_defaults", "merge")  # merge: `cltui merge` reads it
 
@@ -83,12 +83,13 @@ def _is_file(path: Path) -> bool:
 def load_preset(name: str) -> dict[str, Any]:
     """A preset by name (built-in or the user's) or by path to a TOML file; the raw table, its top level
     checked (sections are tables, description a string, method_defaults a table per method), not yet validated."""
-    path: Path | None = Path(name)
+    path = Path(name)
     if not (path.suffix == ".toml" and _is_file(path)):
-        path = preset_file(name)
-        if path is None:
+        found = preset_file(name)
+        if found is None:
             raise ConfigError(f"unknown preset {name!r}; available: {', '.join(list_presets())} "
                               f"(or give the path of a .toml file)", field="preset")
+        path = found
     try:
         with path.open("rb") as f:
             table = tomllib.load(f)

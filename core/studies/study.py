@@ -18,9 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from core.schema.config import ConfigError, RunConfig
 from core.runs.metrics import mean_sem
-from core.schema.presets import build_config
 from core.runs.store import (
     RunStore,
     StoreError,
@@ -34,6 +32,8 @@ from core.runs.store import (
     slug,
     write_json_atomic,
 )
+from core.schema.config import ConfigError, RunConfig
+from core.schema.presets import build_config
 
 SCHEMA = 1
 
@@ -302,7 +302,7 @@ def table_of(study: dict[str, Any], records: list[dict[str, Any] | None]) -> lis
     published = PUBLISHED.get((study.get("preset"), study.get("scenario")), {})
     rows = []
     for method in study["methods"]:
-        done = [r for e, r in zip(study["runs"], records)
+        done = [r for e, r in zip(study["runs"], records, strict=False)
                 if e["method"] == method and r is not None and r.get("status") == "finished"]
         row: dict[str, Any] = {"method": method, "runs": len(done),
                                "of": sum(e["method"] == method for e in study["runs"])}

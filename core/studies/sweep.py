@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.studies import study as studies
+from core.runs.store import RunStore, now_iso, slug
 from core.schema.config import ConfigError, RunConfig
 from core.schema.presets import build_config, load_preset, parse_override, preset_toml, toml_text
-from core.runs.store import RunStore, now_iso, slug
+from core.studies import study as studies
 
 SEARCHES = ("grid", "random", "optuna")
 SELECT_METRIC = {"validation": "final_avg_val_acc", "test": "final_avg_acc"}
@@ -131,7 +131,8 @@ def points(axes: list[Axis], search: str, trials: int | None) -> list[dict[str, 
         if total > MAX_POINTS:
             raise ConfigError(f"--grid: {total} grid points is more than {MAX_POINTS}; use fewer values, or "
                               f"--search random --trials N", field="--grid")
-        return [dict(zip((a.key for a in axes), combo)) for combo in itertools.product(*(a.values for a in axes))]
+        keys = [a.key for a in axes]
+        return [dict(zip(keys, combo, strict=False)) for combo in itertools.product(*(a.values for a in axes))]
     if search == "optuna":
         return []  # each asked of Optuna after the trials before it have told their value
     rng = random.Random(SEARCH_SEED)
@@ -222,8 +223,9 @@ def new_study(plan: Plan, jobs: int) -> dict[str, Any]:
     study_id = f"{time.strftime('%Y%m%d-%H%M%S')}-sweep-{slug(first.preset or 'study')}-{plan.method}-{plan.scenario}"
     return {"schema": studies.SCHEMA, "id": study_id, "kind": "sweep", "created": now_iso(), "finished": None,
             "preset": first.preset, "scenario": plan.scenario, "methods": [plan.method], "seeds": plan.seeds,
-            "overrides": plan.overrides, "added": plan.added, "jobs": jobs, "grid": [a.text for a in plan.axes], "select": plan.select,
-            "search": plan.search, "trials": plan.trials, "signature": signature(plan.settings()), "runs": []}
+            "overrides": plan.overrides, "added": plan.added, "jobs": jobs, "grid": [a.text for a in plan.axes],
+            "select": plan.select, "search": plan.search, "trials": plan.trials,
+            "signature": signature(plan.settings()), "runs": []}
 
 
 def find_previous(store: RunStore, plan: Plan) -> dict[str, Any] | None:
@@ -240,7 +242,8 @@ def _finished(store: RunStore, study: dict[str, Any], records: list[dict[str, An
               ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(entry, run.json) of the study's finished runs; `records`: run.json per entry already read (the TUI's)."""
     records = studies.run_records(store, study) if records is None else records
-    return [(e, r) for e, r in zip(study["runs"], records) if r is not None and r.get("status") == "finished"]
+    return [(e, r) for e, r in zip(study["runs"], records, strict=False)
+            if r is not None and r.get("status") == "finished"]
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,7 +301,7 @@ def trial_curves(store: RunStore, study: dict[str, Any]) -> dict[int, dict[int, 
     """Per trial: validation accuracy so far after each context, of its first seed that has a validation
     matrix (what a resumed sweep's pruning compares with)."""
     curves: dict[int, dict[int, float]] = {}
-    for entry, record in zip(study["runs"], studies.run_records(store, study)):
+    for entry, record in zip(study["runs"], studies.run_records(store, study), strict=False):
         if record is None or entry["trial"] in curves or not record.get("val_matrix"):
             continue
         points = {k: so_far(record, k) for k in range(len(record["val_matrix"]))}
@@ -314,7 +317,7 @@ def trial_values(store: RunStore, study: dict[str, Any]) -> dict[int, float | No
     out: dict[int, float | None] = {}
     pruned = {int(t) for t in study.get("pruned", {})}
     for trial in sorted({e["trial"] for e in study["runs"]} - pruned):
-        mine = [r for e, r in zip(study["runs"], records) if e["trial"] == trial]
+        mine = [r for e, r in zip(study["runs"], records, strict=False) if e["trial"] == trial]
         if any(r is None or r.get("status") == "running" for r in mine):
             continue
         out[trial] = studies.mean_sem([r["metrics"].get(metric) for r in mine if r.get("status") == "finished"])[0]

@@ -26,6 +26,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from cltui.tui.screens.detail import WritesFigure
+from cltui.tui.state.formats import fmt_duration, fmt_pct, fmt_signed, fmt_value, section
+from cltui.tui.state.runquery import short_id
 from cltui.tui.widgets.charts import (
     Y_SCALE_BINDING,
     AverageByRunChart,
@@ -35,15 +38,12 @@ from cltui.tui.widgets.charts import (
     clean_matrix,
     hex_colour,
 )
-from cltui.tui.screens.detail import WritesFigure
-from cltui.tui.state.formats import fmt_duration, fmt_pct, fmt_signed, fmt_value, section
 from cltui.tui.widgets.header import Header
-from cltui.tui.state.runquery import short_id
 from cltui.tui.widgets.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
-from core.schema.config import flat_config
 from core.runs.metrics import mean_sem, run_figures
 from core.runs.store import StoreError, read_run_json
+from core.schema.config import flat_config
 
 # (column, metric key, higher is better); BWT and FWT are signed percentage points.
 METRICS = (("final acc %", "final_avg_acc", True), ("avg inc %", "avg_incremental_acc", True),

@@ -28,6 +28,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from cltui.tui.state.formats import section
 from cltui.tui.widgets.header import Header
+from core.runs.store import RunStore, StoreError, inside, read_bounded, write_json_atomic
 from core.schema.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig, flat_config
 from core.schema.params import METHOD_PARAMS
 from core.schema.presets import (
@@ -41,7 +42,6 @@ from core.schema.presets import (
     toml_text,
     user_presets_dir,
 )
-from core.runs.store import RunStore, StoreError, inside, read_bounded, write_json_atomic
 
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
@@ -496,7 +496,8 @@ class ComposeScreen(Screen[None]):
         help_line = self.query_one("#field-help", Static)
         if row is None:
             help_line.update({
-                "field-preset": f"Presets: the built-in ones and yours in {user_presets_dir()}; F2 saves this form as a new one.",
+                "field-preset": (f"Presets: the built-in ones and yours in {user_presets_dir()}; "
+                                 "F2 saves this form as a new one."),
                 "field-scenario": SCENARIO_HELP.get(self.scenario, ""),
                 "field-method": METHOD_PARAMS[self.method].__doc__ or "",
             }.get(event.widget.id or "", ""))
@@ -567,7 +568,7 @@ class ComposeScreen(Screen[None]):
                 bad.scroll_visible()
             self.notify("the run was not started: fix the marked fields first", severity="error")
             return
-        from core.runs.worker import start_detached
+        from core.launch.worker import start_detached
 
         try:
             handle = start_detached(config, RunStore(self.runs_dir).new_run_dir_for(config))

@@ -30,6 +30,15 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
+from cltui.tui.state.formats import (
+    STATUS_STYLE,
+    figure_parts,
+    fmt_duration,
+    fmt_loss,
+    fmt_value,
+    section,
+    stability_text,
+)
 from cltui.tui.widgets.charts import (
     Y_SCALE_BINDING,
     AccuracyChart,
@@ -42,19 +51,10 @@ from cltui.tui.widgets.charts import (
     clean_matrix,
     loss_track,
 )
-from cltui.tui.state.formats import (
-    STATUS_STYLE,
-    figure_parts,
-    fmt_duration,
-    fmt_loss,
-    fmt_value,
-    section,
-    stability_text,
-)
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
-from core.runs.metrics import context_name, run_figures, seen_average
 from core.runs.events import Event, Progress, from_json
+from core.runs.metrics import context_name, run_figures, seen_average
 from core.runs.store import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked, pid_alive, read_run_json
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -204,7 +204,6 @@ def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 def read_loss_events(run_dir: Path) -> list[Event]:
     """The events the loss and units charts need (contexts started, training progress, an L0 merge's active
     units) from events.jsonl; [] when it is missing or unreadable. Only lines that can hold them are parsed."""
-    path = run_dir / EVENTS
     try:
         with open_checked(inside(run_dir, EVENTS, action="read")) as f:
             f.seek(0, os.SEEK_END)
@@ -505,9 +504,9 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
 def launch_resume(run_dir: Path) -> Any:
     """Continue the run in `run_dir` from its last checkpoint in a detached worker, as `cltui run --resume`
     does; its handle, for app.launched (quitting the TUI asks about it like any run started here)."""
-    from core.runs import worker
-    from core.schema.config import validate_config
+    from core.launch import worker
     from core.runs.store import read_record
+    from core.schema.config import validate_config
 
     record = read_record(run_dir)
     config = validate_config(record.config.model_dump(mode="json"))

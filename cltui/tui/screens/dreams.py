@@ -31,8 +31,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static, Tab, Tabs
 
 from cltui.halfblock import HalfBlockImage, LabelledImage
-from cltui.tui.widgets.charts import LatentMapChart
 from cltui.tui.state.formats import section
+from cltui.tui.widgets.charts import LatentMapChart
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.store import StoreError, read_run_json
@@ -258,8 +258,10 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         grid = self.query_one("#grid", DreamGrid)
         classes = dream.entry.get("classes") if isinstance(dream.entry.get("classes"), list) else []
         grid.show(dream.image, dream.problem, row_labels(dream))
-        self.query_one("#grid-pane").border_title = (f"dreamed images · context {dream.context}"
-                                                     f"{' · classes ' + ','.join(map(str, classes)) if classes else ''}")
+        self.query_one("#grid-pane").border_title = (
+            f"dreamed images · context {dream.context}"
+            f"{' · classes ' + ','.join(map(str, classes)) if classes else ''}"
+        )
         self.query_one("#quality", Static).update(quality_table(dream.entry))
         self.query_one("#latent", LatentMapChart).set_latent(dream.latent)
         self.call_after_refresh(self.update_zoom_label)

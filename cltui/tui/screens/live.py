@@ -24,6 +24,8 @@ from textual.widgets import Footer, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import Worker, WorkerState
 
+from cltui.tui.state.follow import RunFollower
+from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_loss, fmt_score
 from cltui.tui.widgets.charts import (
     Y_SCALE_BINDING,
     AccuracyChart,
@@ -34,8 +36,6 @@ from cltui.tui.widgets.charts import (
     ScalesCharts,
     UnitsChart,
 )
-from cltui.tui.state.follow import RunFollower
-from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_loss, fmt_score
 from cltui.tui.widgets.header import Header
 from core.runs.events import (
     ContextEvaluated,
@@ -670,7 +670,7 @@ class LiveScreen(ScalesCharts, Screen[None]):
     def stop_run(self) -> None:
         """Through the handle when this TUI started the run (it waits for the end), else through the run folder
         (the worker pid its run.json names): the worker turns it into a clean cancel, which the follower sees."""
-        from core.runs.worker import StopError, stop_and_wait, stop_run
+        from core.launch.worker import StopError, stop_and_wait, stop_run
 
         handle = self.app.launched.get(self.run_id)
         try:

@@ -49,7 +49,6 @@ from cltui.tui.state.formats import (
     section,
     shown_path,
 )
-from cltui.tui.widgets.header import Header
 from cltui.tui.state.runquery import (
     GROUP_BY,
     SORT_COLUMNS,
@@ -63,6 +62,7 @@ from cltui.tui.state.runquery import (
     row_of,
     sort_rows,
 )
+from cltui.tui.widgets.header import Header
 from cltui.tui.widgets.tables import HomeTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.metrics import run_figures
@@ -238,7 +238,7 @@ def natural_widths(rows: list[Row], groups: list[Group]) -> tuple[dict[str, int]
     }
     for g in groups:
         cells = group_cells(g, Plan(COLUMNS, ()), False)
-        for key, cell in zip(COLUMNS, cells):
+        for key, cell in zip(COLUMNS, cells, strict=False):
             if key != "overrides":
                 out[key] = max(out[key], len(cell.plain))
     uniform = {k for k in ("preset", "scenario", "seed", "iterations") if len({getattr(r, k) for r in rows}) <= 1}

@@ -24,13 +24,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from cltui.tui.widgets.charts import SweepChart
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.state.formats import STATUS_STYLE, fmt_duration, fmt_pct, shown_path
+from cltui.tui.widgets.charts import SweepChart
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
-from core.studies import study as studies
 from core.runs.store import RUN_JSON, RunStore, StoreError, default_runs_dir, pid_alive, read_bounded, read_run_json
+from core.studies import study as studies
 
 Stamp = tuple[int, int] | None  # (mtime_ns, size) of a file
 

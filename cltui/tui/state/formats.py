@@ -119,7 +119,8 @@ def stability_text(metrics: Any, curve: Any = None) -> str | None:
         return None
     parts = []
     if isinstance(gap, (int, float)):
-        where, stage, back = m.get("stability_gap_context"), m.get("stability_gap_stage"), m.get("stability_gap_recovery")
+        where, stage = m.get("stability_gap_context"), m.get("stability_gap_stage")
+        back = m.get("stability_gap_recovery")
         text = f"stability gap {fmt_pct(gap)} points"
         if isinstance(where, (int, float)) and isinstance(stage, (int, float)):
             text += f" (c{int(where)} as c{int(stage)} starts"

@@ -174,7 +174,7 @@ def override_items(run: dict[str, Any], base: dict[str, Any]) -> tuple[tuple[str
               and (k not in base or not same(v, base[k]))]
     lasts = [k.rpartition(".")[2] for k, _ in differ]
     return tuple((k, f"{k if lasts.count(last) > 1 else last}={fmt_value(v)}")
-                 for (k, v), last in zip(differ, lasts))
+                 for (k, v), last in zip(differ, lasts, strict=False))
 
 
 class PresetConfigs:

@@ -785,7 +785,7 @@ class SweepChart(Chart):
         xs = list(range(1, len(self.rows) + 1))
         values: list[float] = []
         for i, pick in enumerate((lambda r: r[1], lambda r: r[2])):
-            points = [(x, 100 * pick(r)) for x, r in zip(xs, self.rows) if pick(r) is not None]
+            points = [(x, 100 * pick(r)) for x, r in zip(xs, self.rows, strict=False) if pick(r) is not None]
             if points:
                 plt.plot([x for x, _ in points], [y for _, y in points], color=colour(i), marker="braille")
                 values += [y for _, y in points]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from core.engine.data import Context
-from core.methods.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.schema.params import ReplayParams
 
 

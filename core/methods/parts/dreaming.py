@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from core.engine.data import Benchmark
-from core.methods.base import ContextInfo, Method
+from core.methods.parts.base import ContextInfo, Method
 from core.methods.parts.common import Dreams, frozen_copy
 from core.schema.params import DreamingParams
 

@@ -96,7 +96,7 @@ def _fisher_layerwise(model, x, y, scenario, context, labels, generator, progres
                     # respect to a layer's output holds each sample's own backpropagated signal in its row.
                     chosen = log_p.gather(1, label.unsqueeze(1)).sum()
                     deltas = torch.autograd.grad(chosen, outputs, retain_graph=True)
-                    for (_, m), delta in zip(layers, deltas):
+                    for (_, m), delta in zip(layers, deltas, strict=False):
                         _accumulate(m, prefix[m], seen[m][0], delta.detach(), weight, fisher)
                     progress(start)  # a backward pass per class with labels="all": stoppable between them
             progress(min(start + chunk, x.shape[0]))

@@ -15,11 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from core.schema.config import RunConfig
+from core.launch.worker import record_end
 from core.runs.events import TERMINAL, Event, from_json
 from core.runs.store import EVENTS, WORKER_LOG, RunLock, RunRecord, write_record
 from core.runs.threads import ThreadChoice
-from core.runs.worker import record_end
+from core.schema.config import RunConfig
 
 STOP_FILE = "STOP"
 
@@ -54,7 +54,7 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
 
 
 class RayRunHandle:
-    """The parent's side of a run executing as a Ray task (the same interface as core.runs.worker.RunHandle)."""
+    """The parent's side of a run executing as a Ray task (the same interface as core.launch.worker.RunHandle)."""
 
     def __init__(self, ref: Any, run_dir: Path, lock: RunLock | None = None):
         self.ref, self.run_dir = ref, run_dir

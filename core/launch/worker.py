@@ -6,7 +6,7 @@ the run as cancelled, when asked (`RunHandle.stop()`), on SIGTERM or SIGHUP, or 
 process dies. Ctrl+C in the terminal is the parent's to handle: the worker ignores SIGINT, so the
 parent decides between a clean stop and a kill.
 
-The TUI starts its runs detached instead (`start_detached`, `python -m core.runs.worker RUN_DIR`): a process in
+The TUI starts its runs detached instead (`start_detached`, `python -m core.launch.worker RUN_DIR`): a process in
 its own session that outlives the TUI, reads its config from run.json and talks only through the run
 directory; SIGTERM stops it cleanly.
 
@@ -34,7 +34,6 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from core.runs import threads as cpu_threads
-from core.schema.config import RunConfig
 from core.runs.events import TERMINAL, Event, RunCancelled, RunFailed
 from core.runs.store import (
     WORKER_LOG,
@@ -43,13 +42,14 @@ from core.runs.store import (
     StoreError,
     append_event,
     inside,
-    open_checked,
     now_iso,
+    open_checked,
     pid_alive,
     read_record,
     read_run_json,
     write_record,
 )
+from core.schema.config import RunConfig
 
 
 class LockFd:
@@ -393,7 +393,7 @@ def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.
         if not resume:
             write_record(run_dir, RunRecord.new(run_dir.name, config.preset, config.to_dict()))
         choice = thread_choice(threads)
-        command = [sys.executable, "-m", "core.runs.worker", str(run_dir), "--threads", str(choice.threads),
+        command = [sys.executable, "-m", "core.launch.worker", str(run_dir), "--threads", str(choice.threads),
                    "--threads-from", choice.source, "--lock-fd", str(lock.fd), *(["--resume"] if resume else [])]
         with open_checked(inside(run_dir, WORKER_LOG), "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -408,7 +408,7 @@ def start_detached(config: RunConfig, run_dir: Path, threads: int | cpu_threads.
 
 
 class Stoppable(Protocol):
-    """A handle that `stop_run` can stop: `RunHandle`, or an executor's (core.runs.ray_executor.RayRunHandle)."""
+    """A handle that `stop_run` can stop: `RunHandle`, or an executor's (core.launch.ray_executor.RayRunHandle)."""
 
     def stop(self) -> None: ...
 
@@ -544,7 +544,7 @@ def follow(run: Followed, on_event: Callable[[Event], None], ctrl_c: CtrlC | Non
 
 
 def _detached_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.runs.worker", description="Train the run saved in RUN_DIR "
+    parser = argparse.ArgumentParser(prog="python -m core.launch.worker", description="Train the run saved in RUN_DIR "
                                      "(its run.json holds the config), detached from any terminal.")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS, else "

@@ -3,7 +3,7 @@
 A study of short runs (`cltui compare`, `cltui sweep`) would otherwise spend seconds per run starting a process
 and importing torch. A pooled run is still an ordinary run: its own folder, events.jsonl, run.json and worker.log
 (the worker points its stdout and stderr at the run's log while it trains it), written by the same `_train` as a
-run in its own process (core/runs/worker.py). What the pool adds:
+run in its own process (core/launch/worker.py). What the pool adds:
 
 - one task queue and one event queue per worker; an event travels tagged with its run's number in the pool, so
   a handle never reads another run's events;
@@ -16,7 +16,7 @@ run in its own process (core/runs/worker.py). What the pool adds:
   parent's death stop the current run cleanly (cancelled, every completed context kept) and end the worker.
 
     with WorkerPool(jobs) as pool:
-        handle = pool.start(config, run_dir, threads=choice)   # as core.runs.worker.start
+        handle = pool.start(config, run_dir, threads=choice)   # as core.launch.worker.start
         ... handle.pump() / handle.stop() / handle.kill() ...
 """
 
@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from core.launch.worker import LockFd, RunHandle, _stop_on_signals, _train, flush, record_end, thread_choice
 from core.runs import threads as cpu_threads
-from core.schema.config import RunConfig
 from core.runs.events import TERMINAL, Event
 from core.runs.store import WORKER_LOG, RunLock, RunRecord, now_iso, write_record
-from core.runs.worker import LockFd, RunHandle, _stop_on_signals, _train, flush, record_end, thread_choice
+from core.schema.config import RunConfig
 
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its parent and its stop signals
 
@@ -174,7 +174,7 @@ class PooledRun(RunHandle):
 
 class WorkerPool:
     """Up to `size` pooled worker processes, started when first needed and replaced when one dies. `start` has
-    `core.runs.worker.start`'s signature, so a study can use `pool.start` wherever it would start a process per run;
+    `core.launch.worker.start`'s signature, so a study can use `pool.start` wherever it would start a process per run;
     at most `size` runs may be in flight at once."""
 
     def __init__(self, size: int):
@@ -187,7 +187,7 @@ class WorkerPool:
               resume: bool = False) -> PooledRun:
         """Train `config` into `run_dir` (which must exist) in an idle worker of the pool (a new one if none is
         idle and the pool is not full); `resume` continues the run saved there. The run's lock is taken first
-        (RunLocked: another process trains it) and handed to the worker, as `core.runs.worker.start` does."""
+        (RunLocked: another process trains it) and handed to the worker, as `core.launch.worker.start` does."""
         lock = RunLock.of_run(run_dir).acquire()
         try:
             if not resume:  # the record exists before a worker takes the run: a worker that dies first leaves a run

@@ -21,13 +21,13 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args
 import torch
 from torch import Tensor, nn
 
-from core.schema.config import RunConfig
 from core.engine.data import Benchmark, Context
-from core.runs.events import Event, PhaseFinished, PhaseStarted, Progress
-from core.methods.parts.common import Dreams
-from core.schema.params import METHOD_PARAMS, MethodParams
 from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
+from core.methods.parts.common import Dreams
+from core.runs.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.schema.config import RunConfig
+from core.schema.params import METHOD_PARAMS, MethodParams
 
 P = TypeVar("P", bound=MethodParams)
 
@@ -124,7 +124,8 @@ class Method(Generic[P]):
         """Prepare for a new context (e.g. snapshot, masks)."""
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
-        """The per-step loss; the default is cross-entropy (MSE for regression) under the scenario's view of the head."""
+        """The per-step loss; the default is cross-entropy (MSE for regression) under the scenario's view of the
+        head."""
         return self.scenario.loss(self.model(batch.x), batch.y, batch.context, batch.context_ids)
 
     def after_backward(self, info: ContextInfo) -> None:

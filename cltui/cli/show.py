@@ -1,0 +1,74 @@
+"""A run printed as `cltui run` and `cltui merge` end and `cltui runs show` shows it: its accuracy matrix, its
+figures, its timing and where it is saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from cltui.cli.common import console, escape
+from cltui.cli.output import runs_dir_flag
+from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_pct, stability_text
+from core.runs.metrics import context_name, record_matrix, run_figures, seen_average
+
+
+def acc_matrix_table(record: dict[str, Any]) -> Table:
+    matrix = record_matrix(record)
+    figures = run_figures(record)
+    n = len(matrix[0]) if matrix else 0
+    table = Table(title=f"{'R² (x100)' if figures.score == 'R²' else 'accuracy (%)'} on each context (columns) "
+                  "after training each context (rows)",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("after", justify="right", style="bold")
+    for j in range(n):
+        table.add_column(context_name(j, short=True), justify="right")
+    table.add_column("avg seen", justify="right", style="bold")
+    joint = figures.once  # one row over every context
+    for i, row in enumerate(matrix):
+        cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
+                 for j, a in enumerate(row)]
+        table.add_row(figures.stage_label(i), *cells, fmt_pct(seen_average(row, i, joint)))
+    return table
+
+
+def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = False) -> None:
+    cfg = record.get("config", {})
+    status = record.get("status", "?")
+    colour = {"finished": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}.get(status, "white")
+    console.print(f"[bold]{escape(str(record.get('id')))}[/]  [{colour}]{status}[/]  "
+                  + escape(f"{cfg.get('benchmark', {}).get('name')} {cfg.get('benchmark', {}).get('protocol')} · "
+                           f"{cfg.get('scenario')}-IL · method {cfg.get('method', {}).get('name')} · "
+                           f"seed {cfg.get('train', {}).get('seed')} · {record.get('env', {}).get('device', '')}"))
+    if record.get("acc_matrix"):
+        console.print(acc_matrix_table(record))
+    m = record.get("metrics") or {}
+    t = record.get("timing") or {}
+    figures = run_figures(record)
+    if figures.headline is not None:
+        (head, value), *rest = figure_parts(figures)
+        console.print(" · ".join([f"{head} [bold]{value}[/]", *(f"{label} {v}" for label, v in rest)]))
+        stability = stability_text(m, record.get("acc_curve"))
+        if stability:
+            console.print(stability)
+    if t:
+        rate = t.get("samples_per_s")
+        console.print(f"[dim]total {fmt_duration(t.get('total_s'))} · train {fmt_duration(t.get('train_s'))} · "
+                      f"eval {fmt_duration(t.get('eval_s'))}"
+                      + (f" · {rate:,.0f} samples/s" if isinstance(rate, (int, float)) else "") + "[/]")
+    dreams = record.get("dreams") or []
+    if dreams:
+        flag = runs_dir_flag(run_dir.parent) if run_dir is not None else ""
+        console.print(f"dreams after contexts {', '.join(str(d.get('context')) for d in dreams)}: "
+                      f"cltui dreams {escape(str(record.get('id')))}{escape(flag)}", soft_wrap=True)
+    error = record.get("error")
+    if error and status != "finished":
+        console.print(f"[{colour}]{escape(str(error.get('message')))}[/]")
+        if full and error.get("traceback"):
+            console.print(escape(error["traceback"]), style="dim")
+    if full:
+        console.print_json(json.dumps(cfg))
+    if run_dir is not None:
+        console.print(f"[dim]saved in {run_dir}[/]")
