@@ -93,7 +93,8 @@ def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
 
 def resume_check(device: str, runs: Path) -> str:
     from core.launch import worker
-    from core.runs.store import RunStore, read_run_json
+    from core.runs.record import read_run_json
+    from core.runs.store import RunStore
     from core.schema.presets import build_config
 
     # long enough a context (a second or more) that the stop lands inside the second one
@@ -132,7 +133,8 @@ def _events(run_dir: Path) -> str:
 
 
 def compare_check(device: str, runs: Path) -> str:
-    from core.runs.store import RunStore, read_run_json
+    from core.runs.record import read_run_json
+    from core.runs.store import RunStore
 
     command = [sys.executable, "-c", "from cltui.cli.main import app; app()", "compare", "split-digits", "--methods",
                "none,er", "--seeds", "1", "--set", "train.iterations=20", "--device", device, "--quiet",

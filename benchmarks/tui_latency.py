@@ -44,8 +44,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.files import write_json_atomic
 from core.runs.events import ContextStarted, PhaseStarted, Progress, RunStarted, to_json
-from core.runs.store import new_run_record, write_json_atomic
+from core.runs.record import new_run_record
 from core.schema.presets import build_config
 
 COLS, ROWS = 100, 30

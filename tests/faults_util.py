@@ -1,19 +1,27 @@
-"""Helpers for the fault tests (tests/test_faults.py, tests/test_property_store.py): a kill that no handler
-catches, tiny configs and the matrices of their uninterrupted runs, the CLI through typer's CliRunner, the
-one-line-error check, and snapshots of folder trees (to prove that nothing outside the runs folder moved)."""
+"""Helpers the tests share (no test imports another test module): a kill that no handler catches, tiny configs
+and the matrices of their uninterrupted runs, the CLI through typer's CliRunner, the one-line-error checks (of
+the CLI and of build_config), snapshots of folder trees (to prove that nothing outside the runs folder moved), a
+small tmpfs, a run stopped after a given context, merge teachers."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
+
+from core.runs.events import ContextEvaluated
+from core.schema.config import ConfigError
+from core.schema.presets import build_config
 
 TINY = ("train.iterations=20",)
 WIDE = {"COLUMNS": "200"}
@@ -147,3 +155,51 @@ def merge_teachers(root: Path, hidden: int = 16, iterations: int = 5) -> tuple[s
         assert run(config, folder)["status"] == "finished"
         names.append(folder.name)
     return names[0], names[1]
+
+
+def assert_bad_input(result, *words: str) -> None:
+    """Exit code 2, one line on stderr naming what is wrong, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def config_error(**kwargs) -> str:
+    """build_config(**kwargs) must fail with a ConfigError of one line; its text."""
+    with pytest.raises(ConfigError) as info:
+        build_config(**kwargs)
+    text = str(info.value)
+    assert "\n" not in text, f"not one line: {text!r}"
+    assert text.strip() == text and text
+    return text
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_kib: int) -> Iterator[Path]:
+    """A small filesystem of its own at `path` (tests run as root); the test is skipped where mount is
+    refused."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def stop_after(context: int):
+    """should_stop and emit for a run cancelled while training the context after `context`."""
+    done = {"flag": False}
+
+    def emit(event):
+        if isinstance(event, ContextEvaluated) and event.context == context:
+            done["flag"] = True
+
+    return emit, lambda: done["flag"]

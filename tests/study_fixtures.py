@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.runs.store import RunStore, append_event, now_iso
+from core.runs.record import now_iso
+from core.runs.store import RunStore, append_event
 from core.studies import study as studies
 
 

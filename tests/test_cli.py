@@ -18,8 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.runs.store import StoreError, read_events, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
+from core.runs.store import read_events
 from core.schema.presets import list_presets
+from tests.faults_util import assert_bad_input
 
 CLTUI = Path(sys.executable).parent / "cltui"
 WIDE = {"COLUMNS": "200"}
@@ -27,17 +30,6 @@ WIDE = {"COLUMNS": "200"}
 
 def cli(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, list(args), env={**WIDE, **(env or {})})
-
-
-def assert_bad_input(result, *words: str) -> None:
-    """Exit code 2, one line on stderr naming what is wrong, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +291,10 @@ LIGHT_MODULES = ["cltui.cli.main", "core.schema.config", "core.runs.store", "cor
                  "cltui.tui.widgets.charts", "cltui.tui.screens.confirm", "cltui.tui.workers",
                  "cltui.tui.state.formats", "cltui.tui.screens.compose", "cltui.tui.screens.live",
                  "cltui.tui.state.follow", "cltui.cli.dreams", "cltui.cli.studies", "core.studies.study",
-                 "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
+                 "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures", "core.reporting.mlflow_store",
+                 "core.reporting.live", "core.reporting.tensorboard", "core.runs.record", "core.runs.paths",
+                 "core.runs.lock", "cltui.tui.state.live", "cltui.tui.state.runs_table", "cltui.tui.state.runs_folder",
+                 "cltui.tui.state.choices", "cltui.tui.state.form", "cltui.tui.screens.base"]
 HEADLESS_MODULES = ["cltui.cli.main", "cltui.cli.studies", "cltui.cli.progress", "cltui.halfblock", "cltui.cli.dreams",
                     "cltui.cli.export", "core.reporting.tracking", "core.reporting.figures"]
 

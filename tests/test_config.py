@@ -15,19 +15,10 @@ from core.schema.presets import (
     preset_toml,
     save_preset,
 )
+from tests.faults_util import config_error
 
 NAMED_PRESETS = ["split-digits", "split-mnist", "perm-mnist", "split-fashion-mnist", "split-cifar10",
                  "split-cifar100"]
-
-
-def config_error(**kwargs) -> str:
-    """build_config(**kwargs) must fail with a ConfigError of one line; its text."""
-    with pytest.raises(ConfigError) as info:
-        build_config(**kwargs)
-    text = str(info.value)
-    assert "\n" not in text, f"not one line: {text!r}"
-    assert text.strip() == text and text
-    return text
 
 
 # --- Presets ---------------------------------------------------------------------------------------

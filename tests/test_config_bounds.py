@@ -9,8 +9,7 @@ from core.schema.config import MAX_BATCH, MAX_ITERATIONS, MAX_LR, ConfigError, R
 from core.schema.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
 from core.schema.params import MAX_WIDTH
 from core.schema.presets import build_config
-from tests.test_cli import assert_bad_input, cli
-from tests.test_config import config_error
+from tests.faults_util import assert_bad_input, cli, config_error
 
 
 def preset_file(tmp_path, content: str | bytes, name: str = "bad.toml") -> str:

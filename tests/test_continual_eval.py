@@ -20,9 +20,11 @@ from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.widgets.charts import AverageChart, CurveChart, boundaries
 from core.engine import train
+from core.files import write_json_atomic
 from core.runs.events import ContextEvaluated, ContextStarted, CurveEvaluated, Progress, RunStarted
 from core.runs.metrics import min_acc, stability_gap
-from core.runs.store import append_event, new_run_record, write_json_atomic
+from core.runs.record import new_run_record
+from core.runs.store import append_event
 from core.schema.presets import build_config
 
 

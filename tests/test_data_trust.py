@@ -1,4 +1,4 @@
-"""What a data folder may not do to us (core/engine/data.py, core/engine/datafiles.py): no CIFAR file is unpickled
+"""What a data folder may not do to us (core/engine/data.py, cifar.py, datafiles.py): no CIFAR file is unpickled
 before its MD5 matches torchvision's list or the user's own list in $CLTUI_DATA_CHECKSUMS (kept outside the data
 folder), and even then only by an unpickler that builds arrays and refuses every other callable. Files that
 exist but cannot be read are called what they are, by the loader and by the CLI's torch-free early check.
@@ -21,13 +21,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import core.engine.data
+import core.engine.cifar
 from cltui.cli.main import app
-from core.engine.data import CHECKSUMS_ENV, DataError, _CifarUnpickler, build_benchmark, load_split
+from core.engine.cifar import CHECKSUMS_ENV, _CifarUnpickler
+from core.engine.data import DataError, build_benchmark, load_split
 from core.engine.datafiles import REQUIRED_FILES, missing_data
 from core.schema.config import BenchmarkConfig
 from tests import fakedata
-from tests.test_cli import assert_bad_input
+from tests.faults_util import assert_bad_input
 
 BATCH = "cifar-10-batches-py/data_batch_1"
 
@@ -195,13 +196,13 @@ def test_checksums_are_torchvisions_class_attributes(cifar, monkeypatch):
 def test_each_file_is_hashed_once_per_load(cifar, monkeypatch):
     fakedata.vouch(monkeypatch, cifar)
     calls = []
-    real = core.engine.data.hashlib.md5
+    real = core.engine.cifar.hashlib.md5
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.engine.data.hashlib, "md5", counting)
+    monkeypatch.setattr(core.engine.cifar.hashlib, "md5", counting)
     load_split(cfg_for("cifar10", cifar))
     assert len(calls) == len(REQUIRED_FILES["cifar10"])
 

@@ -195,7 +195,7 @@ def test_dreams_of_a_trained_model_beat_noise_on_the_verifier(tmp_path):
 
 @pytest.mark.parametrize("method", ["abd", "deepinversion"])
 def test_a_dreaming_run_stopped_and_resumed_matches_the_uninterrupted_run(method, tmp_path):
-    from tests.test_resume import stop_after
+    from tests.faults_util import stop_after
 
     cfg = build_config(PRESET, method=method, device="cpu", overrides=TINY[method])
     whole = run(cfg, fresh(tmp_path, "whole"))

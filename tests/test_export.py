@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.runs.store import read_run_json
+from core.runs.record import read_run_json
 from tests.study_fixtures import train_study
 from tests.tui_fixtures import IDS, write_fixture_runs
 

@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from typing import Any
 import pytest
 
 from core.runs.events import ContextEvaluated, ContextStarted
-from core.runs.store import RunStore, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from tests.faults_util import (
     TINY,
     Killed,
@@ -41,6 +41,7 @@ from tests.faults_util import (
     no_traceback,
     snapshot,
     tmp_files,
+    tmpfs,
     whole,
     whole_run,
 )
@@ -144,7 +145,7 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_matches(
         point, whole_root, tmp_path, monkeypatch):
-    import core.runs.store
+    import core.runs.record
     from core.engine.train import run
 
     reference = whole(whole_root)
@@ -153,14 +154,14 @@ def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_
 
     # Every run.json ever written, as the number of rows it held: a reader at any moment sees this sequence.
     written: list[int] = []
-    write = core.runs.store.write_json_atomic
+    write = core.runs.record.write_json_atomic
 
     def spying_write(path, data):
         write(path, data)
         if Path(path).name == "run.json":
             written.append(len(data["acc_matrix"]))
 
-    monkeypatch.setattr(core.runs.store, "write_json_atomic", spying_write)
+    monkeypatch.setattr(core.runs.record, "write_json_atomic", spying_write)
 
     with monkeypatch.context() as m:
         arm(point, m)
@@ -280,22 +281,6 @@ def test_a_cuda_run_resumed_on_a_cpu_machine_asks_for_device_cpu_and_then_finish
 
 
 # --- 4. a full disk ---------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size_kib: int) -> Iterator[Path]:
-    """A small filesystem of its own at `path` (tests run as root); the test is skipped where mount is
-    refused."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield path
-    finally:
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
 
 def test_a_disk_too_small_for_one_checkpoint_fails_in_one_line_and_leaves_a_readable_record(tmp_path):
     with tmpfs(tmp_path / "disk", 64) as disk:

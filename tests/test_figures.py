@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.reporting.figures import COLUMN_WIDTH, PANEL_HEIGHT, group_runs, method_label, write_figure
-from core.runs.store import read_run_json
+from core.runs.record import read_run_json
 from tests.study_fixtures import train_study
 from tests.tui_fixtures import settle_workers
 

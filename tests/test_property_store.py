@@ -3,7 +3,7 @@ can leave: random bytes, random JSON values, and mutations of a real run.json / 
 values replaced by random JSON). A reader either gets the typed record or a StoreError (one line for the
 user), never another exception; a listing never stops; an id never names a path outside the runs folder.
 
-Each property runs ~200 examples with hypothesis; no torch (the records are built by core.runs.store itself).
+Each property runs ~200 examples with hypothesis; no torch (the records are built by core.runs.record itself).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from core.runs.store import RunRecord, RunStore, StoreError, child_name, read_record
+from core.runs.paths import StoreError, child_name
+from core.runs.record import RunRecord, read_record
+from core.runs.store import RunStore
 from core.studies import study as studies
 from tests.faults_util import TINY, config
 
@@ -47,7 +49,7 @@ SURROGATE_KEYS = st.text(max_size=6) | st.sampled_from(["\ud800", "\udfff", "a\u
 def real_record() -> dict[str, Any]:
     """A run.json as the trainer writes it: a finished tiny run with five rows, metrics and timing."""
     from core.runs.metrics import summarize
-    from core.runs.store import ContextRow
+    from core.runs.record import ContextRow
 
     record = RunRecord.new("20260101-000000-split-digits-class-none-s0", "split-digits", config().to_dict(),
                            {"cltui": "0.1.0", "torch": "2", "python": "3.11", "device": "cpu", "host": "h"})

@@ -13,7 +13,8 @@ ray = pytest.importorskip("ray")
 from cltui.cli.main import app
 from core.launch.ray_executor import RayExecutor
 from core.runs.events import Progress, RunCancelled
-from core.runs.store import RunStore, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.schema.presets import build_config
 
 

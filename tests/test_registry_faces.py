@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 import core.methods
 from cltui.cli.main import app
 from cltui.tui.app import create_app
-from cltui.tui.screens.compose import ComposeScreen, methods_for
+from cltui.tui.screens.compose import ComposeScreen
+from cltui.tui.state.form import methods_for
 from core.schema.config import SCENARIOS
 from core.schema.params import METHOD_PARAMS, MethodParams
 

@@ -14,8 +14,10 @@ from cltui.cli.main import app
 from core.engine.train import run
 from core.launch import worker
 from core.runs.events import ContextEvaluated
-from core.runs.store import RunStore, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.schema.presets import build_config
+from tests.faults_util import stop_after
 
 TINY = ["train.iterations=30"]
 METHODS = [("none", "class"), ("ewc", "class"), ("online-ewc", "domain"), ("si", "class"), ("lwf", "class"),
@@ -27,17 +29,6 @@ def fresh(tmp: Path, name: str) -> Path:
     path = tmp / name
     path.mkdir()
     return path
-
-
-def stop_after(context: int):
-    """should_stop and emit for a run cancelled while training the context after `context`."""
-    done = {"flag": False}
-
-    def emit(event):
-        if isinstance(event, ContextEvaluated) and event.context == context:
-            done["flag"] = True
-
-    return emit, lambda: done["flag"]
 
 
 @pytest.mark.parametrize("method,scenario", METHODS)

@@ -17,7 +17,8 @@ from core.engine.data import build_benchmark, sine_wave
 from core.engine.models import build_model, count_parameters
 from core.engine.scenarios import ScenarioView
 from core.engine.train import run
-from core.runs.store import RunStore, read_record
+from core.runs.record import read_record
+from core.runs.store import RunStore
 from core.schema.config import BenchmarkConfig
 from core.schema.presets import build_config
 

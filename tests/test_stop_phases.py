@@ -26,12 +26,13 @@ import torch
 from core.engine import train
 from core.engine.data import build_benchmark
 from core.engine.dreams import DreamJudge
+from core.engine.loop import Cancelled
 from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
 from core.methods.gen_classifier import VAEBank
 from core.methods.icarl import herding_order
-from core.methods.parts.base import Cancelled, ContextInfo, Method
+from core.methods.parts.base import ContextInfo, Method
 from core.methods.parts.common import Dreams
 from core.methods.parts.fisher import fisher_diagonal
 from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled

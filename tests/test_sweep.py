@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.runs.store import RunStore, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.schema.config import ConfigError
 from core.schema.presets import user_presets_dir
 from core.studies import sweep

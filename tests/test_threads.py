@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.launch import worker
-from core.runs.store import RunStore, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.runs.threads import WAIT_POLICY, ThreadChoice, choose, for_step, openmp_environment, step_mflop, usable_cores
 from core.schema.presets import build_config
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.reporting.tracking import context_metrics, parse_track
-from core.runs.store import read_events, read_run_json
-from tests.test_cli import assert_bad_input
+from core.runs.record import read_run_json
+from core.runs.store import read_events
+from tests.faults_util import assert_bad_input
 
 ENV = {"COLUMNS": "200", "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 TINY = ["--set", "train.iterations=20"]

@@ -1,6 +1,6 @@
 """Nothing followed out of the runs folder (issue 26: findings 1, 4, 5, 8, 15 and the figures read from disk).
 
-Every path below a run folder, `studies/` and `.cltui/` goes through the store's resolver (core/runs/store.py
+Every path below a run folder, `studies/` and `.cltui/` goes through the store's resolver (core/runs/paths.py
 `inside`, `read_bounded`, `open_checked`): a link at any level is refused, so is a FIFO, a device or a socket,
 and what is read is bounded. Each test plants the hostile file for real (a link to a file or folder in
 tmp_path *outside* the runs folder, os.mkfifo, a link to /dev/zero) and proves the outside is untouched; every
@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from core.runs.events import ContextEvaluated
-from core.runs.store import RunStore, StoreError, read_events, read_record
+from core.runs.paths import StoreError
+from core.runs.record import read_record
+from core.runs.store import RunStore, read_events
 from tests.faults_util import assert_one_line_error, cli, config, no_traceback, snapshot
 
 CLTUI = Path(sys.executable).parent / "cltui"
@@ -136,8 +138,7 @@ def test_compare_and_sweep_refuse_a_studies_folder_linked_out_in_one_line(runs_d
 
 def test_the_tuis_marks_and_last_choice_are_never_written_through_a_linked_cltui_folder(runs_dir: Path,
                                                                                         outside: Path):
-    from cltui.tui.screens.compose import last_choice, remember_choice
-    from cltui.tui.screens.runs import read_marks, write_marks
+    from cltui.tui.state.choices import last_choice, read_marks, remember_choice, write_marks
 
     (runs_dir / ".cltui").symlink_to(outside)
     (outside / "marks.json").write_text(json.dumps({"schema": 1, "marks": ["x"]}))
@@ -188,8 +189,8 @@ def test_a_fifo_as_the_tuis_marks_or_last_choice_reads_as_none_without_blocking(
     (runs_dir / ".cltui").mkdir()
     os.mkfifo(runs_dir / ".cltui" / "marks.json")
     os.mkfifo(runs_dir / ".cltui" / "compose.json")
-    code = ("import sys; from pathlib import Path; from cltui.tui.screens.runs import read_marks; "
-            "from cltui.tui.screens.compose import last_choice; root = Path(sys.argv[1]); "
+    code = ("import sys; from pathlib import Path; from cltui.tui.state.choices import read_marks; "
+            "from cltui.tui.state.choices import last_choice; root = Path(sys.argv[1]); "
             "print(read_marks(root), last_choice(root))")
 
     result = subprocess.run([sys.executable, "-c", code, str(runs_dir)], capture_output=True, text=True,

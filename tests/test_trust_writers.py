@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from core.runs.events import PhaseStarted
-from core.runs.store import RunRecord, RunStore, read_events, read_run_json, write_record
+from core.runs.record import RunRecord, read_run_json, write_record
+from core.runs.store import RunStore, read_events
 from core.studies import study as studies
 from tests.faults_util import config as tiny_config
-from tests.test_faults import tmpfs
+from tests.faults_util import tmpfs
 
 CLTUI = Path(sys.executable).parent / "cltui"
 ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
@@ -94,11 +95,11 @@ def test_two_compare_resumes_of_one_study_at_once_train_each_run_once(tmp_path):
 
 
 def test_a_dead_holder_frees_the_lock_and_a_live_one_marks_its_run_running(tmp_path):
-    from core.runs.store import RunLock, RunLocked, held_by, run_alive
+    from core.runs.lock import RunLock, RunLocked, held_by, run_alive
 
     run = cancelled_run(tmp_path / "runs")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from core.runs.store import RunLock; RunLock.of_run(Path(sys.argv[1])).acquire(); "
+                               "from core.runs.lock import RunLock; RunLock.of_run(Path(sys.argv[1])).acquire(); "
                                "print('held', flush=True); time.sleep(60)", str(run)],
                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
     try:

@@ -30,8 +30,9 @@ from cltui.tui.screens.compare import CompareScreen, differing
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.screens.detail import DetailScreen, resume_problem
 from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
-from cltui.tui.screens.live import LiveScreen, PhaseState, phase_label
+from cltui.tui.screens.live import LiveScreen
 from cltui.tui.state.formats import fmt_duration, fmt_loss
+from cltui.tui.state.live import PhaseState, loss_track, phase_label
 from cltui.tui.widgets.charts import (
     AccuracyChart,
     AverageByRunChart,
@@ -41,7 +42,6 @@ from cltui.tui.widgets.charts import (
     LossChart,
     fitted_range,
     legend,
-    loss_track,
 )
 from core.runs.events import ContextStarted, Progress, RunFinished, to_json
 from core.schema.config import flat_config

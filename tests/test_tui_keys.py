@@ -11,9 +11,12 @@ from typing import Any
 from textual.widgets import Input, Static
 
 from cltui.tui.app import create_app
-from cltui.tui.screens.compose import LAST_CHOICE, ComposeScreen
+from cltui.tui.screens.compose import ComposeScreen
 from cltui.tui.screens.help import HelpScreen
-from core.runs.store import RunStore, append_event, new_run_record, write_json_atomic
+from cltui.tui.state.choices import LAST_CHOICE
+from core.files import write_json_atomic
+from core.runs.record import new_run_record
+from core.runs.store import RunStore, append_event
 from core.schema.presets import build_config
 from tests.test_tui_live import FakeHandle, choose, field, open_compose, tree_text, until
 
@@ -176,7 +179,7 @@ def test_shift_r_on_a_cancelled_run_resumes_it_in_a_detached_worker_to_the_end(r
     from cltui.tui.screens.detail import DetailScreen
     from cltui.tui.screens.live import LiveScreen
     from core.engine import train
-    from core.runs.store import read_run_json
+    from core.runs.record import read_run_json
 
     config = build_config("split-digits", device="cpu", overrides=["train.iterations=20"])
     folder = RunStore(runs_dir).new_run_dir_for(config)

@@ -23,11 +23,13 @@ from textual.widgets import Input, Log, Select, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from cltui.tui.app import create_app
-from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen, methods_for
+from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen
 from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.state.follow import LineTail, parse_events
+from cltui.tui.state.form import methods_for
 from cltui.tui.widgets.charts import AccuracyChart, AverageChart
+from core.files import write_json_atomic
 from core.runs.events import (
     ContextEvaluated,
     ContextStarted,
@@ -39,7 +41,8 @@ from core.runs.events import (
     RunStarted,
     to_json,
 )
-from core.runs.store import RunStore, append_event, new_run_record, read_run_json, write_json_atomic
+from core.runs.record import new_run_record, read_run_json
+from core.runs.store import RunStore, append_event
 from core.schema.presets import build_config, load_preset, toml_text
 
 SIZE = (100, 30)

@@ -21,7 +21,8 @@ from textual.widgets._footer import FooterKey
 from cltui.app import create_app
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.confirm import ConfirmScreen
-from cltui.tui.screens.runs import MARKS, RunsScreen
+from cltui.tui.screens.runs import RunsScreen
+from cltui.tui.state.choices import MARKS
 from cltui.tui.state.runquery import PresetConfigs, Row, group_rows, parse_filter, row_of, short_id, sort_rows
 from core.runs.metrics import mean_sem
 from tests.daily_fixtures import FINAL, write_thirty_runs

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from core.launch import worker
 from core.runs.events import ContextEvaluated, RunCancelled, RunFailed, RunFinished
-from core.runs.store import RunStore, read_events, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore, read_events
 from core.schema.presets import build_config
 from tests.worker_fixtures import drain, is_training, wait_for
 

@@ -16,7 +16,8 @@ import pytest
 
 from core.launch import worker
 from core.runs.events import Progress, RunCancelled, RunFailed, RunFinished
-from core.runs.store import RunStore, read_events, read_run_json
+from core.runs.record import read_run_json
+from core.runs.store import RunStore, read_events
 from core.schema.presets import build_config
 
 LONG = ["train.iterations=100000", "train.progress_interval=0.05"]  # never finishes by itself

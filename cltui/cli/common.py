@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape as escape_markup
 
-from core.runs.store import RunStore, StoreError
+from core.runs.paths import StoreError
+from core.runs.store import RunStore
 
 # Control characters (C0 but tab and newline, DEL, C1): an escape sequence in a run.json or an argument would
 # clear the screen, retitle the window or worse once it reaches a terminal.

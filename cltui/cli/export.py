@@ -13,7 +13,9 @@ import typer
 
 from cltui.cli.common import EXIT_FAILED, RunsDir, console, err_console, escape, fail
 from cltui.cli.output import runs_dir_flag
-from core.runs.store import RunStore, StoreError, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.schema.config import ConfigError
 from core.studies import study as studies
 
@@ -212,17 +214,14 @@ def export_mlflow(
 
     Params, metrics per context, the loss curve, tags and artifacts; a study as a run with its runs nested. A run
     already there is skipped."""
+    from core.reporting.mlflow_store import MlflowStore, log_study, push_run, study_run
     from core.reporting.tracking import (
-        MlflowStore,
         TrackingError,
         check_uri,
         experiment_name,
-        log_study,
-        push_run,
         require_mlflow,
         resolve_uri,
         short_reason,
-        study_run,
     )
 
     try:
@@ -311,7 +310,8 @@ def export_tensorboard(
 
     Scalars per context and per iteration, the accuracy matrix and the dreams as images, the config as text (an
     earlier export of the same run is replaced)."""
-    from core.reporting.tracking import TENSORBOARD_EXTRA, has_module, write_tensorboard
+    from core.reporting.tensorboard import write_tensorboard
+    from core.reporting.tracking import TENSORBOARD_EXTRA, has_module
 
     if not has_module("tensorboard"):
         fail(f"export tensorboard: TensorBoard is not installed; {TENSORBOARD_EXTRA}")

@@ -33,7 +33,8 @@ from cltui.cli.output import json_text, print_fitted, print_table, runs_dir_flag
 from cltui.cli.show import print_run
 from cltui.tui.state.formats import fmt_headline, fmt_status
 from core.runs.metrics import run_figures
-from core.runs.store import RunEntry, RunStore, StoreError
+from core.runs.paths import StoreError
+from core.runs.store import RunEntry, RunStore
 from core.schema.config import ConfigError, TrainConfig
 from core.schema.params import METHOD_PARAMS
 from core.schema.presets import (
@@ -106,7 +107,7 @@ def run(
     from core.engine.datafiles import missing_data
 
     store = store_for(runs_dir)
-    lock = None  # a resumed run's lock (core.runs.store.RunLock), taken before its record is read
+    lock = None  # a resumed run's lock (core.runs.lock.RunLock), taken before its record is read
     if resume is not None:
         changed = [name for name, value in (("PRESET", preset), ("--method", method), ("--scenario", scenario),
                                             ("--set", set_), ("--seed", seed)) if value]
@@ -169,9 +170,11 @@ def run(
 
 
 def resumable(store: RunStore, run: str) -> tuple[Any, Path, Any]:
-    """The saved config and folder of a run that can be continued, and its lock (core.runs.store.RunLock, taken
+    """The saved config and folder of a run that can be continued, and its lock (core.runs.lock.RunLock, taken
     before anything is read: one writer per run), or one line saying why not."""
-    from core.runs.store import RunLock, RunLocked, check_run_files, pid_alive, read_record
+    from core.runs.lock import RunLock, RunLocked, pid_alive
+    from core.runs.paths import check_run_files
+    from core.runs.record import read_record
     from core.schema.config import validate_config
 
     try:
@@ -212,7 +215,7 @@ def resumable(store: RunStore, run: str) -> tuple[Any, Path, Any]:
 
 def finish_run(handle: Any, display: Any, resumed: bool = False, created: list[Path] | None = None) -> int:
     from core.runs.events import RunCancelled, RunFailed, RunFinished
-    from core.runs.store import read_run_json
+    from core.runs.record import read_run_json
 
     event = handle.terminal
     if isinstance(event, RunFailed) and event.kind == "input":

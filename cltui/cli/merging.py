@@ -12,7 +12,8 @@ from cltui.cli.show import print_run
 from cltui.tui.state.formats import fmt_score
 from core.runs.events import Event, PhaseFinished, PhaseStarted, RunFailed, RunStarted
 from core.runs.metrics import run_figures
-from core.runs.store import RunStore, StoreError, append_event
+from core.runs.paths import StoreError
+from core.runs.store import RunStore, append_event
 from core.schema.config import ConfigError
 from core.schema.presets import load_preset, parse_override
 

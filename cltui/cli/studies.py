@@ -27,8 +27,11 @@ from core.runs.events import (
     RunFinished,
     Warned,
 )
+from core.runs.lock import RunLocked, pid_alive
 from core.runs.metrics import run_figures, seen_average, trains_once
-from core.runs.store import RunLocked, RunStore, StoreError, pid_alive, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.runs.threads import ThreadChoice, choose
 from core.schema.config import ConfigError, validate_config
 from core.schema.presets import build_config
@@ -223,9 +226,10 @@ def execute(console, store: RunStore, study: dict[str, Any], configs: list, jobs
 
 
 def study_lock(store: RunStore, study: dict[str, Any]) -> Any:
-    """The study's lock (core.runs.store.RunLock on studies/<id>.lock), held while this process runs it: a second
+    """The study's lock (core.runs.lock.RunLock on studies/<id>.lock), held while this process runs it: a second
     `compare --resume` or `sweep --resume` of the same study gets one line naming this process, exit 1."""
-    from core.runs.store import RunLock, inside
+    from core.runs.lock import RunLock
+    from core.runs.paths import inside
 
     folder = studies.studies_dir(store)
     try:
@@ -413,7 +417,8 @@ class StudyTracking:
         track = configs[0].track
         if track.tracker != "mlflow":
             return cls(configs)
-        from core.reporting.tracking import MlflowStore, experiment_name, resolve_uri, short_reason, study_run
+        from core.reporting.mlflow_store import MlflowStore, study_run
+        from core.reporting.tracking import experiment_name, resolve_uri, short_reason
 
         uri = resolve_uri(track.uri, store.root)
         try:
@@ -438,7 +443,8 @@ class StudyTracking:
         if self.run is None:
             return
         from cltui.cli.export import Target, plot_targets
-        from core.reporting.tracking import has_module, log_study, push_run, short_reason
+        from core.reporting.mlflow_store import log_study, push_run
+        from core.reporting.tracking import has_module, short_reason
 
         try:
             runs = []

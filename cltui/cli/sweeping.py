@@ -17,7 +17,9 @@ from rich.text import Text
 from cltui.cli.common import EXIT_CANCELLED, RunsDir, console, escape, fail, plain
 from cltui.cli.studies import KINDS, Executor, RayAddress, devices_and_threads, execute, saved_config
 from core.runs.events import ContextEvaluated
-from core.runs.store import RunStore, StoreError, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
+from core.runs.store import RunStore
 from core.schema.config import ConfigError
 from core.schema.presets import builtin_presets_dir, preset_save_path, shadows_builtin, write_preset_text
 from core.studies import study as studies

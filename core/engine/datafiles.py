@@ -99,3 +99,33 @@ def pretrained_problem(config: RunConfig) -> ConfigError | None:
     else:
         return None
     return ConfigError(f"model.pretrained: {detail}", field="model.pretrained", detail=detail)
+
+
+# The layout each data set is expected in, for the line that says where it was looked for.
+DATA_LAYOUT = {
+    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+    "cifar100": "cifar-100-python/{train,test,meta}",
+}
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded, phrased as one line that names the fix."""
+
+
+def not_found(cfg: BenchmarkConfig, root: Path) -> DataError:
+    fix = "check your network" if cfg.download else "pass --download to fetch it"
+    return DataError(
+        f"benchmark.data_dir: {cfg.name} not found in {root} (expects {root}/{DATA_LAYOUT[cfg.name]}); "
+        f"{fix}, or point --data-dir at a folder that holds it"
+    )
+
+
+def check_readable(cfg: BenchmarkConfig, root: Path) -> None:
+    """A file that is there but cannot be read is no "damaged file" to delete: say what it is (the same
+    line the CLI's torch-free check gives, core/engine/datafiles.py)."""
+    for name in REQUIRED_FILES[cfg.name]:
+        problem = unreadable(root / name)
+        if problem:
+            raise DataError(problem)

@@ -38,7 +38,7 @@ from core.engine.data import CIFAR_STATS, Benchmark
 from core.engine.models import build_model
 from core.methods.parts.base import ContextInfo
 from core.methods.parts.common import Dreams
-from core.runs.store import inside
+from core.runs.paths import inside
 from core.schema.config import RunConfig
 
 LATENT_REAL_PER_CLASS = 100  # real test images per class drawn in the latent map

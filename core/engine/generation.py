@@ -19,7 +19,6 @@ one context's classes after another (Memory Replay GANs, Wu et al. 2018), scored
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, ClassVar, TypeVar
 
@@ -28,12 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.engine.data import BatchSampler
+from core.engine.loop import StoreWriteError
 from core.engine.models import build_model
-from core.engine.train import FINAL_LOSS_TAIL, NonFiniteLoss, StoreWriteError, Trainer
+from core.engine.train import Trainer
 from core.methods.parts.base import ContextInfo, Method
 from core.methods.parts.common import Dreams
 from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
-from core.runs.events import PhaseFinished, PhaseStarted, Progress
+from core.runs.events import PhaseFinished, PhaseStarted
 from core.schema.config import RunConfig
 from core.schema.params import GANParams
 
@@ -95,10 +95,7 @@ class GenerationTrainer(Trainer):
         classes = (context.index + 1) * self.benchmark.classes_per_context  # class-IL: the classes seen so far
         self.model.train()
         sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
-        losses = torch.zeros(iterations, device=self.device)
-        self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
-        start = last_report = time.monotonic()
-        reported = 0
+        tail = self.start_training(stage, iterations)
         for it in range(iterations):
             for _ in range(p.n_critic):  # the critic: real (and replayed) images against the generator's
                 idx = sampler.next()
@@ -118,26 +115,8 @@ class GenerationTrainer(Trainer):
             loss_g.backward()
             critic.zero_grad(set_to_none=True)  # the critic is not moved by the generator's loss
             self.optimizer.step()
-            losses[it] = loss_g.detach()
-            now = time.monotonic()
-            if now - last_report >= t.progress_interval or it == iterations - 1:
-                window = losses[reported : it + 1]
-                value = window.mean().item()
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(stage, reported + int((~torch.isfinite(window)).nonzero()[0]))
-                rate = (it + 1 - reported) * t.batch_size / max(now - last_report, 1e-9)
-                self.emit(Progress(context=stage, phase="train", step=it + 1, total=iterations, loss=value,
-                                   samples_per_s=rate))
-                reported, last_report = it + 1, now
-                info.check_stop()
-        self.sync()
-        self.steps += iterations
-        final_loss = losses[-min(iterations, FINAL_LOSS_TAIL):].mean().item()
-        seconds = time.monotonic() - start
-        self.train_s += seconds
-        self.samples += iterations * t.batch_size
-        self.emit(PhaseFinished(context=stage, phase="train", seconds=seconds))
-        return seconds, final_loss
+            tail.step(it, loss_g)  # progress, the NaN check and the stop check, as the classification loop's
+        return self.end_training(stage, tail)
 
     # --- scoring ------------------------------------------------------------------------------------
 

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import os
 import platform
 import shutil
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from core.engine.continual import ContinualEvaluation
 from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
+from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError, run_and_record
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
-from core.methods.parts.base import Batch, Cancelled, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method
 from core.methods.parts.common import frozen_copy
 from core.runs import threads
 from core.runs.events import (
@@ -37,36 +37,15 @@ from core.runs.events import (
     Event,
     PhaseFinished,
     PhaseStarted,
-    Progress,
-    RunCancelled,
-    RunFailed,
-    RunFinished,
     RunStarted,
 )
 from core.runs.metrics import summarize
-from core.runs.store import (
-    ContextRow,
-    RunError,
-    RunRecord,
-    StoreError,
-    check_run_files,
-    checkpoint_files,
-    inside,
-    open_checked,
-    read_record,
-    write_record,
-)
+from core.runs.paths import StoreError, check_run_files, inside, open_checked
+from core.runs.record import ContextRow, RunError, RunRecord, read_record, write_record
+from core.runs.store import checkpoint_files
 from core.schema.config import RunConfig
 
-FINAL_LOSS_TAIL = 10  # iterations averaged into a context's recorded final_loss
 FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
-
-
-class NonFiniteLoss(Exception):
-    def __init__(self, context: int, iteration: int):
-        super().__init__(f"loss became NaN or infinite in context {context} at iteration {iteration}; "
-                         f"lower train.lr or the method's strength")
-        self.context, self.iteration = context, iteration
 
 
 class InputError(Exception):
@@ -75,17 +54,6 @@ class InputError(Exception):
 
 class ResumeError(Exception):
     """A run that cannot be continued (damaged checkpoint, unreadable run.json): its folder is left as it was."""
-
-
-class StoreWriteError(Exception):
-    """The run folder could not be written (a full disk, a read-only or vanished folder)."""
-
-    def __init__(self, what: str, error: OSError, completed: int, run_id: str = "RUN"):
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        why = error.strerror or str(error)
-        super().__init__(f"cannot write {what} ({why}){': the disk is full' if full else ''}; "
-                         f"{completed} completed context(s) are saved; "
-                         f"{'free some space' if full else 'fix the runs folder'}, then `cltui run --resume {run_id}`")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -118,62 +86,6 @@ def environment(device: torch.device) -> dict[str, str]:
         cltui_version = "unknown"
     return {"cltui": cltui_version, "torch": torch.__version__, "python": platform.python_version(),
             "device": describe_device(device), "host": platform.node(), **threads.in_use()}  # CPU threads, and why
-
-
-class ContinualEvaluation:
-    """`train.eval_every`: a fixed random subset of every context's test set (the same on every device: drawn
-    on the CPU from the run's seed), kept on the device as the network sees it, and tested every N iterations
-    inside a context. Hits stay on the device until `flush`, called where the loop reads the loss anyway:
-    the evaluation adds no host sync of its own."""
-
-    def __init__(self, trainer: Trainer):
-        t = trainer.config.train
-        self.every, self.batch = t.eval_every, t.eval_batch_size
-        self.model, self.method, self.scenario = trainer.model, trainer.method, trainer.scenario
-        chooser = torch.Generator().manual_seed(t.seed)
-        self.sets: list[tuple[int, Tensor, Tensor]] = []  # (context index, inputs, labels) on the device
-        for context in trainer.benchmark.contexts:
-            n = context.x_test.shape[0]
-            if t.eval_samples and t.eval_samples < n:
-                idx = torch.randperm(n, generator=chooser)[: t.eval_samples].to(context.x_test.device)
-                x, y = context.x_test[idx], context.y_test[idx]
-            else:
-                x, y = context.x_test, context.y_test
-            self.sets.append((context.index, context.inputs(x), y))
-        self.counts = [y.shape[0] for _, _, y in self.sets]
-        self.pending: list[tuple[int, int, Tensor]] = []  # (iteration, stage, tallies per context) not read yet
-
-    def due(self, iteration: int) -> bool:
-        return iteration % self.every == 0
-
-    @torch.no_grad()
-    def evaluate(self, iteration: int, stage: int, trained: int) -> None:
-        """Queue the accuracy on every context at `iteration` while training `stage` (contexts 0..`trained`)."""
-        was_training = self.model.training
-        self.model.eval()
-        sums = []
-        for index, x, y in self.sets:
-            total = torch.zeros(3, device=y.device)
-            for i in range(0, x.shape[0], self.batch):
-                scores = self.method.predict(x[i : i + self.batch], index)
-                if scores is None:
-                    scores = self.model(x[i : i + self.batch])
-                total += self.scenario.tally(*self.scenario.eval_view(scores, y[i : i + self.batch], index, trained))
-            sums.append(total)
-        self.model.train(was_training)
-        self.pending.append((iteration, stage, torch.stack(sums)))
-
-    def flush(self) -> list[tuple[int, int, list[float]]]:
-        """The queued points as (iteration, stage, accuracies): one device-to-host copy for all of them."""
-        if not self.pending:
-            return []
-        sums = torch.stack([h for _, _, h in self.pending]).tolist()
-        points = [
-            (it, stage, [round(self.scenario.score(s, n), 4) for s, n in zip(per_context, self.counts, strict=False)])
-            for (it, stage, _), per_context in zip(self.pending, sums, strict=True)
-        ]
-        self.pending.clear()
-        return points
 
 
 class Trainer:
@@ -230,7 +142,8 @@ class Trainer:
         self.first_stage = self.restore() if resume else 0
         # iterations trained before the next stage, counted from the run's first step (the curve's x axis)
         self.steps = sum(c.iterations or 0 for c in self.record.contexts)
-        self.continual = ContinualEvaluation(self) if t.eval_every else None
+        self.continual = ContinualEvaluation(t, self.benchmark, self.model, self.method, self.scenario) \
+            if t.eval_every else None
         b = config.benchmark
         # Task-free: every stage is a context-sized block of one stream, and the method is told no boundary.
         self.stream = None if b.stream == "academic" else StreamSampler(
@@ -407,22 +320,17 @@ class Trainer:
 
     def train_context(self, info: ContextInfo, iterations: int) -> tuple[float, float | None]:
         """`iterations` optimiser steps on the context's training data through the method's hooks; the training
-        time and the mean loss of the last FINAL_LOSS_TAIL steps."""
+        time and the mean loss of the last steps (core/engine/loop.py's FINAL_LOSS_TAIL)."""
         t = self.config.train
         context, stage = info.context, info.stage
         self.model.train()
         sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
-        losses = torch.zeros(iterations, device=self.device)  # (iterations,) on the device: read when a report is due
         use_bf16 = t.precision == "bf16" and self.device.type in ("cuda", "cpu")  # autocast has bf16 on both
         do_augment = self.config.benchmark.augment
         for group in self.optimizer.param_groups:  # each context starts at the base rate
             group["lr"] = t.lr
         decay_at = {round(f * iterations) for f in t.lr_decay_at}
-        self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
-        self.sync()
-        start = last_report = time.monotonic()
-        reported = 0  # steps whose losses a Progress event has reported
-        final_loss = None
+        tail = self.start_training(stage, iterations)
         continual, stream = self.continual, self.stream
         for it in range(iterations):
             # learning-rate schedule: step decay at the given fractions of the context
@@ -453,33 +361,32 @@ class Trainer:
             self.method.after_step(info)
             if self.update_every and (self.steps + it + 1) % self.update_every == 0:
                 self.consolidate(info, seen)
-            losses[it] = loss.detach()
             # continual evaluation every eval_every steps, and after the stage's last step (its boundary)
             if continual is not None and (continual.due(self.steps + it + 1) or it == iterations - 1):
                 continual.evaluate(self.steps + it + 1, stage, seen)
-            # progress, the NaN check and the stop check, a few times a second
-            now = time.monotonic()
-            if now - last_report >= t.progress_interval or it == iterations - 1:
-                window = losses[reported : it + 1]  # the steps since the last report
-                final_loss = window.mean().item()  # the one host sync
-                self.report_curve(stage)
-                if not math.isfinite(final_loss):
-                    bad = int((~torch.isfinite(window)).nonzero()[0])
-                    raise NonFiniteLoss(stage, reported + bad)
-                rate = (it + 1 - reported) * sampler.batch_size / max(now - last_report, 1e-9)
-                self.emit(Progress(context=stage, phase="train", step=it + 1, total=iterations,
-                                   loss=final_loss, samples_per_s=rate))
-                reported, last_report = it + 1, now
-                if self.should_stop():
-                    raise Cancelled(f"stopped in context {stage} at iteration {it + 1}")
+            tail.step(it, loss)  # progress, the NaN check and the stop check, a few times a second
+        return self.end_training(stage, tail)
+
+    def start_training(self, stage: int, iterations: int) -> ReportTail:
+        """The train phase of a stage begins: its event, and the report tail of its steps (core/engine/loop.py),
+        whose reports also carry the continual-evaluation points queued since the last one."""
+        self.emit(PhaseStarted(context=stage, phase="train", total=iterations))
         self.sync()
-        self.steps += iterations
-        # The record keeps the mean loss of a fixed tail of iterations: the last progress window ends at
-        # the same iteration but starts wherever the clock put the report before it.
-        final_loss = losses[-min(iterations, FINAL_LOSS_TAIL):].mean().item()
-        seconds = time.monotonic() - start
+        return ReportTail(iterations, self.config.train.batch_size, self.device, self.emit, context=stage,
+                          phase="train", interval=self.config.train.progress_interval, should_stop=self.should_stop,
+                          stopped=lambda step: f"stopped in context {stage} at iteration {step}",
+                          nonfinite=lambda bad, _: NonFiniteLoss(stage, bad),
+                          on_report=lambda _: self.report_curve(stage))
+
+    def end_training(self, stage: int, tail: ReportTail) -> tuple[float, float]:
+        """The train phase of a stage ends: its time and the mean loss of its last steps (the record keeps a fixed
+        tail of iterations, not the last progress window)."""
+        self.sync()
+        self.steps += tail.steps
+        final_loss = tail.final_loss()
+        seconds = time.monotonic() - tail.started
         self.train_s += seconds
-        self.samples += iterations * sampler.batch_size
+        self.samples += tail.steps * tail.batch_size
         self.emit(PhaseFinished(context=stage, phase="train", seconds=seconds))
         return seconds, final_loss
 
@@ -651,36 +558,17 @@ def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda
         should_stop: Callable[[], bool] = lambda: False, benchmark: Benchmark | None = None,
         resume: bool = False) -> dict[str, Any]:
     """Train `config` into `run_dir` (which must exist); returns the final run record. With `resume`, continue
-    the run saved there from its last completed context."""
-    trainer: Trainer | None = None
-    try:
-        trainer = trainer_class(config)(config, run_dir, emit, should_stop, benchmark, resume)
-        trainer.run()
-    except (Cancelled, KeyboardInterrupt) as e:
-        reason = str(e) or "interrupted"
-        record, _ = _ended(trainer, config, run_dir, resume, "cancelled", RunError(message=reason, kind="cancelled"))
-        emit(RunCancelled(reason=reason, context=len(record.acc_matrix)))
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        return record.to_dict()
-    except Exception as e:  # noqa: BLE001 - every failure must land in run.json
-        kind = "input" if isinstance(e, InputError) else "resume" if isinstance(e, ResumeError) else "error"
-        plain = (InputError, ResumeError, NonFiniteLoss, StoreWriteError)
-        message = str(e) if isinstance(e, plain) else f"{type(e).__name__}: {e}"
-        error = RunError(message=message, kind=kind, traceback=traceback.format_exc(),
-                         context=getattr(e, "context", None), iteration=getattr(e, "iteration", None))
-        record, unsaved = _ended(trainer, config, run_dir, resume, "failed", error)
-        if unsaved and not isinstance(e, StoreWriteError):
-            message = f"{message} (and {unsaved})"
-        emit(RunFailed(error=message, traceback=error.traceback or "", context=error.context,
-                       iteration=error.iteration, kind=kind))
-        return record.to_dict()
-    unsaved = trainer.finish("finished")
-    if unsaved:  # trained to the end, but the last write failed: say so instead of claiming success
-        emit(RunFailed(error=unsaved, kind="error"))
-        return trainer.record.to_dict()
-    emit(RunFinished(metrics=trainer.record.metrics, total_s=trainer.record.timing["total_s"] or 0.0))
-    return trainer.record.to_dict()
+    the run saved there from its last completed context. How it ends is recorded as every run's is
+    (core/engine/loop.py's run_and_record)."""
+
+    def ended(trainer: Trainer | None, status: str, error: RunError) -> tuple[RunRecord, str | None]:
+        return _ended(trainer, config, run_dir, resume, status, error)
+
+    def kind_of(e: Exception) -> str:
+        return "input" if isinstance(e, InputError) else "resume" if isinstance(e, ResumeError) else "error"
+
+    return run_and_record(lambda: trainer_class(config)(config, run_dir, emit, should_stop, benchmark, resume), emit,
+                          ended, plain=(InputError, ResumeError, NonFiniteLoss, StoreWriteError), kind_of=kind_of)
 
 
 def _ended(trainer: Trainer | None, config: RunConfig, run_dir: Path, resume: bool, status: str,

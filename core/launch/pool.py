@@ -36,7 +36,9 @@ from typing import Any, Self
 from core.launch.worker import LockFd, RunHandle, _stop_on_signals, _train, flush, record_end, thread_choice
 from core.runs import threads as cpu_threads
 from core.runs.events import TERMINAL, Event
-from core.runs.store import WORKER_LOG, RunLock, RunRecord, now_iso, write_record
+from core.runs.lock import RunLock
+from core.runs.paths import WORKER_LOG
+from core.runs.record import RunRecord, now_iso, write_record
 from core.schema.config import RunConfig
 
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its parent and its stop signals

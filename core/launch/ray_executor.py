@@ -17,7 +17,9 @@ from typing import Any
 
 from core.launch.worker import record_end
 from core.runs.events import TERMINAL, Event, from_json
-from core.runs.store import EVENTS, WORKER_LOG, RunLock, RunRecord, write_record
+from core.runs.lock import RunLock
+from core.runs.paths import EVENTS, WORKER_LOG
+from core.runs.record import RunRecord, write_record
 from core.runs.threads import ThreadChoice
 from core.schema.config import RunConfig
 
@@ -42,7 +44,7 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
         sys.stdout = sys.stderr = log
         try:
             print(f"ray task on {os.uname().nodename} pid {os.getpid()} for {path.name}")
-            from core.reporting.tracking import tracked
+            from core.reporting.live import tracked
 
             emit = tracked(lambda e: append_event(path, e), config, path)  # MLflow, if the config names it
             record = train.run(RunConfig.model_validate(config), path, emit=emit,

@@ -35,25 +35,15 @@ from typing import Any, Literal, Protocol
 
 from core.runs import threads as cpu_threads
 from core.runs.events import TERMINAL, Event, RunCancelled, RunFailed
-from core.runs.store import (
-    WORKER_LOG,
-    RunLock,
-    RunRecord,
-    StoreError,
-    append_event,
-    inside,
-    now_iso,
-    open_checked,
-    pid_alive,
-    read_record,
-    read_run_json,
-    write_record,
-)
+from core.runs.lock import RunLock, pid_alive
+from core.runs.paths import WORKER_LOG, StoreError, inside, open_checked
+from core.runs.record import RunRecord, now_iso, read_record, read_run_json, write_record
+from core.runs.store import append_event
 from core.schema.config import RunConfig
 
 
 class LockFd:
-    """A run's lock (core.runs.store.RunLock) handed to a worker process, spawned or pooled: pickled, it travels as a
+    """A run's lock (core.runs.lock.RunLock) handed to a worker process, spawned or pooled: pickled, it travels as a
     duplicate of the same open file, so the worker holds the very lock its parent took (one writer per run)."""
 
     def __init__(self, fd: int):
@@ -144,7 +134,7 @@ def _train(config: dict[str, Any], path: Path, threads: cpu_threads.ThreadChoice
                 print(f"{now_iso()} cannot append to events.jsonl ({e}); events go to the parent only", flush=True)
         also(event)
 
-    from core.reporting.tracking import tracked
+    from core.reporting.live import tracked
 
     # The run's tracker (MLflow), if its config names one, logs from this process as the events arrive.
     record = train.run(RunConfig.model_validate(config), path, tracked(emit, config, path), should_stop=should_stop,
@@ -293,7 +283,7 @@ def start(config: RunConfig, run_dir: Path, threads: int | cpu_threads.ThreadCho
           resume: bool = False, lock: RunLock | None = None) -> RunHandle:
     """Start `config` in a spawned worker process writing to `run_dir` (which must exist); with `resume`,
     continue the run saved there from its last completed context. `threads`: its CPU threads (default: chosen
-    by `thread_choice`). `lock`: the run's lock the caller already holds (core.runs.store.RunLock); else it is taken
+    by `thread_choice`). `lock`: the run's lock the caller already holds (core.runs.lock.RunLock); else it is taken
     here: RunLocked when another process trains the run, OSError when the folder cannot be written. The worker
     holds it for its lifetime."""
     lock = lock if lock is not None else RunLock.of_run(run_dir).acquire()

@@ -9,7 +9,7 @@ CLI's help and the compose form); its `scenarios` say where the method works.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import Field, field_validator
 
@@ -34,7 +34,21 @@ from core.schema.limits import (
 )
 
 if TYPE_CHECKING:
-    from core.schema.config import RunConfig
+    from core.schema.limits import Scenario
+    from core.schema.sections import BenchmarkConfig, ModelConfig, TrainConfig
+
+
+class RunConfig(Protocol):
+    """What a method's parameters check themselves against: the rest of the run's config (core.schema.config's
+    RunConfig, which holds these parameters; a protocol here, so that the two modules do not import each other)."""
+
+    benchmark: BenchmarkConfig
+    model: ModelConfig
+    train: TrainConfig
+    scenario: Scenario
+
+    @property
+    def head_size(self) -> int: ...
 
 METHOD_PARAMS: dict[str, type[MethodParams]] = {}
 

@@ -18,20 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from core.files import slug, write_json_atomic
+from core.runs.lock import pid_alive
 from core.runs.metrics import mean_sem
-from core.runs.store import (
-    RunStore,
-    StoreError,
-    UnsafePathError,
-    child_name,
-    inside,
-    now_iso,
-    pid_alive,
-    read_bounded,
-    read_run_json,
-    slug,
-    write_json_atomic,
-)
+from core.runs.paths import StoreError, UnsafePathError, child_name, inside, read_bounded
+from core.runs.record import now_iso, read_run_json
+from core.runs.store import RunStore
 from core.schema.config import ConfigError, RunConfig
 from core.schema.presets import build_config
 

@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.runs.store import RunStore, now_iso, slug
+from core.files import slug
+from core.runs.record import now_iso
+from core.runs.store import RunStore
 from core.schema.config import ConfigError, RunConfig
 from core.schema.presets import build_config, load_preset, parse_override, preset_toml, toml_text
 from core.studies import study as studies

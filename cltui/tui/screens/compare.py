@@ -42,7 +42,8 @@ from cltui.tui.widgets.header import Header
 from cltui.tui.widgets.tables import RunsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.metrics import mean_sem, run_figures
-from core.runs.store import StoreError, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
 from core.schema.config import flat_config
 
 # (column, metric key, higher is better); BWT and FWT are signed percentage points.

@@ -3,20 +3,15 @@ training fields and the method's parameters, validated as the user types through
 RunConfig as `cltui run`; `ctrl+s` starts the run detached and opens its live screen; F2 saves a preset TOML.
 
 Every field is typed in the text `--set KEY=VALUE` takes (TOML: 3e-4, [400, 400], true); an empty field keeps
-the preset's value, which is what the field shows when the form opens.
+the preset's value, which is what the field shows when the form opens. What a field knows about its config
+value lives without Textual in cltui.tui.state.form; the last choice is kept by cltui.tui.state.choices.
 """
 
 from __future__ import annotations
 
-import json
-import typing
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,135 +21,33 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
+from cltui.tui.screens.base import ReachesCltui
+from cltui.tui.state.choices import last_choice, remember_choice
+from cltui.tui.state.form import (
+    DEFAULT_PRESET,
+    SCENARIO_HELP,
+    FieldSpec,
+    data_fields,
+    main_fields,
+    method_fields,
+    method_for,
+    methods_for,
+)
 from cltui.tui.state.formats import section
 from cltui.tui.widgets.header import Header
-from core.runs.store import RunStore, StoreError, inside, read_bounded, write_json_atomic
-from core.schema.config import SCENARIOS, BenchmarkConfig, ConfigError, RunConfig, TrainConfig, flat_config
+from core.runs.paths import StoreError
+from core.runs.store import RunStore
+from core.schema.config import SCENARIOS, ConfigError, RunConfig, flat_config
 from core.schema.params import METHOD_PARAMS
 from core.schema.presets import (
     build_config,
     list_presets,
     load_preset,
-    method_defaults,
-    parse_override,
     preset_save_path,
     save_preset,
     toml_text,
     user_presets_dir,
 )
-
-DEFAULT_PRESET = "split-digits"
-MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
-               ("seed", "seed"), ("device", "device"))
-NEEDS_FILES = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # digits ships with scikit-learn
-SCENARIO_HELP = {"task": "task-incremental: the context is given at test time",
-                 "domain": "domain-incremental: one shared head, the context is not given",
-                 "class": "class-incremental: one head over every class seen, the context is not given"}
-
-
-# --- fields: what a form row knows about its config value ------------------------------------------------
-
-
-@dataclass
-class FieldSpec:
-    """One config value on the form: its `--set` key, its pydantic field (type, bounds, help) and default."""
-
-    key: str  # train.lr, method.lambda
-    label: str
-    info: FieldInfo
-    default: Any
-    placeholder: str | None = None  # shown in an empty field (default: the default value, or "none")
-
-    @property
-    def help(self) -> str:
-        return self.info.description or ""
-
-    @property
-    def default_text(self) -> str:
-        return toml_text(self.default)
-
-    @property
-    def widget_id(self) -> str:
-        return "field-" + self.key.replace(".", "-")  # keys are dotted names: train.lr -> field-train-lr
-
-    @cached_property
-    def choices(self) -> tuple[str, ...] | None:
-        """The values of a Literal or bool field (shown as a Select), else None (an Input)."""
-        ann = self.info.annotation
-        args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) is typing.Union \
-            else [ann]
-        if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal:
-            return tuple(str(a) for a in typing.get_args(args[0]))
-        if args == [bool]:
-            return ("false", "true")
-        return None
-
-    @cached_property
-    def optional(self) -> bool:
-        return type(None) in typing.get_args(self.info.annotation)
-
-    @cached_property
-    def adapter(self) -> TypeAdapter[Any]:
-        ann, bounds = self.info.annotation, self.info.metadata
-        return TypeAdapter(Annotated[ann, *bounds] if bounds else ann)  # type and bounds, not the alias
-
-    def check(self, text: str) -> str | None:
-        """The field's own problem with `text` (type, bounds), as the form shows it; None if fine."""
-        if not text:
-            return None
-        _, value = parse_override(f"{self.key}={text}")
-        try:
-            self.adapter.validate_python(value)
-        except ValidationError as e:
-            msg = e.errors(include_url=False)[0]["msg"]
-            return f"{msg[:1].lower()}{msg[1:]}"
-        return None
-
-
-def main_fields(table: dict[str, Any]) -> list[FieldSpec]:
-    train = table.get("train", {})
-    return [FieldSpec(f"train.{name}", label, TrainConfig.model_fields[name],
-                      train.get(name, TrainConfig.model_fields[name].default)) for name, label in MAIN_FIELDS]
-
-
-def method_fields(table: dict[str, Any], method: str, scenario: str) -> list[FieldSpec]:
-    """The method's parameters, defaults as `build_config` resolves them (core.schema.presets.method_defaults),
-    else the parameter's own default."""
-    given = method_defaults(table, method, scenario)
-    specs = []
-    for name, info in METHOD_PARAMS[method].model_fields.items():
-        if name == "name":
-            continue
-        key = info.alias or name
-        specs.append(FieldSpec(f"method.{key}", key.replace("_", " "), info, given.get(key, info.default)))
-    return specs
-
-
-LAST_CHOICE = Path(".cltui") / "compose.json"  # inside the runs folder: the preset, scenario, method last started
-
-
-def last_choice(runs_dir: Path) -> dict[str, str]:
-    """What the form last started in this runs folder; {} when there is none or it cannot be read."""
-    try:
-        data = json.loads(read_bounded(inside(runs_dir, *LAST_CHOICE.parts, action="read")))
-    except (OSError, ValueError, RecursionError):  # StoreError too: a link, a FIFO, a huge file
-        return {}
-    return {k: v for k, v in data.items() if k in ("preset", "scenario", "method") and isinstance(v, str)} \
-        if isinstance(data, dict) else {}
-
-
-def remember_choice(runs_dir: Path, choice: dict[str, str]) -> None:
-    try:
-        inside(runs_dir, *LAST_CHOICE.parts)  # never through a link out of the runs folder
-        (Path(runs_dir) / LAST_CHOICE).parent.mkdir(exist_ok=True)
-        write_json_atomic(inside(runs_dir, *LAST_CHOICE.parts), choice)
-    except (OSError, StoreError):
-        pass  # a convenience: never a reason for a started run to look failed
-
-
-def methods_for(scenario: str) -> list[str]:
-    return [name for name, params in METHOD_PARAMS.items() if scenario in params.scenarios]
-
 
 # --- widgets -----------------------------------------------------------------------------------------
 
@@ -256,7 +149,7 @@ class SavePresetScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ComposeScreen(Screen[None]):
+class ComposeScreen(ReachesCltui, Screen[None]):
     """Compose a run and start it."""
 
     TITLE = "New run"
@@ -343,8 +236,7 @@ class ComposeScreen(Screen[None]):
             return {}
 
     def _method_for(self, wanted: str) -> str:
-        valid = methods_for(self.scenario)
-        return wanted if wanted in valid else ("none" if "none" in valid else valid[0])
+        return method_for(self.scenario, wanted)
 
     # --- layout ------------------------------------------------------------------------------------
 
@@ -399,15 +291,7 @@ class ComposeScreen(Screen[None]):
                                                                                      self.scenario)]
 
     def _data_rows(self) -> list[FieldRow]:
-        """Data location, only for data sets that are files on disk."""
-        bench = self.table.get("benchmark", {})
-        if bench.get("name") not in NEEDS_FILES:
-            return []
-        fields = BenchmarkConfig.model_fields
-        return [FieldRow(FieldSpec("benchmark.data_dir", "data dir", fields["data_dir"], bench.get("data_dir"),
-                                   placeholder="./data")),
-                FieldRow(FieldSpec("benchmark.download", "download", fields["download"],
-                                   bench.get("download", False)))]
+        return [FieldRow(spec) for spec in data_fields(self.table)]
 
     def on_mount(self) -> None:
         self.sub_title = str(self.runs_dir)
@@ -575,7 +459,7 @@ class ComposeScreen(Screen[None]):
         except (OSError, StoreError) as e:
             self.notify(f"could not start the run in {self.runs_dir}: {e}", severity="error")
             return
-        self.app.launched[handle.run_id] = handle
+        self.cltui.launched[handle.run_id] = handle
         remember_choice(self.runs_dir, {"preset": self.preset, "scenario": self.scenario, "method": self.method})
         from cltui.tui.screens.live import LiveScreen
 

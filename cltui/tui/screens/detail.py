@@ -30,6 +30,7 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
+from cltui.tui.screens.base import ReachesCltui
 from cltui.tui.state.formats import (
     STATUS_STYLE,
     figure_parts,
@@ -39,23 +40,26 @@ from cltui.tui.state.formats import (
     section,
     stability_text,
 )
+from cltui.tui.state.live import loss_track
 from cltui.tui.widgets.charts import (
     Y_SCALE_BINDING,
     AccuracyChart,
     AverageChart,
     CurveChart,
     LossChart,
+    MatrixChart,
     ScalesCharts,
     UnitsChart,
     clean_curve,
     clean_matrix,
-    loss_track,
 )
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.events import Event, Progress, from_json
+from core.runs.lock import pid_alive
 from core.runs.metrics import context_name, run_figures, seen_average
-from core.runs.store import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked, pid_alive, read_run_json
+from core.runs.paths import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked
+from core.runs.record import read_run_json
 
 LOG_TAIL_BYTES = 64 * 1024
 EVENTS_MAX_BYTES = 64 << 20  # a longer events.jsonl is read from its end for the loss chart
@@ -273,7 +277,7 @@ class WritesFigure(MessagePump):
             self.app.notify(str(message.path), title="figure written", timeout=10)
 
 
-class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]):
+class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("i", "dreams", "Dreams"),
@@ -390,8 +394,8 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
             for row in rows:
                 table.add_row(*row)
         figures = run_figures(record)
-        for chart in self.query(".charts > Chart"):  # only the ones on screen draw
-            chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score)  # type: ignore[attr-defined]
+        for chart in self.query(".charts > Chart").results(MatrixChart):  # only the ones on screen draw
+            chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score)
         curve = self.query_one("#detail-curve", CurveChart)
         points = clean_curve(record.get("acc_curve"))
         curve.display = bool(points)
@@ -486,7 +490,7 @@ class DetailScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]
             self.notify(f"could not resume {self.run_dir.name}: {message.problem}", severity="error")
             return
         if message.handle is not None and hasattr(self.app, "launched"):
-            self.app.launched[self.run_dir.name] = message.handle
+            self.cltui.launched[self.run_dir.name] = message.handle
         from cltui.tui.screens.live import LiveScreen
 
         self.app.switch_screen(LiveScreen(self.run_dir))
@@ -505,7 +509,7 @@ def launch_resume(run_dir: Path) -> Any:
     """Continue the run in `run_dir` from its last checkpoint in a detached worker, as `cltui run --resume`
     does; its handle, for app.launched (quitting the TUI asks about it like any run started here)."""
     from core.launch import worker
-    from core.runs.store import read_record
+    from core.runs.record import read_record
     from core.schema.config import validate_config
 
     record = read_record(run_dir)

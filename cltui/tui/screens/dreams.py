@@ -35,7 +35,8 @@ from cltui.tui.state.formats import section
 from cltui.tui.widgets.charts import LatentMapChart
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
-from core.runs.store import StoreError, read_run_json
+from core.runs.paths import StoreError
+from core.runs.record import read_run_json
 
 MAX_ZOOM = 8  # pixels per half cell
 

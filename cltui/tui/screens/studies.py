@@ -24,12 +24,16 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from cltui.tui.screens.base import ReachesCltui
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.state.formats import STATUS_STYLE, fmt_duration, fmt_pct, shown_path
 from cltui.tui.widgets.charts import SweepChart
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
-from core.runs.store import RUN_JSON, RunStore, StoreError, default_runs_dir, pid_alive, read_bounded, read_run_json
+from core.runs.lock import pid_alive
+from core.runs.paths import RUN_JSON, StoreError, read_bounded
+from core.runs.record import read_run_json
+from core.runs.store import RunStore, default_runs_dir
 from core.studies import study as studies
 
 Stamp = tuple[int, int] | None  # (mtime_ns, size) of a file
@@ -84,7 +88,7 @@ def scan(store: RunStore, files: dict[str, StudyFile], runs: dict[str, tuple[Sta
     new_files: dict[str, StudyFile] = {}
     new_runs: dict[str, tuple[Stamp, dict[str, Any] | None]] = {}
     try:
-        paths = studies.study_files(store)  # regular files of a real studies folder (core/runs/store.py `inside`)
+        paths = studies.study_files(store)  # regular files of a real studies folder (core/runs/paths.py `inside`)
     except (OSError, StoreError):
         paths = []
     for path in paths:
@@ -145,7 +149,7 @@ class StudiesTable(DataTable):
     BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Compare", show=False)]
 
 
-class StudiesScreen(ReportsWorkerErrors, Screen[None]):
+class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
     """Every study; the highlighted one's settings and table; `enter`/`c` compares its finished runs."""
 
     DEFAULT_CSS = """
@@ -217,7 +221,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="studies-poll")
     def poll(self, force: bool = False) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.cltui.store
         files, runs = scan(store, dict(self.files), dict(self.runs), force)
         alive = {run_id: pid_alive(record.get("pid")) for run_id, (_, record) in runs.items()
                  if record is not None and record.get("status") == "running"}
@@ -308,7 +312,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
                             table.update_cell(study_id, key, new[k])
                     self.row_cells[study_id] = new
         running = sum(e.study is not None and self.progress(e.study).running > 0 for e in entries)
-        where = shown_path(self.app.runs_dir)  # type: ignore[attr-defined]
+        where = shown_path(self.cltui.runs_dir)
         self.sub_title = (f"{len(entries)} stud{'y' if len(entries) == 1 else 'ies'} in {where}"
                           + (f" · {running} running" if running else ""))
         empty = not entries
@@ -320,7 +324,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         self.update_study()
 
     def empty_text(self) -> Text:
-        runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
+        runs_dir = self.cltui.runs_dir
         try:
             default = Path(runs_dir).resolve() == default_runs_dir().resolve()
         except OSError:
@@ -383,7 +387,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         from core.studies import sweep
         records = self.records(s)
         progress = self.progress(s)
-        chosen = sweep.best(self.app.store, s, records)  # type: ignore[attr-defined]
+        chosen = sweep.best(self.cltui.store, s, records)
         line = Text(no_wrap=False)
         line.append(f"sweep ({s.get('search', 'grid')}) of {', '.join(s['methods'])} · {s.get('preset')} · "
                     f"{s.get('scenario')}-IL · {s.get('seeds')} seed{'s' if s.get('seeds') != 1 else ''}\n")
@@ -398,7 +402,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
             table.add_column(Text(title, justify="right" if right else "left"), key=title)
         for i, grid in enumerate(s.get("grid") or []):
             key = grid.partition("=")[0]
-            rows = sweep.axis_table(self.app.store, s, key, records)  # type: ignore[attr-defined]
+            rows = sweep.axis_table(self.cltui.store, s, key, records)
             for r in rows:
                 bold = chosen is not None and chosen["params"].get(key) == r["value"]
                 style = "bold" if bold else ""
@@ -432,7 +436,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
             self.notify(entry.error or "the study file cannot be read", title="unreadable study",
                         severity="warning", timeout=8)
             return
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.cltui.store
         dirs = []
         for run, record in zip(entry.study["runs"], self.records(entry.study), strict=True):
             if record is not None and record.get("status") == "finished" and run.get("run_id"):
@@ -453,7 +457,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
         if entry is None:
             return
         try:
-            path, _ = studies.removal(self.app.store, entry.id)  # type: ignore[attr-defined]
+            path, _ = studies.removal(self.cltui.store, entry.id)
         except StoreError as e:
             self.notify(str(e), title="not deleted", severity="warning", timeout=8)
             return
@@ -466,7 +470,7 @@ class StudiesScreen(ReportsWorkerErrors, Screen[None]):
                              lambda yes: self.delete(entry.id) if yes else None)
 
     def delete(self, study_id: str) -> None:
-        store = self.app.store  # type: ignore[attr-defined]
+        store = self.cltui.store
         try:  # checked again: a run may have started since the question was asked
             path, folders = studies.removal(store, study_id)
             studies.remove(store, path, folders)

@@ -19,7 +19,9 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from core.runs.events import Event, from_json
-from core.runs.store import EVENTS, RUN_JSON, WORKER_LOG, RunEntry, StoreError, open_checked, read_run_json
+from core.runs.paths import EVENTS, RUN_JSON, WORKER_LOG, StoreError, open_checked
+from core.runs.record import read_run_json
+from core.runs.store import RunEntry
 
 CHUNK = 1 << 20  # bytes read per look: a long history arrives in several batches, the UI stays responsive
 LOG_TAIL_BYTES = 16 << 10  # a long worker.log: only its end is worth showing
@@ -40,7 +42,7 @@ class LineTail:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return []
-        if not stat.S_ISREG(st.st_mode):  # a link, a FIFO, a device: never followed nor read (core/runs/store.py)
+        if not stat.S_ISREG(st.st_mode):  # a link, a FIFO, a device: never followed nor read (core/runs/paths.py)
             return []
         size = st.st_size
         if self._from_end is not None:

@@ -12,9 +12,7 @@ A method registers itself by naming its parameters: `class EWC(Method[EWCParams]
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, get_args
 
@@ -22,10 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from core.engine.data import Benchmark, Context
+from core.engine.loop import Cancelled, Phase
 from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
 from core.methods.parts.common import Dreams
-from core.runs.events import Event, PhaseFinished, PhaseStarted, Progress
+from core.runs.events import Event
 from core.schema.config import RunConfig
 from core.schema.params import METHOD_PARAMS, MethodParams
 
@@ -42,10 +41,6 @@ class Batch:
     def contexts(self) -> Tensor:
         """Each sample's context, also for a batch of one context."""
         return torch.full_like(self.y, self.context) if self.context_ids is None else self.context_ids
-
-
-class Cancelled(Exception):
-    """The user (or a dying parent process) asked the run to stop; raised at the next stop check."""
 
 
 @dataclass
@@ -69,26 +64,12 @@ class ContextInfo:
         if self.should_stop():
             raise Cancelled(f"stopped in context {self.stage}")
 
-    @contextmanager
-    def phase(self, name: str, total: int | None = None) -> Iterator[Callable[[int, float | Tensor | None], None]]:
-        """A long consolidation phase: PhaseStarted, throttled Progress via the yielded callback, PhaseFinished.
-        The callback takes the loss as a float or a device tensor, read only when a report is due; it also
-        checks for a stop (raising Cancelled), so a phase that reports its steps is always stoppable."""
-        self.check_stop()
-        self.emit(PhaseStarted(context=self.stage, phase=name, total=total))
-        start = last = time.monotonic()
-
-        def progress(step: int, loss: float | Tensor | None = None) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= self.progress_interval or (total is not None and step >= total):
-                last = now
-                self.emit(Progress(context=self.stage, phase=name, step=step, total=total or 0,
-                                   loss=None if loss is None else float(loss)))
-                self.check_stop()
-
-        yield progress
-        self.emit(PhaseFinished(context=self.stage, phase=name, seconds=time.monotonic() - start))
+    def phase(self, name: str, total: int | None = None) -> Phase:
+        """A long consolidation phase (core/engine/loop.py's Phase): PhaseStarted, throttled Progress each time it
+        is called with the steps done (and the loss, as a float or a device tensor, read only when a report is
+        due), PhaseFinished. Each report also checks for a stop (raising Cancelled), so a phase that reports its
+        steps is always stoppable."""
+        return Phase(self.emit, self.stage, name, total, interval=self.progress_interval, check_stop=self.check_stop)
 
 
 class Method(Generic[P]):

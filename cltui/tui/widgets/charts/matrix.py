@@ -1,0 +1,100 @@
+"""The charts of a run's accuracy matrix (`acc_matrix[i][j]`: the accuracy on context j after training
+contexts 0..i): the accuracy on each context, and the average accuracy with the forgetting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from cltui.tui.widgets.charts.base import (
+    Chart,
+    Matrix,
+    clean_matrix,
+    colour,
+    legend,
+    scored,
+)
+from core.runs.metrics import avg_forgetting, context_name, seen_averages
+
+
+class MatrixChart(Chart):
+    """A chart drawn from one run's accuracy matrix; `set_matrix` redraws only when the matrix changed."""
+
+    def __init__(self, title: str, **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+        self.matrix: Matrix | None = None
+        self.joint = False  # trained once over every context (core.runs.metrics.trains_once), said by the record
+        self.base_title = title
+
+    def set_matrix(self, acc_matrix: Any, once: bool = False, score: str = "accuracy") -> None:
+        matrix = clean_matrix(acc_matrix)
+        title = scored(self.base_title, score)
+        if matrix == self.matrix and once == self.joint and title == self.title:
+            return
+        self.matrix, self.joint, self.title = matrix, once, title
+        self.titles(bool(matrix), self.EMPTY_TITLE, self.legend_for(matrix))
+        self.redraw()
+
+    def legend_for(self, matrix: Matrix) -> Text | str:
+        return ""
+
+    def is_joint(self, matrix: Matrix) -> bool:
+        return self.joint
+
+
+class AccuracyChart(MatrixChart):
+    """One line per context j: accuracy on j after training contexts 0..i (from the moment j is trained)."""
+
+    def __init__(self, title: str = "accuracy on each context (%)", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+
+    def legend_for(self, matrix: Matrix) -> Text | str:
+        contexts = len(matrix[0]) if matrix else 0
+        return legend([(context_name(j, short=True), j) for j in range(contexts)
+                       if self.is_joint(matrix) or j < len(matrix)])
+
+    def draw(self) -> bool:
+        matrix = self.matrix
+        if not matrix:
+            return False
+        plt = self.plt
+        joint = self.is_joint(matrix)
+        xs = list(range(1, len(matrix) + 1))
+        values: list[float] = []
+        for j in range(len(matrix[0])):
+            start = 0 if joint else j
+            if start >= len(matrix):
+                continue  # not trained yet
+            ys = [100 * matrix[i][j] if j < len(matrix[i]) else 0.0 for i in range(start, len(matrix))]
+            values += ys
+            plt.plot(xs[start:], ys, color=colour(j), marker="hd")
+        self.axes(1 if joint else max(len(matrix[0]), len(matrix)), values)
+        return True
+
+
+class AverageChart(MatrixChart):
+    """Average accuracy over the contexts seen so far, and average forgetting so far, after each context."""
+
+    def __init__(self, title: str = "average accuracy / forgetting (%)", **kwargs: Any) -> None:
+        super().__init__(title, **kwargs)
+
+    def legend_for(self, matrix: Matrix) -> Text | str:
+        return legend([("avg acc seen", 0), ("avg forgetting", 1)])
+
+    def draw(self) -> bool:
+        matrix = self.matrix
+        if not matrix:
+            return False
+        plt = self.plt
+        xs = list(range(1, len(matrix) + 1))
+        averages = [100 * a for a in seen_averages(matrix, self.joint)]
+        plt.plot(xs, averages, color=colour(0), marker="hd")
+        forgetting = [(i + 1, avg_forgetting(matrix[: i + 1])) for i in range(1, len(matrix))]
+        points = [(x, 100 * f) for x, f in forgetting if f is not None]
+        if points:
+            plt.plot([x for x, _ in points], [f for _, f in points], color=colour(1), marker="hd")
+        self.axes(1 if self.is_joint(matrix) else max(len(matrix[0]), len(matrix)), averages + [f for _, f in points])
+        return True
+
+
