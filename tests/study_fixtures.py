@@ -4,6 +4,8 @@ paying for a worker process per run (events.jsonl written as the worker writes i
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +28,25 @@ def train_study(root: Path, methods: list[str], seeds: int, overrides: tuple[str
     study["finished"] = now_iso()
     studies.save(store, study)
     return study
+
+
+RUNNING_ID = "20260105-090000-split-digits-class"
+
+
+def add_running_study(root: Path, ids: list[str]) -> list[str]:
+    """A second study over the 300-iteration runs: 7 finished, 2 running (alive: this process), 6 not started.
+    Returns the ids of the two running runs."""
+    old = sorted(ids)[:15]
+    running = old[7:9]
+    for run_id in running:
+        path = root / run_id / "run.json"
+        record = json.loads(path.read_text())
+        record.update(status="running", pid=os.getpid(), metrics={}, finished=None)
+        path.write_text(json.dumps(record))
+    runs = [{"method": run_id.split("-")[-2], "seed": int(run_id[-1]), "run_id": run_id if k < 9 else None}
+            for k, run_id in enumerate(old)]
+    study = {"schema": 1, "id": RUNNING_ID, "created": "2026-01-05T09:00:00+00:00", "finished": None,
+             "preset": "split-digits", "scenario": "class", "methods": ["none", "ewc", "si", "lwf", "er"],
+             "seeds": 3, "overrides": [], "jobs": 2, "runs": runs}
+    (root / "studies" / f"{RUNNING_ID}.json").write_text(json.dumps(study))
+    return running

@@ -234,7 +234,7 @@ def test_dreams_refuses_to_draw_into_a_pipe_and_names_export(tmp_path):
 
 
 def test_studies_list_is_newest_first_and_counts_only_live_runs_as_running(tmp_path):
-    from tests.test_tui_studies import RUNNING_ID, add_running_study
+    from tests.study_fixtures import RUNNING_ID, add_running_study
 
     root = tmp_path / "runs"
     ids, study = write_thirty_runs(root)

@@ -277,7 +277,7 @@ def test_the_tui_dreams_screen_opens_a_real_dreaming_run(dreamed, tmp_path):
     from textual.widgets import Static, Tabs
 
     from cltui.tui.screens.dreams import DreamsScreen
-    from tests.test_tui_browse import drive, select, settle
+    from tests.tui_fixtures import drive, select, settle
 
     _, folder, record, _ = dreamed
     runs = tmp_path / "runs"

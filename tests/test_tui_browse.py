@@ -4,7 +4,6 @@ still going. Also: the app never imports torch."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -19,7 +18,6 @@ from rich.console import Group
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent, Tabs
 
-from cltui.app import create_app
 from cltui.tui.app import CltuiApp
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
@@ -27,7 +25,7 @@ from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.dreams import DreamGrid, DreamsScreen
 from cltui.tui.screens.runs import RunsScreen
 from cltui.tui.widgets.charts import AccuracyChart, AverageChart, FinalAccuracyChart
-from tests.tui_fixtures import ACC_EWC, IDS, settle_workers, write_fixture_runs
+from tests.tui_fixtures import ACC_EWC, IDS, drive, select, settle, write_fixture_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,29 +35,8 @@ def runs(runs_dir: Path) -> dict[str, Path]:
     return write_fixture_runs(runs_dir)
 
 
-def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitable[Any]],
-          size: tuple[int, int] = (100, 30)) -> Any:
-    """Run the app on `runs_dir`, wait for the runs to be listed, then `script(app, pilot, notes)`; `notes`
-    collects the notifications the app shows."""
-
-    async def main() -> Any:
-        app = create_app(runs_dir)
-        notes: list[str] = []
-        shown = app.notify
-        app.notify = lambda message, **kw: (notes.append(str(message)), shown(message, **kw))[1]  # type: ignore[method-assign]
-        async with app.run_test(size=size) as pilot:
-            await settle(pilot)
-            result = await script(app, pilot, notes)
-            await pilot.pause()  # not settle(): a live screen's follower never completes
-        assert not [n for n in notes if n.startswith("internal error")], notes  # a thread worker failed
-        return result
-
-    return asyncio.run(main())
 
 
-async def settle(pilot: Pilot) -> None:
-    await settle_workers(pilot.app)
-    await pilot.pause()
 
 
 async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 4.0) -> bool:
@@ -83,10 +60,6 @@ def runs_rows(app: CltuiApp) -> dict[str, dict[str, str]]:
     return {run_id: dict(zip(names, cells, strict=True)) for run_id, cells in table_rows(app).items()}
 
 
-async def select(pilot: Pilot, run_id: str) -> None:
-    table = pilot.app.screen.query_one("#runs", DataTable)
-    table.move_cursor(row=table.get_row_index(run_id), animate=False)
-    await pilot.pause()
 
 
 def text_of(app: CltuiApp, selector: str) -> str:

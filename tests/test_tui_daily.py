@@ -24,7 +24,6 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
-import cltui.tui.app as app_module
 from cltui.tui.app import CltuiApp
 from cltui.tui.screens.compare import CompareScreen, differing
 from cltui.tui.screens.confirm import ConfirmScreen
@@ -46,16 +45,7 @@ from cltui.tui.widgets.charts import (
 from core.runs.events import ContextStarted, Progress, RunFinished, to_json
 from core.schema.config import flat_config
 from tests.daily_fixtures import FINAL, write_thirty_runs
-from tests.tui_fixtures import settle_workers, write_fixture_runs
-
-
-class BareApp(CltuiApp):
-    """cltui's app and stylesheet with an empty home screen: the screens under test are pushed onto it."""
-
-    CSS_PATH = str(Path(app_module.__file__).parent / "cltui.tcss")
-
-    def get_default_screen(self) -> Screen:
-        return Screen()
+from tests.tui_fixtures import BareApp, settle_workers, write_fixture_runs
 
 
 def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitable[Any]],

@@ -18,7 +18,7 @@ from core.files import write_json_atomic
 from core.runs.record import new_run_record
 from core.runs.store import RunStore, append_event
 from core.schema.presets import build_config
-from tests.test_tui_live import FakeHandle, choose, field, open_compose, tree_text, until
+from tests.tui_fixtures import FakeHandle, choose, field, open_compose, tree_text, until
 
 SIZE = (100, 30)
 

@@ -14,13 +14,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import Input, Log, Select, Static, Tree
-from textual.widgets.tree import TreeNode
+from textual.widgets import Input, Log, Select, Static
 
 from cltui.tui.app import create_app
 from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen
@@ -36,7 +34,6 @@ from core.runs.events import (
     PhaseFinished,
     PhaseStarted,
     Progress,
-    RunCancelled,
     RunFailed,
     RunStarted,
     to_json,
@@ -44,6 +41,7 @@ from core.runs.events import (
 from core.runs.record import new_run_record, read_run_json
 from core.runs.store import RunStore, append_event
 from core.schema.presets import build_config, load_preset, toml_text
+from tests.tui_fixtures import FakeHandle, choose, field, open_compose, tree_text, until
 
 SIZE = (100, 30)
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
@@ -52,22 +50,10 @@ PRESETS = Path(__file__).resolve().parent.parent / "presets"
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-async def until(pilot: Pilot, condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await pilot.pause(0.05)
 
 
-def walk(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:
-    for child in node.children:
-        yield child
-        yield from walk(child)
 
 
-def tree_text(screen: LiveScreen) -> str:
-    return "\n".join(node.label.plain for node in walk(screen.query_one(Tree).root))
 
 
 def static_text(screen: Any, selector: str) -> str:
@@ -108,27 +94,6 @@ def finish_context(run_dir: Path, k: int, accuracies: list[float], t: float) -> 
         append_event(run_dir, event)
 
 
-class FakeHandle:
-    """A launched run's handle that stops the way the real worker does: run.json cancelled, RunCancelled."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir, self.run_id, self.pid = run_dir, run_dir.name, os.getpid()
-        self.stopped = 0
-        self._alive = True
-
-    def alive(self) -> bool:
-        return self._alive
-
-    def stop(self, timeout: float = 30) -> None:
-        self.stopped += 1
-        record = read_run_json(self.run_dir)
-        record.update(status="cancelled", finished="2026-01-01T12:00:10+00:00")
-        write_json_atomic(self.run_dir / "run.json", record)
-        append_event(self.run_dir, RunCancelled(reason="stopped in context 0 at iteration 130", context=0))
-        self._alive = False
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return None if self._alive else 130
 
 
 async def open_live(app: Any, pilot: Pilot, run_dir: Path) -> LiveScreen:
@@ -381,8 +346,6 @@ def test_enter_on_a_running_run_opens_it_live(runs_dir):
 # --- compose ---------------------------------------------------------------------------------------------
 
 
-def field(screen: ComposeScreen, key: str) -> Input | Select:
-    return screen.query_one("#field-" + key.replace(".", "-"))
 
 
 def field_error(screen: ComposeScreen, key: str) -> str:
@@ -390,17 +353,8 @@ def field_error(screen: ComposeScreen, key: str) -> str:
     return str(row.query_one("Static.error", Static).render()) if row.has_class("-invalid") else ""
 
 
-async def open_compose(app: Any, pilot: Pilot) -> ComposeScreen:
-    await pilot.press("n")
-    await until(pilot, lambda: isinstance(app.screen, ComposeScreen), what="the compose screen")
-    await pilot.pause()
-    return app.screen
 
 
-async def choose(pilot: Pilot, screen: ComposeScreen, key: str, value: str) -> None:
-    field(screen, key).value = value
-    await pilot.pause(0.1)
-    await pilot.pause()
 
 
 def test_compose_shows_the_preset_and_only_valid_methods(runs_dir):

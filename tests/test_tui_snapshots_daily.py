@@ -21,8 +21,7 @@ from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.widgets.charts import AccuracyChart, LossChart
 from tests.daily_fixtures import write_thirty_runs
-from tests.test_tui_daily import BareApp
-from tests.tui_fixtures import IDS, settle_workers, snapshot_versions, write_fixture_runs
+from tests.tui_fixtures import IDS, BareApp, settle_workers, snapshot_versions, write_fixture_runs
 
 pytestmark = snapshot_versions
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]

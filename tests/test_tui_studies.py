@@ -22,9 +22,8 @@ from cltui.tui.app import CltuiApp
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.studies import StudiesScreen
 from tests.daily_fixtures import STUDY_ID, write_thirty_runs
+from tests.study_fixtures import RUNNING_ID, add_running_study
 from tests.tui_fixtures import settle_workers
-
-RUNNING_ID = "20260105-090000-split-digits-class"
 
 
 def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitable[Any]],
@@ -78,23 +77,6 @@ def daily(runs_dir: Path) -> tuple[list[str], str]:
     return write_thirty_runs(runs_dir)
 
 
-def add_running_study(root: Path, ids: list[str]) -> list[str]:
-    """A second study over the 300-iteration runs: 7 finished, 2 running (alive: this process), 6 not started.
-    Returns the ids of the two running runs."""
-    old = sorted(ids)[:15]
-    running = old[7:9]
-    for run_id in running:
-        path = root / run_id / "run.json"
-        record = json.loads(path.read_text())
-        record.update(status="running", pid=os.getpid(), metrics={}, finished=None)
-        path.write_text(json.dumps(record))
-    runs = [{"method": run_id.split("-")[-2], "seed": int(run_id[-1]), "run_id": run_id if k < 9 else None}
-            for k, run_id in enumerate(old)]
-    study = {"schema": 1, "id": RUNNING_ID, "created": "2026-01-05T09:00:00+00:00", "finished": None,
-             "preset": "split-digits", "scenario": "class", "methods": ["none", "ewc", "si", "lwf", "er"],
-             "seeds": 3, "overrides": [], "jobs": 2, "runs": runs}
-    (root / "studies" / f"{RUNNING_ID}.json").write_text(json.dumps(study))
-    return running
 
 
 def test_the_studies_list_shows_each_study_with_its_overrides_and_the_table(runs_dir, daily):

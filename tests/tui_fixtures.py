@@ -15,18 +15,41 @@ screenshots of them never change.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import DataTable, Input, Select, Tree
+from textual.widgets.tree import TreeNode
 
-from core.runs.events import ContextEvaluated, ContextStarted, Event, PhaseStarted, Progress, RunStarted, to_json
+import cltui.tui.app as app_module
+from cltui.tui.app import CltuiApp, create_app
+from cltui.tui.screens.compose import ComposeScreen
+from cltui.tui.screens.live import LiveScreen
+from core.files import write_json_atomic
+from core.runs.events import (
+    ContextEvaluated,
+    ContextStarted,
+    Event,
+    PhaseStarted,
+    Progress,
+    RunCancelled,
+    RunStarted,
+    to_json,
+)
 from core.runs.metrics import summarize
+from core.runs.record import read_run_json
+from core.runs.store import append_event
 
 # The SVG baselines in tests/__snapshots__/ were drawn by these versions; another version draws other
 # (equally right) pixels, so the snapshot tests skip, saying so, until `pytest --snapshot-update` is run.
@@ -296,3 +319,101 @@ def write_fixture_runs(root: Path) -> dict[str, Path]:
     (folder / "run.json").write_text(text[: len(text) // 2])
     runs["corrupted"] = folder
     return runs
+
+
+class BareApp(CltuiApp):
+    """cltui's app and stylesheet with an empty home screen: the screens under test are pushed onto it."""
+
+    CSS_PATH = str(Path(app_module.__file__).parent / "cltui.tcss")
+
+    def get_default_screen(self) -> Screen:
+        return Screen()
+
+
+async def until(pilot: Pilot, condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+def tree_text(screen: LiveScreen) -> str:
+    return "\n".join(node.label.plain for node in walk(screen.query_one(Tree).root))
+
+
+class FakeHandle:
+    """A launched run's handle that stops the way the real worker does: run.json cancelled, RunCancelled."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.run_id, self.pid = run_dir, run_dir.name, os.getpid()
+        self.stopped = 0
+        self._alive = True
+
+    def alive(self) -> bool:
+        return self._alive
+
+    def stop(self, timeout: float = 30) -> None:
+        self.stopped += 1
+        record = read_run_json(self.run_dir)
+        record.update(status="cancelled", finished="2026-01-01T12:00:10+00:00")
+        write_json_atomic(self.run_dir / "run.json", record)
+        append_event(self.run_dir, RunCancelled(reason="stopped in context 0 at iteration 130", context=0))
+        self._alive = False
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return None if self._alive else 130
+
+
+def field(screen: ComposeScreen, key: str) -> Input | Select:
+    return screen.query_one("#field-" + key.replace(".", "-"))
+
+
+async def open_compose(app: Any, pilot: Pilot) -> ComposeScreen:
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(app.screen, ComposeScreen), what="the compose screen")
+    await pilot.pause()
+    return app.screen
+
+
+async def choose(pilot: Pilot, screen: ComposeScreen, key: str, value: str) -> None:
+    field(screen, key).value = value
+    await pilot.pause(0.1)
+    await pilot.pause()
+
+
+def walk(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:
+    for child in node.children:
+        yield child
+        yield from walk(child)
+
+
+def drive(runs_dir: Path, script: Callable[[CltuiApp, Pilot, list[str]], Awaitable[Any]],
+          size: tuple[int, int] = (100, 30)) -> Any:
+    """Run the app on `runs_dir`, wait for the runs to be listed, then `script(app, pilot, notes)`; `notes`
+    collects the notifications the app shows."""
+
+    async def main() -> Any:
+        app = create_app(runs_dir)
+        notes: list[str] = []
+        shown = app.notify
+        app.notify = lambda message, **kw: (notes.append(str(message)), shown(message, **kw))[1]  # type: ignore[method-assign]
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            result = await script(app, pilot, notes)
+            await pilot.pause()  # not settle(): a live screen's follower never completes
+        assert not [n for n in notes if n.startswith("internal error")], notes  # a thread worker failed
+        return result
+
+    return asyncio.run(main())
+
+
+async def settle(pilot: Pilot) -> None:
+    await settle_workers(pilot.app)
+    await pilot.pause()
+
+
+async def select(pilot: Pilot, run_id: str) -> None:
+    table = pilot.app.screen.query_one("#runs", DataTable)
+    table.move_cursor(row=table.get_row_index(run_id), animate=False)
+    await pilot.pause()
