@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.schema.config import MAX_BATCH, MAX_ITERATIONS, MAX_LR, ConfigError, RunConfig, validate_config
-from core.schema.limits import MAX_PARAMETERS, SEED_LIMIT, model_parameters
+from core.schema.config import ConfigError, RunConfig, validate_config
+from core.schema.limits import MAX_BATCH, MAX_ITERATIONS, MAX_LR, MAX_PARAMETERS, SEED_LIMIT, model_parameters
 from core.schema.params import MAX_WIDTH
 from core.schema.presets import build_config
 from tests.faults_util import assert_bad_input, cli, config_error
