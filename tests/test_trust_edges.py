@@ -176,7 +176,7 @@ def test_tracking_plot_and_export_write_nothing_under_home(tmp_path):
 OPEN_STORE = """
 import sys, time
 from pathlib import Path
-from core.reporting.tracking import MlflowStore, quiet_mlflow
+from core.reporting.mlflow_store import MlflowStore, quiet_mlflow
 quiet_mlflow()
 from mlflow.tracking import MlflowClient  # loaded before the start: both processes begin together
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
