@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loop_overhead import synthetic_mnist
 from core.engine.data import build_benchmark
-from core.engine.train import Trainer
 from core.methods.parts.base import ContextInfo
 from core.schema.presets import build_config
+from core.training.train import Trainer
 
 SETTINGS = (0, 1, 10, 100)
 

@@ -72,9 +72,9 @@ class Report:
 
 def method_run(method: str, precision: str, device: str) -> Callable[[], str]:
     def run() -> str:
-        from core.engine.train import run
         from core.schema.params import METHOD_PARAMS
         from core.schema.presets import build_config
+        from core.training import run
 
         scenarios = METHOD_PARAMS[method].scenarios
         scenario = "class" if "class" in scenarios else scenarios[0]
@@ -208,9 +208,9 @@ def speed_check(report: Report, what: str, kind: str, device: str, precision: st
 
 
 def compiled_run_check(device: str) -> str:
-    """train.compile=true through the real loop (core.engine.train's model.compile())."""
-    from core.engine.train import run
+    """train.compile=true through the real loop (core.training.train's model.compile())."""
     from core.schema.presets import build_config
+    from core.training import run
 
     config = build_config("split-digits", device=device, overrides=[*FEW, "train.compile=true"])
     record = run(config, Path(tempfile.mkdtemp(prefix="gpu-check-compile-")))

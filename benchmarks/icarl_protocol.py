@@ -30,8 +30,8 @@ VARIANTS = {"none": ("none", []), "icarl union": ("icarl", ["method.replay=union
 
 
 def one_run(method: str, overrides: list[str], seed: int, device: str) -> dict:
-    from core.engine.train import run
     from core.schema.presets import build_config
+    from core.training import run
 
     config = build_config("split-digits", method=method, scenario="class", device=device, seed=seed,
                           overrides=overrides)

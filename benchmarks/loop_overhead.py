@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from core.engine.data import Split, build_benchmark
-from core.engine.train import Trainer
 from core.methods.parts.base import ContextInfo
 from core.schema.presets import build_config
+from core.training.train import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.engine.train import run
 from core.merge.merger import check_teachers, merge, settings_from
 from core.runs.store import RunStore
 from core.schema.presets import build_config
+from core.training import run
 
 
 def parse(item: str) -> tuple[str, object]:

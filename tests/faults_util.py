@@ -46,7 +46,7 @@ _WHOLE: dict[tuple[Any, ...], tuple[dict[str, Any], Path]] = {}
 def whole_run(tmp_root: Path, *overrides: str, method: str = "none", scenario: str = "class"
               ) -> tuple[dict[str, Any], Path]:
     """The record and folder of an uninterrupted run of `config(*overrides)` (made once per test process)."""
-    from core.engine.train import run
+    from core.training import run
 
     key = (overrides, method, scenario)
     if key not in _WHOLE:
@@ -142,9 +142,9 @@ def tmp_files(root: Path) -> list[Path]:
 def merge_teachers(root: Path, hidden: int = 16, iterations: int = 5) -> tuple[str, str]:
     """Two finished joint runs of merge-digits on disjoint halves of its contexts (the teachers `cltui merge`
     takes), trained in this process; their run ids."""
-    from core.engine.train import run
     from core.runs.store import RunStore
     from core.schema.presets import build_config
+    from core.training import run
 
     names = []
     for seed, learn in ((0, "[0,1]"), (1, "[2,3,4]")):

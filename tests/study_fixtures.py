@@ -16,7 +16,7 @@ from core.studies import study as studies
 
 def train_study(root: Path, methods: list[str], seeds: int, overrides: tuple[str, ...] = ("train.iterations=20",)
                 ) -> dict[str, Any]:
-    from core.engine.train import run
+    from core.training import run
 
     store = RunStore(root)
     study, configs = studies.plan("split-digits", methods, "class", seeds, list(overrides), 1)

@@ -9,11 +9,11 @@ import json
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.engine.train import run
 from core.runs.events import ContextEvaluated
 from core.runs.record import read_run_json
 from core.runs.store import RunStore
 from core.studies import study as studies
+from core.training import run
 
 TINY = "train.iterations=40"
 

@@ -19,7 +19,7 @@ from cltui.tui.app import create_app
 from cltui.tui.screens.detail import DetailScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.widgets.charts import AverageChart, CurveChart, boundaries
-from core.engine import train
+from core import training
 from core.files import write_json_atomic
 from core.runs.events import ContextEvaluated, ContextStarted, CurveEvaluated, Progress, RunStarted
 from core.runs.metrics import min_acc, stability_gap
@@ -31,7 +31,7 @@ from core.schema.presets import build_config
 def run_in(folder: Path, preset: str, overrides: list[str], **options: Any) -> tuple[dict[str, Any], list[Any]]:
     folder.mkdir(parents=True)
     events: list[Any] = []
-    record = train.run(build_config(preset, overrides=overrides, **options), folder, events.append)
+    record = training.run(build_config(preset, overrides=overrides, **options), folder, events.append)
     return record, events
 
 

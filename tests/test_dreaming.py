@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.engine.data import build_benchmark
-from core.engine.dreams import DreamJudge, frechet_distance
 from core.engine.models import build_model
-from core.engine.train import run
 from core.methods.parts.common import Dreams, frozen_copy
 from core.methods.parts.dreaming import BatchNormStatistics, pixel_box
 from core.runs.events import DreamsSaved
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
+from core.training import run
+from core.training.dreams import DreamJudge, frechet_distance
 
 PRESET = "split-digits-dfcil"
 TINY = {
@@ -88,7 +88,7 @@ def test_lr_decay_at_is_checked_and_applied(tmp_path):
         build_config("split-digits", overrides=["train.lr_decay_at=[0.8, 0.4]"])
     cfg = build_config("split-digits", device="cpu", overrides=["train.iterations=10", "benchmark.contexts=2",
                                                                "train.lr_decay_at=[0.5]", "train.lr_decay=0.1"])
-    from core.engine.train import Trainer
+    from core.training.train import Trainer
 
     trainer = Trainer(cfg, fresh(tmp_path, "run"), lambda e: None, lambda: False)
     trainer.run()

@@ -91,8 +91,8 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
     """Make the run raise Killed at `point` (undone when `m`'s context ends)."""
     import torch
 
-    from core.engine.train import Trainer
     from core.methods.parts.base import Method
+    from core.training.train import Trainer
 
     if point == "in-training-of-context-2":
         loss, calls = Method.loss, []
@@ -146,7 +146,7 @@ def arm(point: str, m: pytest.MonkeyPatch) -> None:
 def test_a_kill_at_any_point_of_a_context_loses_no_completed_context_and_resume_matches(
         point, whole_root, tmp_path, monkeypatch):
     import core.runs.record
-    from core.engine.train import run
+    from core.training import run
 
     reference = whole(whole_root)
     cfg = config()
@@ -247,7 +247,8 @@ def test_a_cuda_run_resumed_on_a_cpu_machine_asks_for_device_cpu_and_then_finish
                                                                                     monkeypatch):
     import torch
 
-    from core.engine.train import Trainer, run
+    from core.training import run
+    from core.training.train import Trainer
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the test needs one without")
@@ -829,7 +830,7 @@ def stop_after(context: int) -> tuple[Any, Any]:
 @pytest.fixture
 def one_context_run(runs_dir: Path) -> Path:
     """A run cancelled after exactly one context."""
-    from core.engine.train import run
+    from core.training import run
 
     run_dir = fresh(runs_dir, "20260101-000000-split-digits-class-none-s0")
     emit, should_stop = stop_after(0)
@@ -891,7 +892,7 @@ def test_the_tui_charts_of_a_run_cancelled_after_one_context_show_c0_only(one_co
 
 
 def test_a_resumed_run_prints_a_total_time_no_shorter_than_its_training(one_context_run, runs_dir):
-    from core.engine.train import run
+    from core.training import run
 
     record = run(config(), one_context_run, resume=True)
     assert record["status"] == "finished"
@@ -914,7 +915,7 @@ def umask(mask: int) -> Iterator[None]:
 
 
 def test_run_json_gets_the_permissions_of_the_umask(runs_dir):
-    from core.engine.train import run
+    from core.training import run
 
     run_dir = fresh(runs_dir, "r")
     with umask(0o022):
@@ -923,7 +924,7 @@ def test_run_json_gets_the_permissions_of_the_umask(runs_dir):
 
 
 def test_run_json_follows_the_umask_of_the_moment(runs_dir):
-    from core.engine.train import run
+    from core.training import run
 
     run_dir = fresh(runs_dir, "r")
     with umask(0o027):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.engine.train import run
 from core.runs.metrics import mean_sem
 from core.schema.presets import build_config
+from core.training import run
 
 pytestmark = pytest.mark.slow
 SEEDS = range(5)

@@ -13,11 +13,11 @@ from torch import nn
 
 from core.engine.data import Context, build_benchmark
 from core.engine.scenarios import ScenarioView
-from core.engine.train import run
 from core.methods import method_class
 from core.methods.fromp import softmax_kernels
 from core.methods.parts.base import ContextInfo
 from core.schema.presets import build_config
+from core.training import run
 
 CPU = torch.device("cpu")
 

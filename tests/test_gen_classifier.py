@@ -13,11 +13,11 @@ import torch
 
 from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
-from core.engine.train import run
 from core.methods.gen_classifier import GenerativeClassifier, VAEBank
 from core.methods.parts.base import Batch
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
+from core.training import run
 
 CLASS_IL_FLOOR, TASK_IL_FLOOR = 0.8, 0.95
 

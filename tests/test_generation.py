@@ -20,12 +20,12 @@ SMALL = ["benchmark.contexts=2", "train.iterations=150", "method.n_critic=2", "m
 
 
 def generation_run(method: str, root: Path, seed: int = 0, extra: tuple[str, ...] = ()) -> tuple[Path, dict]:
-    from core.engine import train
+    from core import training
     config = build_config("split-digits-gen", method=method, seed=seed, device="cpu", overrides=[*SMALL, *extra])
     folder = root / f"{method}-{seed}"
     folder.mkdir(parents=True)
     events: list = []
-    record = train.run(config, folder, emit=events.append)
+    record = training.run(config, folder, emit=events.append)
     assert record["status"] == "finished", record.get("error")
     record["events"] = [type(e).__name__ for e in events]
     return folder, record
@@ -99,17 +99,17 @@ def test_replay_alignment_beats_fine_tuning_on_more_seeds(seed, tmp_path):
 def test_a_generation_run_stopped_after_a_context_resumes_from_its_checkpoint(tmp_path):
     """The ordinary run folder: the worker's stop, the checkpoint (both networks, the previous generator) and
     `--resume` work as for a classifier."""
-    from core.engine import train
+    from core import training
     config = build_config("split-digits-gen", method="mergan-ra", device="cpu",
                           overrides=[*SMALL, "train.iterations=10", "method.verifier_iterations=20",
                                      "method.reverse_iterations=5"])
     folder = tmp_path / "run"
     folder.mkdir()
     done: list = []
-    stopped = train.run(config, folder, emit=done.append,
+    stopped = training.run(config, folder, emit=done.append,
                         should_stop=lambda: any(type(e).__name__ == "ContextEvaluated" for e in done))
     assert stopped["status"] == "cancelled" and len(stopped["acc_matrix"]) == 1
-    resumed = train.run(config, folder, resume=True)
+    resumed = training.run(config, folder, resume=True)
     assert resumed["status"] == "finished", resumed.get("error")
     assert len(resumed["acc_matrix"]) == 2 and [d["context"] for d in resumed["dreams"]] == [0, 1]
     assert resumed["acc_matrix"][0] == stopped["acc_matrix"][0]
@@ -121,12 +121,12 @@ def test_the_papers_ordering_on_the_preset(seed, tmp_path):
     """Memory Replay GANs' Table 1 on split-digits-gen as shipped (5 contexts): old-class verifier accuracy after
     the last context (and over all classes), SFT < EWC < MeRGAN. Measured on seeds 0-2 (README): old classes
     SFT 0.13-0.24, EWC 0.29-0.42, JTR 0.86-0.95, RA 0.96-0.99; EWC's average beat SFT's by 0.02-0.09."""
-    from core.engine import train
+    from core import training
     old, avg = {}, {}
     for method in ("gan-finetune", "gan-ewc", "mergan-jtr", "mergan-ra"):
         folder = tmp_path / method
         folder.mkdir()
-        record = train.run(build_config("split-digits-gen", method=method, seed=seed, device="cpu"), folder)
+        record = training.run(build_config("split-digits-gen", method=method, seed=seed, device="cpu"), folder)
         assert record["status"] == "finished", record.get("error")
         old[method], avg[method] = record["metrics"]["final_old_acc"], record["metrics"]["final_avg_acc"]
     assert old["gan-finetune"] <= 0.35 and min(old["mergan-jtr"], old["mergan-ra"]) >= 0.75, old
@@ -137,8 +137,9 @@ def test_the_papers_ordering_on_the_preset(seed, tmp_path):
 def test_the_mnist_protocol_runs_on_mnist_files_one_digit_per_context_with_the_conv_gan(tmp_path):
     """split-mnist-gen as shipped (one digit per context, 28x28, the conv pair) on tiny files in MNIST's real
     layout, read through torchvision as real MNIST would be; only the step counts are cut."""
-    from core.engine import train
+    from core import training
     from core.methods.parts.gan import ConditionalGAN
+    from core.training import train
     from tests.fakedata import make_mnist
 
     make_mnist(tmp_path / "data", n_train=60, n_test=30)
@@ -149,7 +150,7 @@ def test_the_mnist_protocol_runs_on_mnist_files_one_digit_per_context_with_the_c
     assert (config.benchmark.classes_per_context, config.benchmark.input_shape) == (1, (1, 28, 28))
     folder = tmp_path / "run"
     folder.mkdir()
-    record = train.run(config, folder)
+    record = training.run(config, folder)
     assert record["status"] == "finished", record.get("error")
     assert len(record["acc_matrix"]) == 2 and [d["context"] for d in record["dreams"]] == [0, 1]
     model = train.Trainer(config, tmp_path, lambda e: None, lambda: False).model

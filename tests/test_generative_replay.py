@@ -14,13 +14,14 @@ from torch import distributions as D
 
 from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
-from core.engine.train import Trainer, run
 from core.methods.bir import BIR, FeedbackModel
 from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.common import frozen_copy
 from core.methods.parts.distill import replay_loss
 from core.methods.parts.vae import VAE, GaussianMixturePrior
 from core.schema.presets import build_config
+from core.training import run
+from core.training.train import Trainer
 from tests.fakedata import make_mnist
 
 

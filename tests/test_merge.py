@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.engine.models import ContinualModel, _resnet_features, build_model, count_parameters
-from core.engine.train import run
 from core.merge.anatomy import Residual
 from core.runs.record import read_record, write_record
 from core.runs.store import RunStore, read_events
 from core.schema.presets import build_config
+from core.training import run
 from tests import fakedata
 
 WIDE = {"COLUMNS": "200"}

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cltui.cli.main import app
 from core.engine.scenarios import ScenarioView
-from core.engine.train import run
 from core.schema.presets import build_config
+from core.training import run
 
 
 @functools.cache

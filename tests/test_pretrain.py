@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.engine.train import run
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
+from core.training import run
 from tests.fakedata import make_cifar10, make_mnist, vouch
 
 

@@ -16,13 +16,13 @@ from torch.overrides import TorchFunctionMode
 
 from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
-from core.engine.train import run
 from core.methods import method_class
 from core.methods.agem import project
 from core.methods.icarl import herding_order
 from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.buffer import ReplayBuffer, random_order
 from core.schema.presets import build_config
+from core.training import run
 
 CPU = torch.device("cpu")
 
@@ -175,7 +175,7 @@ def test_the_training_loop_reads_the_device_per_report_not_per_step(method, extr
     step. The fused Adam step included: its step counters live on the device. With train.compile the loop
     around the compiled model is checked (dynamo re-traces the model under the detector, so this does not
     see inside the compiled graph; a host read there would break the graph and run eagerly, where it is seen)."""
-    from core.engine.train import Trainer
+    from core.training.train import Trainer
 
     syncs = {}
     for steps in (10, 40):

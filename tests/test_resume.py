@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cltui.cli.main import app
-from core.engine.train import run
 from core.launch import worker
 from core.runs.events import ContextEvaluated
 from core.runs.record import read_run_json
 from core.runs.store import RunStore
 from core.schema.presets import build_config
+from core.training import run
 from tests.faults_util import stop_after
 
 TINY = ["train.iterations=30"]

@@ -16,11 +16,11 @@ from cltui.cli.main import app
 from core.engine.data import build_benchmark, sine_wave
 from core.engine.models import build_model, count_parameters
 from core.engine.scenarios import ScenarioView
-from core.engine.train import run
 from core.runs.record import read_record
 from core.runs.store import RunStore
 from core.schema.config import BenchmarkConfig
 from core.schema.presets import build_config
+from core.training import run
 
 WIDE = {"COLUMNS": "200"}
 TEACHER = ("train.iterations=100",)  # joint: 100 x 5 = 500 steps, about a second

@@ -3,7 +3,7 @@ steps, and every long consolidation phase a method runs after (or before) a cont
 herding, DeepInversion's dreaming, ABD's generator, the dream verifier and the dream-quality figures, the
 generative classifier's importance-sampled evaluation.
 
-Each case runs a real training in-process through `core.engine.train.run`, tiny except for the phase under test,
+Each case runs a real training in-process through `core.training.run`, tiny except for the phase under test,
 which is made huge at one context (`stage`): with `--set` overrides when the phase is the run's first, or,
 to keep a completed context before it, by growing the method's parameters when that context begins (every
 context uses the same parameters otherwise). The stop is asked `STOP_AFTER` seconds after the phase starts
@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 import torch
 
-from core.engine import train
+from core import training
 from core.engine.data import build_benchmark
-from core.engine.dreams import DreamJudge
 from core.engine.loop import Cancelled
 from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
@@ -37,6 +36,7 @@ from core.methods.parts.common import Dreams
 from core.methods.parts.fisher import fisher_diagonal
 from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled
 from core.schema.presets import build_config
+from core.training.dreams import DreamJudge
 from tests import fakedata
 
 STOP_AFTER = 0.3  # seconds into the phase when the stop is asked
@@ -107,7 +107,7 @@ CASES = {
     # The generative classifier's evaluation: importance sampling in chunks, a million samples per input.
     "gen-classifier-eval": Case("gen-classifier", "eval", overrides=[
         "benchmark.contexts=2", "train.iterations=5"], stage=1, grow={"importance_samples": 1000000}),
-    # The training steps themselves (core/engine/train.py checks at every progress report); DGR trains its
+    # The training steps themselves (core/training/train.py checks at every progress report); DGR trains its
     # generator in every step too.
     "none-train": Case("none", "train", overrides=["train.iterations=1000000", "model.hidden=[32]"]),
     "dgr-train": Case("dgr", "train", overrides=["train.iterations=1000000", "model.hidden=[32]",
@@ -158,7 +158,7 @@ def stop_in_phase(case: Case, folder: Path, monkeypatch: pytest.MonkeyPatch, tmp
         return bool(started) and time.monotonic() >= started[0] + STOP_AFTER
 
     folder.mkdir()
-    record = train.run(config, folder, emit, should_stop=should_stop)
+    record = training.run(config, folder, emit, should_stop=should_stop)
     assert started, f"the {case.phase} phase of context {case.stage} never started: {record['error']}"
     return Stopped(record, events, started[0] + STOP_AFTER, events[-1][0])
 

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from cltui.cli.main import app as cli_app
-from core.engine import train
+from core import training
 from core.engine.data import StreamSampler, build_benchmark
 from core.methods.lwf import LwF
 from core.runs.events import PhaseStarted
@@ -25,7 +25,7 @@ SHORT = ["benchmark.stream=fuzzy", "train.iterations=100", "benchmark.fuzziness=
 def run_in(folder: Path, overrides: list[str], **options: Any) -> tuple[dict[str, Any], list[Any]]:
     folder.mkdir(parents=True)
     events: list[Any] = []
-    record = train.run(build_config("split-digits", overrides=overrides, **options), folder, events.append)
+    record = training.run(build_config("split-digits", overrides=overrides, **options), folder, events.append)
     assert record["status"] == "finished", record.get("error")
     return record, events
 

@@ -199,7 +199,7 @@ def test_the_log_grid_is_log_spaced():
 def test_domain_il_ewc_wants_a_large_lambda_on_split_digits(tmp_path):
     """The must-hold sweep of issue 18, in this process: on seeds 0 and 1 the value chosen on validation data
     lies in the regime of the shipped default (domain-IL lambda 1e10): at least 1e6."""
-    from core.engine.train import run
+    from core.training import run
 
     store = RunStore(tmp_path / "runs")
     plan = sweep.make_plan("split-digits", "ewc", "domain", ["method.lambda=1:1e12:log:7"], 2, ["train.device=cpu"],

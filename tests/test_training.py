@@ -1,4 +1,4 @@
-"""The engine's acceptance criteria, in-process through core.engine.train.run on split digits.
+"""The engine's acceptance criteria, in-process through core.training.run on split digits.
 
 Three runs at the preset's full length (300 iterations per context, a few seconds each) are shared by
 module-scoped fixtures; everything else uses a few dozen iterations.
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from core.engine import train
+from core import training
 from core.engine.models import build_model
 from core.runs.events import (
     ContextEvaluated,
@@ -37,7 +37,7 @@ def run_in(folder: Path, overrides: list[str] = (), **options: Any) -> tuple[dic
     """Train split-digits into a fresh `folder`; the returned record, the emitted events, the folder."""
     folder.mkdir(parents=True)
     events: list[Event] = []
-    record = train.run(build_config("split-digits", overrides=list(overrides), **options), folder, events.append)
+    record = training.run(build_config("split-digits", overrides=list(overrides), **options), folder, events.append)
     return record, events, folder
 
 
@@ -236,7 +236,7 @@ def test_non_finite_loss_fails_the_run_naming_context_and_iteration(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     events: list[Event] = []
-    record = train.run(config, folder, events.append)
+    record = training.run(config, folder, events.append)
     assert record["status"] == "failed"
     error = on_disk(folder)["error"]
     assert on_disk(folder)["status"] == "failed"
@@ -274,5 +274,5 @@ def run_with_stop(folder: Path, stop_when, overrides: list[str] = ()) -> tuple[d
     folder.mkdir(parents=True)
     events: list[Event] = []
     config = build_config("split-digits", overrides=list(overrides))
-    record = train.run(config, folder, events.append, should_stop=lambda: stop_when(events))
+    record = training.run(config, folder, events.append, should_stop=lambda: stop_when(events))
     return record, events, folder

@@ -31,7 +31,7 @@ TIMEOUT = 60  # seconds: far above the second these take; a FIFO that blocks fai
 def cancelled_run(runs: Path, *overrides: str) -> Path:
     """A tiny run stopped after its first context (in this process, no worker): a run `--resume` continues,
     with checkpoints/context-0.pt."""
-    from core.engine.train import run
+    from core.training import run
 
     folder = RunStore(runs).new_run_dir("cut")
     seen: list[Any] = []
@@ -264,8 +264,8 @@ def test_a_resume_after_a_half_written_event_line_starts_its_events_on_a_line_of
 
 
 def test_a_stray_checkpoint_name_is_ignored_by_resume_merge_and_tracking(runs_dir: Path):
-    from core.engine.train import run
     from core.reporting.tracking import last_checkpoint
+    from core.training import run
 
     run_dir = cancelled_run(runs_dir)
     for stray in ("context-x.pt", "context-.pt", "context-1.pt.tmp", "notes.txt"):

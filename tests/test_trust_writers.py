@@ -173,8 +173,8 @@ def test_a_read_only_runs_folder_is_one_line_and_exit_1_in_every_writing_command
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_merge_stopped_by_sigterm_or_sighup_ends_cancelled(tmp_path, sig):
-    from core.engine.train import run as train_run
     from core.schema.presets import build_config
+    from core.training.train import run as train_run
 
     runs = tmp_path / "runs"
     teachers = []
@@ -233,7 +233,7 @@ def test_a_stop_at_start_up_ends_cancelled_at_once_without_a_traceback(tmp_path,
 
 @pytest.mark.parametrize("method,phase", [("ewc", "eval"), ("ewc", "fisher"), ("icarl", "eval")])
 def test_a_stop_after_a_context_trained_says_what_it_dropped(tmp_path, method, phase):
-    from core.engine.train import run as train_run
+    from core.training.train import run as train_run
 
     config = tiny_config("train.iterations=5", "benchmark.contexts=2", method=method)
     asked = []

@@ -398,12 +398,12 @@ def test_an_empty_or_missing_runs_dir_says_how_to_start(tmp_path):
 def test_a_real_run_shows_in_the_table_and_its_detail(runs_dir, tiny):
     """The fixtures are written by hand; this run is written by the training loop itself, so a change in the
     real run.json format that the screens do not follow fails here."""
-    from core.engine import train
+    from core import training
     from core.runs.store import RunStore
     from core.schema.presets import build_config
 
     folder = RunStore(runs_dir).new_run_dir("split-digits-class-none-s0")
-    record = train.run(build_config("split-digits", overrides=list(tiny)), folder)
+    record = training.run(build_config("split-digits", overrides=list(tiny)), folder)
     assert record["status"] == "finished"
 
     async def script(app, pilot, notes):
@@ -480,7 +480,7 @@ def test_the_detail_of_a_failed_run_shows_its_error_and_traceback(runs, runs_dir
 
     summary, error = open_detail(runs_dir, IDS["failed"], script)
     assert "failed: loss is nan in context 2 at iteration 117" in summary
-    assert "failed: loss is nan" in error and "core.engine.train.NonFiniteLoss" in error
+    assert "failed: loss is nan" in error and "core.training.train.NonFiniteLoss" in error
 
 
 def test_at_80x24_the_overview_leaves_the_charts_to_their_tab(runs, runs_dir):

@@ -178,7 +178,7 @@ def test_shift_r_on_a_cancelled_run_resumes_it_in_a_detached_worker_to_the_end(r
     from cltui.tui.screens.confirm import ConfirmScreen
     from cltui.tui.screens.detail import DetailScreen
     from cltui.tui.screens.live import LiveScreen
-    from core.engine import train
+    from core import training
     from core.runs.record import read_run_json
 
     config = build_config("split-digits", device="cpu", overrides=["train.iterations=20"])
@@ -188,7 +188,7 @@ def test_shift_r_on_a_cancelled_run_resumes_it_in_a_detached_worker_to_the_end(r
         done.append(event)
         append_event(folder, event)
 
-    stopped = train.run(config, folder, emit=emit,
+    stopped = training.run(config, folder, emit=emit,
                         should_stop=lambda: sum(type(e).__name__ == "ContextEvaluated" for e in done) >= 2)
     assert stopped["status"] == "cancelled" and len(stopped["acc_matrix"]) == 2
     seen: dict[str, Any] = {}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from core.engine.data import Split, build_benchmark, load_split
-from core.engine.train import Trainer
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
+from core.training.train import Trainer
 
 
 def tagged_digits() -> Split:

@@ -111,13 +111,13 @@ ACC_DREAMS = [
 ACC_INIT = [0.5, 0.069, 0.027, 0.222, 0.0]
 
 TRACEBACK = """Traceback (most recent call last):
-  File "core/engine/train.py", line 337, in run
+  File "core/training/train.py", line 337, in run
     trainer.run()
-  File "core/engine/train.py", line 212, in run
+  File "core/training/train.py", line 212, in run
     self.train_context(k)
-  File "core/engine/train.py", line 251, in train_context
+  File "core/training/train.py", line 251, in train_context
     raise NonFiniteLoss(self.context, step)
-core.engine.train.NonFiniteLoss: loss is nan in context 2 at iteration 117; lower train.lr or method.c
+core.training.train.NonFiniteLoss: loss is nan in context 2 at iteration 117; lower train.lr or method.c
 """
 
 

@@ -44,7 +44,7 @@ def pretrain(
         fail(f"--out: {target} exists and is kept; give another --out, or remove it first")
     from core.engine.data import DataError
     from core.engine.pretrain import pretrain as train_conv
-    from core.engine.train import InputError, resolve_device
+    from core.training.train import InputError, resolve_device
 
     try:
         dev = str(resolve_device(device))

@@ -122,7 +122,7 @@ class ReportTail:
 
 
 class Runner(Protocol):
-    """A run in progress (core/engine/train.py's Trainer, core/merge/merger.py's Merger)."""
+    """A run in progress (core/training/train.py's Trainer, core/merge/merger.py's Merger)."""
 
     record: RunRecord
 

@@ -80,7 +80,7 @@ def _pool_worker_main(tasks: Any, events: Any, stop: Any, leaving: Any, parent_p
     threading.Thread(target=watch_parent, daemon=True).start()
     cpu_threads.apply(threads)  # OpenMP's environment before torch loads
     with contextlib.suppress(Exception):  # a failure shows again, with its traceback, in the first run's log
-        import core.engine.train  # noqa: F401 - the import every run would pay
+        import core.training.train  # noqa: F401 - the import every run would pay
     served = 0
     try:
         while not asked_to_stop.is_set():

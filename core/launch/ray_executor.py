@@ -1,6 +1,6 @@
 """Runs of a study as Ray tasks, for users who outgrow one machine (`cltui compare --executor ray`).
 
-Each run is a Ray task that calls the same `core.engine.train.run` as a local worker, writing its run folder in
+Each run is a Ray task that calls the same `core.training.run` as a local worker, writing its run folder in
 a runs directory every node shares (run.json, events.jsonl, checkpoints). The parent follows a run by
 reading its events.jsonl, so nothing but the task's final status crosses Ray; a run stops at its next
 progress check when a STOP file appears in its folder. GPUs are Ray resources: a task asks for one when
@@ -34,7 +34,7 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
     # Before torch loads in a fresh Ray worker: OpenMP's passive waits and this task's share of the cores. Ray
     # sets OMP_NUM_THREADS to the task's num_cpus, which is what it was asked for.
     cpu_threads.apply(cpu_threads.choose(threads))
-    from core.engine import train
+    from core import training
     from core.runs.store import append_event
 
     path = Path(run_dir)
@@ -47,7 +47,7 @@ def _train_task(config: dict[str, Any], run_dir: str, resume: bool, threads: int
             from core.reporting.live import tracked
 
             emit = tracked(lambda e: append_event(path, e), config, path)  # MLflow, if the config names it
-            record = train.run(RunConfig.model_validate(config), path, emit=emit,
+            record = training.run(RunConfig.model_validate(config), path, emit=emit,
                                should_stop=(path / STOP_FILE).exists, resume=resume)
             print(f"run {record['status']}")
         finally:

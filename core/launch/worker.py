@@ -122,7 +122,7 @@ def _train(config: dict[str, Any], path: Path, threads: cpu_threads.ThreadChoice
     print(f"{now_iso()} worker pid {os.getpid()} started for {path.name}; {threads.threads} CPU threads "
           f"({threads.source})", flush=True)
     cpu_threads.apply(threads)
-    from core.engine import train
+    from core import training
     unwritable: list[str] = []
 
     def emit(event: Event) -> None:
@@ -137,7 +137,7 @@ def _train(config: dict[str, Any], path: Path, threads: cpu_threads.ThreadChoice
     from core.reporting.live import tracked
 
     # The run's tracker (MLflow), if its config names one, logs from this process as the events arrive.
-    record = train.run(RunConfig.model_validate(config), path, tracked(emit, config, path), should_stop=should_stop,
+    record = training.run(RunConfig.model_validate(config), path, tracked(emit, config, path), should_stop=should_stop,
                        resume=resume)
     print(f"{now_iso()} run {record['status']}", flush=True)
     return record["status"]

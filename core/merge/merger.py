@@ -52,7 +52,6 @@ from torch import Tensor, nn
 from core.engine.data import BatchSampler, Benchmark, DataError, augment, build_benchmark
 from core.engine.loop import Cancelled, Phase, ReportTail, run_and_record
 from core.engine.scenarios import ScenarioView
-from core.engine.train import InputError, describe_device, environment, resolve_device
 from core.merge.anatomy import anatomy_of, residual_layout
 from core.merge.settings import MergeError, MergeSettings, settings_from
 from core.merge.teachers import Teacher, check_compatible, fresh_model, load_teacher, load_weights
@@ -66,6 +65,7 @@ from core.runs.events import (
 )
 from core.runs.record import ContextRow, MergeInfo, MergeTeacher, RunError, RunRecord, write_record
 from core.runs.store import RunStore
+from core.training.train import InputError, describe_device, environment, resolve_device
 
 
 class Merger:

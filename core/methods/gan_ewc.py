@@ -15,9 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.engine.generation import GANMethod
 from core.methods.parts.base import ContextInfo
-from core.methods.parts.gan import generator_loss
+from core.methods.parts.gan import GANMethod, generator_loss
 from core.schema.params import GANEWCParams
 
 

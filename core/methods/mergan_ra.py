@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.engine.generation import GANMethod
 from core.methods.parts.base import ContextInfo
+from core.methods.parts.gan import GANMethod
 from core.schema.params import MeRGANRAParams
 
 

@@ -86,7 +86,7 @@ class JointParams(MethodParams):
     summary: ClassVar[str] = "all contexts at once, the upper bound"
 
     def resolve(self, config: RunConfig) -> None:
-        steps = config.train.iterations * config.benchmark.contexts  # one stage of them all (core/engine/train.py)
+        steps = config.train.iterations * config.benchmark.contexts  # one stage of them all (core/training/train.py)
         if steps > MAX_ITERATIONS:
             raise ValueError(f"train.iterations: joint trains iterations x contexts = {config.train.iterations} x "
                              f"{config.benchmark.contexts} = {steps} steps in one stage; at most {MAX_ITERATIONS}")
@@ -434,7 +434,7 @@ class FROMPParams(MethodParams):
                              f"{stored} memorable points; at most {MAX_STORED_SAMPLES} in all")
 
 
-# --- generation runs (Memory Replay GANs): the learner is a class-conditional GAN (core/engine/generation.py) ---
+# --- generation runs (Memory Replay GANs): the learner is a class-conditional GAN (core/training/generation.py) ---
 
 
 class GANParams(MethodParams):

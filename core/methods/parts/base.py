@@ -76,6 +76,7 @@ class Method(Generic[P]):
     name: ClassVar[str]  # its parameters' name, set when it registers
     needs_previous_model: ClassVar[bool] = False  # keep a frozen copy of the model after each context
     trains_jointly: ClassVar[bool] = False  # one training stage over every context's data
+    run_kind: ClassVar[str] = "classification"  # the trainer that runs it (core/training/__init__.py's TRAINERS)
 
     params: P
 

@@ -26,7 +26,7 @@ def frozen_copy(model: M) -> M:
 @dataclass
 class Dreams:
     """Images dreamed after a context: inputs as the model sees them, the class each was dreamed for,
-    and the frozen model (teacher) that dreamed them. The trainer saves and scores them (core/engine/dreams.py)."""
+    and the frozen model (teacher) that dreamed them. The trainer saves and scores them (core/training/dreams.py)."""
 
     x: Tensor
     y: Tensor  # global labels, all < classes

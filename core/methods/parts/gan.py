@@ -1,5 +1,6 @@
 """A class-conditional WGAN-GP whose critic also classifies (AC-GAN), as in MeRGAN's code: the networks and
-their losses, shared by the generation runs (core/engine/generation.py) and DGR's GAN generator (core/methods/dgr.py).
+their losses, shared by the generation runs (core/training/generation.py) and DGR's GAN generator
+(core/methods/dgr.py); and `GANMethod`, what a generation method may change.
 
 - critic:    D(fake) - D(real) + gp (||grad D(x_hat)||_2 - 1)^2 + ac CE(D_cls(real), y)
 - generator: -D(G(z, c)) + ac CE(D_cls(G(z, c)), c)
@@ -11,9 +12,17 @@ plain GAN's saturates.
 
 from __future__ import annotations
 
+from typing import ClassVar, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from core.methods.parts.base import ContextInfo, Method
+from core.schema.config import RunConfig
+from core.schema.params import GANParams
+
+P = TypeVar("P", bound=GANParams)
 
 GAN_BETAS = (0.0, 0.9)  # Adam's betas for both networks (WGAN-GP, MeRGAN's code)
 
@@ -97,3 +106,29 @@ def generator_loss(critic: Critic, fake: Tensor, y: Tensor, classes: int, ac_wei
     """-D(G(z, c)) + ac CE(D_cls(G(z, c)), c), per sample: (B,)."""
     score, logits = critic(fake)
     return -score + ac_weight * F.cross_entropy(logits[:, :classes], y, reduction="none")
+
+
+# --- what a generation method may change ------------------------------------------------------------------
+
+
+class GANMethod(Method[P]):
+    """A continual-learning method for a conditional GAN. Registers nothing itself; its subclasses do."""
+
+    run_kind: ClassVar[str] = "generation"
+
+    @classmethod
+    def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
+        p = config.method
+        return ConditionalGAN(tuple(input_shape), head_size, p.z_dim, p.width)  # type: ignore[union-attr]
+
+    def real_batch(self, x: Tensor, y: Tensor, info: ContextInfo) -> tuple[Tensor, Tensor]:
+        """What the critic takes as real, and the labels the generator draws next (default: the context's data)."""
+        return x, y
+
+    def generator_penalty(self, info: ContextInfo) -> Tensor | None:
+        """Added to the generator's loss at every step (default: none)."""
+        return None
+
+    def old_classes(self, info: ContextInfo) -> int:
+        """Classes of the contexts before this one (labels 0 .. old-1)."""
+        return info.context.index * self.benchmark.classes_per_context

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.engine.continual import ContinualEvaluation
 from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
-from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError, run_and_record
+from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
 from core.methods.parts.base import Batch, ContextInfo, Method
@@ -44,6 +43,7 @@ from core.runs.paths import StoreError, check_run_files, inside, open_checked
 from core.runs.record import ContextRow, RunError, RunRecord, read_record, write_record
 from core.runs.store import checkpoint_files
 from core.schema.config import RunConfig
+from core.training.continual import ContinualEvaluation
 
 FULL_DISK_BYTES = 64 * 2**20  # less free space than this after a failed checkpoint: the disk is full
 
@@ -135,7 +135,7 @@ class Trainer:
         if t.compile:
             self.model.compile()
         self.previous_model: nn.Module | None = None
-        self.judge: Any = None  # core.engine.dreams.DreamJudge, made when a method first dreams
+        self.judge: Any = None  # core.training.dreams.DreamJudge, made when a method first dreams
         self.eval_s = 0.0
         self.train_s = 0.0
         self.samples = 0
@@ -309,7 +309,7 @@ class Trainer:
         dreams = self.method.take_dreams()
         if dreams is None:
             return None
-        from core.engine.dreams import DreamJudge
+        from core.training.dreams import DreamJudge
 
         if self.judge is None:
             self.judge = DreamJudge(self.config, self.benchmark, self.device)
@@ -545,48 +545,3 @@ def validation_metrics(record: RunRecord) -> dict[str, float]:
     return {key: round(val[test], 6) for key, test in (("final_avg_val_acc", "final_avg_acc"),
                                                        ("avg_incremental_val_acc", "avg_incremental_acc"))
             if val[test] is not None}
-
-
-def trainer_class(config: RunConfig) -> type[Trainer]:
-    """The trainer of the run's kind (docs/architecture.md, run kinds): a method may bring its own
-    (core/engine/generation.py's GAN methods: a generation run), else this module's."""
-    own = getattr(method_class(config.method.name), "trainer_class", None)
-    return own() if own is not None else Trainer
-
-
-def run(config: RunConfig, run_dir: Path, emit: Callable[[Event], None] = lambda e: None,
-        should_stop: Callable[[], bool] = lambda: False, benchmark: Benchmark | None = None,
-        resume: bool = False) -> dict[str, Any]:
-    """Train `config` into `run_dir` (which must exist); returns the final run record. With `resume`, continue
-    the run saved there from its last completed context. How it ends is recorded as every run's is
-    (core/engine/loop.py's run_and_record)."""
-
-    def ended(trainer: Trainer | None, status: str, error: RunError) -> tuple[RunRecord, str | None]:
-        return _ended(trainer, config, run_dir, resume, status, error)
-
-    def kind_of(e: Exception) -> str:
-        return "input" if isinstance(e, InputError) else "resume" if isinstance(e, ResumeError) else "error"
-
-    return run_and_record(lambda: trainer_class(config)(config, run_dir, emit, should_stop, benchmark, resume), emit,
-                          ended, plain=(InputError, ResumeError, NonFiniteLoss, StoreWriteError), kind_of=kind_of)
-
-
-def _ended(trainer: Trainer | None, config: RunConfig, run_dir: Path, resume: bool, status: str,
-           error: RunError) -> tuple[RunRecord, str | None]:
-    """Record how a run ended. A resume that failed before its checkpoint loaded writes nothing: run.json
-    keeps every completed context as it was. A write that fails (a full disk) is reported, never raised."""
-    if trainer is not None:  # the trainer exists: a fresh record, or a resumed one whose checkpoint loaded
-        return trainer.record, trainer.finish(status, error)  # type: ignore[arg-type]
-    if resume:
-        try:
-            return read_record(run_dir), None
-        except StoreError:
-            return RunRecord.new(run_dir.name, config.preset, config.to_dict()), None
-    # A fresh run that failed at start-up (bad device, unreadable data): say so on disk.
-    record = RunRecord.new(run_dir.name, config.preset, config.to_dict())
-    record.end(status, error, {}, {})  # type: ignore[arg-type]
-    try:
-        write_record(run_dir, record)
-    except OSError as e:
-        return record, str(StoreWriteError(str(run_dir / "run.json"), e, 0, run_dir.name))
-    return record, None

@@ -6,21 +6,21 @@ one context's classes after another (Memory Replay GANs, Wu et al. 2018), scored
   minimises -D(G(z, c)) + ac * CE(D_cls(G(z, c)), c) + the method's penalty. An MLP pair for 8x8 digits, a
   small conv pair for 28x28. Conditioning: the one-hot class joins the noise. WGAN-GP because its critic
   stays informative on the few hundred images of a digits context where a plain GAN's saturates.
-- `GANMethod`: what a generation method may change: the "real" batch the critic sees (`real_batch`, MeRGAN-JTR
-  adds the previous generator's old classes) and a penalty on the generator (`generator_penalty`: EWC,
-  MeRGAN-RA); `after_context` as any method.
-- `GenerationTrainer`: the classification trainer (core/engine/train.py) with the step and the scoring replaced;
+- `GANMethod` (core/methods/parts/gan.py): what a generation method may change: the "real" batch the
+  critic sees (`real_batch`, MeRGAN-JTR adds the previous generator's old classes) and a penalty on the
+  generator (`generator_penalty`: EWC, MeRGAN-RA); `after_context` as any method.
+- `GenerationTrainer`: the classification trainer (core/training/train.py) with the step and the scoring replaced;
   contexts, events, checkpoints, resume and run.json are the same. acc_matrix[i][j] = share of the generator's
   samples of context j's classes, after context i, that the verifier classifies as intended. After each
   context the samples of every class seen go to `dreams/context-<k>/` (grid.png, one row per class) through
-  core/engine/dreams.py, with the Fréchet distance in the verifier's feature space per context and the reverse
+  core/training/dreams.py, with the Fréchet distance in the verifier's feature space per context and the reverse
   accuracy (a fresh classifier trained only on generated samples, tested on real test data) in its entry.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,54 +29,20 @@ from torch import Tensor, nn
 from core.engine.data import BatchSampler
 from core.engine.loop import StoreWriteError
 from core.engine.models import build_model
-from core.engine.train import Trainer
-from core.methods.parts.base import ContextInfo, Method
+from core.methods.parts.base import ContextInfo
 from core.methods.parts.common import Dreams
-from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, critic_loss, generator_loss
+from core.methods.parts.gan import GAN_BETAS, ConditionalGAN, GANMethod, critic_loss, generator_loss
 from core.runs.events import PhaseFinished, PhaseStarted
-from core.schema.config import RunConfig
-from core.schema.params import GANParams
+from core.training.train import Trainer
 
-P = TypeVar("P", bound=GANParams)
 SAMPLE_SEED = 7919  # evaluation noise: fixed per run and class, drawn on the CPU (the same on every device)
-
-
-# --- what a generation method may change ------------------------------------------------------------------
-
-
-class GANMethod(Method[P]):
-    """A continual-learning method for a conditional GAN. Registers nothing itself; its subclasses do."""
-
-    run_kind: ClassVar[str] = "generation"
-
-    @classmethod
-    def trainer_class(cls) -> type[Trainer]:
-        """core/engine/train.py runs a generation method with GenerationTrainer."""
-        return GenerationTrainer
-
-    @classmethod
-    def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:
-        p = config.method
-        return ConditionalGAN(tuple(input_shape), head_size, p.z_dim, p.width)  # type: ignore[union-attr]
-
-    def real_batch(self, x: Tensor, y: Tensor, info: ContextInfo) -> tuple[Tensor, Tensor]:
-        """What the critic takes as real, and the labels the generator draws next (default: the context's data)."""
-        return x, y
-
-    def generator_penalty(self, info: ContextInfo) -> Tensor | None:
-        """Added to the generator's loss at every step (default: none)."""
-        return None
-
-    def old_classes(self, info: ContextInfo) -> int:
-        """Classes of the contexts before this one (labels 0 .. old-1)."""
-        return info.context.index * self.benchmark.classes_per_context
 
 
 # --- the trainer --------------------------------------------------------------------------------------
 
 
 class GenerationTrainer(Trainer):
-    """core/engine/train.py's Trainer with the GAN's step and the verifier's scoring; the rest is shared."""
+    """core/training/train.py's Trainer with the GAN's step and the verifier's scoring; the rest is shared."""
 
     method: GANMethod[Any]
     model: ConditionalGAN
@@ -121,7 +87,7 @@ class GenerationTrainer(Trainer):
     # --- scoring ------------------------------------------------------------------------------------
 
     def verifier(self, info: ContextInfo | None = None) -> nn.Module:
-        from core.engine.dreams import DreamJudge
+        from core.training.dreams import DreamJudge
 
         if self.judge is None:
             self.judge = DreamJudge(self.config, self.benchmark, self.device)
@@ -171,9 +137,9 @@ class GenerationTrainer(Trainer):
 
     def record_dreams(self, stage: int, info: ContextInfo) -> dict[str, Any] | None:
         """The samples of every class seen so far, on disk as dreams are (grid.png, a row per class), with their
-        figures: core/engine/dreams.py's (verifier accuracy, Fréchet distance, ...), the Fréchet distance per context,
+        figures: core/training/dreams.py's (verifier accuracy, Fréchet distance, ...), the Fréchet distance per context,
         the reverse accuracy."""
-        from core.engine.dreams import features_and_logits, frechet_distance
+        from core.training.dreams import features_and_logits, frechet_distance
 
         verifier = self.verifier(info)
         seen = (info.context.index + 1) * self.benchmark.classes_per_context
