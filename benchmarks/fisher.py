@@ -1,7 +1,7 @@
 """EWC's diagonal Fisher: cltui's batched estimates against a per-sample loop.
 
 The layer-wise estimate (used whenever a network is made of Linear, Conv2d and BatchNorm layers) and
-the general torch.func vmap-of-grad estimate compute the same numbers as the loop (tests/test_regularization.py
+the general torch.func vmap-of-grad estimate compute the same numbers as the loop (tests/methods/test_regularization.py
 checks equality); this prints how long each takes on the split-MNIST MLP (784-400-400, a 2-class context in
 class-IL after 2 contexts, so 4 active classes), for each label mode. Target: batched >= 10x faster.
 

@@ -11,7 +11,7 @@ targets padded with zeros up to the active classes, the sum unweighted (class-IL
 context and for the memory (batch min(128, |memory|)); the memory gets `budget` random samples per class after
 each context; one Adam carried across contexts; class-IL with the reference's default `--active-classes all`
 (or `so-far`). Only the tensors are cltui's (core/engine/data.py, the same a `cltui run` trains on).
-tests/test_agem.py shows cltui takes A-GEM's steps to float rounding; this script shows where they lead.
+tests/methods/test_agem.py shows cltui takes A-GEM's steps to float rounding; this script shows where they lead.
 
     python benchmarks/reference_loop.py --seeds 3                       # A-GEM, split-MNIST protocol on digits
     python benchmarks/reference_loop.py --seeds 3 --method lwf

@@ -1,5 +1,6 @@
 """Shared fixtures: a runs directory under tmp_path, the overrides of a tiny run, the environment that
-points cltui at that runs directory, and a helper that leaves a damaged run folder behind.
+points cltui at that runs directory, a helper that leaves a damaged run folder behind, and cltui's app under
+Textual's Pilot for the async tests (`tui`; tests/helpers/tui.py).
 
 The tests run on 2 CPU cores that other processes share: one intra-op thread per process (this test
 process and every worker it spawns, which inherit the environment) keeps a tiny run at ~1 s instead of
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +26,6 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 # Presets a test saves go to a folder of this session, never the user's config folder (and the user's own
 # presets there never change what a test lists).
 os.environ["CLTUI_PRESETS_DIR"] = tempfile.mkdtemp(prefix="cltui-test-presets-")
-
 
 
 @pytest.fixture
@@ -62,3 +63,21 @@ def write_truncated_run() -> Callable[[Path, str, str], Path]:
         return folder
 
     return write
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (marked anyio: anyio's pytest plugin runs them) run on asyncio, as Textual does."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def tui() -> AsyncIterator[Any]:
+    """cltui's app under Textual's Pilot, for an async test marked anyio: `pilot = await tui.start(runs_dir)`,
+    the notifications shown in `tui.notes` (a TuiSession, tests/helpers/tui.py). The app is closed after the test,
+    which fails if a thread worker of the app failed."""
+    from tests.helpers.tui import TuiSession
+
+    session = TuiSession()
+    yield session
+    await session.close()
