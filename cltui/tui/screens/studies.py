@@ -300,6 +300,9 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
                 self.row_cells[study_id] = tuple(cells.get(k, Text("")) for k in columns)
                 table.add_row(*self.row_cells[study_id], key=study_id)
             self.columns, self.shown = columns, ids
+            # Its height from its rows (the header and one line each), capped by max-height: a DataTable measures
+            # itself when idle, and under load that came after the screen's layout, which kept height 0.
+            table.styles.height = len(ids) + 1
             if current in ids:
                 table.move_cursor(row=ids.index(current), animate=False)
         else:
@@ -380,6 +383,7 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
             if with_published:
                 cells.append(Text("–" if r["published"] is None else f"{r['published']:g}", justify="right"))
             table.add_row(*cells, key=r["method"])
+        table.styles.height = len(rows) + 1  # as the studies table's, see refresh_all
 
     def show_sweep(self, s: dict[str, Any], settings: Static, table: DataTable, chart: SweepChart) -> None:
         """A sweep (`cltui sweep`): per swept key, validation and test accuracy (mean ± SEM) at each value, the
@@ -413,6 +417,7 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
             if i == 0:
                 picked = sweep.short(chosen["params"][key]) if chosen is not None and key in chosen["params"] else None
                 chart.set_axis(key, [(sweep.short(r["value"]), r["val"], r["test"]) for r in rows], picked)
+        table.styles.height = table.row_count + 1  # as the studies table's, see refresh_all
 
     @on(DataTable.RowHighlighted, "#studies")
     def highlighted(self) -> None:
