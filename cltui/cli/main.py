@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cltui.cli import dreams, export, merging, pretraining, studies, sweeping
+from cltui.cli import data, dreams, export, merging, pretraining, studies, sweeping
 from cltui.cli.common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -500,6 +500,7 @@ app.command("sweep", rich_help_panel="Training")(sweeping.sweep_command)
 app.command(rich_help_panel="Training")(pretraining.pretrain)
 app.add_typer(export.export_app, name="export", rich_help_panel="Results")
 app.add_typer(studies.studies_app, name="studies")
+app.add_typer(data.data_app, name="data")
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,11 +1,12 @@
 """Benchmarks: data sets loaded once as tensors on the run's device and cut into contexts by a protocol.
 
 Data sets: `digits` (scikit-learn's bundled 8x8 handwritten digits, offline), `mnist`,
-`fashion-mnist` (torchvision's IDX readers), `cifar10`, `cifar100` (read here from torchvision's
+`fashion-mnist` (their IDX files, core/engine/idx.py), `cifar10`, `cifar100` (read here from torchvision's
 on-disk layout: no file is unpickled before its MD5 matches torchvision's list or the user's own list in
-$CLTUI_DATA_CHECKSUMS, and then only by an unpickler that can build arrays and nothing else). Files are
-downloaded only when asked. Protocols: `split` (disjoint classes per context), `permuted` (a fixed
-pixel permutation per context, the first one the identity), `rotated` (a fixed angle per context).
+$CLTUI_DATA_CHECKSUMS, and then only by an unpickler that can build arrays and nothing else), and `folder`, your
+own images, one subfolder per class (core/engine/imagefolder.py). Files are downloaded only when asked.
+Protocols: `split` (disjoint classes per context), `permuted` (a fixed pixel permutation per context, the first
+one the identity), `rotated` (a fixed angle per context).
 
 Labels are global and contiguous per context: context k owns labels [k*c, (k+1)*c) with c classes per
 context, so a scenario maps logits and labels by slicing (core/engine/scenarios.py). The hot path samples
@@ -18,14 +19,24 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from core.engine.cifar import _cifar
 from core.engine.datafiles import DataError, check_readable, data_root, not_found, permission_denied
+from core.engine.idx import TORCHVISION_FOLDER, IdxError, find_idx, read_idx_set
+from core.engine.imagefolder import load_image_folder
 from core.schema.config import BenchmarkConfig
 from core.schema.limits import BENCHMARK_INFO
 
+# The class names of the IDX sets, as torchvision lists them.
+IDX_CLASSES = {
+    "mnist": tuple(f"{i} - {w}" for i, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 # Per-channel statistics of the training sets (CIFAR images are standardised; MNIST-like stay in [0, 1]).
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -119,50 +130,58 @@ def _digits() -> Split:
 
 def _torchvision(cfg: BenchmarkConfig) -> Split:
     root = data_root(cfg)
-    train, test = _cifar(cfg, root) if cfg.name in CIFAR_STATS else _mnist_like(cfg, root)
-
-    def images(ds) -> Tensor:
-        data = torch.as_tensor(ds.data)
-        data = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C)
-        return data.float().div_(255.0)
-
+    if cfg.name in TORCHVISION_FOLDER:
+        return _mnist_like(cfg, root)
+    train, test = _cifar(cfg, root)
     split = Split(
-        images(train), torch.as_tensor(train.targets, dtype=torch.long),
-        images(test), torch.as_tensor(test.targets, dtype=torch.long),
-        [str(c) for c in getattr(train, "classes", range(int(max(train.targets)) + 1))],
+        torch.as_tensor(train.data).permute(0, 3, 1, 2).float().div_(255.0),  # (N, H, W, C) bytes
+        torch.as_tensor(train.targets, dtype=torch.long),
+        torch.as_tensor(test.data).permute(0, 3, 1, 2).float().div_(255.0),
+        torch.as_tensor(test.targets, dtype=torch.long),
+        [str(c) for c in train.classes],
     )
-    if cfg.name in CIFAR_STATS:
-        mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in CIFAR_STATS[cfg.name])
-        split.x_train = (split.x_train - mean) / std
-        split.x_test = (split.x_test - mean) / std
+    mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in CIFAR_STATS[cfg.name])
+    split.x_train = (split.x_train - mean) / std
+    split.x_test = (split.x_test - mean) / std
     return split
 
 
-def _mnist_like(cfg: BenchmarkConfig, root: Path) -> tuple:
-    """MNIST and Fashion-MNIST through torchvision's IDX readers: plain bytes, nothing in them can run."""
-    from torchvision import datasets
-
-    reader = datasets.MNIST if cfg.name == "mnist" else datasets.FashionMNIST
+def _mnist_like(cfg: BenchmarkConfig, root: Path) -> Split:
+    """MNIST and Fashion-MNIST from their four IDX files, wherever they are (core/engine/idx.py): plain bytes,
+    nothing in them can run. torchvision only downloads them, when asked."""
     check_readable(cfg, root)
+    files, _ = find_idx(cfg.name, root)
+    if not files and cfg.download:
+        from torchvision import datasets
+
+        reader = datasets.MNIST if cfg.name == "mnist" else datasets.FashionMNIST
+        try:
+            reader(str(root), train=True, download=True)  # into torchvision's layout, test files included
+        except (OSError, RuntimeError) as e:
+            raise DataError(f"benchmark.data_dir: cannot download {cfg.name} into {root} ({e}); check your "
+                            f"network, or point --data-dir at a folder that holds it") from None
+        files, _ = find_idx(cfg.name, root)
+    if not files:
+        raise not_found(cfg, root)
     try:
-        train = reader(str(root), train=True, download=cfg.download)
-        return train, reader(str(root), train=False, download=False)
+        x_train, y_train, x_test, y_test = read_idx_set(files)
     except PermissionError as e:  # os.access said yes (e.g. root, or ACLs) but open() said no
         raise DataError(permission_denied(e.filename or root)) from None
-    except RuntimeError as e:
-        if "not found" in str(e).lower():
-            raise not_found(cfg, root) from None
-        raise DataError(
-            f"benchmark.data_dir: cannot read {cfg.name} from {root} ({e}); if its files are damaged, "
-            f"delete them and pass --download, or point --data-dir elsewhere"
-        ) from None
-    # Truncated or foreign files: torchvision's IDX reader asserts on a bad header; that is no ValueError.
-    except (OSError, ValueError, EOFError, KeyError, IndexError, AssertionError) as e:
-        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        raise DataError(
-            f"benchmark.data_dir: the {cfg.name} files in {root} are damaged ({what}); "
-            f"delete them and pass --download, or point --data-dir elsewhere"
-        ) from None
+    except (OSError, IdxError) as e:
+        raise DataError(f"benchmark.data_dir: the {cfg.name} files in {files[0].parent} are damaged ({e}); "
+                        f"delete them and pass --download, or point --data-dir elsewhere") from None
+    shape = BENCHMARK_INFO[cfg.name]["shape"][1:]
+    classes = BENCHMARK_INFO[cfg.name]["classes"]
+    if x_train.shape[1:] != shape or max(int(y_train.max()), int(y_test.max())) >= classes:
+        raise DataError(f"benchmark.data_dir: the files in {files[0].parent} hold {x_train.shape[1]}x"
+                        f"{x_train.shape[2]} images with labels up to {int(y_train.max())}, not {cfg.name}'s "
+                        f"{shape[0]}x{shape[1]} images of {classes} classes; point --data-dir at {cfg.name}")
+
+    def images(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a.copy()).unsqueeze(1).float().div_(255.0)
+
+    return Split(images(x_train), torch.from_numpy(y_train.astype(np.int64)), images(x_test),
+                 torch.from_numpy(y_test.astype(np.int64)), list(IDX_CLASSES[cfg.name]))
 
 
 SINE_SEED = 0  # the waves' samples are a property of the benchmark: every run (and both teachers of a merge) sees them
@@ -190,7 +209,22 @@ def sine_contexts(cfg: BenchmarkConfig) -> list[Context]:
     return contexts
 
 
+def _folder(cfg: BenchmarkConfig) -> Split:
+    """Your own images (core/engine/imagefolder.py), standardised per channel by the training images' mean and
+    standard deviation, computed here at every load (the cache holds the images, not their statistics)."""
+    x_train, y_train, x_test, y_test, class_names = load_image_folder(cfg)
+    split = Split(torch.from_numpy(x_train).float().div_(255.0), torch.from_numpy(y_train),
+                  torch.from_numpy(x_test).float().div_(255.0), torch.from_numpy(y_test), class_names)
+    mean = split.x_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = split.x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min_(1e-6)  # a constant channel stays finite
+    split.x_train = (split.x_train - mean) / std
+    split.x_test = (split.x_test - mean) / std
+    return split
+
+
 def load_split(cfg: BenchmarkConfig) -> Split:
+    if cfg.name == "folder":
+        return _folder(cfg)
     return _digits() if cfg.name == "digits" else _torchvision(cfg)
 
 
@@ -322,9 +356,13 @@ class StreamSampler:
     draws (each sample's context, then an index into it, with replacement) are made on the device: no host sync.
 
     - academic: context k for steps [k*I, (k+1)*I): sharp boundaries, as a task-free method would see them.
-    - fuzzy: around each boundary b = k*I the chance of a sample coming from context k rises linearly from 0
-      to 1 over `fuzziness` steps centred on b (van de Ven's FuzzyBoundaryStream, without its wrap-around of
-      context 0 to the end of the stream).
+    - fuzzy: van de Ven's FuzzyBoundaryStream, which is circular: the boundaries sit half a context later,
+      at b_k = I/2 + k*I, and the one at b_k hands over from context k to context k+1, the last one from the
+      last context back to context 0. So context 0 is drawn for the first and the last half-context, every
+      other context from the middle of one block to the middle of the next, and the stream ends on context 0.
+      Around each boundary the chance of drawing the next context rises linearly from 0 to 1 over `fuzziness`
+      steps centred on it (the reference's `fuzziness` is half that width).
+    - fuzzy-linear: the same blend around b_k = k*I, k >= 1: no wrap-around, the stream ends on the last context.
     - random: every batch from one context drawn uniformly at each step.
     """
 
@@ -341,25 +379,35 @@ class StreamSampler:
         self.record = False  # keep what is drawn, for a method that consolidates on it (`drawn`)
         self.window: list[tuple[Tensor, Tensor]] = []  # (indices into x, contexts) since the last `drawn`
 
+    def boundaries(self) -> list[tuple[int, int, int]]:
+        """(step of the boundary, context before, context after) of a fuzzy stream, in order."""
+        n, it = self.contexts, self.iterations
+        if self.kind == "fuzzy":
+            return [(it // 2 + k * it, k, (k + 1) % n) for k in range(n)] if n > 1 else []
+        return [(k * it, k - 1, k) for k in range(1, n)]
+
     def mix(self, step: int) -> tuple[int, int, float]:
-        """At `step` (from the stream's start): contexts a and b = a + 1 (or a), and the chance of drawing b."""
-        k = min(step // self.iterations, self.contexts - 1)
-        if self.kind != "fuzzy":
+        """At `step` (from the stream's start): contexts a and b, and the chance of drawing b (0: only a)."""
+        if self.kind not in ("fuzzy", "fuzzy-linear"):
+            k = min(step // self.iterations, self.contexts - 1)
             return k, k, 0.0
-        half = self.fuzziness / 2
-        for boundary in ((k + 1) * self.iterations, k * self.iterations):  # the next one, then the last one
-            if 0 < boundary < self.contexts * self.iterations and abs(step + 0.5 - boundary) < half:
-                p = (step + 0.5 - (boundary - half)) / self.fuzziness
-                b = boundary // self.iterations
-                return b - 1, b, p
-        return k, k, 0.0
+        half, t = self.fuzziness / 2, step + 0.5
+        current = 0
+        for boundary, before, after in self.boundaries():
+            if abs(t - boundary) < half:
+                return before, after, (t - (boundary - half)) / self.fuzziness
+            if t > boundary:
+                current = after
+        return current, current, 0.0
 
     def seen(self, step: int) -> int:
         """The last context that can have been drawn by `step`: the classes a class-IL loss lets compete."""
         if self.kind == "random":
             return self.contexts - 1
-        _, b, p = self.mix(step)
-        return b if p > 0 else min(step // self.iterations, self.contexts - 1)
+        if self.kind not in ("fuzzy", "fuzzy-linear"):
+            return min(step // self.iterations, self.contexts - 1)
+        reached = [after for boundary, _, after in self.boundaries() if step + 0.5 > boundary - self.fuzziness / 2]
+        return max([0, *reached])
 
     def next(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
         """Inputs, global labels and each sample's context for `step`."""
@@ -370,7 +418,7 @@ class StreamSampler:
             a, b, p = self.mix(step)
             ids = torch.full((n,), a, dtype=torch.long, device=self.device)
             if b != a:
-                ids = ids + (torch.rand(n, generator=self.generator, device=self.device) < p).long()
+                ids = torch.where(torch.rand(n, generator=self.generator, device=self.device) < p, b, ids)
         u = torch.rand(n, generator=self.generator, device=self.device)
         idx = self.offsets[ids] + (u * self.sizes[ids]).long().clamp_max_(self.sizes[ids].long() - 1)
         if self.record:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from core.engine.idx import TORCHVISION_FOLDER, find_idx
 from core.schema.config import BenchmarkConfig, ConfigError, RunConfig
 
 REQUIRED_FILES: dict[str, list[str]] = {
@@ -57,25 +58,35 @@ def missing_data(cfg: BenchmarkConfig) -> str | None:
     return None if problem is None else str(problem)
 
 
+def data_files(cfg: BenchmarkConfig) -> tuple[list[Path], list[Path]]:
+    """(the data set's files that are there, those missing): an IDX set's four files wherever they are
+    (core/engine/idx.py), else the files of torchvision's layout."""
+    root = data_root(cfg)
+    if cfg.name in TORCHVISION_FOLDER:
+        return find_idx(cfg.name, root)
+    paths = [root / n for n in REQUIRED_FILES[cfg.name]]
+    return [p for p in paths if os.path.lexists(p)], [p for p in paths if not os.path.lexists(p)]
+
+
 def data_problem(cfg: BenchmarkConfig, fix_missing: str = FIX_MISSING) -> ConfigError | None:
     """`missing_data` as a ConfigError on benchmark.data_dir (a form shows `detail` beside that field), with
     the fix for missing files worded by the face that asks (`fix_missing`)."""
     if cfg.name not in REQUIRED_FILES:
         return None
     root = data_root(cfg)
+    present, missing = data_files(cfg)
     # Unreadable files first, and even with --download: torchvision skips the download when the files are
     # there, and a new download would not change a file's permissions.
-    for name in REQUIRED_FILES[cfg.name]:
-        line = unreadable(root / name)
+    for path in present:
+        line = unreadable(path)
         if line:
             return ConfigError(line, field=FIELD, detail=line.removeprefix(f"{FIELD}: "))
-    if cfg.download:
+    if cfg.download or not missing:
         return None
-    missing = [n for n in REQUIRED_FILES[cfg.name] if not (root / n).is_file()]
-    if not missing:
-        return None
-    detail = (f"{cfg.name} not found in {root} (missing {root / missing[0]}"
-              f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}); {fix_missing}")
+    where = (f"; the four IDX files may also sit side by side in {root}, plain or .gz"
+             if cfg.name in TORCHVISION_FOLDER else "")
+    detail = (f"{cfg.name} not found in {root} (missing {missing[0]}"
+              f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}{where}); {fix_missing}")
     return ConfigError(f"{FIELD}: {detail}", field=FIELD, detail=detail)
 
 
@@ -103,8 +114,8 @@ def pretrained_problem(config: RunConfig) -> ConfigError | None:
 
 # The layout each data set is expected in, for the line that says where it was looked for.
 DATA_LAYOUT = {
-    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+    "mnist": "[MNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+    "fashion-mnist": "[FashionMNIST/raw/]{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
     "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
     "cifar100": "cifar-100-python/{train,test,meta}",
 }
@@ -125,7 +136,7 @@ def not_found(cfg: BenchmarkConfig, root: Path) -> DataError:
 def check_readable(cfg: BenchmarkConfig, root: Path) -> None:
     """A file that is there but cannot be read is no "damaged file" to delete: say what it is (the same
     line the CLI's torch-free check gives, core/engine/datafiles.py)."""
-    for name in REQUIRED_FILES[cfg.name]:
-        problem = unreadable(root / name)
+    for path in data_files(cfg)[0]:
+        problem = unreadable(path)
         if problem:
             raise DataError(problem)

@@ -70,7 +70,7 @@ class RunConfig(Section):
             free = ", ".join(name for name, p in METHOD_PARAMS.items() if p.task_free)
             raise ValueError(f"benchmark.stream: method {self.method.name} needs context boundaries, which a {stream} "
                              f"stream does not give; use one of {free}, or benchmark.stream=academic")
-        if stream == "fuzzy" and self.benchmark.fuzziness > self.train.iterations:
+        if stream.startswith("fuzzy") and self.benchmark.fuzziness > self.train.iterations:
             raise ValueError(f"benchmark.fuzziness: {self.benchmark.fuzziness} iterations of blending is more than a "
                              f"context's train.iterations ({self.train.iterations}); lower it")
         self.method.resolve(self)

@@ -5,10 +5,12 @@ parameters into a RunConfig). Imports neither torch nor any UI library."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.schema.imagescan import DEFAULT_TEST_SHARE, LAYOUT_FIX, FolderError, resolve_folder
 from core.schema.limits import (
     BENCHMARK_INFO,
     MAX_BATCH,
@@ -25,9 +27,10 @@ from core.schema.limits import (
 
 
 class BenchmarkConfig(Section):
-    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "sine"] = Field(
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "sine", "folder"] = Field(
         "digits", description="Data set: digits is scikit-learn's embedded 8x8 set (offline); sine is a regression "
-        "toy of five noisy sine waves, one per context (offline; scored by R^2 where others report accuracy)."
+        "toy of five noisy sine waves, one per context (offline; scored by R^2 where others report accuracy); "
+        "folder: your own images in --data-dir, one subfolder per class (see `cltui data check DIR`)."
     )
     protocol: Literal["split", "permuted", "rotated"] = Field(
         "split",
@@ -45,13 +48,17 @@ class BenchmarkConfig(Section):
                                description="Zero-pad images to this size (permuted MNIST uses 32).")
     rotation_max: float = Field(180.0, description="rotated: contexts use angles evenly spaced in [0, rotation_max).")
     augment: bool = Field(False, description="Padded random crop (4 px) and horizontal flip, batched on the device.")
-    stream: Literal["academic", "fuzzy", "random"] = Field(
-        "academic", description="academic: one context after another, sharp boundaries; fuzzy: the next context "
-        "blends in over `fuzziness` iterations around each boundary; random: each batch from a random context "
-        "(task-free: the method is told no boundary; rows of the matrix are context-sized blocks).")
+    stream: Literal["academic", "fuzzy", "fuzzy-linear", "random"] = Field(
+        "academic", description="academic: one context after another, sharp boundaries; fuzzy: van de Ven's "
+        "circular stream: each context blends into the next over `fuzziness` iterations around boundaries half a "
+        "context in, the last back into context 0, so the stream starts and ends on context 0; fuzzy-linear: the "
+        "same blend around the academic boundaries, ending on the last context; random: each batch from a random "
+        "context (task-free: the method is told no boundary; rows of the matrix are context-sized blocks).")
     fuzziness: int = Field(100, ge=1, le=MAX_ITERATIONS, description="fuzzy: iterations over which the chance of "
-                           "drawing from the next context rises linearly from 0 to 1, centred on the boundary.")
-    data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data).")
+                           "drawing from the next context rises linearly from 0 to 1, centred on the boundary "
+                           "(twice the fuzziness of van de Ven's code, which counts one side).")
+    data_dir: str | None = Field(None, description="Folder holding the data set files (default: ./data); for "
+                                 "folder, the folder of images.")
     download: bool = Field(False, description="Download the data set when its files are missing.")
     validation: float = Field(0.0, ge=0, le=0.5, description="Share of each context's training data held out "
                               "(class-stratified, the same samples for every seed) and never trained on; runs "
@@ -60,7 +67,26 @@ class BenchmarkConfig(Section):
         None, max_length=1000, description="Contexts whose training data the run sees (none: all); the others are "
         "still tested. For teachers of `cltui merge` that know only some contexts; method joint only.")
 
+    # folder: resolved from the folder once, when the config is made, then recorded like classes_per_context, so
+    # a run's config stays valid without its folder. None for the named data sets.
+    classes: int | None = Field(None, ge=2, description="folder: its number of classes (default: its class "
+                                "folders, counted).")
+    image_size: int | None = Field(None, ge=1, le=MAX_IMAGE_SIDE, description="folder: side of the square the "
+                                   "images are resized to (shorter side, then the centre; default: the shorter side "
+                                   "of the most common image size).")
+    channels: int | None = Field(None, ge=1, le=3, description="folder: 1 (grayscale) or 3 (RGB) (default: what the "
+                                 "images are; set it to convert a folder of mixed modes).")
+    test_share: float = Field(DEFAULT_TEST_SHARE, gt=0, le=0.5, description="folder without a test folder: share of "
+                              "each class held out as the test set (stratified, the same images for every run).")
+
     _seed = field_validator("class_order_seed")(check_seed)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: int | None) -> int | None:
+        if v not in (None, 1, 3):
+            raise ValueError(f"give 1 (grayscale) or 3 (RGB), got {v}")
+        return v
 
     @field_validator("learn_contexts")
     @classmethod
@@ -71,16 +97,23 @@ class BenchmarkConfig(Section):
 
     @property
     def num_classes(self) -> int:
+        if self.name == "folder":
+            assert self.classes is not None  # resolved from the folder by validation
+            return self.classes
         return BENCHMARK_INFO[self.name]["classes"]
 
     @property
     def regression(self) -> bool:
         """A regression benchmark (sine): targets are numbers, the loss is MSE, the score R^2."""
-        return bool(BENCHMARK_INFO[self.name].get("regression"))
+        return bool(BENCHMARK_INFO.get(self.name, {}).get("regression"))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = BENCHMARK_INFO[self.name]["shape"]
+        if self.name == "folder":
+            assert self.channels is not None and self.image_size is not None  # resolved by validation
+            c, h, w = self.channels, self.image_size, self.image_size
+        else:
+            c, h, w = BENCHMARK_INFO[self.name]["shape"]
         if self.pad_to:
             h, w = max(h, self.pad_to), max(w, self.pad_to)
         return (c, h, w)
@@ -93,18 +126,42 @@ class BenchmarkConfig(Section):
             return self.contexts * self.classes_per_context
         return self.contexts * self.num_classes
 
+    def _resolve_folder(self) -> None:
+        """folder: fill classes, image_size and channels from the folder (and refuse a bad folder in one line);
+        the named data sets take none of them."""
+        if self.name != "folder":
+            given = next((k for k in ("classes", "image_size", "channels") if getattr(self, k) is not None), None)
+            if given:
+                raise ValueError(f"{given}: only benchmark.name=folder takes it, not {self.name}; leave it unset")
+            if self.test_share != DEFAULT_TEST_SHARE:
+                raise ValueError(f"test_share: {self.name} has its own test set (only benchmark.name=folder holds "
+                                 f"one out); leave it unset")
+            return
+        if None not in (self.classes, self.image_size, self.channels):
+            return  # resolved before (a run's config): the folder need not be there
+        if not self.data_dir:
+            raise ValueError(f"data_dir: benchmark.name folder reads your own images; pass {LAYOUT_FIX}")
+        try:
+            self.classes, self.image_size, self.channels = resolve_folder(
+                Path(self.data_dir), self.classes, self.image_size, self.channels, self.test_share)
+        except FolderError as e:
+            raise ValueError(f"{e.field}: {e}") from None
+
     @model_validator(mode="after")
     def _resolve_classes(self) -> BenchmarkConfig:
+        self._resolve_folder()
         n = self.num_classes
+        source = self.data_dir if self.name == "folder" else self.name
         if self.protocol == "split":
             if self.classes_per_context is None:
                 if n // self.contexts < 1:
-                    raise ValueError(f"contexts: {self.name} has {n} classes, too few for {self.contexts} contexts")
+                    raise ValueError(f"contexts: {source} has {n} classes, too few for {self.contexts} contexts")
                 self.classes_per_context = n // self.contexts
             if self.contexts * self.classes_per_context > n:
                 raise ValueError(
                     f"classes_per_context: {self.contexts} contexts x {self.classes_per_context} classes needs "
-                    f"{self.contexts * self.classes_per_context} classes, {self.name} has {n}"
+                    f"{self.contexts * self.classes_per_context} classes, {source} has {n}"
+                    f"{'; cltui data check DIR suggests a split' if self.name == 'folder' else ''}"
                 )
         else:
             if self.classes_per_context not in (None, n):

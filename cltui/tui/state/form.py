@@ -20,7 +20,7 @@ from core.schema.presets import method_defaults, parse_override, toml_text
 DEFAULT_PRESET = "split-digits"
 MAIN_FIELDS = (("iterations", "iterations"), ("batch_size", "batch size"), ("lr", "learning rate"),
                ("seed", "seed"), ("device", "device"))
-NEEDS_FILES = ("mnist", "fashion-mnist", "cifar10", "cifar100")  # digits ships with scikit-learn
+NEEDS_FILES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "folder")  # digits ships with scikit-learn
 SCENARIO_HELP = {"task": "task-incremental: the context is given at test time",
                  "domain": "domain-incremental: one shared head, the context is not given",
                  "class": "class-incremental: one head over every class seen, the context is not given"}
