@@ -7,6 +7,7 @@ the published one by more than the noise.
     python benchmarks/fidelity.py --table-from RUNS     # the tables again from the studies a run left in RUNS
     python benchmarks/fidelity.py --scenarios class --methods none,ewc,si,lwf,agem,er --seeds 5 --jobs 2
     python benchmarks/fidelity.py --data-dir ~/data     # also split-mnist (the published protocol itself)
+    python benchmarks/fidelity.py --only-mnist --fashion-mnist /usr/share/datasets/fashion-mnist  # real images
     python benchmarks/fidelity.py --digits-as-mnist      # the split-MNIST protocol on digits written as MNIST
 
 An ordering flag needs both: the published figures differ by at least PUBLISHED_GAP points, and ours
@@ -155,6 +156,8 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None, help="a folder with MNIST: also run split-mnist")
     parser.add_argument("--digits-as-mnist", action="store_true", help="also run split-mnist on digits written "
                         "as MNIST files (the protocol of the comparison with van de Ven's main.py)")
+    parser.add_argument("--fashion-mnist", default=None, metavar="DIR", help="also run split-fashion-mnist on the "
+                        "Fashion-MNIST files in DIR (e.g. /usr/share/datasets/fashion-mnist, Debian's package)")
     parser.add_argument("--only-mnist", action="store_true", help="skip split-digits")
     parser.add_argument("--runs-dir", default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every run")
@@ -168,6 +171,8 @@ def main() -> int:
     presets = [] if args.only_mnist else [("split-digits", [])]
     if args.data_dir:
         presets.append(("split-mnist", ["--set", f"benchmark.data_dir={args.data_dir}"]))
+    if args.fashion_mnist:
+        presets.append(("split-fashion-mnist", ["--set", f"benchmark.data_dir={args.fashion_mnist}"]))
     if args.digits_as_mnist:
         folder = write_digits_as_mnist(runs_dir / "digits-as-mnist")
         presets.append(("split-mnist", ["--set", f"benchmark.data_dir={folder}"]))

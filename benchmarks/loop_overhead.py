@@ -13,6 +13,8 @@ Every variant is timed `--repeats` times, interleaved so that drift in the machi
 median is printed, and every ratio is against the fused bare step of the same invocation.
 
     python benchmarks/loop_overhead.py [--device cpu|cuda] [--iterations 600] [--repeats 5] [--preset split-mnist]
+    python benchmarks/loop_overhead.py --preset split-fashion-mnist --data real \
+        --data-dir /usr/share/datasets/fashion-mnist
 """
 
 from __future__ import annotations
@@ -122,11 +124,13 @@ def main() -> None:
     parser.add_argument("--preset", default="split-mnist")
     parser.add_argument("--method", default="none")
     parser.add_argument("--data", choices=["synthetic", "real"], default="synthetic")
+    parser.add_argument("--data-dir", default=None, help="with --data real: the folder holding the preset's data set "
+                        "(e.g. /usr/share/datasets/fashion-mnist for --preset split-fashion-mnist)")
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     device = torch.device(args.device)
-    config = build_config(args.preset, method=args.method, device=args.device)
+    config = build_config(args.preset, method=args.method, device=args.device, data_dir=args.data_dir)
     benchmark = build_benchmark(config.benchmark, device, split=synthetic_mnist() if args.data == "synthetic" else None)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp), emit=lambda e: None, should_stop=lambda: False, benchmark=benchmark)
