@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.engine.idx import TORCHVISION_FOLDER, find_idx
+from core.engine.idx import IDX_FILES, TORCHVISION_FOLDER, find_idx
 from core.schema.config import BenchmarkConfig, ConfigError, RunConfig
 
+# Each data set's files in torchvision's layout (an IDX set's may also sit side by side: core/engine/idx.py).
 REQUIRED_FILES: dict[str, list[str]] = {
-    "mnist": [f"MNIST/raw/{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")],
-    "fashion-mnist": [
-        f"FashionMNIST/raw/{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")
-    ],
+    **{name: [f"{folder}/{file}" for file in IDX_FILES] for name, folder in TORCHVISION_FOLDER.items()},
     "cifar10": [f"cifar-10-batches-py/{n}" for n in
                 [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]],
     "cifar100": [f"cifar-100-python/{n}" for n in ("train", "test", "meta")],
