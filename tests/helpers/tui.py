@@ -141,6 +141,28 @@ async def eventually(pilot: Pilot, condition: Callable[[], Any], timeout: float 
     return bool(condition())
 
 
+def tables_sized(screen: Any) -> bool:
+    """Whether every DataTable on `screen` has its rows and a layout that fits them: each column at least as
+    wide as its widest cell and each table as tall as its rows allow. A DataTable sizes its columns to new
+    cells when it is next idle, so a screenshot taken before that catches the columns at their headers' width.
+    """
+    from rich.text import Text
+
+    def cell_len(cell: Any) -> int:
+        return cell.cell_len if isinstance(cell, Text) else Text.from_markup(str(cell)).cell_len
+
+    for table in screen.query(DataTable):
+        if not table.display:
+            continue
+        for i, column in enumerate(table.ordered_columns):
+            widest = max((cell_len(cell) for cell in table.get_column_at(i)), default=0)
+            if column.get_render_width(table) - 2 * table.cell_padding < widest:
+                return False
+        if table.row_count and table.size.height < 2:
+            return False
+    return True
+
+
 # --- keys and fields -----------------------------------------------------------------------------------
 
 

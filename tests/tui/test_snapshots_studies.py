@@ -11,18 +11,19 @@ SVGs in tests/tui/__snapshots__/test_snapshots_studies/ before keeping them.
 
 from __future__ import annotations
 
+import difflib
+import html
 import re
 from pathlib import Path
 
 import pytest
-from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from cltui.app import create_app
 from cltui.tui.screens.studies import StudiesScreen
 from tests.helpers.daily import write_thirty_runs
-from tests.helpers.tui import settle_workers, snapshot_versions
+from tests.helpers.tui import settle_workers, snapshot_versions, tables_sized
 
 pytestmark = snapshot_versions
 
@@ -55,15 +56,11 @@ def studies(*keys: str):
             await settle_workers(pilot.app)
             await pilot.pause()
         # the highlighted study's table is filled from a worker's message, and a DataTable sizes its columns to
-        # new cells when it is next idle: wait for both, not for a fixed time (under load a snapshot once caught
-        # the columns at their headers' width)
+        # new cells when it is next idle: wait for every table of the screen, not for a fixed time (under load a
+        # snapshot once caught the columns at their headers' width)
         table = pilot.app.screen.query_one("#table", DataTable)
         for _ in range(200):
-            if table.row_count and all(
-                    column.get_render_width(table) - 2 * table.cell_padding
-                    >= max(Text.from_markup(str(cell)).cell_len if not isinstance(cell, Text) else cell.cell_len
-                           for cell in table.get_column_at(i))
-                    for i, column in enumerate(table.ordered_columns)):
+            if table.row_count and tables_sized(pilot.app.screen):
                 break
             await pilot.pause(0.02)
         await pilot.pause()
@@ -99,11 +96,29 @@ def same_picture(svg: str, name: str, update: bool) -> bool:
     return path.is_file() and normal(svg) == normal(path.read_text())
 
 
+def lines_of(svg: str) -> list[str]:
+    """The screen's text, line by line, from Textual's SVG (for a failure message that says what differs)."""
+    lines: dict[int, str] = {}
+    for number, text in re.findall(r'clip-path="url\(#terminal-\d+-line-(\d+)\)">([^<]*)</text>', svg):
+        lines[int(number)] = lines.get(int(number), "") + html.unescape(text).replace("\xa0", " ")
+    return [lines[k] for k in sorted(lines)]
+
+
+def differences(svg: str, name: str) -> str:
+    path = BASELINES / f"{name}.svg"
+    if not path.is_file():
+        return f"no baseline {path.name}"
+    diff = difflib.unified_diff(lines_of(path.read_text()), lines_of(svg), "baseline", "now", lineterm="", n=0)
+    return "\n".join(diff) or "the same text; the styles or geometry differ"
+
+
 def test_studies_screen(app, request):
     svg = screenshot(app, (100, 30))
-    assert same_picture(svg, "test_studies_screen", request.config.getoption("--snapshot-update"))
+    assert same_picture(svg, "test_studies_screen", request.config.getoption("--snapshot-update")), \
+        differences(svg, "test_studies_screen")
 
 
 def test_studies_screen_at_80x24(app, request):
     svg = screenshot(app, (80, 24))
-    assert same_picture(svg, "test_studies_screen_at_80x24", request.config.getoption("--snapshot-update"))
+    assert same_picture(svg, "test_studies_screen_at_80x24", request.config.getoption("--snapshot-update")), \
+        differences(svg, "test_studies_screen_at_80x24")
