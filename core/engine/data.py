@@ -27,6 +27,7 @@ from core.engine.cifar import _cifar
 from core.engine.datafiles import DataError, check_readable, data_root, not_found, permission_denied
 from core.engine.idx import TORCHVISION_FOLDER, IdxError, find_idx, read_idx_set
 from core.engine.imagefolder import load_image_folder
+from core.engine.scenarios import context_labels
 from core.schema.config import BenchmarkConfig
 from core.schema.limits import BENCHMARK_INFO
 
@@ -92,7 +93,7 @@ class Benchmark:
 
     @property
     def total_classes(self) -> int:
-        return len(self.contexts) * self.classes_per_context
+        return self.contexts[-1].labels[1]  # contexts own consecutive label ranges from 0
 
     def joint(self) -> Context:
         """Every context's training data in one stage (joint training), inputs already transformed."""
@@ -239,6 +240,17 @@ def _pad(x: Tensor, size: int | None) -> Tensor:
     return torch.nn.functional.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
 
 
+def class_order(n_classes: int, seed: int | None, shuffle: str = "torch") -> Tensor:
+    """The original classes in the order they are learnt: natural without a seed, else shuffled by torch's
+    randperm or, as PyCIL and the class-IL papers do, by numpy (`np.random.seed(seed)`, then a permutation of
+    0..n-1; seed 1993 gives their CIFAR-100 order)."""
+    if seed is None:
+        return torch.arange(n_classes)
+    if shuffle == "numpy":
+        return torch.from_numpy(np.random.RandomState(seed).permutation(n_classes)).long()
+    return torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed))
+
+
 def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", split: Split | None = None) -> Benchmark:
     """Load the data set (unless given) and cut it into contexts on `device`."""
     if cfg.regression:
@@ -257,15 +269,12 @@ def build_benchmark(cfg: BenchmarkConfig, device: torch.device | str = "cpu", sp
     contexts: list[Context] = []
 
     if cfg.protocol == "split":
-        if cfg.class_order_seed is None:
-            order = torch.arange(n_classes)
-        else:
-            order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(cfg.class_order_seed))
+        order = class_order(n_classes, cfg.class_order_seed, cfg.class_order_shuffle)
         position = torch.empty(n_classes, dtype=torch.long)
         position[order] = torch.arange(n_classes)  # original class -> global label
         g_train, g_test = position[y_train], position[y_test]
         for k in range(cfg.contexts):
-            lo, hi = k * cpc, (k + 1) * cpc
+            lo, hi = context_labels(k, cpc, cfg.first_context_classes)
             tr = (g_train >= lo) & (g_train < hi)
             te = (g_test >= lo) & (g_test < hi)
             contexts.append(Context(

@@ -19,7 +19,7 @@ from core.schema.params import DERPPParams
 class DERPP(Method[DERPPParams]):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        total_classes = self.scenario.classes_per_context * self.scenario.contexts
+        total_classes = self.scenario.total_classes
         self.buffer = buffer_for(self.params, self.device, total_classes, reservoir=True)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 27183)
 

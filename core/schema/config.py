@@ -61,6 +61,10 @@ class RunConfig(Section):
                 f"scenario: method {self.method.name} works in {'/'.join(self.method.scenarios)}-incremental "
                 f"learning only, not {self.scenario}: use --scenario {self.method.scenarios[0]}"
             )
+        if self.benchmark.first_context_classes is not None and not self.method.uneven_contexts:
+            even = ", ".join(name for name, p in METHOD_PARAMS.items() if p.uneven_contexts)
+            raise ValueError(f"benchmark.first_context_classes: method {self.method.name} assumes contexts of equal "
+                             f"size; use one of {even}, or leave first_context_classes unset")
         m = self.model
         parameters = model_parameters(m.kind, self.benchmark.input_shape, self.head_size, m.hidden, m.fc_hidden)
         key = "model.hidden" if m.kind == "mlp" else "model.fc_hidden"

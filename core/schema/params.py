@@ -58,6 +58,9 @@ class MethodParams(Section):
     summary: ClassVar[str] = ""
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
     task_free: ClassVar[bool] = False  # works on a stream without context boundaries (benchmark.stream)
+    # reads every context's classes from the scenario, so an uneven first context (first_context_classes) is
+    # safe; the others still count c classes per context in their own arithmetic
+    uneven_contexts: ClassVar[bool] = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
@@ -76,6 +79,7 @@ class NoneParams(MethodParams):
 
     name: Literal["none"] = "none"
     summary: ClassVar[str] = "fine-tuning, the lower bound"
+    uneven_contexts: ClassVar[bool] = True
     task_free: ClassVar[bool] = True
 
 
@@ -84,6 +88,7 @@ class JointParams(MethodParams):
 
     name: Literal["joint"] = "joint"
     summary: ClassVar[str] = "all contexts at once, the upper bound"
+    uneven_contexts: ClassVar[bool] = True
 
     def resolve(self, config: RunConfig) -> None:
         steps = config.train.iterations * config.benchmark.contexts  # one stage of them all (core/training/train.py)
@@ -97,6 +102,7 @@ class CumulativeParams(MethodParams):
 
     name: Literal["cumulative"] = "cumulative"
     summary: ClassVar[str] = "incremental joint: every context so far, at each context"
+    uneven_contexts: ClassVar[bool] = True
     scale_batch: bool = Field(True, description="Draw batch_size samples from each context so far (the batch "
                               "grows with t, as in van de Ven's StabilityGap example); off: batch_size in all.")
 
@@ -106,6 +112,7 @@ class EWCParams(MethodParams):
 
     name: Literal["ewc"] = "ewc"
     summary: ClassVar[str] = "elastic weight consolidation (parameter regularisation)"
+    uneven_contexts: ClassVar[bool] = True
     task_free: ClassVar[bool] = True  # on a stream: a Fisher every update_every iterations
     lambda_: float | None = Field(None, alias="lambda", ge=0,
                                   description="Penalty strength (presets give the tuned value per scenario).")
@@ -136,6 +143,7 @@ class SIParams(MethodParams):
 
     name: Literal["si"] = "si"
     summary: ClassVar[str] = "synaptic intelligence (parameter regularisation)"
+    uneven_contexts: ClassVar[bool] = True
     task_free: ClassVar[bool] = True  # on a stream: importance updated every update_every iterations
     c: float | None = Field(None, ge=0, description="Penalty strength (presets give the tuned value per scenario).")
     epsilon: float = Field(0.1, gt=0, description="Damping xi of the importance.")
@@ -194,6 +202,7 @@ class ReplayParams(MethodParams):
     """Shared by the methods that store data: the buffer's budget."""
 
     task_free: ClassVar[bool] = True  # on a stream the buffer is a reservoir, filled batch by batch
+    uneven_contexts: ClassVar[bool] = True
 
     budget: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES,
                                description="Stored samples per class (class-balanced buffer).")
@@ -248,6 +257,86 @@ class ICaRLParams(ReplayParams):
         "union", description="union: each batch drawn from the context's data and the exemplars together (Rebuffi "
         "et al., van de Ven's code); extra-batch: the batch plus an equally large batch of exemplars (twice the "
         "work per step).")
+
+
+class ERACEParams(ReplayParams):
+    """ER-ACE: experience replay whose incoming batch's cross-entropy leaves out the old classes absent from it."""
+
+    name: Literal["er-ace"] = "er-ace"
+    summary: ClassVar[str] = "ER with asymmetric cross-entropy (stored data)"
+    scenarios: ClassVar[tuple[str, ...]] = ("class",)  # task-IL's heads already leave the other classes out
+
+
+class ExemplarParams(MethodParams):
+    """Shared by the class-IL methods that keep exemplars of every class seen (WA; the bias-correction family):
+    a fixed total memory shared equally by the classes seen, or a number per class."""
+
+    scenarios: ClassVar[tuple[str, ...]] = ("class",)
+    uneven_contexts: ClassVar[bool] = True
+    memory_total: int | None = Field(
+        None, ge=1, le=MAX_STORED_SAMPLES, description="Exemplars in all, shared equally by the classes seen: each "
+        "keeps memory_total // classes seen, the older ones giving up samples as classes arrive (2000 on CIFAR-100 "
+        "in the class-IL papers).")
+    budget: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES,
+                               description="Exemplars per class instead (the memory grows with the classes).")
+    selection: Literal["herding", "random"] = Field("herding", description="How exemplars are chosen.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.memory_total is None and self.budget is None:
+            raise ValueError(f"method.memory_total: no default for {self.name} in this preset; pass "
+                             f"--set method.memory_total=N (in all) or --set method.budget=N (per class)")
+        if self.memory_total is not None and self.budget is not None:
+            raise ValueError("method.budget: give memory_total (in all) or budget (per class), not both; "
+                             "unset one of them")
+        if self.budget is not None and self.budget * config.benchmark.total_classes > MAX_STORED_SAMPLES:
+            raise ValueError(f"method.budget: {self.budget} per class x {config.benchmark.total_classes} classes = "
+                             f"{self.budget * config.benchmark.total_classes} exemplars; at most "
+                             f"{MAX_STORED_SAMPLES} in all")
+
+
+class WAParams(ExemplarParams):
+    """Weight aligning: CE and distillation on data and exemplars, then the new classes' head weights rescaled
+    to the old classes' mean norm after each context."""
+
+    name: Literal["wa"] = "wa"
+    summary: ClassVar[str] = "weight aligning (exemplars, distillation, aligned head norms)"
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature T.")
+    clip_weights: bool = Field(True, description="Keep the head's weights non-negative after every step (the "
+                               "features are ReLU outputs; the authors' code does it by default).")
+    bias: bool = Field(False, description="Train the head's bias; off (held at 0) as in the authors' code, so "
+                       "aligning the weights scales the new classes' whole logits.")
+
+
+class GDumbParams(MethodParams):
+    """GDumb: a class-balanced greedy memory; before each evaluation the network is trained from scratch on it."""
+
+    name: Literal["gdumb"] = "gdumb"
+    summary: ClassVar[str] = "greedy balanced memory, retrained from scratch (stored data)"
+    uneven_contexts: ClassVar[bool] = True
+    scenarios: ClassVar[tuple[str, ...]] = ("task", "class")  # task-IL: trained over all classes, masked at test
+    memory_total: int | None = Field(None, ge=1, le=MAX_STORED_SAMPLES,
+                                     description="Samples in memory, all classes together (k in the paper).")
+    epochs: int | None = Field(None, ge=1, le=MAX_ITERATIONS, description="Passes over the memory at each retraining "
+                               "(none: 256 on CIFAR, 128 otherwise, the paper's).")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per step of the retraining.")
+    lr: float = Field(0.05, gt=0, le=MAX_LR, description="Highest learning rate (SGD, momentum 0.9).")
+    lr_min: float = Field(0.0005, ge=0, le=MAX_LR, description="Lowest learning rate of the cosine warm restarts.")
+    weight_decay: float = Field(1e-6, ge=0, le=1.0, description="Weight decay of the retraining.")
+    clip: float = Field(10.0, gt=0, description="Gradient norm clipped to this.")
+    cutmix: float | None = Field(None, ge=0, le=1, description="Chance of a CutMix batch (alpha 1); none: 0.5 on "
+                                 "CIFAR, 0 otherwise, as the paper.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if self.memory_total is None:
+            raise ValueError("method.memory_total: no default for gdumb in this preset; pass "
+                             "--set method.memory_total=N (samples in memory, all classes together)")
+        cifar = config.benchmark.name.startswith("cifar")
+        if self.epochs is None:
+            self.epochs = 256 if cifar else 128
+        if self.cutmix is None:
+            self.cutmix = 0.5 if cifar else 0.0
+        if self.lr_min > self.lr:
+            raise ValueError(f"method.lr_min: {self.lr_min} is above method.lr = {self.lr}; give at most lr")
 
 
 class DGRParams(MethodParams):

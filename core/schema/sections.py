@@ -40,9 +40,20 @@ class BenchmarkConfig(Section):
     classes_per_context: int | None = Field(
         None, ge=1, description="split: classes in each context (default: all classes / contexts)."
     )
+    first_context_classes: int | None = Field(
+        None, ge=1, description="split: classes of the first context, the others keeping classes_per_context "
+        "(the class-IL papers' B50-10 on CIFAR-100: 50 first, then 10 per context, contexts = 6); contexts counts "
+        "the first one too. none: the first context is like the others."
+    )
     class_order_seed: int | None = Field(
         None, ge=0, description="split: permute the class order with this seed (none: natural order 0, 1, 2, ...); "
-        "permuted: seed of the pixel permutations (none: 0)."
+        "permuted: seed of the pixel permutations (none: 0). The class-IL papers shuffle with 1993 (with "
+        "class_order_shuffle = numpy)."
+    )
+    class_order_shuffle: Literal["torch", "numpy"] = Field(
+        "torch", description="split: the generator that shuffles the classes with class_order_seed: torch "
+        "(torch.randperm) or numpy (numpy.random.seed(seed) then permutation, as PyCIL and the class-IL papers do: "
+        "with seed 1993 it gives their CIFAR-100 order)."
     )
     pad_to: int | None = Field(None, ge=1, le=MAX_IMAGE_SIDE,
                                description="Zero-pad images to this size (permuted MNIST uses 32).")
@@ -123,8 +134,14 @@ class BenchmarkConfig(Section):
         """Classes over all contexts: with permuted / rotated each context brings its own copy of every class."""
         assert self.classes_per_context is not None
         if self.protocol == "split":
-            return self.contexts * self.classes_per_context
+            return self.first_classes + (self.contexts - 1) * self.classes_per_context
         return self.contexts * self.num_classes
+
+    @property
+    def first_classes(self) -> int:
+        """Classes of the first context: first_context_classes, else classes_per_context."""
+        assert self.classes_per_context is not None
+        return self.first_context_classes or self.classes_per_context
 
     def _resolve_folder(self) -> None:
         """folder: fill classes, image_size and channels from the folder (and refuse a bad folder in one line);
@@ -152,7 +169,9 @@ class BenchmarkConfig(Section):
         self._resolve_folder()
         n = self.num_classes
         source = self.data_dir if self.name == "folder" else self.name
-        if self.protocol == "split":
+        if self.first_context_classes is not None:
+            self._check_first_context(n, source)
+        elif self.protocol == "split":
             if self.classes_per_context is None:
                 if n // self.contexts < 1:
                     raise ValueError(f"contexts: {source} has {n} classes, too few for {self.contexts} contexts")
@@ -168,10 +187,41 @@ class BenchmarkConfig(Section):
                 raise ValueError(f"classes_per_context: a {self.protocol} context holds all {n} classes of "
                                  f"{self.name}; set benchmark.classes_per_context={n}")
             self.classes_per_context = n
+        if self.class_order_shuffle != "torch" and self.protocol != "split":
+            raise ValueError(f"class_order_shuffle: a {self.protocol} context keeps every class in order; only "
+                             "benchmark.protocol=split shuffles the classes, leave it unset")
+        if self.class_order_shuffle == "numpy" and (self.class_order_seed or 0) >= 2**32:
+            raise ValueError(f"class_order_seed: numpy's shuffle takes seeds below 2**32, got {self.class_order_seed}; "
+                             "give a smaller one")
         if self.learn_contexts is not None and max(self.learn_contexts) >= self.contexts:
             raise ValueError(f"learn_contexts: context {max(self.learn_contexts)} does not exist; there are "
                              f"{self.contexts} contexts, 0 to {self.contexts - 1}")
         return self
+
+    def _check_first_context(self, n: int, source: str | None) -> None:
+        """An uneven first context (B50-10): f classes first, then classes_per_context (default: what is left,
+        shared by the other contexts) per context; refused in one line when the numbers do not add up."""
+        f, rest = self.first_context_classes, self.contexts - 1
+        assert f is not None
+        if self.protocol != "split" or self.regression:
+            what = f"a {self.protocol} context holds all {n} classes" if self.protocol != "split" else \
+                f"{self.name}'s contexts are its waves, one each"
+            raise ValueError(f"first_context_classes: {what}; only split classification cuts an uneven first "
+                             f"context, leave it unset")
+        if f > n or (f == n and rest):
+            raise ValueError(f"first_context_classes: {f} classes in the first context leaves none for the "
+                             f"{rest} other context(s); {source} has {n}, give fewer")
+        if self.classes_per_context is None:
+            if rest and (n - f) // rest < 1:
+                raise ValueError(f"contexts: {n - f} classes of {source} remain after a first context of {f}, too "
+                                 f"few for {rest} more contexts; set benchmark.contexts to at most {n - f + 1}")
+            self.classes_per_context = (n - f) // rest if rest else f
+        c = self.classes_per_context
+        if f + rest * c > n:
+            fits = 1 + (n - f) // c
+            raise ValueError(f"first_context_classes: {f} + {rest} contexts x {c} classes needs {f + rest * c} "
+                             f"classes, {source} has {n}; set benchmark.contexts to {fits}, or give fewer classes "
+                             f"per context")
 
 
 class ModelConfig(Section):

@@ -119,7 +119,8 @@ class Trainer:
         except DataError as e:
             raise InputError(str(e)) from None
         self.scenario = ScenarioView(config.scenario, self.benchmark.classes_per_context, len(self.benchmark.contexts),
-                                     config.train.active_classes, config.benchmark.regression)
+                                     config.train.active_classes, config.benchmark.regression,
+                                     config.benchmark.first_context_classes)
         # Initialise on the CPU with the run's seed, so a seed means the same network on every device.
         method_cls = method_class(config.method.name)
         self.model: nn.Module = method_cls.build_model(config, self.benchmark.input_shape, self.scenario.head_size)

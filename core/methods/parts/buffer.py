@@ -11,14 +11,20 @@ The sizes are Python ints known without asking the device.
 
 `ReplayMethod` is the shared base of the methods that replay a class-balanced or reservoir buffer batch by
 batch (ER, A-GEM): its buffer, its random stream, and the filling at the end of a context.
+
+The class-IL papers' memory (iCaRL, WA and the bias-correction family) is the class-balanced buffer with a total:
+`exemplar_memory` builds it from `method.memory_total` (or a budget per class), and `herding_order` chooses
+its exemplars in the model's feature space.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from core.engine.data import Context
 from core.methods.parts.base import Batch, ContextInfo, Method
@@ -135,6 +141,68 @@ def buffer_for(params: Any, device: torch.device, total_classes: int, reservoir:
     return ReplayBuffer(device, per_class=params.budget, total=params.budget_total)
 
 
+def exemplar_memory(params: Any, device: torch.device) -> ReplayBuffer:
+    """The class-balanced exemplar memory of `method.memory_total` samples in all, each class keeping
+    memory_total // classes seen (m shrinks as classes arrive), or of `method.budget` samples per class."""
+    return ReplayBuffer(device, per_class=params.budget, total=params.memory_total)
+
+
+@torch.no_grad()
+def eval_features(model: nn.Module, x: Tensor, batch: int = 2048, step: Callable[[], None] = lambda: None) -> Tensor:
+    """The model's features of x in eval mode, `batch` inputs at a time; `step()` after each batch."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = []
+        for i in range(0, x.shape[0], batch):
+            parts.append(model.features(x[i : i + batch]))
+            step()
+        return torch.cat(parts)
+    finally:
+        model.train(was_training)
+
+
+def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
+                  step: Callable[[], None] = lambda: None) -> dict[int, Tensor]:
+    """For each class, the indices (into features) of its first min(m, n_c) herding picks, in order: each pick is
+    the sample that brings the mean of the L2-normalised features chosen so far closest to the class mean,
+    vectorised over every candidate and class at once. `step()` after every pick (a stop check; no host sync)."""
+    features = F.normalize(features, dim=1)
+    members = [(labels == c).nonzero().squeeze(1) for c in classes]  # once per consolidation
+    counts = [int(idx.shape[0]) for idx in members]
+    n_max, steps = max(counts), min(m, max(counts))
+    padded = torch.zeros(len(classes), n_max, features.shape[1], device=features.device)
+    valid = torch.zeros(len(classes), n_max, dtype=torch.bool, device=features.device)
+    for i, idx in enumerate(members):
+        padded[i, : counts[i]] = features[idx]
+        valid[i, : counts[i]] = True
+    mean = padded.sum(1) / torch.tensor(counts, device=features.device).unsqueeze(1)
+    chosen_sum = torch.zeros_like(mean)
+    rows = torch.arange(len(classes), device=features.device)
+    picks = []
+    for k in range(1, steps + 1):
+        candidate_means = (chosen_sum.unsqueeze(1) + padded) / k
+        distance = (mean.unsqueeze(1) - candidate_means).norm(dim=2).masked_fill(~valid, float("inf"))
+        pick = distance.argmin(1)
+        picks.append(pick)
+        chosen_sum += padded[rows, pick]
+        valid[rows, pick] = False
+        step()
+    order = torch.stack(picks, 1)
+    return {c: members[i][order[i, : min(m, counts[i])]] for i, c in enumerate(classes)}
+
+
+def union_batch(buffer: ReplayBuffer, batch: Batch, n_train: int, generator: torch.Generator) -> Batch:
+    """The batch as if drawn from the union of the context's `n_train` samples and the stored ones: each sample
+    is swapped for a stored one with probability M / (N + M) (sizes known on the host: no sync)."""
+    share = len(buffer) / (len(buffer) + n_train)
+    stored = buffer.sample(batch.x.shape[0], generator)
+    swap = torch.rand(batch.x.shape[0], generator=generator, device=batch.x.device) < share  # (B,)
+    x = torch.where(swap.view(-1, *[1] * (batch.x.dim() - 1)), stored["x"], batch.x)
+    return Batch(x, torch.where(swap, stored["y"], batch.y), batch.context,
+                 torch.where(swap, stored["context"], batch.contexts()))
+
+
 def random_order(y: Tensor, classes: list[int], generator: torch.Generator) -> dict[int, Tensor]:
     """For each class, its sample indices in random order (random exemplar selection)."""
     perm = torch.randperm(y.shape[0], generator=generator, device=generator.device).to(y.device)
@@ -165,8 +233,7 @@ class ReplayMethod(Method[ReplayParamsT]):
         super().__init__(*args, **kwargs)
         # a task-free stream (benchmark.stream) has no end of a context to fill a class-balanced buffer at
         self.reservoir = self.params.budget_total is not None or self.config.benchmark.stream != "academic"
-        total_classes = self.scenario.classes_per_context * self.scenario.contexts
-        self.buffer = buffer_for(self.params, self.device, total_classes, self.reservoir)
+        self.buffer = buffer_for(self.params, self.device, self.scenario.total_classes, self.reservoir)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 31337)
 
     def replayed(self, n: int, context: int) -> Batch:

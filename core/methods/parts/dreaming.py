@@ -36,7 +36,7 @@ class DreamingMethod(Method[DreamingParamsT]):
 
     def after_context(self, info: ContextInfo) -> None:
         if info.stage < len(self.benchmark.contexts) - 1:
-            known = (info.stage + 1) * self.scenario.classes_per_context
+            known = self.scenario.classes_seen(info.stage)
             self.latest = self.dream(info, frozen_copy(self.model), known)
 
     def dream(self, info: ContextInfo, teacher: nn.Module, classes: int) -> Dreams:
