@@ -59,7 +59,7 @@ class CltuiApp(ReportsWorkerErrors, App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         name = type(self.screen).__name__.removesuffix("Screen") or "this screen"
-        self.push_screen(HelpScreen(name, keys_of(self.screen)))
+        self.push_screen(HelpScreen(name, keys_of(self.screen), getattr(self.screen, "HELP_NOTES", "")))
 
     def running_launched(self) -> list[DetachedRun]:
         return [handle for handle in self.launched.values() if is_alive(handle)]

@@ -62,7 +62,10 @@ async def test_at_80_columns_columns_drop_by_priority_and_ids_are_short(fixed, r
     table = app.screen.query_one("#runs", DataTable)
 
     columns, rows = [str(c.label) for c in table.ordered_columns], runs_rows(app)
-    assert columns == ["", "run ▼", "method", "seed", "iters", "status", "acc %"]  # dropped by priority, none cut
+    # one value in every run (preset, iterations) goes first, then the time, the status's width (cancelled 3/5
+    # -> cancelled), the seed; the scenario tells the cancelled task-IL run apart and stays; none cut
+    assert columns == ["", "run ▼", "method", "scenario", "overrides", "status", "acc %"]
+    assert rows[IDS["cancelled"]]["status"] == "cancelled"
     assert rows[IDS["finished"]]["run"] == "01-01 09:00"
     assert (rows[IDS["finished"]]["status"], rows[IDS["finished"]]["acc %"]) == ("finished", "63.2")
 

@@ -58,7 +58,8 @@ def own_actions(cls: type) -> set[str]:
 
 
 class HelpScreen(ModalScreen[None]):
-    """`HelpScreen(title, keys)`: the keys in a table; any of escape, q, ? or enter closes it."""
+    """`HelpScreen(title, keys, notes)`: the keys in a table, then the screen's own notes (the runs screen's
+    filter syntax) when it has any; any of escape, q, ? or enter closes it."""
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -69,9 +70,9 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS: ClassVar = [Binding("escape,q,question_mark,enter", "close", "Close")]
 
-    def __init__(self, title: str, keys: list[KeyHelp]) -> None:
+    def __init__(self, title: str, keys: list[KeyHelp], notes: str = "") -> None:
         super().__init__()
-        self.title_text, self.keys = title, keys
+        self.title_text, self.keys, self.notes = title, keys, notes
 
     def compose(self) -> ComposeResult:
         width = max([len(k.key) for k in self.keys] + [6]) + 2
@@ -83,6 +84,9 @@ class HelpScreen(ModalScreen[None]):
         if not self.keys:
             listing.append("this screen has no keys of its own\n", style="dim")
         listing.rstrip()
+        if self.notes:
+            listing.append("\n\n")
+            listing.append(self.notes)
         with Vertical():
             yield Static(Text(f"Keys · {self.title_text}", style="bold"))
             with VerticalScroll(id="help-keys"):

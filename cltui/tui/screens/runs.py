@@ -7,10 +7,13 @@ accuracy, duration) and posts one message that the screen applies. A run.json th
 "unreadable" row.
 
 The table: newest first; `o` cycles the sort column and `O` reverses it (or click a column's header: again
-reverses), the header marks it ▲ / ▼. `g` groups by method, then preset, scenario, iterations, then not:
-one row per group with n, mean ± SEM of the final accuracy over its finished runs and the mean duration;
-enter or right opens a group, left closes it. `acc %` is the final average accuracy over all contexts; a
-run still going shows the average over the contexts seen so far, marked `seen` (`62.1 seen`). `/` filters
+reverses), the header marks it ▲ / ▼. `g` groups the runs by setup (preset, scenario, method, overrides,
+iterations: runs that differ only by seed) and back; `G` chooses the grouping keys from the columns. One row
+per group with its keys' values, n, mean ± SEM of the final score over its finished runs and the mean
+duration; enter or right opens a group, left closes it. The columns follow what differs among the runs shown
+(cltui.tui.state.runs_table); `C` picks them by hand for the session. `acc %` is the final average accuracy
+over all contexts; a run still going shows the average over the contexts seen so far, marked `seen` (`62.1
+seen`). `/` filters
 with fields (`method:er seed:1 acc>90 status:failed iterations:50`, see runquery). Space marks the run under
 the cursor (marks are kept in `<runs>/.cltui/marks.json`); `d` deletes the marked runs shown (else the one
 under the cursor), `c` compares the marked runs shown. Which columns fit a narrow terminal, the cells and the
@@ -28,23 +31,27 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, SelectionList, Static
 from textual.widgets.data_table import ColumnKey
+from textual.widgets.selection_list import Selection
 
 from cltui.tui.screens.base import ReachesCltui
-from cltui.tui.screens.confirm import ConfirmScreen
+from cltui.tui.screens.confirm import MODAL_CSS, ConfirmScreen
 from cltui.tui.state.choices import read_marks, write_marks
 from cltui.tui.state.formats import shown_path
 from cltui.tui.state.runquery import (
-    GROUP_BY,
+    FILTER_HELP,
+    GROUP_KEYS,
+    GROUPABLE,
     SORT_COLUMNS,
     Filter,
     Group,
     PresetConfigs,
     Row,
+    config_keys,
     group_rows,
     parse_filter,
     row_of,
@@ -53,8 +60,10 @@ from cltui.tui.state.runquery import (
 from cltui.tui.state.runs_folder import Stamp, scan
 from cltui.tui.state.runs_table import (
     HEADERS,
+    PICKABLE,
     RIGHT,
     Plan,
+    differing,
     group_cells,
     group_summary,
     natural_widths,
@@ -92,9 +101,13 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         Binding("o", "sort", "Sort"),
         Binding("O", "reverse", "Reverse sort", show=False),
         Binding("g", "group", "Group"),
+        Binding("G", "group_keys", "Group by…", show=False),
+        Binding("C", "columns", "Columns…", show=False),
         Binding("S", "studies", "Studies"),
         Binding("r", "reload", "Reload", show=False),
     ]
+    DEFAULT_CSS = "RunsScreen #runs { scrollbar-size-vertical: 1; }"  # a cell more for the columns at 80
+    HELP_NOTES = FILTER_HELP  # the `?` screen shows the filter syntax under the keys
     POLL_S = 1.0
 
     @dataclass
@@ -116,7 +129,9 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         self.filter_errors: list[str] = []
         self.sort = "run"
         self.descending = True
-        self.group_by: str | None = None
+        self.group_by: tuple[str, ...] | None = None
+        self.group_keys: tuple[str, ...] = GROUP_KEYS  # what `g` groups by (`G` changes it)
+        self.columns_choice: tuple[str, ...] | None = None  # the columns picked with `C`; None: chosen to fit
         self.expanded: set[str] = set()  # group keys
         self.groups: dict[str, Group] = {}
         self.plan: Plan | None = None
@@ -124,8 +139,8 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         self.shown: list[str] = []  # row keys (run ids, group keys) in table order
         self.row_cells: dict[str, tuple[Any, ...]] = {}  # what the table holds
         self.cell_cache: dict[str, tuple[Any, ...]] = {}
-        self.widths_of: dict[str, Row] | None = None
-        self.run_widths: tuple[dict[str, int], set[str]] = ({}, set())
+        self.widths_key: tuple[Any, ...] | None = None
+        self.widths: tuple[dict[str, int], set[str]] = ({}, set())
         self.marks_lock = threading.Lock()
         self.visible_ids: list[str] = []  # the runs that pass the filter, whether shown or inside a closed group
         self.loaded = False
@@ -193,6 +208,7 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         """(key, run or group, indented) in table order, under the filter, sort and grouping."""
         visible = [r for r in self.rows.values() if self.query_filter.matches(r)]
         self.visible_ids = [r.id for r in visible]
+        self.visible_rows = visible
         if self.group_by is None:
             self.groups = {}
             return [(r.id, r, False) for r in sort_rows(visible, self.sort, self.descending)]
@@ -211,14 +227,8 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         the same row (or on the group a run went into)."""
         table = self.query_one("#runs", HomeTable)
         layout = self.layout_rows()
-        if self.widths_of is not self.rows:  # the runs changed: measure them again
-            self.widths_of, self.run_widths = self.rows, natural_widths(list(self.rows.values()), [])
-        natural, uniform = self.run_widths
-        if self.groups:
-            natural = {**natural, "run": natural["run"] + 2}  # the runs of an open group are indented
-            for key, value in natural_widths([], list(self.groups.values()))[0].items():
-                natural[key] = max(natural[key], value)
-        plan = plan_columns(table.size.width or self.app.size.width, natural, uniform)
+        plan = plan_columns(table.size.width or self.app.size.width, *self.measure(layout),
+                            keep=self.group_by or (), only=self.columns_choice)
         marks = self.marks()
         current = self.current_key()
         index = table.cursor_row
@@ -237,7 +247,7 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
             for key in plan.keys:
                 column = table.columns[ColumnKey(key)]
                 column.label = self.header_label(key)
-                column.width = max(column.width, column.label.cell_len)
+                column.width = max(plan.width(key), column.label.cell_len)  # the old arrow's room goes back
             table.refresh()
         cells = {key: self.cells_of(key, item, plan, indent, marks) for key, item, indent in layout}
         keys = [key for key, _, _ in layout]
@@ -258,14 +268,26 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         self.update_titles()
         self.update_preview()
 
+    def measure(self, layout: list[tuple[str, Row | Group, bool]]) -> tuple[dict[str, int], set[str]]:
+        """The widest cell of each column among the rows shown, and the columns whose value differs among the
+        runs that pass the filter; measured again only when the runs, the filter, the grouping or the open
+        groups changed."""
+        key = (self.rows, self.filter, self.group_by, frozenset(self.expanded))
+        if key != self.widths_key:
+            runs = [item for _, item, _ in layout if isinstance(item, Row)]
+            groups = [item for _, item, _ in layout if isinstance(item, Group)]
+            indented = [k for k, item, indent in layout if indent]
+            self.widths_key = key
+            self.widths = natural_widths(runs, groups, indented), differing(self.visible_rows)
+        return self.widths
+
     def header_label(self, key: str) -> Text:
         label = HEADERS[key] + ((" ▼" if self.descending else " ▲") if key == self.sort else "")
         return Text(label, justify="right" if key in RIGHT else "left")
 
     def cells_of(self, key: str, item: Row | Group, plan: Plan, indent: bool, marks: set[str]) -> tuple[Any, ...]:
         """A row's cells, made again only when the run, its mark, the group or the columns changed."""
-        state = (item, plan.keys, plan.width("run"), plan.width("preset"), plan.width("overrides"), indent,
-                 key in marks, key in self.expanded)
+        state = (item, plan, indent, key in marks, key in self.expanded)
         cached = self.cell_cache.get(key)
         if cached is not None and cached[0] is item and cached[1:-1] == state[1:]:
             return cached[-1]
@@ -291,11 +313,15 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         if running:
             parts.append(f"{running} running")
         if self.group_by:
-            parts.append(f"by {self.group_by}")
+            parts.append("by setup" if self.group_by == GROUP_KEYS else "by " + "+".join(
+                HEADERS[k] for k in self.group_by))
         marks = self.marks()
         if marks:
             parts.append(f"{len(marks)} marked")
-        if self.filter:
+        if self.filter_errors:  # a count would pass for the whole filter's: say it is not read whole
+            n = len(self.filter_errors)
+            parts.append(f"filter: {n} term{'s' if n != 1 else ''} not understood (in red below)")
+        elif self.filter:
             parts.append(f"{len(self.visible_ids)} match “{self.filter}”")
         self.sub_title = " · ".join(parts)
 
@@ -348,8 +374,8 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":  # only shown (and only active) while there is a filter to clear
             return bool(self.filter) or self.query_one("#filter-line").display
-        if action in ("sort", "reverse", "group"):
-            return bool(self.rows)  # nothing to sort or group in an empty folder: hidden
+        if action in ("sort", "reverse", "group", "group_keys", "columns"):
+            return bool(self.rows)  # nothing to sort, group or show in an empty folder: hidden
         return True
 
     @on(DataTable.RowSelected)
@@ -443,14 +469,56 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         self.refresh_table()
 
     def action_group(self) -> None:
+        """Group by the grouping keys (by default a setup: runs that differ only by seed), or stop grouping."""
         if not self.rows:
             return
-        order = [*GROUP_BY, None]
-        self.group_by = order[(order.index(self.group_by) + 1) % len(order)]
+        self.set_grouping(None if self.group_by else self.group_keys)
+
+    def set_grouping(self, keys: tuple[str, ...] | None) -> None:
+        self.group_by = keys or None
         self.expanded = set()
         self.refresh_table()
         if self.group_by:
-            self.notify(f"grouped by {self.group_by}: enter opens a group", timeout=3)
+            named = ", ".join(HEADERS[k] for k in self.group_by)
+            what = f"setup ({named}: runs that differ only by seed)" if self.group_by == GROUP_KEYS else named
+            self.notify(f"grouped by {what}; enter opens a group, G picks the keys", timeout=4)
+
+    def action_group_keys(self) -> None:
+        """`G`: choose the grouping keys from the columns; applying them groups by them."""
+        if not self.rows:
+            return
+        chosen = self.group_by or self.group_keys
+        options = [(k, HEADERS[k], k in chosen, False) for k in GROUPABLE]
+
+        def picked(answer: tuple[str, ...] | None) -> None:
+            if answer is None:
+                return
+            keys = tuple(k for k in GROUPABLE if k in (GROUP_KEYS if answer == DEFAULT else answer))
+            if keys:
+                self.group_keys = keys
+            self.set_grouping(keys or None)
+
+        self.app.push_screen(PickScreen("Group the runs by", options, "one group per combination of these "
+                                        "columns' values; d: the default, a setup (runs that differ only by "
+                                        "seed); none ticked: no groups"), picked)
+
+    def action_columns(self) -> None:
+        """`C`: pick the columns shown (for the session); the default chooses them by what differs."""
+        if not self.rows or self.plan is None:
+            return
+        shown = set(self.plan.keys)
+        keys = set(self.group_by or ())
+        options = [(k, HEADERS[k] + (" (a grouping key)" if k in keys else ""), k in shown, k in keys)
+                   for k in PICKABLE]
+
+        def picked(answer: tuple[str, ...] | None) -> None:
+            if answer is None:
+                return
+            self.columns_choice = None if answer == DEFAULT else answer
+            self.refresh_table()
+
+        self.app.push_screen(PickScreen("Columns", options, "d: the default, the columns that tell the runs "
+                                        "shown apart, as many as fit"), picked)
 
     def action_mark(self) -> None:
         """Mark or unmark the run under the cursor; the cursor stays where it is."""
@@ -569,7 +637,7 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.filter = event.value.strip()
-        self.query_filter, self.filter_errors = parse_filter(self.filter)
+        self.query_filter, self.filter_errors = parse_filter(self.filter, config_keys(self.rows.values()))
         error = self.query_one("#filter-error", Static)
         error.update(Text("; ".join(self.filter_errors), style="red"))
         error.display = bool(self.filter_errors)
@@ -594,3 +662,59 @@ class RunsScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
 
     def action_reload(self) -> None:
         self.poll(force=True)
+
+
+# --- picking columns --------------------------------------------------------------------------------------
+
+DEFAULT = ("\0default",)  # what PickScreen answers for "the default"
+
+
+class PickScreen(ModalScreen[tuple[str, ...] | None]):
+    """`PickScreen(title, [(value, label, ticked, fixed), ...], note)` -> the ticked values in their order,
+    `DEFAULT` for the default (d), or None (escape). Space ticks the option under the cursor, enter applies; a
+    fixed option cannot be changed (a grouping key's column)."""
+
+    DEFAULT_CSS = "PickScreen {" + MODAL_CSS + """}
+    PickScreen > Vertical { width: 52; max-height: 100%; padding: 0 1; }
+    PickScreen SelectionList { height: auto; max-height: 12; border: none; padding: 0; }
+    PickScreen .detail { margin: 0; }
+    PickScreen Button { min-width: 8; }
+    """
+    BINDINGS: ClassVar = [
+        Binding("enter", "apply", "Apply", priority=True),
+        Binding("d", "default", "Default"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, title: str, options: list[tuple[str, str, bool, bool]], note: str = "") -> None:
+        super().__init__()
+        self.title_text, self.options, self.note = title, options, note
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="question", markup=False)
+            yield SelectionList[str](*(Selection(label, value, ticked or fixed, disabled=fixed)
+                                       for value, label, ticked, fixed in self.options), id="pick")
+            yield Static(f"space ticks, enter applies, escape cancels; {self.note}", classes="detail", markup=False)
+            with Horizontal():
+                yield Button("Default (d)", id="default")
+                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Apply (enter)", id="apply", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_apply(self) -> None:
+        ticked = set(self.query_one(SelectionList).selected)
+        self.dismiss(tuple(value for value, _, _, fixed in self.options if value in ticked or fixed))
+
+    def action_default(self) -> None:
+        self.dismiss(DEFAULT)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        {"apply": self.action_apply, "default": self.action_default, "cancel": self.action_cancel}[
+            str(event.button.id)]()

@@ -15,12 +15,16 @@ Textual), so it is tested on its own and reusable by the CLI.
   fraction or a percentage: `acc>0.9` and `acc>90` alike; duration in seconds, or with s/m/h),
   a leading `-` or `!` negates, and any other word is a substring of the id, preset, method, scenario or
   status. A token that cannot be read is left out and named in the errors.
-- `sort_rows`, `group_rows`: sort by any column; one `Group` per value of method / preset / scenario /
-  iterations with n, mean ± SEM of the accuracy (finished runs only) and the mean duration.
+- `sort_rows`, `group_rows`: sort by any column; group by a set of keys (columns), one `Group` per
+  combination of their values, with n, mean ± SEM of the score (finished runs only; never over runs scored
+  differently, accuracy and R²) and the mean duration. The default keys, `GROUP_KEYS`, are what makes runs
+  comparable (preset, scenario, method, the overrides, iterations), so a mean is only ever over runs that
+  differ by seed.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -34,7 +38,9 @@ from core.runs.metrics import mean_sem, run_figures
 SORT_COLUMNS: dict[str, str] = {"run": "run", "preset": "preset", "method": "method", "scenario": "scenario",
                                 "seed": "seed", "iterations": "iters", "overrides": "overrides",
                                 "status": "status", "acc": "acc %", "duration": "time"}
-GROUP_BY = ("method", "preset", "scenario", "iterations")  # `g` cycles through these, then off
+# `g` groups by these: a setup, the runs that differ only by seed (the seed is never an override)
+GROUP_KEYS: tuple[str, ...] = ("preset", "scenario", "method", "overrides", "iterations")
+GROUPABLE = ("preset", "method", "scenario", "seed", "iterations", "overrides", "status")  # what `G` offers
 FIELDS = {  # filter field -> (kind, row attribute); aliases share the attribute
     "id": ("text", "id"), "run": ("text", "id"), "preset": ("exact", "preset"), "method": ("exact", "method"),
     "scenario": ("exact", "scenario"), "status": ("exact", "status"), "seed": ("number", "seed"),
@@ -68,23 +74,32 @@ class Row:
     acc_seen: bool = False
     score: str = "accuracy"  # or "R²": what `acc` holds (core.runs.metrics.RunFigures.score)
     duration: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the flattened config: what dotted filter keys read
 
 
 @dataclass
 class Group:
-    """The runs sharing one value of the grouped column, with their aggregate figures."""
+    """The runs sharing one value of each grouping key (`by`, the columns; `values`, in the same order), with
+    their aggregate figures."""
 
-    by: str
-    value: Any
+    by: tuple[str, ...]
+    values: tuple[Any, ...]
     rows: list[Row]
     acc: float | None = None
     acc_sem: float | None = None
-    acc_n: int = 0  # how many runs the mean is over (finished, with a final accuracy)
+    acc_n: int = 0  # how many runs the mean is over (finished, with a final score)
     duration: float | None = None
+    score: str | None = "accuracy"  # what `acc` holds; None: its runs are scored differently, so no mean
+
+    def value(self, key: str) -> Any:
+        """The group's value of one of its keys."""
+        return self.values[self.by.index(key)]
 
     @property
     def key(self) -> str:
-        return f"\0group:{self.by}:{self.value}"
+        """The table's row key: the keys and their values, each value written by repr, so that two groups
+        never share one ("1" and 1, None and "None" differ)."""
+        return "\0group:" + ",".join(self.by) + ":" + "|".join(repr(v) for v in self.values)
 
 
 # --- one run ------------------------------------------------------------------------------------------
@@ -123,6 +138,9 @@ def short_id(run_id: str, preset: str | None, scenario: str | None, method: str 
         if standard:
             return short + (standard.group(1) or "")
     expected = f"{preset or 'run'}-{scenario}-{method}-s{seed}"
+    if method == "merge":  # `cltui merge` names its run <preset>-merge-<approach>-s<seed>
+        merged = re.match(re.escape(f"{preset or 'run'}-merge-") + r"[a-z0-9]+" + re.escape(f"-s{seed}"), rest)
+        expected = merged.group(0) if merged else expected
     if rest == expected:
         return short
     if rest.startswith(expected):
@@ -146,15 +164,16 @@ def row_of(run_id: str, data: dict[str, Any] | None, status: str,
               status=status, status_label=fmt_status(status, figures), score=figures.score)
     row.acc, row.acc_seen = _num(figures.headline), figures.seen_only
     row.duration = _num(_dict(data.get("timing")).get("total_s"))
+    from core.schema.config import flat_config  # not at import: the first screen does not wait for pydantic
+
+    row.config = flat_config(cfg)
     if expected is not None and preset and name and scenario:
         try:
             base = expected(preset, name, scenario)
         except Exception:  # noqa: BLE001 - a preset that cannot be built shows no overrides, never a crash
             base = None
         if base is not None:
-            from core.schema.config import flat_config  # loaded with the preset's config above
-
-            row.override_items = override_items(flat_config(cfg), base)
+            row.override_items = override_items(row.config, base)
             row.overrides = " ".join(text for _, text in row.override_items)
     return row
 
@@ -200,13 +219,24 @@ class PresetConfigs:
 
 # --- the filter -----------------------------------------------------------------------------------------
 
+FILTER_HELP = (
+    "/ filters the runs; terms are and-ed, a leading - or ! negates one:\n"
+    "  method:er,ewc   one of these values (exact; also preset, scenario, status)\n"
+    "  acc>90  seed:1  iterations>=50  duration<2m   numbers compare (acc in % or as 0.9)\n"
+    "  method.lambda>1e6  train.lr<=1e-3  benchmark.name:folder   any config key, dotted\n"
+    "  lambda>1e6  lr=0.01   a key's last part, when one key of the runs ends so\n"
+    "  overrides:lr  set:iterations   text in the overrides column\n"
+    "  deep   any other word: part of the id, preset, method, scenario or status"
+)
+
 
 @dataclass
 class Term:
-    attr: str
-    op: str  # ":" exact (any of values), "~" substring, "<", ">", "<=", ">=", "words"
+    attr: str  # a Row attribute, or a dotted config key when `config` is set
+    op: str  # ":" equal (any of values), "~" substring, "<", ">", "<=", ">=", "words"
     values: list[Any]
     negate: bool = False
+    config: bool = False  # attr is a key of the run's flattened config
 
     def test(self, row: Row) -> bool:
         if self.op == "words":
@@ -214,13 +244,13 @@ class Term:
                            if x is not None)
             hit = self.values[0] in hay
         else:
-            value = getattr(row, self.attr)
+            value = row.config.get(self.attr) if self.config else getattr(row, self.attr)
             if self.op == ":":
                 hit = value is not None and any(_equal(value, v) for v in self.values)
             elif self.op == "~":
                 hit = value is not None and any(v in str(value).lower() for v in self.values)
-            elif value is None:
-                hit = False
+            elif _num(value) is None:
+                hit = False  # a comparison never passes a missing or non-numeric value
             else:
                 x = self.values[0]
                 hit = {"<": value < x, ">": value > x, "<=": value <= x, ">=": value >= x}[self.op]
@@ -228,9 +258,20 @@ class Term:
 
 
 def _equal(value: Any, wanted: Any) -> bool:
+    """A run's value against a typed one: numbers by value (`lr:1e-3` is 0.001), booleans and None by name,
+    anything else as text, case aside."""
+    if isinstance(value, bool):
+        return str(value).lower() == str(wanted).lower()
     if isinstance(wanted, float):
-        return isinstance(value, (int, float)) and math.isclose(value, wanted, abs_tol=1e-9)
-    return str(value).lower() == wanted
+        return _num(value) is not None and math.isclose(value, wanted, rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(value, (int, float)):
+        try:
+            return math.isclose(value, float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+        except ValueError:
+            return False
+    if value is None:
+        return str(wanted) in ("none", "null")
+    return str(value).lower() == str(wanted)
 
 
 @dataclass
@@ -244,7 +285,7 @@ class Filter:
         return all(t.test(row) for t in self.terms)
 
 
-TOKEN = re.compile(r"^([A-Za-z_]+)\s*(>=|<=|>|<|:|=)(.*)$")
+TOKEN = re.compile(r"^([A-Za-z_][\w.]*?)\s*(>=|<=|!=|>|<|:|=)(.*)$")
 
 
 def number(attr: str, text: str) -> float:
@@ -264,8 +305,38 @@ def number(attr: str, text: str) -> float:
     return value
 
 
-def parse_filter(text: str) -> tuple[Filter, list[str]]:
-    """The filter typed after `/`, and what is wrong with it (each bad token left out, with the reason)."""
+def config_keys(rows: Iterable[Row]) -> set[str]:
+    """Every dotted config key of `rows`: what a filter's key may name."""
+    keys: set[str] = set()
+    for row in rows:
+        keys.update(row.config)
+    return keys
+
+
+def resolve_key(name: str, keys: set[str]) -> tuple[str | None, str | None]:
+    """The config key a filter names, and what is wrong when none: a dotted key as it is (when some run has
+    it), or a key's last part when exactly one key ends so (`lambda` for `method.lambda`)."""
+    if name in keys:
+        return name, None
+    if "." in name:
+        near = difflib.get_close_matches(name, sorted(keys), n=1)
+        return None, f"no run has the config key “{name}”" + (f" (did you mean {near[0]}?)" if near else "")
+    ending = sorted(k for k in keys if k.rpartition(".")[2] == name)
+    if len(ending) == 1:
+        return ending[0], None
+    if ending:
+        return None, f"“{name}” is ambiguous: write one of {', '.join(ending)}"
+    parts = {k.rpartition(".")[2]: k for k in sorted(keys)}
+    near = difflib.get_close_matches(name, [*FIELD_NAMES.split(), *parts], n=1)
+    if near:  # the likely fix first: the line is cut at the terminal's width
+        return None, f"unknown field “{name}”: did you mean {parts.get(near[0], near[0])}?"
+    return None, f"unknown field “{name}” (fields: {FIELD_NAMES}, or a dotted config key such as method.lambda)"
+
+
+def parse_filter(text: str, keys: Iterable[str] = ()) -> tuple[Filter, list[str]]:
+    """The filter typed after `/`, and what is wrong with it (each bad token left out, with the reason).
+    `keys`: the dotted config keys of the runs (`config_keys`), which a term may name besides the columns."""
+    known = set(keys)
     terms: list[Term] = []
     errors: list[str] = []
     for token in text.split():
@@ -275,37 +346,61 @@ def parse_filter(text: str) -> tuple[Filter, list[str]]:
         if not match:
             terms.append(Term("id", "words", [body.lower()], negate))
             continue
-        name, op, raw = match.group(1).lower(), match.group(2), match.group(3).strip()
-        if name not in FIELDS and op == "=":
-            terms.append(Term("overrides", "~", [body.lower()], negate))  # lr=0.01: an override
-            continue
-        if name not in FIELDS:
-            errors.append(f"unknown field “{name}” (fields: {FIELD_NAMES})")
-            continue
-        kind, attr = FIELDS[name]
+        name, op, raw = match.group(1), match.group(2), match.group(3).strip()
+        if op == "!=":
+            negate, op = not negate, ":"
         if not raw:
             errors.append(f"“{token}” needs a value after {op}")
             continue
-        if op in ("<", ">", "<=", ">="):
-            if kind != "number":
-                errors.append(f"{name} is not a number: use {name}:value")
-                continue
-            try:
-                terms.append(Term(attr, op, [number(attr, raw)], negate))
-            except ValueError:
-                errors.append(f"“{raw}” is not a number ({name}{op}number)")
-            continue
-        values = [v for v in raw.lower().split(",") if v]
-        if kind == "number":
-            try:
-                terms.append(Term(attr, ":", [number(attr, v) for v in values], negate))
-            except ValueError:
-                errors.append(f"{name}:{raw}: {name} takes numbers")
-        elif kind == "text":
-            terms.append(Term(attr, "~", values, negate))
+        if name.lower() in FIELDS and "." not in name:
+            term, error = field_term(name.lower(), op, raw, negate)
         else:
-            terms.append(Term(attr, ":", values, negate))
+            key, error = resolve_key(name, known)
+            term = None if key is None else config_term(key, op, raw, negate)
+            if key is not None and term is None:
+                error = f"“{raw}” is not a number ({name}{op}number)"
+        if term is None:
+            errors.append(error or f"cannot read “{token}”")
+        else:
+            terms.append(term)
     return Filter(terms), errors
+
+
+def field_term(name: str, op: str, raw: str, negate: bool) -> tuple[Term | None, str | None]:
+    """A term on one of the table's columns (`FIELDS`)."""
+    kind, attr = FIELDS[name]
+    if op in ("<", ">", "<=", ">="):
+        if kind != "number":
+            return None, f"{name} is not a number: use {name}:value"
+        try:
+            return Term(attr, op, [number(attr, raw)], negate), None
+        except ValueError:
+            return None, f"“{raw}” is not a number ({name}{op}number)"
+    values = [v for v in raw.lower().split(",") if v]
+    if kind == "number":
+        try:
+            return Term(attr, ":", [number(attr, v) for v in values], negate), None
+        except ValueError:
+            return None, f"{name}:{raw}: {name} takes numbers"
+    return Term(attr, "~" if kind == "text" else ":", values, negate), None
+
+
+def config_term(key: str, op: str, raw: str, negate: bool) -> Term | None:
+    """A term on a config key: `=` and `:` match any of the comma-separated values (numbers by value), the
+    comparisons need a number (None: it is not one)."""
+    if op in ("<", ">", "<=", ">="):
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return Term(key, op, [value], negate, config=True)
+    values: list[Any] = []
+    for v in (v for v in raw.lower().split(",") if v):
+        try:
+            values.append(float(v) if v not in ("true", "false", "nan", "inf", "-inf") else v)
+        except ValueError:
+            values.append(v)
+    return Term(key, ":", values, negate, config=True)
 
 
 # --- sorting and grouping -------------------------------------------------------------------------------
@@ -329,38 +424,58 @@ def sort_rows(rows: Iterable[Row], column: str, descending: bool) -> list[Row]:
     return present + missing
 
 
-def group_rows(rows: list[Row], by: str, column: str, descending: bool) -> list[Group]:
-    """One Group per value of `by`, its runs sorted by `column`, the groups sorted by the same column
-    (by its aggregate: mean accuracy, mean duration, newest run, or the group's value)."""
-    buckets: dict[Any, list[Row]] = {}
+def setup_overrides(row: Row, keys: Iterable[str] = ()) -> str | None:
+    """The overrides a group compares: every one but those with a key of their own among `keys` (iterations:
+    `train.iterations`); None when they are not known."""
+    if row.overrides is None:
+        return None
+    own = {"train.iterations"} if "iterations" in keys else set()
+    return " ".join(text for key, text in row.override_items if key not in own)
+
+
+def group_value(row: Row, key: str, keys: Iterable[str] = ()) -> Any:
+    """A run's value of one grouping key (`keys`: the whole set, which decides what the overrides hold)."""
+    if key == "overrides":
+        return setup_overrides(row, keys)
+    return getattr(row, key)
+
+
+def group_rows(rows: list[Row], by: tuple[str, ...] | str, column: str, descending: bool) -> list[Group]:
+    """One Group per combination of the values of the keys `by` (one key, or several), its runs sorted by
+    `column`, the groups sorted by the same column (by its aggregate: mean score, mean duration, newest run,
+    the group's value of a key, or the value its runs share)."""
+    keys = (by,) if isinstance(by, str) else tuple(by)
+    buckets: dict[tuple[Any, ...], list[Row]] = {}
     for row in rows:
-        buckets.setdefault(getattr(row, by), []).append(row)
+        buckets.setdefault(tuple(group_value(row, k, keys) for k in keys), []).append(row)
     groups = []
-    for value, members in buckets.items():
-        finals = [r.acc for r in members if r.acc is not None and not r.acc_seen and r.status == "finished"]
-        acc, sem = mean_sem(finals)  # type: ignore[arg-type]
+    for values, members in buckets.items():
+        done = [r for r in members if r.acc is not None and not r.acc_seen and r.status == "finished"]
+        scores = {r.score for r in done}
+        score = scores.pop() if len(scores) == 1 else None if scores else members[0].score
+        acc, sem = mean_sem([r.acc for r in done]) if score is not None else (None, None)
         times = [r.duration for r in members if r.duration is not None]
-        groups.append(Group(by, value, sort_rows(members, column, descending), acc, sem, len(finals),
-                            sum(times) / len(times) if times else None))
+        groups.append(Group(keys, values, sort_rows(members, column, descending), acc, sem, len(done),
+                            sum(times) / len(times) if times else None, score))
 
     def key(g: Group) -> tuple[int, Any]:
-        if column == by:
-            v = g.value
+        if column in keys:
+            v = g.value(column)
         elif column in ("acc", "duration"):
             v = getattr(g, column)
         elif column == "run":
             v = max(r.id for r in g.rows)
         else:
-            values = {getattr(r, column) for r in g.rows}
-            v = values.pop() if len(values) == 1 else None
-        if v is None:
+            shared = {getattr(r, column) for r in g.rows}
+            v = shared.pop() if len(shared) == 1 else None
+        if v is None or v == "":
             return (1, 0)
         return (0, v.lower() if isinstance(v, str) else v)
 
     present = [g for g in groups if key(g)[0] == 0]
     missing = [g for g in groups if key(g)[0] == 1]
-    present.sort(key=lambda g: (key(g)[1], str(g.value)), reverse=descending)
-    missing.sort(key=lambda g: str(g.value))
+    present.sort(key=lambda g: (key(g)[1], g.key), reverse=descending)
+    missing.sort(key=lambda g: g.key)
     return present + missing
 
 

@@ -14,15 +14,13 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import Row, RowKey
 
 
-class RunsTable(DataTable):
-    """The runs table; `enter` (open) is listed in the footer."""
+class EndsTable(DataTable):
+    """A DataTable whose Home / End go to its first / last row (DataTable's own scroll to the ends but leave
+    the cursor where it was)."""
 
     BINDINGS: ClassVar = [
-        Binding("enter", "select_cursor", "Open"),
         Binding("home", "first_row", "First row", show=False),
         Binding("end", "last_row", "Last row", show=False),
-        Binding("right", "expand", "Open group", show=False),
-        Binding("left", "collapse", "Close group", show=False),
     ]
 
     def action_first_row(self) -> None:
@@ -32,6 +30,16 @@ class RunsTable(DataTable):
     def action_last_row(self) -> None:
         if self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
+
+
+class RunsTable(EndsTable):
+    """The runs table; `enter` (open) is listed in the footer."""
+
+    BINDINGS: ClassVar = [
+        Binding("enter", "select_cursor", "Open"),
+        Binding("right", "expand", "Open group", show=False),
+        Binding("left", "collapse", "Close group", show=False),
+    ]
 
     def action_expand(self) -> None:
         action = getattr(self.screen, "action_expand_row", None)
