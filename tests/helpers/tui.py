@@ -24,6 +24,7 @@ import cltui.tui.app as app_module
 from cltui.tui.app import CltuiApp, create_app
 from cltui.tui.screens.compose import ComposeScreen
 from cltui.tui.screens.live import LiveScreen
+from cltui.tui.state.system import SystemProbe
 from core.files import write_json_atomic
 from core.runs.events import RunCancelled
 from core.runs.record import read_run_json
@@ -267,3 +268,55 @@ def process_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+class FixedProbe(SystemProbe):
+    """The system line's figures fixed: a worker at 97% CPU holding 1.2 GB on a 16 GB machine, and the clock
+    `now` (a snapshot sets it just after its run's last event)."""
+
+    def __init__(self, now: float) -> None:
+        super().__init__()
+        self.clock = now
+
+    def worker(self, pid: int | None) -> tuple[float | None, int | None]:
+        return 97.0, 1288490189
+
+    def memory(self) -> tuple[int, int] | None:
+        return 7 << 30, 16 << 30
+
+    def can_query_gpus(self) -> bool:
+        return False
+
+    def now(self) -> float:
+        return self.clock
+
+
+async def draw_live_now(pilot: Pilot, screen: LiveScreen) -> None:
+    """Let a live screen's layout settle (the log's lines read), then draw its charts and system line from
+    every event applied so far without waiting for their timers: a snapshot under load could otherwise catch
+    a chart one batch or one layout behind. (Its follower is a worker that lasts as long as the screen: no
+    waiting for the workers here.)"""
+    await pilot.pause(0.3)
+    screen._charts_dirty = True
+    screen.redraw_charts()
+    screen.sample_system()
+    for chart in screen.query(".chart, Chart"):
+        chart.refresh()
+
+
+def pressing(*keys: str) -> Callable[[Pilot], Any]:
+    """A snapshot's run_before: wait for the runs, press `keys` one at a time (each one's work done), clear the
+    notifications, and wait until every table's columns fit their cells."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle_workers(pilot.app)
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+            await settle_workers(pilot.app)
+            await pilot.pause()
+        pilot.app.clear_notifications()
+        await until(pilot, lambda: tables_sized(pilot.app.screen), what="the tables' columns fitting")
+        await pilot.pause()
+
+    return run_before

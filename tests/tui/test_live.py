@@ -2,8 +2,10 @@
 
 Live tests write a run folder by hand and append events to it as a worker would: the tree and the charts as
 events arrive (at most four chart redraws a second), how the run ended, `s` (a stop, asked first, and only while
-the run goes), escape, one duration and one loss format, the worker log's panel. One test starts real detached
-workers: a run left running when cltui quits is found, followed and stopped by the next cltui.
+the run goes, and `s` then enter stops it), escape, one duration and one loss format, the worker log's panel, the
+system line (the worker's CPU and memory, the GPU through a stand-in nvidia-smi, the pace and the time left), and
+a run resumed here shown as resuming, never as its previous failure. One test starts real detached workers: a
+run left running when cltui quits is found, followed and stopped by the next cltui.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Log, Static
+from textual.widgets import Button, Log, Static
 
 from cltui.tui.app import create_app
 from cltui.tui.screens.confirm import ChoiceScreen, ConfirmScreen
@@ -35,6 +37,7 @@ from core.runs.events import (
     PhaseFinished,
     PhaseStarted,
     Progress,
+    RunCancelled,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -461,3 +464,170 @@ async def test_a_run_left_running_at_quit_shows_live_in_the_next_cltui_and_stops
         if "handle" in seen and seen["handle"].alive():
             seen["handle"].kill()
     assert read_run_json(handle.run_dir)["status"] == "cancelled" and process_gone(handle.pid)
+
+
+# --- the system line ----------------------------------------------------------------------------------
+
+
+def recent_progress(run_dir: Path, device: str = "cpu") -> None:
+    """Context 0 training now at 60 iterations a second: 120 of 3 x 300 done."""
+    now = time.time()
+    for event in (RunStarted(run_id=run_dir.name, contexts=3, device=device, config={}, t=now - 3),
+                  ContextStarted(context=0, classes=[0, 1], iterations=300, t=now - 3),
+                  PhaseStarted(context=0, phase="train", total=300, t=now - 3),
+                  Progress(context=0, phase="train", step=60, total=300, loss=0.5, t=now - 2),
+                  Progress(context=0, phase="train", step=120, total=300, loss=0.4, t=now - 1)):
+        append_event(run_dir, event)
+
+
+async def test_the_system_line_shows_the_worker_the_machine_and_the_pace_at_80_columns(runs_dir, tui):
+    run_dir = running_run(runs_dir)  # its worker pid: this process
+    recent_progress(run_dir)
+
+    pilot = await tui.start(runs_dir, size=(80, 24))
+    app = pilot.app
+    screen = await open_live(app, pilot, run_dir)
+    await until(pilot, lambda: "%" in static_text(screen, "#system-line"), what="the worker's CPU")
+    line = static_text(screen, "#system-line")
+    rows = screen_text(app).splitlines()
+
+    assert line.startswith("worker cpu ") and " mem " in line and " MB" in line and "ram " in line
+    assert "60 it/s" in line and "eta " in line and "eta –" not in line  # 780 left at 60 a second: ~13 s
+    assert "gpu" not in line  # a CPU run
+    assert any(row.strip() == line for row in rows)  # one row, whole, at 80 columns
+
+    append_event(run_dir, RunFinished(metrics={}, total_s=5.0))
+    await until(pilot, lambda: not screen.query_one("#system-line").display, what="the line to go")
+
+
+async def test_the_system_line_shows_the_gpu_of_a_cuda_run(runs_dir, tui, tmp_path, monkeypatch):
+    # This machine may have no GPU: a stand-in nvidia-smi on the PATH answers as the real one does.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nvidia-smi"
+    script.write_text(f"#!{sys.executable}\nprint('87, 3072, 81920')\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    run_dir = running_run(runs_dir)
+    recent_progress(run_dir, device="cuda:0 NVIDIA H100 80GB HBM3")
+
+    pilot = await tui.start(runs_dir, size=SIZE)
+    screen = await open_live(pilot.app, pilot, run_dir)
+    await until(pilot, lambda: "gpu 87%" in static_text(screen, "#system-line"), what="the GPU's figures")
+    assert "gpu 87% 3.0/80.0 GB" in static_text(screen, "#system-line")
+
+
+# --- the stop dialog ----------------------------------------------------------------------------------
+
+
+async def test_s_then_enter_stops_the_run_and_the_dialog_names_its_keys(runs_dir, tui):
+    run_dir = running_run(runs_dir)
+    first_context(run_dir)
+    handle = FakeHandle(run_dir)
+
+    app = create_app(runs_dir)
+    app.launched[handle.run_id] = handle
+    pilot = await tui.start(app=app, size=(80, 24))
+    screen = await open_live(app, pilot, run_dir)
+    await until(pilot, lambda: "120/300" in tree_text(screen))
+    await pilot.press("s")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+    await pilot.pause()
+    labels = [str(button.label) for button in app.screen.query(Button)]
+    await pilot.press("enter")
+    await until(pilot, lambda: handle.stopped == 1, what="the stop")
+
+    assert labels == ["Cancel (n)", "Stop run (y)"]
+    await until(pilot, lambda: "cancelled" in static_text(screen, "#outcome"), what="the outcome")
+
+
+# --- a run resumed here -------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A launched run's handle around a real process started now, as `R` leaves one in app.launched: a resumed
+    run's worker, still importing torch (it writes nothing)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.run_id = run_dir, run_dir.name
+        self.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        self.pid = self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.process.poll()
+
+
+def failed_before(runs_dir: Path) -> Path:
+    """A run that failed in context 1 a minute ago: its events end with RunFailed, run.json says failed."""
+    run_dir = running_run(runs_dir)
+    t = time.time() - 60
+    for event in (RunStarted(run_id=run_dir.name, contexts=3, device="cpu", config={}, t=t),
+                  ContextStarted(context=0, classes=[0, 1], iterations=300, t=t)):
+        append_event(run_dir, event)
+    finish_context(run_dir, 0, [0.99, 0.0, 0.0], t=t + 1)
+    for event in (ContextStarted(context=1, classes=[2, 3], iterations=300, t=t + 3),
+                  Progress(context=1, phase="train", step=130, total=300, loss=float("nan"), t=t + 4),
+                  RunFailed(error="loss is nan in context 1 at iteration 130", context=1, t=t + 4)):
+        append_event(run_dir, event)
+    record = read_run_json(run_dir)
+    record.update(status="failed", finished="2026-01-01T12:00:10+00:00",
+                  error={"message": "loss is nan in context 1 at iteration 130", "kind": "error"})
+    write_json_atomic(run_dir / "run.json", record)
+    return run_dir
+
+
+async def test_a_run_resumed_here_shows_as_resuming_never_as_its_old_failure(runs_dir, tui):
+    run_dir = failed_before(runs_dir)
+    app = create_app(runs_dir)
+    pilot = await tui.start(app=app, size=(80, 24))
+    worker = WorkerProcess(run_dir)  # `R`: the worker starts, then the live screen opens
+    try:
+        app.launched[worker.run_id] = worker
+        screen = await open_live(app, pilot, run_dir)
+        await until(pilot, lambda: "context 0" in tree_text(screen), what="the run's history")
+        shown = []
+        for _ in range(20):  # two seconds: past the follower's status look and the outcome's 1.5 s wait
+            shown.append(screen_text(app))
+            await pilot.pause(0.1)
+
+        assert not any("fail" in text or "✗" in text or "loss is nan" in text for text in shown), shown[-1]
+        assert "resuming" in static_text(screen, "#run-summary") and not screen.query_one("#outcome").display
+        assert "stop" in footer_keys(app)
+
+        # The worker speaks: the run goes on from context 1, then fails again, which shows.
+        now = time.time()
+        for event in (RunStarted(run_id=run_dir.name, contexts=3, device="cpu", config={}, resumed_from=1, t=now),
+                      ContextStarted(context=1, classes=[2, 3], iterations=300, t=now),
+                      Progress(context=1, phase="train", step=40, total=300, loss=0.3, t=now + 0.5)):
+            append_event(run_dir, event)
+        await until(pilot, lambda: "40/300" in tree_text(screen), what="the resumed training")
+        assert "running · context 1" in static_text(screen, "#run-summary")
+        append_event(run_dir, RunCancelled(reason="stopped in context 1 at iteration 40", context=1))
+        await until(pilot, lambda: "cancelled" in static_text(screen, "#outcome"), what="the new end")
+    finally:
+        worker.stop()
+
+
+async def test_a_resuming_worker_that_dies_without_a_word_shows_the_run_as_run_json_has_it(runs_dir, tui):
+    run_dir = failed_before(runs_dir)
+    app = create_app(runs_dir)
+    pilot = await tui.start(app=app, size=SIZE)
+    worker = WorkerProcess(run_dir)
+    try:
+        app.launched[worker.run_id] = worker
+        screen = await open_live(app, pilot, run_dir)
+        await until(pilot, lambda: "resuming" in static_text(screen, "#run-summary"), what="resuming")
+        worker.stop()  # it could not start (a broken checkpoint): nothing written, run.json untouched
+        await until(pilot, lambda: screen.query_one("#outcome").display, what="the outcome")
+        assert "loss is nan" in static_text(screen, "#outcome")
+        assert any("ended before its first event" in note for note in tui.notes)
+    finally:
+        worker.stop()

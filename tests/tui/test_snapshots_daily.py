@@ -22,7 +22,7 @@ from cltui.tui.screens.live import LiveScreen
 from cltui.tui.widgets.charts import AccuracyChart, LossChart
 from tests.helpers.daily import write_thirty_runs
 from tests.helpers.fixed_runs import IDS, write_fixture_runs
-from tests.helpers.tui import BareApp, settle_workers, snapshot_versions
+from tests.helpers.tui import BareApp, FixedProbe, draw_live_now, settle_workers, snapshot_versions
 
 pytestmark = snapshot_versions
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((100, 30), id="100x30")]
@@ -32,6 +32,7 @@ async def until(pilot: Pilot, condition, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+RUNNING_LAST_EVENT = 1767265210.5  # the time of the running fixture run's last event
 RUNNING_LOG = f"2026-01-01T11:00:00+00:00 worker pid 4242 started for {IDS['running']}\n"
 
 
@@ -58,7 +59,7 @@ def test_live_screen_of_the_running_run(snap_compare, tmp_path, monkeypatch, siz
     (runs["running"] / "worker.log").write_text(RUNNING_LOG)  # the fixture's names this process's pid
 
     async def run_before(pilot: Pilot) -> None:
-        screen = LiveScreen(Path("runs") / IDS["running"])
+        screen = LiveScreen(Path("runs") / IDS["running"], probe=FixedProbe(now=RUNNING_LAST_EVENT + 1.5))
         await pilot.app.push_screen(screen)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -67,6 +68,7 @@ def test_live_screen_of_the_running_run(snap_compare, tmp_path, monkeypatch, siz
             if any("120/300" in line for line in labels) and screen.query_one(AccuracyChart).matrix \
                     and screen.query_one(LossChart).points:
                 break
+        await draw_live_now(pilot, screen)
         await pilot.pause(0.4)
 
     assert snap_compare(BareApp(Path("runs")), terminal_size=size, run_before=run_before)

@@ -1,5 +1,6 @@
 """SVG snapshots of the live screen, fed from fixed run folders (fixed ids, event times and worker.log; the
-running run's pid is this process, so it counts as alive): one run mid-training, one that failed.
+running run's pid is this process, so it counts as alive): one run mid-training, one that failed. The system
+line's figures come from `FixedProbe` (a real machine's change from one drawing to the next).
 
 Update the baselines with `pytest --snapshot-update tests/tui/test_snapshots_live.py` and look at them.
 """
@@ -20,7 +21,7 @@ from cltui.tui.screens.live import LiveScreen
 from cltui.tui.widgets.charts import AccuracyChart
 from core.runs.events import ContextStarted, PhaseFinished, PhaseStarted, Progress, RunFailed
 from tests.helpers.fixed_runs import ACC_EWC, T0, config, context_events, record, write_run
-from tests.helpers.tui import settle_workers, snapshot_versions
+from tests.helpers.tui import FixedProbe, draw_live_now, settle_workers, snapshot_versions
 
 SIZE = (100, 30)
 RUNNING = "20260102-090000-split-digits-class-ewc-s0"
@@ -84,7 +85,7 @@ def nodes(node: TreeNode[Any]) -> Iterator[TreeNode[Any]]:
 def open_live(run_dir: Path, done: str) -> Callable[[Pilot], Awaitable[None]]:
     async def run_before(pilot: Pilot) -> None:
         app = pilot.app
-        screen = LiveScreen(run_dir)
+        screen = LiveScreen(run_dir, probe=FixedProbe(now=T0 + 86400 + 12 + 1.7))
         app.push_screen(screen)
         for _ in range(200):  # the follower's first batch, then a chart tick
             await pilot.pause(0.05)
@@ -93,6 +94,7 @@ def open_live(run_dir: Path, done: str) -> Callable[[Pilot], Awaitable[None]]:
             labels = [node.label.plain for node in nodes(screen.query_one(Tree).root)]
             if any(done in line for line in labels) and screen.query_one(AccuracyChart).matrix:
                 break
+        await draw_live_now(pilot, screen)
         await pilot.pause(0.3)
 
     return run_before

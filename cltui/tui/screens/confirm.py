@@ -35,10 +35,13 @@ MODAL_CSS = """
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """`ConfirmScreen(question, detail="", confirm="Yes", cancel="Cancel", danger=False)` -> True / False.
+    """`ConfirmScreen(question, detail="", confirm="Yes", cancel="Cancel", danger=False, default=None)` -> True /
+    False.
 
-    `y` / `enter` on the confirm button answer yes, `n` / `escape` no. With `danger`, the confirm button is
-    red and the cancel button has the focus, so a stray `enter` does not delete anything."""
+    `y` answers yes, `n` / `escape` no, `enter` presses the focused button; each button names its key. With
+    `danger`, the confirm button is red and, unless `default` says otherwise, the cancel button has the focus, so
+    a stray `enter` does not delete anything. `default`: the answer `enter` gives at first (the button focused):
+    a stop, which keeps what the run completed, is asked with `danger` and `default=True`."""
 
     DEFAULT_CSS = "ConfirmScreen {" + MODAL_CSS + "}"
     BINDINGS: ClassVar = [
@@ -49,9 +52,10 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, question: str, detail: str = "", confirm: str = "Yes", cancel: str = "Cancel",
-                 danger: bool = False) -> None:
+                 danger: bool = False, default: bool | None = None) -> None:
         super().__init__()
         self.question, self.detail, self.danger = question, detail, danger
+        self.default = not danger if default is None else default
         self.confirm_label, self.cancel_label = confirm, cancel
 
     def compose(self) -> ComposeResult:
@@ -60,11 +64,11 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.detail:
                 yield Static(self.detail, classes="detail", markup=False)
             with Horizontal():
-                yield Button(self.cancel_label, id="cancel")
-                yield Button(self.confirm_label, id="confirm", variant="error" if self.danger else "primary")
+                yield Button(f"{self.cancel_label} (n)", id="cancel")
+                yield Button(f"{self.confirm_label} (y)", id="confirm", variant="error" if self.danger else "primary")
 
     def on_mount(self) -> None:
-        self.query_one("#cancel" if self.danger else "#confirm", Button).focus()
+        self.query_one("#confirm" if self.default else "#cancel", Button).focus()
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)

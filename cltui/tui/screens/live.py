@@ -1,8 +1,11 @@
 """The Live screen: one run followed from its folder while it trains, whoever started it.
 
 A tree of its contexts (classes; training with iteration progress and loss, the method's consolidation
-phases, evaluation with the accuracy on every context), the accuracy charts, the tail of worker.log. `s` stops
-the run after a confirmation, `escape` goes back while it keeps going; when it ends the outcome stays shown.
+phases, evaluation with the accuracy on every context), the accuracy charts, the tail of worker.log, and a
+system line (the worker's CPU and memory, the machine's memory, the GPU's use on CUDA, iterations per second
+and the time left; cltui.tui.state.system). `s` stops the run after a confirmation, `escape` goes back while it
+keeps going; when it ends the outcome stays shown. A run resumed here (`R` on the detail screen) shows as
+resuming until its new worker speaks: the failure or cancel it ended with before is history, not its state.
 Events arrive in batches from `RunFollower` and are folded into `LiveRun` (cltui.tui.state.live, with the
 labels); a batch is applied in one `batch_update`, charts redraw on a timer, at most four times a second,
 whatever the event rate.
@@ -10,7 +13,10 @@ whatever the event rate.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +42,7 @@ from cltui.tui.state.live import (
     outcome_text,
     phase_label,
 )
+from cltui.tui.state.system import GpuSample, Pace, SystemFigures, SystemProbe, gpu_index, process_start, system_line
 from cltui.tui.widgets.charts import (
     Y_SCALE_BINDING,
     AccuracyChart,
@@ -64,6 +71,9 @@ CHART_INTERVAL = 0.25  # s between chart redraws: plotext is the costly part of 
 LOG_LINES = 500
 FINAL = ("finished", "failed", "cancelled")
 LOG_ROWS = (4, 2)  # most worker.log lines shown (tall, short screen): the panel shrinks to the lines it has
+SYSTEM_INTERVAL = 1.0  # s between looks at the worker's CPU and memory (/proc: microseconds)
+GPU_INTERVAL, GPU_BACKOFF = 2.0, 30.0  # s between nvidia-smi queries; after one that failed
+PID_REREAD = 5.0  # s between reads of run.json's worker pid (a detached worker writes its own as it starts)
 
 
 # --- the screen ------------------------------------------------------------------------------------
@@ -81,6 +91,7 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
     DEFAULT_CSS = """
     LiveScreen #run-summary { height: 2; padding: 0 1; background: $boost; text-wrap: nowrap;
                               text-overflow: ellipsis; }
+    LiveScreen #system-line { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap; }
     LiveScreen #live-main { height: 1fr; }
     LiveScreen #left { width: 55%; min-width: 36; }
     LiveScreen #progress { height: 1fr; border: round $panel-lighten-2; padding: 0; overflow-x: hidden; }
@@ -99,10 +110,35 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
 
         problem: str | None = None
 
-    def __init__(self, run_dir: Path):
+    @dataclass
+    class GpusSampled(Message):
+        """nvidia-smi's answer (None: it failed or took too long)."""
+
+        gpus: list[GpuSample] | None
+
+    def __init__(self, run_dir: Path, probe: SystemProbe | None = None, worker_start: float | None = None):
+        """`probe`: where the system line's figures come from (this machine by default). `worker_start`: when
+        the worker this screen follows started (epoch seconds), for a run resumed in its folder: a final event or
+        status older than it is the previous attempt's. By default, for a run this TUI started whose worker is
+        alive, that worker's start."""
         super().__init__()
         self.run_dir = run_dir
         self.state = LiveRun()
+        self.pace = Pace()
+        self.probe = probe if probe is not None else SystemProbe()
+        self.system: SystemFigures | None = None
+        self._gpus: list[GpuSample] | None = None
+        self._gpu_tool: bool | None = None
+        self._gpu_busy = False
+        self._gpu_next = 0.0
+        self._pid_read_at = time.monotonic()
+        self.worker_start = worker_start
+        self.opened = time.time()
+        self.awaiting = False  # a resumed run's new worker has not spoken yet
+        self._resume_checked = False
+        self._resume_handle: Any = None
+        self._held: Any = None  # the previous attempt's final event, held while the new worker starts
+        self._held_status: str | None = None  # and run.json's final status
         self.status: str | None = None
         self.stopping = False
         self.record: dict[str, Any] = {}
@@ -126,6 +162,7 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="run-summary")
+        yield Static(id="system-line")
         with Horizontal(id="live-main"):
             with Vertical(id="left"):
                 tree: Tree[Any] = Tree("contexts", id="progress")
@@ -160,6 +197,8 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
         self.query_one(AverageChart).set_matrix([])
         self.show_summary()
         self.set_interval(CHART_INTERVAL, self.redraw_charts)
+        self.set_interval(SYSTEM_INTERVAL, self.sample_system)
+        self.sample_system()
         self.query_one(Tree).focus()
 
     def on_resize(self) -> None:
@@ -171,6 +210,7 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
             if self.is_mounted:
                 self.show_changes()
         self.size_log()
+        self.show_system()
 
     def size_log(self) -> None:
         """The worker.log panel as tall as its lines, up to a few: the charts take the rest."""
@@ -184,7 +224,16 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
 
     @on(RunFollower.Batch)
     def apply_batch(self, batch: RunFollower.Batch) -> None:
+        self.check_resuming()
+        had_pace = self.pace.rate is not None
         for event in batch.events:
+            if self.awaiting:
+                if self.worker_start is not None and event.t >= self.worker_start:
+                    self.end_awaiting(restore=False)  # the new worker speaks
+                elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+                    self._held = event  # how the previous attempt ended: history while the new one starts
+                    continue
+            self.pace.apply(event)
             index = self.state.apply(event)
             if index is not None:
                 self._dirty.add(index)
@@ -193,7 +242,12 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
             elif isinstance(event, (ContextEvaluated, CurveEvaluated, UnitsActive)) or (
                     isinstance(event, Progress) and event.phase == "train" and event.loss is not None):
                 self._charts_dirty = True
-        if batch.status is not None:
+        if not had_pace and self.pace.rate is not None and self.system is not None:
+            self.sample_system()  # the pace is known now: no need to wait for the next second's sample
+        if batch.status is not None and self.awaiting and batch.status in ("stale", *FINAL) \
+                and self.ended_before_worker():
+            self._held_status = batch.status  # run.json still tells of the previous attempt
+        elif batch.status is not None:
             self.status = batch.status
             if batch.status in FINAL:
                 self.reread_record()  # its timing.total_s: the run's duration, shown everywhere
@@ -207,6 +261,66 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.show_changes()
+
+    # --- a run resumed here --------------------------------------------------------------------------
+
+    def launched_handle(self) -> Any:
+        """The handle of this run's worker if this TUI started it (a new run, or `R` on the detail screen)."""
+        launched = getattr(self.app, "launched", None)
+        return launched.get(self.run_id) if isinstance(launched, dict) else None
+
+    def check_resuming(self) -> None:
+        """Once, before the first events: a live worker this TUI started, with a final event or status in the
+        folder older than it, is a resumed run starting (it imports torch and loads its checkpoint for seconds
+        before its first event): until it speaks, what ended the run before is held back, not shown."""
+        if self._resume_checked:
+            return
+        self._resume_checked = True
+        handle = self.launched_handle()
+        if handle is None or not handle_alive(handle):
+            self.awaiting = self.worker_start is not None
+            return
+        if self.worker_start is None:
+            started = process_start(handle.pid) if isinstance(getattr(handle, "pid", None), int) else None
+            self.worker_start = started if started is not None else self.opened
+        self._resume_handle = handle
+        self.awaiting = True
+
+    @property
+    def resuming(self) -> bool:
+        """A resumed run's new worker is starting and the previous attempt's end is held back."""
+        return self.awaiting and (self._held is not None or self._held_status is not None)
+
+    def ended_before_worker(self) -> bool:
+        """Whether run.json's end (its `finished` time) is older than the worker this screen follows: the
+        previous attempt's. A run.json with no end time (a stale "running") is the previous attempt's too."""
+        self.reread_record()
+        finished = self.record.get("finished")
+        if not isinstance(finished, str) or self.worker_start is None:
+            return True
+        try:
+            return datetime.fromisoformat(finished).timestamp() < self.worker_start
+        except ValueError:
+            return True
+
+    def end_awaiting(self, restore: bool) -> None:
+        """The new worker spoke (`restore` False: what was held is dropped), or it ended without a word
+        (`restore`: the held outcome and status are shown again, run.json still being the previous attempt's)."""
+        self.awaiting = False
+        held, status = self._held, self._held_status
+        self._held = self._held_status = None
+        if restore and (held is not None or status is not None):
+            if held is not None:
+                self.state.apply(held)
+            if status is not None:
+                self.status = status
+                self.reread_record()
+            self.notify(f"the worker of {self.run_id} ended before its first event: see worker.log",
+                        severity="warning", timeout=10)
+        self._dirty.add(-1)
+        self.query_one(RunFollower).resend_status()  # run.json's status now, even if it reads as before
+        if self.is_current:
+            self.show_changes()
 
     def show_changes(self) -> None:
         """Bring the widgets up to date with the state, in one batch. Only while this screen is the one shown:
@@ -356,9 +470,11 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
         done = len(state.acc_matrix)
         second = Text()
         if state.outcome is None and self.status not in ("stale", "unreadable", "missing"):
-            second.append("stopping… " if self.stopping else "running ", "bold yellow" if self.stopping
-                          else "bold cyan")
-            if state.current is None:
+            second.append("stopping… " if self.stopping else "resuming " if self.resuming else "running ",
+                          "bold yellow" if self.stopping else "bold cyan")
+            if self.resuming:
+                second.append(f"· {done}/{total} contexts done · the worker loads torch and the checkpoint…")
+            elif state.current is None:
                 second.append("· waiting for the worker (it imports torch and loads the data)")
             else:
                 second.append(f"· {context_name(state.current)} · {done}/{total} evaluated")
@@ -381,6 +497,7 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
         if self.ended != self._ended_shown:  # the footer drops Stop once; re-rendering it costs a frame
             self._ended_shown = self.ended
             self.refresh_bindings()
+            self.query_one("#system-line").display = not self.ended  # the outcome says the rest
         outcome = outcome_text(state.outcome, self.status, state.figures, duration)
         box = self.query_one("#outcome", Static)
         box.set_class(outcome is not None, "-shown")
@@ -400,6 +517,73 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
     def ended(self) -> bool:
         return self.state.outcome is not None or self.status in ("stale", *FINAL)
 
+    # --- the system line ----------------------------------------------------------------------------
+
+    def sample_system(self) -> None:
+        """Every second: the worker's CPU and memory, the machine's memory (/proc, microseconds), the GPU's
+        figures last fetched (nvidia-smi runs in a thread, at most every GPU_INTERVAL s) and the pace. Gone once
+        the run has ended: the outcome says the rest."""
+        if self.awaiting and self._resume_handle is not None and not handle_alive(self._resume_handle):
+            self.end_awaiting(restore=True)
+        if self.ended:
+            self.system = None
+            return
+        cpu, rss = self.probe.worker(self.worker_pid())
+        gpu = None
+        index = gpu_index(self.device_name(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if index is not None:
+            self.fetch_gpus()
+            gpu = self._gpus[index] if self._gpus is not None and index < len(self._gpus) else None
+        resuming = self.resuming  # the pace of the previous attempt is not this one's
+        self.system = SystemFigures(cpu, rss, self.probe.memory(), gpu,
+                                    None if resuming else self.pace.rate,
+                                    None if resuming else self.pace.eta(self.probe.now()))
+        self.show_system()
+
+    def show_system(self) -> None:
+        if self.system is None or not self.is_mounted:
+            return
+        line = self.query_one("#system-line", Static)
+        width = line.content_region.width or self.app.size.width - 2
+        line.update(system_line(self.system, width), layout=False)
+
+    def device_name(self) -> str | None:
+        """The run's device as the worker named it ("cuda:0 NVIDIA H100"), else as its config asks."""
+        env, config = self.record.get("env"), self.record.get("config")
+        train = config.get("train") if isinstance(config, dict) else None
+        device = self.state.device or (env.get("device") if isinstance(env, dict) else None) \
+            or (train.get("device") if isinstance(train, dict) else None)
+        return device if isinstance(device, str) else None
+
+    def worker_pid(self) -> int | None:
+        """The worker's pid: its handle's when this TUI started it, else the one run.json names (re-read now
+        and then: a detached worker writes its own as it starts)."""
+        handle = self.launched_handle()
+        if handle is not None and isinstance(getattr(handle, "pid", None), int):
+            return int(handle.pid)
+        if time.monotonic() - self._pid_read_at >= PID_REREAD:
+            self._pid_read_at = time.monotonic()
+            self.reread_record()
+        pid = self.record.get("pid")
+        return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+
+    def fetch_gpus(self) -> None:
+        if self._gpu_tool is None:
+            self._gpu_tool = self.probe.can_query_gpus()
+        if self._gpu_tool and not self._gpu_busy and time.monotonic() >= self._gpu_next:
+            self._gpu_busy = True
+            self.query_gpus()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="gpu")
+    def query_gpus(self) -> None:
+        self.post_message(self.GpusSampled(self.probe.gpus()))
+
+    @on(GpusSampled)
+    def gpus_sampled(self, message: GpusSampled) -> None:
+        self._gpu_busy = False
+        self._gpus = message.gpus
+        self._gpu_next = time.monotonic() + (GPU_INTERVAL if message.gpus is not None else GPU_BACKOFF)
+
     # --- keys --------------------------------------------------------------------------------------
 
     def action_back(self) -> None:
@@ -418,9 +602,10 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
             return
         from cltui.tui.screens.confirm import ConfirmScreen
 
-        self.app.push_screen(
+        self.app.push_screen(  # enter stops: `s` then enter is the quick way, and nothing completed is lost
             ConfirmScreen(f"Stop run {self.run_id}?", detail="It stops after the current step and is saved as "
-                          "cancelled; the contexts it completed are kept.", confirm="Stop run", danger=True),
+                          "cancelled; the contexts it completed are kept.", confirm="Stop run", danger=True,
+                          default=True),
             self.stop_answered)
 
     def stop_answered(self, yes: bool | None) -> None:
@@ -450,6 +635,8 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.group == "stop":
             self.post_message(self.StopFinished(str(event.worker.error)))
+        elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED) and event.worker.group == "gpu":
+            self.post_message(self.GpusSampled(None))
 
     @on(StopFinished)
     def stop_finished(self, message: StopFinished) -> None:
@@ -457,3 +644,10 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
             self.stopping = False
             self.notify(f"could not stop the run: {message.problem}", severity="error")
             self.show_summary()
+
+
+def handle_alive(handle: Any) -> bool:
+    try:
+        return bool(handle.alive())
+    except Exception:  # noqa: BLE001 - a broken handle is a worker gone
+        return False

@@ -112,6 +112,12 @@ class RunFollower(Widget):
     def __init__(self, run_dir: Path, interval: float = 0.1, status_interval: float = 1.0):
         super().__init__()
         self.run_dir, self.interval, self.status_interval = run_dir, interval, status_interval
+        self._resend = False
+
+    def resend_status(self) -> None:
+        """Post run.json's status at the next look even if it has not changed (the screen set aside the one it
+        was sent: a resumed run's previous end)."""
+        self._resend = True
 
     def on_mount(self) -> None:
         self.follow()
@@ -128,6 +134,8 @@ class RunFollower(Widget):
             log_lines = log_tail.read()
             status = None
             now = time.monotonic()
+            if self._resend:
+                self._resend, last_status, next_status_check = False, None, 0.0
             if now >= next_status_check:  # run.json: a final status, or a worker gone without a final event
                 next_status_check = now + self.status_interval
                 current = run_status(self.run_dir)
