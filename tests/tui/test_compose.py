@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input, Select, Static
 
-from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen
+from cltui.tui.screens.compose import ComposeScreen, SavePresetScreen, row_of
 from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.screens.live import LiveScreen
 from cltui.tui.state.choices import LAST_CHOICE
@@ -23,7 +23,19 @@ from core.files import write_json_atomic
 from core.runs.record import new_run_record, read_run_json
 from core.runs.store import RunStore
 from core.schema.presets import build_config, load_preset, toml_text
-from tests.helpers.tui import FakeHandle, choose, field, open_compose, process_gone, static_text, tree_text, until
+from tests.helpers.tui import (
+    BareApp,
+    FakeHandle,
+    choose,
+    field,
+    open_compose,
+    process_gone,
+    screen_text,
+    settle,
+    static_text,
+    tree_text,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +44,8 @@ PRESETS = Path(__file__).resolve().parents[2] / "presets"
 
 
 def field_error(screen: ComposeScreen, key: str) -> str:
-    row = field(screen, key).parent.parent
+    row = row_of(field(screen, key))
+    assert row is not None
     return str(row.query_one("Static.error", Static).render()) if row.has_class("-invalid") else ""
 
 
@@ -106,8 +119,10 @@ async def test_compose_validates_inline_and_starts_nothing_while_invalid(runs_di
     assert "✓ ready" in static_text(screen, "#verdict") and field_error(screen, "train.device") == ""
     assert screen.config.train.lr == 0.01 and screen.config.train.iterations == 20
 
-    # Escape leaves without starting anything.
+    # Escape leaves without starting anything (once the changes are discarded).
     await pilot.press("escape")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the discard question")
+    await pilot.press("y")
     await until(pilot, lambda: not isinstance(app.screen, ComposeScreen))
     assert started == []
 
@@ -177,6 +192,104 @@ async def test_the_composed_config_saves_as_a_preset(runs_dir, tmp_path, monkeyp
     # The base preset's tuned defaults travel along: another method on top of it keeps them.
     assert build_config("my-ewc", method="si", scenario="task").method.c == 10
     assert load_preset("my-ewc")["description"].startswith("Composed in cltui from split-digits")
+
+
+# --- how the form reads at 80x24: labels, focus, leaving, the scenario's description -------------------
+
+
+def line_of(app: Any, label: str) -> str:
+    """The screen's line that starts with the form row label `label` (after the focus marker, if any)."""
+    lines = [line for line in screen_text(app).splitlines() if line.lstrip(" ▸").startswith(label)]
+    assert len(lines) == 1, f"{label!r} on {len(lines)} lines of:\n{screen_text(app)}"
+    return lines[0]
+
+
+async def test_every_label_stands_apart_from_its_value_at_80x24(runs_dir, tui):
+    pilot = await tui.start(runs_dir, size=(80, 24))
+    app = pilot.app
+    screen = await open_compose(app, pilot)
+    await choose(pilot, screen, "method", "gan-finetune")  # the longest labels: samples per class, reverse ...
+    rows = screen.rows()
+    assert any(len(row.spec.label) >= 17 for row in rows)
+    for row in rows:
+        row.control.focus(scroll_visible=False)
+        await pilot.pause()  # the help line below the form takes the field's help (and its height) first
+        screen.query_one("#form").scroll_to_widget(row, animate=False)
+        await pilot.pause()
+        value = row.value_text() or row.spec.default_text
+        line = line_of(app, row.spec.label)
+        # the whole label, at least one space, then the value: never `dreams per class20`
+        assert f"{row.spec.label} " in line and f" {value}" in line.partition(row.spec.label)[2], line
+    columns = {line_of(app, row.spec.label).index(row.value_text() or row.spec.default_text) for row in rows[-5:]}
+    assert len(columns) == 1  # the values line up
+
+
+async def test_the_focused_field_is_marked_beside_its_label(runs_dir, tui):
+    pilot = await tui.start(runs_dir, size=(80, 24))
+    app = pilot.app
+    screen = await open_compose(app, pilot)
+    marked = [line for line in screen_text(app).splitlines() if "▸" in line]
+    assert len(marked) == 1 and "preset" in marked[0]  # the focus starts on the preset
+    for _ in range(3):
+        await pilot.press("tab")  # scenario, method, iterations
+    await pilot.pause()
+    assert app.focused is field(screen, "train.iterations")
+    marked = [line for line in screen_text(app).splitlines() if "▸" in line]
+    assert len(marked) == 1 and marked[0].lstrip().startswith("▸ iterations"), marked
+    label, other = (field(screen, key).parent.query_one("Label.name") for key in ("train.iterations", "train.lr"))
+    assert label.styles.color != other.styles.color  # the focused label in the accent colour, not muted
+
+
+async def test_escape_asks_before_it_discards_changes_and_leaves_at_once_when_there_are_none(runs_dir, tui):
+    pilot = await tui.start(runs_dir, size=(80, 24))
+    app = pilot.app
+    screen = await open_compose(app, pilot)
+    await pilot.press("escape")  # nothing changed: straight back
+    await until(pilot, lambda: not isinstance(app.screen, ComposeScreen), what="back to the runs")
+
+    screen = await open_compose(app, pilot)
+    await choose(pilot, screen, "method", "ewc")
+    field(screen, "train.iterations").value = "42"
+    await pilot.pause()
+    await pilot.press("escape")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the discard question")
+    assert "Discard" in app.screen.question
+    await pilot.press("n")  # keep editing: the form as it was
+    await until(pilot, lambda: app.screen is screen)
+    assert field(screen, "train.iterations").value == "42" and field(screen, "method").value == "ewc"
+    await pilot.press("escape", "escape")  # the question's escape is "no" too
+    await until(pilot, lambda: app.screen is screen)
+    field(screen, "train.iterations").value = "300"  # changed back to what it was: nothing to lose
+    await choose(pilot, screen, "method", "none")
+    await pilot.press("escape")
+    await until(pilot, lambda: not isinstance(app.screen, (ComposeScreen, ConfirmScreen)), what="back at once")
+
+    screen = await open_compose(app, pilot)
+    field(screen, "train.seed").value = "7"
+    await pilot.pause()
+    await pilot.press("escape")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")  # discard
+    await until(pilot, lambda: not isinstance(app.screen, (ComposeScreen, ConfirmScreen)), what="the runs")
+    screen = await open_compose(app, pilot)
+    assert field(screen, "train.seed").value == "0"
+
+
+async def test_another_preset_describes_its_own_scenario(runs_dir, tui):
+    pilot = await tui.start(runs_dir, size=(80, 24))
+    app = pilot.app
+    screen = await open_compose(app, pilot)
+    assert static_text(screen, "#scenario-help").startswith("class-incremental")
+    for preset, scenario in (("merge-sine", "task"), ("stability-gap", "domain"), ("split-digits", "class")):
+        await choose(pilot, screen, "preset", preset)
+        assert field(screen, "scenario").value == scenario
+        assert static_text(screen, "#scenario-help").startswith(f"{scenario}-incremental"), preset
+        field(screen, "scenario").focus()  # the help line under the form describes it too, and follows it
+        await pilot.pause()
+        assert static_text(screen, "#field-help").startswith(f"{scenario}-incremental"), preset
+    await choose(pilot, screen, "scenario", "domain")
+    assert static_text(screen, "#field-help").startswith("domain-incremental")
+    assert static_text(screen, "#scenario-help").startswith("domain-incremental")
 
 
 # --- the last choice and a clone ----------------------------------------------------------------------
@@ -307,3 +420,73 @@ async def test_compose_a_tiny_run_watch_it_train_and_find_it_finished(runs_dir, 
     assert handle.wait(10) == 0 and process_gone(handle.pid)  # no process left behind
     assert json.loads((handle.run_dir / "run.json").read_text())["acc_matrix"] == seen["average"]
     assert RunStore(runs_dir).list()[0].status == "finished"
+
+
+# --- a clone of a merge ---------------------------------------------------------------------------------
+
+
+def write_merge(runs_dir: Path, with_teachers: bool = True) -> tuple[Path, list[str]]:
+    """A finished merge of two merge-sine teachers (joint on waves 0-1 and 2-4), as `cltui merge` records it:
+    the first teacher's config with the merge's steps and method; the teachers' run folders when asked."""
+    teachers = []
+    for seed, learn in ((0, "[0, 1]"), (1, "[2, 3, 4]")):
+        config = build_config("merge-sine", method="joint", seed=seed, overrides=[f"benchmark.learn_contexts={learn}",
+                                                                                  "train.iterations=40"])
+        run_id = f"20260101-09000{seed}-merge-sine-task-joint-s{seed}"
+        record = new_run_record(run_id, "merge-sine", config.to_dict(), {})
+        record.update(status="finished", finished="2026-01-01T09:01:00+00:00", acc_matrix=[[0.5] * 5])
+        if with_teachers:
+            (runs_dir / run_id).mkdir()
+            write_json_atomic(runs_dir / run_id / "run.json", record)
+        teachers.append((run_id, config.to_dict()))
+    merged = {**teachers[0][1], "benchmark": {**teachers[0][1]["benchmark"], "learn_contexts": None},
+              "train": {**teachers[0][1]["train"], "seed": 3, "iterations": 2000},
+              "method": {"name": "merge", "approach": "l0", "data": "union", "teachers": [t for t, _ in teachers]}}
+    run_id = "20260101-100000-merge-sine-task-merge-s3"
+    record = new_run_record(run_id, "merge-sine", merged, {})
+    record.update(status="finished", finished="2026-01-01T10:01:00+00:00", acc_matrix=[[0.8] * 5],
+                  merge={"approach": "l0", "data": "union", "settings": {"iterations": 1000},
+                         "teachers": [{"id": t, "accuracies": [0.5] * 5, "learned": []} for t, _ in teachers]})
+    (runs_dir / run_id).mkdir()
+    write_json_atomic(runs_dir / run_id / "run.json", record)
+    return runs_dir / run_id, [t for t, _ in teachers]
+
+
+async def clone_of(tui: Any, runs_dir: Path, run: Path) -> ComposeScreen:
+    """`e` on the detail screen of `run`: the compose form it opens."""
+    from cltui.tui.screens.detail import DetailScreen
+
+    pilot = await tui.start(app=BareApp(runs_dir), size=SIZE)
+    app = pilot.app
+    await app.push_screen(DetailScreen(run))
+    await settle(pilot, 0.2)
+    await pilot.press("e")
+    await until(pilot, lambda: isinstance(app.screen, ComposeScreen), what="the compose form")
+    await settle(pilot)
+    return app.screen
+
+
+async def test_e_on_a_merge_opens_the_form_with_its_preset_and_its_teachers_method_and_settings(runs_dir, tui):
+    merge, (first, second) = write_merge(runs_dir)
+
+    screen = await clone_of(tui, runs_dir, merge)
+    assert (field(screen, "preset").value, field(screen, "scenario").value) == ("merge-sine", "task")
+    assert field(screen, "method").value == "joint"  # what its teachers were trained with, not `none`
+    assert field(screen, "train.iterations").value == "40" and field(screen, "train.seed").value == "0"
+    carried = static_text(screen, "#carried")
+    assert f"cltui merge {first} {second} --approach l0 --data union" in carried and first in carried
+    assert "benchmark.learn_contexts=[0, 1]" in carried
+    config = screen.validate_form()
+    assert config is not None and config.method.name == "joint" and config.benchmark.learn_contexts == [0, 1]
+
+
+async def test_e_on_a_merge_whose_teachers_are_gone_keeps_its_preset_model_and_data(runs_dir, tui):
+    merge, _ = write_merge(runs_dir, with_teachers=False)
+
+    screen = await clone_of(tui, runs_dir, merge)
+    assert (field(screen, "preset").value, field(screen, "method").value) == ("merge-sine", "joint")
+    assert field(screen, "train.iterations").value == "400"  # the preset's, not the merge's 2000 steps
+    assert field(screen, "train.seed").value == "3"
+    assert "is a merge" in static_text(screen, "#carried")
+    config = screen.validate_form()
+    assert config is not None and config.method.name == "joint" and config.benchmark.learn_contexts is None

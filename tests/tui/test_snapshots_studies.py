@@ -99,7 +99,7 @@ def same_picture(svg: str, name: str, update: bool) -> bool:
 def lines_of(svg: str) -> list[str]:
     """The screen's text, line by line, from Textual's SVG (for a failure message that says what differs)."""
     lines: dict[int, str] = {}
-    for number, text in re.findall(r'clip-path="url\(#terminal-\d+-line-(\d+)\)">([^<]*)</text>', svg):
+    for number, text in re.findall(r'clip-path="url\(#terminal-(?:\d+-)?line-(\d+)\)">([^<]*)</text>', svg):
         lines[int(number)] = lines.get(int(number), "") + html.unescape(text).replace("\xa0", " ")
     return [lines[k] for k in sorted(lines)]
 

@@ -19,7 +19,7 @@ from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.screens.studies import StudiesScreen
 from tests.helpers.daily import STUDY_ID, write_thirty_runs
 from tests.helpers.studies import RUNNING_ID, add_running_study
-from tests.helpers.tui import eventually, settle
+from tests.helpers.tui import eventually, screen_text, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -202,6 +202,58 @@ async def test_nothing_that_matters_is_cut_at_80x24_and_100x30(runs_dir, daily, 
     assert table.virtual_size.width <= table.size.width
     for key in ("study", "overrides", "runs", "status"):
         assert key in [str(c.key.value) for c in studies_table.ordered_columns]
+
+
+def add_long_study(root: Path) -> str:
+    """A copy of the fixture's study with two overrides: with the sweep's long id beside it, the natural widths
+    of the study and overrides columns leave no room for the status at 80 columns."""
+    study = json.loads((root / "studies" / f"{STUDY_ID}.json").read_text())
+    study_id = "20260107-000000-split-digits-class"
+    study.update(id=study_id, overrides=["train.iterations=50", "model.hidden=[400, 400]"])
+    (root / "studies" / f"{study_id}.json").write_text(json.dumps(study))
+    return study_id
+
+
+async def test_the_status_stays_whole_at_80_columns_and_the_overrides_give_way(runs_dir, daily, tui):
+    ids, _ = daily
+    for run_id in add_running_study(runs_dir, ids):  # their worker gone: an unfinished study
+        path = runs_dir / run_id / "run.json"
+        path.write_text(path.read_text().replace(f'"pid": {os.getpid()}', '"pid": 999999999'))
+    add_sweep(runs_dir, ids)
+    long_id = add_long_study(runs_dir)
+
+    pilot = await open_studies(tui, runs_dir, size=(80, 24))
+    app = pilot.app
+    table = app.screen.query_one("#studies", DataTable)
+    assert table.virtual_size.width <= table.size.width  # no column off the screen
+    lines = screen_text(app).splitlines()
+    for study_id, status in ((long_id, "finished"), (RUNNING_ID, "unfinished"), (STUDY_ID, "finished")):
+        [line] = [line for line in lines if line.startswith(f" {study_id} ")]  # each id whole
+        assert line.rstrip().endswith(f" {status}"), line  # the status whole, not `finis`
+    overrides = rows(app, "#studies")[long_id]["overrides"]
+    assert overrides.startswith("train.") and overrides.endswith("…")  # shortened, not dropped
+    assert "model.hidden=[400, 400]" in settings(app)  # the line below the table has them all
+
+    await pilot.resize_terminal(120, 30)  # room again: the overrides whole
+    assert await eventually(pilot, lambda: "model.hidden=[400, 400]" in rows(app, "#studies")[long_id]["overrides"])
+
+
+async def test_end_and_home_go_to_the_last_and_the_first_study(runs_dir, daily, tui):
+    ids, _ = daily
+    add_running_study(runs_dir, ids)
+    sweep_id = add_sweep(runs_dir, ids)
+
+    pilot = await open_studies(tui, runs_dir, size=(80, 24))
+    app = pilot.app
+    assert app.screen.current_id() == sweep_id  # the newest first
+    await pilot.press("end")
+    await settle(pilot)
+    assert app.screen.current_id() == STUDY_ID  # the oldest, last
+    assert "er" in rows(app, "#table")  # its table below
+    await pilot.press("home")
+    await settle(pilot)
+    assert app.screen.current_id() == sweep_id
+    assert "train.iterations=300" in rows(app, "#table")
 
 
 def add_sweep(root: Path, ids: list[str]) -> str:

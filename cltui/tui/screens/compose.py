@@ -36,6 +36,7 @@ from cltui.tui.state.form import (
 from cltui.tui.state.formats import section
 from cltui.tui.widgets.header import Header
 from core.runs.paths import StoreError
+from core.runs.record import read_run_json
 from core.runs.store import RunStore
 from core.schema.config import SCENARIOS, ConfigError, RunConfig, flat_config
 from core.schema.params import METHOD_PARAMS
@@ -52,17 +53,20 @@ from core.schema.presets import (
 # --- widgets -----------------------------------------------------------------------------------------
 
 
+def label_cells(label: str) -> ComposeResult:
+    """What starts every row of the form: the focus marker (shown on the focused row) and the label."""
+    yield Static("▸", classes="marker", markup=False)
+    yield Label(label, classes="name", markup=False)
+
+
 class FieldRow(Vertical):
-    """Label, control and short help on one line; the field's error on the line below, when it has one."""
+    """Label, control and short help on one line; the field's error on the line below, when it has one. The
+    row's look, focus included, is ComposeScreen's CSS (shared with the preset, scenario and method rows)."""
 
     DEFAULT_CSS = """
     FieldRow { height: auto; }
     FieldRow > Horizontal { height: 1; }
-    FieldRow Label.name { width: 16; color: $text-muted; }
-    FieldRow Input, FieldRow Select { width: 26; }
-    FieldRow Static.help { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
-                           padding-left: 1; }
-    FieldRow Static.error { color: $error; padding-left: 16; display: none; }
+    FieldRow Static.error { color: $error; padding-left: 23; display: none; }
     FieldRow.-invalid Static.error { display: block; }
     FieldRow.-invalid Label.name { color: $error; }
     """
@@ -75,7 +79,7 @@ class FieldRow(Vertical):
     def compose(self) -> ComposeResult:
         spec = self.spec
         with Horizontal():
-            yield Label(spec.label, classes="name")
+            yield from label_cells(spec.label)
             if spec.choices is not None:
                 options = [(c, c) for c in spec.choices]
                 value = self.text if self.text in spec.choices else Select.NULL
@@ -104,6 +108,29 @@ class FieldRow(Vertical):
 
 def row_of(widget: Widget) -> FieldRow | None:
     return next((a for a in widget.ancestors_with_self if isinstance(a, FieldRow)), None)
+
+
+def merge_source(runs_dir: Path, merge: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """What the form clones for a merge run: the form trains runs and `cltui merge` makes merges, so it starts
+    from the merge's first teacher, whose preset, model and data the merge took; without that run in the runs
+    folder, from the merge's preset and its model and data. And the line that says so, with the command that
+    reruns the merge."""
+    info = merge["merge"]
+    teachers = [str(t["id"]) for t in info.get("teachers") or [] if isinstance(t, dict) and t.get("id")]
+    command = " ".join(["cltui merge", *teachers, f"--approach {info.get('approach')}", f"--data {info.get('data')}"])
+    note = f"{merge.get('id')} is a merge (`{command}` reruns it): "
+    if teachers:
+        try:
+            teacher = read_run_json(RunStore(runs_dir).run_dir(teachers[0]))
+        except StoreError:
+            teacher = None
+        if teacher is not None and section(section(teacher, "config"), "method").get("name") in METHOD_PARAMS:
+            return teacher, note + f"this form trains a run like its teacher {teachers[0]}"
+    config = section(merge, "config")
+    alike = {**merge, "config": {**config, "method": {},  # the preset's method
+                                 "train": {"seed": section(config, "train").get("seed", 0)},  # not the merge's steps
+                                 "benchmark": {**section(config, "benchmark"), "learn_contexts": None}}}
+    return alike, note + "this form trains a run of its preset, model and data"
 
 
 class SavePresetScreen(ModalScreen[str | None]):
@@ -158,10 +185,14 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         Binding("f2", "save_preset", "Save preset"),
         Binding("escape", "back", "Back"),
     ]
+    # Every row: the focus marker (2 cells), the label (21: the longest, "generator iterations", and a gap),
+    # the control (24), the help; so the values line up in one column 23 cells in, at 80 columns too. The
+    # focused row is lit, shows its marker, its label in the accent colour and its control tinted with it (a
+    # row's own :focus-within rule is what makes Textual restyle the marker and label when the focus moves).
     DEFAULT_CSS = """
     ComposeScreen #form { padding: 0 1; }
     ComposeScreen .section { color: $accent; text-style: bold; margin-top: 1; }
-    ComposeScreen #preset-description { color: $text-muted; padding-left: 16; height: auto; }
+    ComposeScreen #preset-description { color: $text-muted; padding-left: 23; height: auto; }
     ComposeScreen #field-help { height: auto; max-height: 3; padding: 0 1; background: $boost;
                                 color: $text-muted; }
     ComposeScreen #verdict { height: auto; padding: 0 1; }
@@ -172,10 +203,20 @@ class ComposeScreen(ReachesCltui, Screen[None]):
     ComposeScreen #data-fields { height: auto; }
     ComposeScreen #method-fields { height: auto; }
     ComposeScreen .top-row { height: 1; }
-    ComposeScreen .top-row Label.name { width: 16; color: $text-muted; }
-    ComposeScreen .top-row Select { width: 26; }
-    ComposeScreen .top-row .help { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
-                                   padding-left: 1; }
+    ComposeScreen .marker { width: 2; color: $accent; text-style: bold; visibility: hidden; }
+    ComposeScreen Label.name { width: 21; padding-right: 1; color: $text-muted; text-wrap: nowrap;
+                               text-overflow: ellipsis; }
+    ComposeScreen .field-row Input, ComposeScreen .field-row Select, ComposeScreen .top-row Select { width: 24; }
+    ComposeScreen .help { width: 1fr; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+                          padding-left: 1; }
+    ComposeScreen .field-row:focus-within, ComposeScreen .top-row:focus-within { background: $boost; }
+    ComposeScreen .field-row:focus-within .marker, ComposeScreen .top-row:focus-within .marker {
+        visibility: visible;
+    }
+    ComposeScreen .field-row:focus-within Label.name, ComposeScreen .top-row:focus-within Label.name {
+        color: $accent; text-style: bold;
+    }
+    ComposeScreen Input:focus, ComposeScreen Select:focus > SelectCurrent { background-tint: $accent 25%; }
     """
 
     def __init__(self, runs_dir: Path, preset: str | None = None, clone: dict[str, Any] | None = None):
@@ -183,6 +224,9 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         without `preset`, the form starts from the preset, scenario and method last started here."""
         super().__init__()
         self.runs_dir = runs_dir
+        self.note = ""  # why the form holds another config than the cloned run's (a merge's)
+        if clone is not None and isinstance(clone.get("merge"), dict):
+            clone, self.note = merge_source(runs_dir, clone)
         presets = list_presets()
         self.presets = presets
         last = last_choice(runs_dir) if clone is None and preset is None else {}
@@ -196,16 +240,19 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         self.scenario = str(base.get("scenario") or last.get("scenario") or self.table.get("scenario", "class"))
         if self.scenario not in SCENARIOS:
             self.scenario = str(self.table.get("scenario", "class"))
-        self.method = self._method_for(str(section(base, "method").get("name") or last.get("method")
-                                           or self.table.get("method", {}).get("name", "none")))
+        given = section(base, "method").get("name") or last.get("method")
+        if given not in METHOD_PARAMS:  # none given, or one the form cannot start: the preset's
+            given = self.table.get("method", {}).get("name", "none")
+        self.method = self._method_for(str(given))
         self.edited: dict[str, str] = {}  # method parameters the user typed, kept across scenario changes
         self.carried: list[str] = []  # a clone's settings the form has no field for, as --set items
         self.origin = str(clone.get("id", "")) if clone is not None else ""
         if clone is not None and self.preset == wanted:
             self._start_from(base)
         elif clone is not None:
-            self.origin = ""
+            self.origin = self.note = ""
         self.config: RunConfig | None = None
+        self.opened: tuple[Any, ...] = ()  # the form as it opened (on_mount)
 
     def _start_from(self, base: dict[str, Any]) -> None:
         """The form's fields take the cloned run's values; what the form has no field for is carried as --set
@@ -244,19 +291,19 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         yield Header()
         with VerticalScroll(id="form"):
             with Horizontal(classes="top-row"):
-                yield Label("preset", classes="name")
+                yield from label_cells("preset")
                 yield Select([(p, p) for p in self.presets], compact=True, id="field-preset",
                              value=self.preset if self.preset in self.presets else Select.NULL,
                              allow_blank=self.preset not in self.presets, prompt="no presets found")
             yield Static(self.table.get("description", ""), id="preset-description", markup=False)
             with Horizontal(classes="top-row"):
-                yield Label("scenario", classes="name")
+                yield from label_cells("scenario")
                 yield Select([(s, s) for s in SCENARIOS], value=self.scenario, allow_blank=False, compact=True,
                              id="field-scenario")
                 yield Static(SCENARIO_HELP.get(self.scenario, ""), id="scenario-help", classes="help",
                              markup=False)
             with Horizontal(classes="top-row"):
-                yield Label("method", classes="name")
+                yield from label_cells("method")
                 yield Select(self._method_options(), value=self.method, allow_blank=False, compact=True,
                              id="field-method")
                 yield Static(METHOD_PARAMS[self.method].summary, id="method-summary", classes="help", markup=False)
@@ -267,7 +314,7 @@ class ComposeScreen(ReachesCltui, Screen[None]):
             yield Label(self._method_title(), classes="section", id="method-title")
             yield Vertical(*self._method_rows(), id="method-fields")
         yield Static("", id="field-help", markup=False)
-        if self.carried or self.origin:
+        if self.carried or self.origin or self.note:
             yield Static(self._carried_text(), id="carried", markup=False)
         yield Static("", id="verdict", markup=False)
         with Horizontal(id="actions"):
@@ -277,7 +324,8 @@ class ComposeScreen(ReachesCltui, Screen[None]):
 
     def _carried_text(self) -> str:
         kept = f": also {' '.join(self.carried)}" if self.carried else ""
-        return f"cloned from {self.origin}{kept}" if self.origin else ""
+        start = self.note or (f"cloned from {self.origin}" if self.origin else "")
+        return f"{start}{kept}" if start else ""
 
     def _method_options(self) -> list[tuple[str, str]]:
         return [(m, m) for m in methods_for(self.scenario)]
@@ -297,6 +345,7 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         self.sub_title = str(self.runs_dir)
         self.validate_form()
         self.query_one("#field-preset").focus()
+        self.opened = self.form_state()  # escape leaves at once while the form still holds this
 
     # --- reacting to the form ----------------------------------------------------------------------
 
@@ -307,12 +356,13 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         self.preset = str(event.value)
         self.table = self._load(self.preset)
         self.edited.clear()
-        if self.carried or self.origin:  # another preset: the clone's settings no longer apply
-            self.carried, self.origin = [], ""
+        if self.carried or self.origin or self.note:  # another preset: the clone's settings no longer apply
+            self.carried, self.origin, self.note = [], "", ""
             self.query_one("#carried", Static).update("")
         self.scenario = str(self.table.get("scenario", "class"))
         self.method = self._method_for(self.table.get("method", {}).get("name", "none"))
         self.query_one("#preset-description", Static).update(self.table.get("description", ""))
+        self.query_one("#scenario-help", Static).update(SCENARIO_HELP.get(self.scenario, ""))
         with self.prevent(Select.Changed):
             self.query_one("#field-scenario", Select).value = self.scenario
             self._refresh_method_select()
@@ -358,6 +408,7 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         await box.remove_children()
         await box.mount_all(self._method_rows())
         self.validate_form()
+        self.show_help(self.focused)
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -376,15 +427,23 @@ class ComposeScreen(ReachesCltui, Screen[None]):
         self.focus_next()  # enter moves down the form, as in any form; ctrl+s starts
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
-        row = row_of(event.widget)
+        self.show_help(event.widget)
+
+    def show_help(self, widget: Widget | None) -> None:
+        """The help line under the form: what the focused field is (again when the preset, scenario or method
+        it describes changed)."""
+        if widget is None:
+            return
+        row = row_of(widget)
         help_line = self.query_one("#field-help", Static)
         if row is None:
+            select = next((a for a in widget.ancestors_with_self if isinstance(a, Select)), widget)
             help_line.update({
                 "field-preset": (f"Presets: the built-in ones and yours in {user_presets_dir()}; "
                                  "F2 saves this form as a new one."),
                 "field-scenario": SCENARIO_HELP.get(self.scenario, ""),
                 "field-method": METHOD_PARAMS[self.method].__doc__ or "",
-            }.get(event.widget.id or "", ""))
+            }.get(select.id or "", ""))
             return
         spec = row.spec
         default = spec.default_text or "none"
@@ -508,5 +567,21 @@ class ComposeScreen(ReachesCltui, Screen[None]):
             select.set_options([(p, p) for p in self.presets])
             select.value = self.preset
 
+    def form_state(self) -> tuple[Any, ...]:
+        """What the form holds now: the preset, scenario and method and every field's text."""
+        return self.preset, self.scenario, self.method, tuple((row.spec.key, row.value_text()) for row in self.rows())
+
     def action_back(self) -> None:
-        self.app.pop_screen()
+        """Back to where the form was opened from; when its fields were changed, only after asking."""
+        if self.form_state() == self.opened:
+            self.app.pop_screen()
+            return
+        from cltui.tui.screens.confirm import ConfirmScreen
+
+        def answered(discard: bool | None) -> None:
+            if discard and self.app.screen is self:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("Discard the changes to this form?", "Leaving forgets what you changed "
+                                           "here; nothing was started.", confirm="Discard",
+                                           cancel="Keep editing", danger=True), answered)

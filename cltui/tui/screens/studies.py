@@ -29,6 +29,7 @@ from cltui.tui.screens.confirm import ConfirmScreen
 from cltui.tui.state.formats import STATUS_STYLE, fmt_duration, fmt_pct, shown_path
 from cltui.tui.widgets.charts import SweepChart
 from cltui.tui.widgets.header import Header
+from cltui.tui.widgets.tables import EndsTable
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.lock import pid_alive
 from core.runs.paths import RUN_JSON, StoreError, read_bounded
@@ -122,11 +123,13 @@ def scan(store: RunStore, files: dict[str, StudyFile], runs: dict[str, tuple[Sta
 
 
 # The studies table's columns (key, title, right-aligned), and the order they are left out in when the screen
-# is narrow: the id names the preset and the scenario, and the line under the table names them all.
+# is narrow: the id names the preset and the scenario, and the line under the table names them all. Still too
+# wide, the overrides and then the study ids are shortened (…), never the runs and the status.
 COLUMNS = (("study", "study", False), ("preset", "preset", False), ("scenario", "scenario", False),
            ("methods", "methods", False), ("seeds", "seeds", True), ("overrides", "overrides", False),
            ("runs", "runs", True), ("status", "status", False))
 DROP = ("scenario", "preset", "seeds", "methods")
+SHORTEN = ("overrides", "study")
 # The study's table: (title, row key, signed).
 METRICS = (("final acc %", "final_avg_acc", False), ("forgetting %", "avg_forgetting", False),
            ("BWT", "bwt", True))
@@ -143,8 +146,9 @@ def overrides_text(study: dict[str, Any]) -> str:
     return " ".join(map(str, study.get("overrides") or [])) or "–"
 
 
-class StudiesTable(DataTable):
-    """The studies; `enter` compares the finished runs of the one under the cursor (as `c` does)."""
+class StudiesTable(EndsTable):
+    """The studies; `enter` compares the finished runs of the one under the cursor (as `c` does); Home / End go
+    to the first / last study, as on the runs table."""
 
     BINDINGS: ClassVar = [Binding("enter", "select_cursor", "Compare", show=False)]
 
@@ -195,7 +199,7 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         self.runs: dict[str, tuple[Stamp, dict[str, Any] | None]] = {}
         self.alive: dict[str, bool] = {}
         self.shown: list[str] = []  # study ids in table order, newest first
-        self.columns: tuple[str, ...] = ()
+        self.widths: dict[str, int] = {}  # the columns shown and the width of their text
         self.row_cells: dict[str, tuple[Any, ...]] = {}
         self.loaded = False
 
@@ -261,15 +265,23 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
                 "runs": Text(f"{progress.finished}/{progress.total}", justify="right"),
                 "status": Text(progress.status, style=STATUS_STYLE.get(progress.status, "yellow"))}
 
-    def plan_columns(self, width: int, rows: list[dict[str, Text]]) -> tuple[str, ...]:
+    def plan_columns(self, width: int, rows: list[dict[str, Text]]) -> dict[str, int]:
+        """The columns that fit in `width`, in order, each with the width of its text (shortened or not)."""
         natural = {key: max([len(title), *(r[key].cell_len for r in rows if key in r)]) + 2  # + cell padding
                    for key, title, _ in COLUMNS}
+        room = width - 2  # the scroll bar
         kept = [key for key, _, _ in COLUMNS]
         for key in DROP:
-            if sum(natural[k] for k in kept) <= width - 2:  # the scroll bar
+            if sum(natural[k] for k in kept) <= room:
                 break
             kept.remove(key)
-        return tuple(kept)
+        for key in SHORTEN:
+            over = sum(natural[k] for k in kept) - room
+            if over <= 0:
+                break
+            title = next(t for k, t, _ in COLUMNS if k == key)
+            natural[key] = max(natural[key] - over, len(title) + 2)
+        return {key: natural[key] - 2 for key in kept}
 
     # --- the tables ---------------------------------------------------------------------------------
 
@@ -287,9 +299,15 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
         table = self.query_one("#studies", DataTable)
         entries = sorted(self.files.values(), key=lambda e: e.id, reverse=True)
         rows = {e.id: self.cells(e) for e in entries}
-        columns = self.plan_columns(table.size.width or self.app.size.width, list(rows.values()))
+        widths = self.plan_columns(table.size.width or self.app.size.width, list(rows.values()))
+        columns = tuple(widths)
+        for cells in rows.values():
+            for key, text in cells.items():
+                if key in widths and text.cell_len > widths[key]:  # shortened to fit: the line below has it all
+                    cells[key] = text.copy()
+                    cells[key].truncate(widths[key], overflow="ellipsis")
         ids = [e.id for e in entries]
-        if columns != self.columns or ids != self.shown:
+        if widths != self.widths or ids != self.shown:
             current = self.current_id()
             table.clear(columns=True)
             for key, title, right in COLUMNS:
@@ -299,7 +317,7 @@ class StudiesScreen(ReachesCltui, ReportsWorkerErrors, Screen[None]):
             for study_id, cells in rows.items():
                 self.row_cells[study_id] = tuple(cells.get(k, Text("")) for k in columns)
                 table.add_row(*self.row_cells[study_id], key=study_id)
-            self.columns, self.shown = columns, ids
+            self.widths, self.shown = widths, ids
             # Its height from its rows (the header and one line each), capped by max-height: a DataTable measures
             # itself when idle, and under load that came after the screen's layout, which kept height 0.
             table.styles.height = len(ids) + 1
