@@ -166,3 +166,31 @@ async def test_the_loss_chart_goes_log_when_the_loss_spans_decades(runs_dir, tui
     assert log == (True, "training loss (log scale)")
     assert linear == (False, "training loss")
     assert "last 0.2" in text
+
+
+async def test_the_loss_chart_draws_each_context_apart_and_ends_each_at_its_recorded_final_loss(runs_dir, tui):
+    """Sparse reports never joined across a boundary (the loss would seem to rise through a context); with the
+    record's final losses each context's line ends at its own, so "last" is the final loss the matrix shows."""
+    pilot = await tui.start(app=BareApp(runs_dir), size=(60, 16))
+    app = pilot.app
+
+    class One(Screen):
+        def compose(self):
+            yield LossChart()
+
+    await app.push_screen(One())
+    chart = app.screen.query_one(LossChart)
+    chart.set_points([(50, 2.0), (100, 1.0), (150, 0.5), (200, 0.4)], [100])
+    split = chart.segments
+    events = [ContextStarted(context=0, classes=[0, 1], iterations=100, t=1.0),
+              Progress(context=0, phase="train", step=50, total=100, loss=2.0, t=2.0),
+              Progress(context=0, phase="train", step=100, total=100, loss=1.0, t=3.0),
+              ContextStarted(context=1, classes=[2, 3], iterations=100, t=4.0),
+              Progress(context=1, phase="train", step=60, total=100, loss=0.5, t=5.0),
+              Progress(context=1, phase="train", step=100, total=100, loss=0.45, t=6.0)]
+    chart.set_track(loss_track(events), {0: 0.8, 1: 0.3})
+    await eventually(pilot, lambda: "last 0.3" in screen_text(app))
+
+    assert split == [[(50, 2.0), (100, 1.0)], [(150, 0.5), (200, 0.4)]]
+    assert chart.segments == [[(50, 2.0), (100, 0.8)], [(160, 0.5), (200, 0.3)]]
+    assert "last 0.3" in screen_text(app)

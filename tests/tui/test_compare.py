@@ -1,6 +1,7 @@
 """The compare screen under Textual's Pilot, on the thirty runs of tests/helpers/daily.py: what differs between the
-runs' configs, method-and-seed labels, groups with mean ± SEM, `enter` on a group row (nothing) and on a run,
-`y` for 0-100 on every chart, all of it readable at 80x24. The screen is pushed onto a bare home screen."""
+runs' configs, method-and-seed labels, groups with mean ± SEM, `enter` on a group row (folds its runs) and on a
+run (opens it), `y` for 0-100 on every chart, all of it readable at 80x24. The screen is pushed onto a bare home
+screen. Six methods at 80x24, the baseline and the context cursor: test_compare_lab.py."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def test_compare_says_what_differs_and_groups_two_methods_by_seed(runs_dir
     assert "train.seed 0 | 1 | 2" in seen["differs"]
     assert "buffer_size" not in seen["differs"]  # a method's own parameter, said by its name
     labels = [cells[0].strip() for cells in seen["rows"].values()]
-    assert labels == ["er ×3", "er s2", "er s1", "er s0", "lwf ×3", "lwf s2", "lwf s1", "lwf s0"]
+    assert labels == ["▾ er ×3", "er s2", "er s1", "er s0", "▾ lwf ×3", "lwf s2", "lwf s1", "lwf s0"]
     er_group = seen["rows"]["group:er"]
     finals = [FINAL["er"] + 0.011 * (s - 1) for s in range(3)]
     assert er_group[1 + 1].startswith(f"{100 * sum(finals) / 3:.1f}±")  # final acc % column: mean ± SEM
@@ -43,8 +44,9 @@ async def test_compare_says_what_differs_and_groups_two_methods_by_seed(runs_dir
     assert [(b.label, b.n) for b in bars] == [("er", 3), ("lwf", 3)]
     assert bars[0].value == pytest.approx(sum(finals) / 3, abs=1e-3)
     assert bars[0].sem == pytest.approx(0.011 / 3 ** 0.5, abs=1e-3)  # the seeds' spread, over root n
-    assert seen["lines"] == [("er (mean)", 0), ("lwf (mean)", 1)]
-    assert "er 91.2±0.6 n=3" in seen["text"]  # the bars' legend, whole
+    assert seen["lines"] == [("er", 0), ("lwf", 1)]
+    assert "avg accuracy so far (%), means" in seen["text"]
+    assert "er ×3" in seen["text"] and "91.2±0.6" in seen["text"]  # the bars' rows, whole
     for n in ("1", "2", "3", "4", "5", "6"):
         assert f"{n} er" not in seen["text"] and f"{n} lwf" not in seen["text"]  # no bare numbers
 
@@ -66,8 +68,8 @@ async def test_compare_tells_two_runs_apart_by_iterations(runs_dir, thirty, tui)
 
 
 async def test_compare_of_two_groups_reads_at_80x24(runs_dir, thirty, tui):
-    needed = ("differs: method.name er | lwf", "er ×3", "lwf ×3", "er 91.2±0.6 n=3", "lwf 50.3±0.6 n=3",
-              "01-02 08:24", "Back")
+    needed = ("differs: method.name er | lwf", "▾ er ×3", "▾ lwf ×3", "91.2±0.6", "50.3±0.6", "01-02 08:24",
+              "Back")
 
     pilot = await tui.start(app=BareApp(runs_dir), size=(80, 24))
     app = pilot.app
@@ -80,19 +82,23 @@ async def test_compare_of_two_groups_reads_at_80x24(runs_dir, thirty, tui):
         assert part in text, part
 
 
-async def test_enter_on_a_group_row_does_nothing_and_on_a_run_opens_it(runs_dir, thirty, tui):
+async def test_enter_on_a_group_row_folds_its_runs_and_on_a_run_opens_it(runs_dir, thirty, tui):
     pilot = await tui.start(app=BareApp(runs_dir))
     app = pilot.app
     await app.push_screen(CompareScreen(pick(runs_dir, thirty, ("er", "lwf"))))
     await settle(pilot, 0.2)
     await pilot.press("enter")  # the cursor is on the er group's row
     await pilot.pause()
-    first = type(app.screen)
+    folded = (type(app.screen), [cells[0].strip() for cells in table_rows(app, "#table").values()])
+    await pilot.press("enter")
+    await pilot.pause()
+    unfolded = len(table_rows(app, "#table"))
     await pilot.press("down", "enter")
     await settle(pilot, 0.2)
 
     second, opened = type(app.screen), app.screen.run_dir.name
-    assert first is CompareScreen
+    assert folded == (CompareScreen, ["▸ er ×3", "▾ lwf ×3", "lwf s2", "lwf s1", "lwf s0"])
+    assert unfolded == 8
     assert second is DetailScreen and opened.endswith("-er-s2")
 
 

@@ -28,6 +28,7 @@ from tests.helpers.tui import (
     eventually,
     footer_keys,
     runs_rows,
+    screen_text,
     select,
     settle,
     table_rows,
@@ -190,6 +191,53 @@ async def test_the_detail_charts_tab_plots_the_loss_or_says_there_is_none(runs_d
 
     assert seen["finished"] == (15, "training loss")
     assert seen["baseline"][0] == 0 and "no training loss" in seen["baseline"][1]
+
+
+async def test_brackets_read_each_chart_line_at_a_context(fixed, runs_dir, tui):
+    """`]` / `[` move a cursor over the contexts (from the overview too: the Charts tab opens); the lines under
+    the accuracy charts read each line's value there, the charts mark it, and it stops at the first and last."""
+    from cltui.tui.widgets.charts import MatrixChart
+
+    pilot = await tui.start(app=BareApp(runs_dir), size=(80, 24))
+    app = pilot.app
+    screen = DetailScreen(fixed["finished"])  # ewc, ACC_EWC
+    await app.push_screen(screen)
+    await settle(pilot, 0.2)
+
+    def readouts() -> tuple[str, str]:
+        """The two lines under the charts (each may wrap between its entries at 80 columns: joined again)."""
+        return tuple(str(screen.query_one(f"#readout-{name}").render()).replace("\n", "  ")
+                     for name in ("accuracy", "average"))
+
+    await pilot.press("2")
+    await pilot.pause(0.1)
+    seen: dict[str, Any] = {"before": screen_text(app)}
+    await pilot.press("1", "right_square_bracket")
+    await pilot.pause(0.1)
+    seen["tab"] = screen.query_one(TabbedContent).active
+    seen["c0"] = readouts()
+    await pilot.press("right_square_bracket", "right_square_bracket")
+    await pilot.pause(0.1)
+    seen["c2"] = readouts()
+    seen["marks"] = [c.cursor for c in screen.query("#context-charts Chart").results(MatrixChart)]
+    seen["c2 text"] = screen_text(app)
+    await pilot.press(*["right_square_bracket"] * 5)
+    await pilot.pause(0.1)
+    seen["last"] = readouts()
+    await pilot.press("left_square_bracket")
+    await pilot.pause(0.1)
+    seen["c3"] = readouts()
+
+    assert "[ ] read each line at a context" in seen["before"] and "PgDn PgUp" in seen["before"]
+    assert seen["tab"] == "charts"
+    assert seen["c0"][0] == "after c0  ━ c0 99.8"
+    assert seen["c0"][1] == "after c0  ━ avg acc seen 99.8"  # no forgetting after one context
+    assert seen["c2"][0] == "after c2  ━ c0 70.2  ━ c1 75.4  ━ c2 97.2"
+    assert "avg acc seen 80.9" in seen["c2"][1] and "avg forgetting 26.2" in seen["c2"][1]
+    assert seen["marks"] == [3, 3]  # the vertical line at 3 contexts trained
+    assert "━ c2 97.2" in seen["c2 text"] and "avg forgetting 26.2" in seen["c2 text"]  # whole at 80 columns
+    assert seen["last"][0].startswith("after c4") and "━ c4 97.9" in seen["last"][0]
+    assert seen["c3"][0].startswith("after c3")
 
 
 # --- e and R ------------------------------------------------------------------------------------------

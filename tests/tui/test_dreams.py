@@ -1,14 +1,17 @@
 """The dreams screen under Textual's Pilot, on the dreaming run of the fixed runs (tests/helpers/fixed_runs.py): each
-context's grid, quality figures and latent map; zoom (`+`, `-` that stops at the fit, `0`); eight classes that fit
-with their numbers as text; PageDown without Tab (and nothing to scroll: nothing); no axis beside the latent map's
+context's grid, quality figures and latent map (a generation run's class coverage and reverse accuracy too, whole
+at 80x24); zoom (`+`, `-` that stops at the fit, `0`) in gradual steps from the fit; eight classes that fit with
+their numbers as text; PageDown without Tab (and nothing to scroll: nothing); no axis beside the latent map's
 border. Every key is also pressed where it does not apply, and must do nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from textual.pilot import Pilot
 from textual.widgets import Static, Tabs
 
@@ -57,8 +60,8 @@ async def test_the_dreams_screen_shows_each_context_grid_quality_and_latent_map(
     assert seen["tabs"] == ["context 0", "context 1", "context 2", "context 3"]
     assert seen["c0"][0] == "context-0" and seen["c0"][1] == (78, 18)
     assert seen["c0"][2] >= 78  # a grid this size is drawn at full resolution, one pixel per half cell
-    assert "classes 0,1" in seen["c0"][3]
-    assert seen["c1 quality"][:3] == ["32", "97.0%", "71.0%"]
+    assert "16 dreamed images" in seen["c0"][3] and "classes 0,1" in seen["c0"][3]
+    assert seen["c1 quality"][:2] == ["97.0%", "71.0/96.0%"]
     assert seen["c1 latent"] == [0, 1, 2, 3]
     zoom, width, rows = seen["zoomed"]
     assert (zoom, rows) == (1, 18) and width >= 78  # 78x36 px, 1 px per half cell: 18 rows, the labels beside
@@ -108,7 +111,7 @@ async def test_eight_classes_fit_with_their_numbers_and_minus_stops_at_the_fit(r
     labelled = [row.split()[0] for row in picture if row[:1].strip()]
     assert labelled == [str(c) for c in range(8)]  # the class numbers, as text, beside the rows
     assert seen["minus at fit"] == 0
-    assert seen["plus"] >= 1 and seen["back to fit"] == 0
+    assert seen["plus"] > 0 and seen["back to fit"] == 0  # one step above the fit, and back
 
 
 async def test_pagedown_scrolls_the_grid_without_tab(runs_dir, fixed, tui):
@@ -150,3 +153,48 @@ async def test_the_latent_map_draws_no_axis_beside_its_border(runs_dir, fixed, t
     assert classes == list(range(8))
     assert "│││" not in text
     assert "■ 7" in text  # the legend wraps instead of being cut
+
+
+async def test_a_generation_runs_panel_shows_its_class_coverage_and_reverse_accuracy_at_80x24(runs_dir, fixed, tui):
+    """The figures `cltui dreams` prints from run.json, class coverage and a generation run's reverse accuracy
+    among them, every row of the panel in view at 80x24."""
+    record = json.loads((fixed["dreams"] / "run.json").read_text())
+    record["config"]["method"] = {"name": "mergan-jtr"}
+    for k, entry in enumerate(record["dreams"]):
+        entry["quality"].update(class_coverage=1.0, reverse_accuracy=round(0.912 - 0.05 * k, 3))
+    (fixed["dreams"] / "run.json").write_text(json.dumps(record))
+    pilot = await tui.start(app=BareApp(runs_dir), size=(80, 24))
+    app = pilot.app
+    await open_dreams(1)(app, pilot, fixed)
+    await eventually(pilot, lambda: "reverse accuracy" in screen_text(app))
+    quality = [line.split("│")[1] for line in screen_text(app).splitlines() if line.count("│") >= 2]
+
+    rows = {" ".join(row.split()[:-1]): row.split()[-1] for row in quality if row.strip()}
+    assert rows["class coverage"] == "100.0%"
+    assert rows["reverse accuracy"] == "86.2%"
+    for label in ("teacher agreement", "verifier, dreams/real", "feature distance", "Fréchet distance",
+                  "farthest class"):  # every row of the panel in view
+        assert any(row.strip().startswith(label) for row in quality), label
+
+
+async def test_zoom_goes_from_the_fit_in_gradual_steps(runs_dir, fixed, tui):
+    """A grid far larger than the pane (fitted at 9% at 80x24): `+` goes 12.5, 25, 50, 100 %, `-` comes back
+    the same way to the fit, never from the fit straight to 100 %."""
+    Image.new("L", (400, 200), 128).save(fixed["dreams"] / "dreams" / "context-0" / "grid.png")
+    pilot = await tui.start(app=BareApp(runs_dir), size=(80, 24))
+    app = pilot.app
+    screen = await open_dreams(0)(app, pilot, fixed)
+    pane = screen.query_one("#grid-pane")
+
+    def shown() -> str:
+        return str(pane.border_subtitle).split(" · ")[1]
+
+    await eventually(pilot, lambda: "fit" in str(pane.border_subtitle))
+    steps = [shown()]
+    for key in ["plus"] * 4 + ["minus"] * 4:
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        steps.append(shown())
+
+    assert steps == ["fit 9%", "zoom 12.5%", "zoom 25%", "zoom 50%", "zoom 100%",
+                     "zoom 50%", "zoom 25%", "zoom 12.5%", "fit 9%"]

@@ -69,3 +69,32 @@ def test_dreams_screen(app, snap_compare):
 def test_compare_screen(app, snap_compare):
     assert snap_compare(app, terminal_size=(100, 30),
                         run_before=opening(IDS["dreams"], "space", "space", "space", "c"))
+
+
+def composing(method: str, focus: str):
+    """run_before: open the compose form (`n`), choose `method`, put the focus on the field `focus` (its cursor
+    steady, so the picture does not depend on the blink)."""
+
+    async def run_before(pilot: Pilot) -> None:
+        from textual.widgets import Input
+
+        from tests.helpers.tui import choose, field, open_compose
+
+        await settle_workers(pilot.app)
+        await pilot.pause()
+        screen = await open_compose(pilot.app, pilot)
+        await choose(pilot, screen, "method", method)
+        control = field(screen, focus)
+        if isinstance(control, Input):
+            control.cursor_blink = False
+        control.focus(scroll_visible=False)
+        await pilot.pause()  # the help line under the form takes the field's help (and its height) first
+        screen.query_one("#form").scroll_to_widget(control, animate=False)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_compose_screen_at_80x24(app, snap_compare):
+    """Every label apart from its value, the values in one column, the focused field marked (▸)."""
+    assert snap_compare(app, terminal_size=(80, 24), run_before=composing("gan-finetune", "method.export_per_class"))

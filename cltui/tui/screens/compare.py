@@ -1,14 +1,19 @@
 """The Compare screen: the runs marked on the Runs screen side by side, explained.
 
 First the config fields that differ between the compared runs (`method.name er | lwf · train.iterations 300 |
-50`), then the metrics in a table (the best value of each column in bold), the final average accuracy as bars
-and the average accuracy after each context as lines. Runs are labelled by what tells them apart: method and
-seed (`er s0`), plus any other differing field when that is still ambiguous (`er s0 it50`), in the table, the
-bars and the lines alike, in the same colour. When several runs share a method (and every other differing field
-but the seed), they form a group: the table shows a row per group (mean ± SEM, n) above its runs, the bars are
-the groups' means with their standard error, the lines the groups' means. `enter` opens the run under the
-cursor; `p` writes the runs' figure for a paper (`cltui plot`'s) into <runs-dir>/figures/; `y` flips the charts'
-y-axis between fitted and 0-100.
+50`), then the metrics in a table (the best value of each column in bold), the final average accuracy as
+horizontal bars (one row each, names whole, at any height) and the average accuracy after each context as
+lines. Runs are labelled by what tells them apart: method and seed (`er s0`), plus any other differing field when
+that is still ambiguous (`er s0 it50`), in the table, the bars and the lines alike, in the same colour. When
+several runs share a method (and every other differing field but the seed), they form a group: the table shows
+a row per group (mean ± SEM, n) above its runs, the bars are the groups' means with their standard error, the
+lines the groups' means. `enter` opens the run under the cursor, or on a group's row folds its runs away (or
+back; `left` / `right` fold and unfold); groups start folded when their runs would not fit the table (six
+methods at 80x24). `b` pins the run or group under the cursor as the baseline: it comes first in the table, the
+bars and the legend, its line is drawn on top, and the table says every other row's difference to it (`Δ final
++12.3`). `[` / `]` move a cursor over the contexts of the lines chart, whose legend then reads every line's
+value there. `p` writes the runs' figure for a paper (`cltui plot`'s) into <runs-dir>/figures/; `y` flips the
+charts' y-axis between fitted and 0-100.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ METRICS = (("final acc %", "final_avg_acc", True), ("avg inc %", "avg_incrementa
            ("forget %", "avg_forgetting", False), ("BWT", "bwt", True), ("FWT", "fwt", True))
 PERCENT = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting")
 NARROW_DROPS = ("avg_incremental_acc", "fwt")  # left out under 100 columns
+NARROW_BASELINE_DROPS = ("bwt",)  # and with a baseline, for its differences (and the duration)
+DELTAS = {"final_avg_acc": "Δ final", "avg_forgetting": "Δ forget"}  # the columns of differences to a baseline
+TABLE_SHARE = 0.45  # of the screen's height that the table may take (cltui.tcss: CompareScreen #table)
 
 # How a differing field reads in a label: `train.iterations` 50 -> "it50".
 SHORT = {"train.iterations": "it", "train.lr": "lr", "train.batch_size": "bs", "train.optimizer": "",
@@ -138,9 +146,35 @@ def metric_text(key: str, value: Any) -> str:
     return fmt_pct(value) if key in PERCENT else fmt_signed(value)
 
 
+def number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def delta_cell(value: Any, base: Any, higher: bool) -> Text:
+    """A row's difference to the baseline in percentage points (`+12.3`), green where it is better."""
+    v, b = number(value), number(base)
+    if v is None or b is None:
+        return Text("–", justify="right")
+    diff = v - b
+    better = diff > 0 if higher else diff < 0
+    style = "dim" if round(100 * diff, 1) == 0 else ("green" if better else "red")
+    return Text(fmt_signed(diff), style=style, justify="right")
+
+
 class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None]):
-    BINDINGS: ClassVar = [Binding("escape", "app.pop_screen", "Back"), Binding("p", "figure", "Figure"),
-                          Y_SCALE_BINDING]
+    BINDINGS: ClassVar = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("b", "baseline", "Baseline"),
+        Binding("left_square_bracket", "context(-1)", "Prev context", key_display="[",
+                group=Binding.Group("Context", compact=True)),
+        Binding("right_square_bracket", "context(1)", "Next context", key_display="]",
+                group=Binding.Group("Context", compact=True)),
+        Binding("p", "figure", "Figure"),
+        Y_SCALE_BINDING,
+    ]
+    HELP_NOTES = ("A group's row (▸/▾) folds its runs away or back with enter (← folds, → unfolds). The "
+                  "baseline (b, again to unpin) comes first everywhere; Δ columns give each row's difference to "
+                  "it in points, green where better. [ and ] read the lines chart at a context, in its legend.")
     DEFAULT_CSS = """
     CompareScreen #differs { height: auto; max-height: 3; padding: 0 1; background: $boost; }
     """
@@ -156,8 +190,12 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         self.compared: list[Compared] = []
         self.differs: list[str] = []
         self.groups: dict[str, list[Compared]] = {}
+        self.stats: dict[str, dict[str, tuple[float | None, float | None]]] = {}  # group -> key -> mean, SEM
+        self.baseline: str | None = None  # the group (a run of its own when ungrouped) pinned as the baseline
+        self.folded: set[str] = set()  # the groups whose runs the table leaves out
         self.narrow = False
         self.metrics_shown = list(METRICS)
+        self.columns: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -228,44 +266,88 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         for n, members in enumerate(self.groups.values()):
             for r in members:
                 r.colour = n if grouped else runs.index(r)
+        self.stats = {name: {key: mean_sem([self.value(r, key) for r in members])
+                             for key in (*(m[1] for m in METRICS), "total_s")}
+                      for name, members in self.groups.items()}
+        # Groups start folded when their runs would not fit the table's share of the screen.
+        rows = sum(len(members) + (len(members) > 1) for members in self.groups.values())
+        if grouped and rows > int(TABLE_SHARE * self.app.size.height) - 1:
+            self.folded = {name for name, members in self.groups.items() if len(members) > 1}
         self.query_one("#differs", Static).update(self.differs_text())
         self.fill_table()
         self.fill_charts()
         self.query_one("#table", DataTable).focus()
 
+    @staticmethod
+    def value(r: Compared, key: str) -> Any:
+        return section(r.record, "timing").get(key) if key == "total_s" else r.metrics.get(key)
+
+    def ordered(self) -> list[tuple[str, list[Compared]]]:
+        """The groups (runs, ungrouped), the baseline's first."""
+        items = list(self.groups.items())
+        return sorted(items, key=lambda item: item[0] != self.baseline)
+
     def fill_table(self) -> None:
         table = self.query_one("#table", DataTable)
+        at = self.row_key()
         table.clear(columns=True)
         grouped = self.grouped
+        pinned = self.baseline is not None
         # Grouped, the run column says how many runs a group has (`er ×3`), and a run's row its status only
         # when it did not finish.
-        # Under 100 columns the two least read metrics make room for the id.
-        self.narrow = self.app.size.width < 100
-        metrics_shown = [m for m in METRICS if not (self.narrow and m[1] in NARROW_DROPS)]
-        names = ("run", "" if grouped else "status", *(m[0] for m in metrics_shown), "duration", "id")
-        right = {m[0] for m in METRICS} | {"duration", ""}
+        # Under 100 columns (120 with a baseline's differences) the two least read metrics make room for the id,
+        # and with a baseline BWT and the duration make room for its differences.
+        self.narrow = self.is_narrow()
+        drops = (NARROW_DROPS + (NARROW_BASELINE_DROPS if pinned else ())) if self.narrow else ()
+        self.metrics_shown = [m for m in METRICS if m[1] not in drops]
+        names: list[str] = ["run", "" if grouped else "status"]
+        for name, key, _ in self.metrics_shown:
+            names += [name, DELTAS[key]] if pinned and key in DELTAS else [name]
+        names += [] if self.narrow and pinned else ["duration"]
+        names.append("id")
+        self.columns = names
+        left = {"run", "status", "id"}
         for name in names:
-            table.add_column(Text(name, justify="right" if name in right else "left"), key=name)
-        metrics = [r.metrics for r in self.compared]
-        bests = {key: best([m.get(key) for m in metrics], higher) for _, key, higher in METRICS}
-        self.metrics_shown = metrics_shown
-        for name, members in self.groups.items():
-            if grouped:
-                row: list[Any] = [Text(f"{name} ×{len(members)}" if len(members) > 1 else members[0].label,
-                                       style=f"bold {hex_colour(members[0].colour)}"), Text("")]
-                if len(members) > 1:
-                    for _, key, _ in metrics_shown:
-                        mean, sem = mean_sem([r.metrics.get(key) for r in members])
-                        cell = metric_text(key, mean) + (f"±{100 * sem:.1f}" if sem is not None else "")
-                        row.append(Text(cell, style="bold", justify="right"))
-                    mean_s, _ = mean_sem([section(r.record, "timing").get("total_s") for r in members])
-                    row += [Text(fmt_duration(mean_s), justify="right"), Text("mean ± SEM", style="dim")]
-                    table.add_row(*row, key=f"group:{name}")
-                    for r in members:
-                        table.add_row(*self.run_row(r, bests, indent=True), key=str(r.path))
+            table.add_column(Text(name, justify="left" if name in left else "right"), key=name)
+        bests = {key: best([r.metrics.get(key) for r in self.compared], higher) for _, key, higher in METRICS}
+        for name, members in self.ordered():
+            if grouped and len(members) > 1:
+                table.add_row(*self.group_row(name, members), key=f"group:{name}")
+                if name in self.folded:
                     continue
+                for r in members:
+                    table.add_row(*self.run_row(r, bests, indent=True), key=str(r.path))
+                continue
             for r in members:
                 table.add_row(*self.run_row(r, bests), key=str(r.path))
+        if at is not None and at in table.rows:
+            table.move_cursor(row=table.get_row_index(at), animate=False)
+
+    def row_key(self) -> str | None:
+        """The key of the table's row under the cursor (`group:<name>` or a run's folder), None without rows."""
+        table = self.query_one("#table", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def base_value(self, key: str) -> float | None:
+        return None if self.baseline is None else self.stats[self.baseline][key][0]
+
+    def group_row(self, name: str, members: list[Compared]) -> list[Any]:
+        fold = "▸" if name in self.folded else "▾"
+        row: list[Any] = [Text(f"{fold} {name} ×{len(members)}", style=f"bold {hex_colour(members[0].colour)}"),
+                          Text("")]
+        for _, key, higher in self.metrics_shown:
+            mean, sem = self.stats[name][key]
+            cell = metric_text(key, mean) + (f"±{100 * sem:.1f}" if sem is not None else "")
+            row.append(Text(cell, style="bold", justify="right"))
+            if self.baseline is not None and key in DELTAS:
+                row.append(Text("baseline", style="bold", justify="right") if name == self.baseline
+                           else delta_cell(mean, self.base_value(key), higher))
+        if "duration" in self.columns:
+            row.append(Text(fmt_duration(self.stats[name]["total_s"][0]), justify="right"))
+        row.append(Text("mean ± SEM", style="dim"))
+        return row
 
     def run_row(self, r: Compared, bests: dict[str, float | None], indent: bool = False) -> list[Any]:
         status = str(r.record.get("status", "?"))
@@ -273,42 +355,71 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
                                else f"bold {hex_colour(r.colour)}")]
         row.append(Text(("" if status == "finished" else status[:4]) if self.grouped else status,
                         style="dim" if self.grouped else "", justify="right" if self.grouped else "left"))
-        for _, key, _ in self.metrics_shown:
+        pinned = not indent and r.group == self.baseline
+        for _, key, higher in self.metrics_shown:
             value = r.metrics.get(key)
             top = value is not None and value == bests[key] and not indent
             row.append(Text(metric_text(key, value), style="bold green" if top else "", justify="right"))
-        row += [Text(fmt_duration(section(r.record, "timing").get("total_s")), justify="right"),
-                Text(short_id(r.path.name, r.record.get("preset"), r.config.get("scenario"),
-                              r.config.get("method.name"), r.config.get("train.seed")), style="dim")]
+            if self.baseline is not None and key in DELTAS:
+                row.append(Text("baseline", style="bold", justify="right") if pinned
+                           else delta_cell(value, self.base_value(key), higher))
+        if "duration" in self.columns:
+            row.append(Text(fmt_duration(section(r.record, "timing").get("total_s")), justify="right"))
+        row.append(Text(short_id(r.path.name, r.record.get("preset"), r.config.get("scenario"),
+                                 r.config.get("method.name"), r.config.get("train.seed")), style="dim"))
         return row
 
+    def is_narrow(self) -> bool:
+        return self.app.size.width < (120 if self.baseline is not None else 100)
+
     def on_resize(self) -> None:
-        if self.compared and (self.app.size.width < 100) != self.narrow:
+        if self.compared and self.is_narrow() != self.narrow:
             self.fill_table()
 
     def fill_charts(self) -> None:
         final = self.query_one("#final", FinalAccuracyChart)
         average = self.query_one("#average", AverageByRunChart)
+        names = list(self.groups)
+        baseline = names.index(self.baseline) if self.baseline in names else None
         if not self.grouped:
-            final.set_bars([BarValue(r.label, r.colour, r.metrics.get("final_avg_acc")) for r in self.compared])
-            average.set_lines([(r.label, r.colour, self.average_line(r)) for r in self.compared])
+            final.set_bars([BarValue(r.label, r.colour, r.metrics.get("final_avg_acc"),
+                                     baseline=r.group == self.baseline) for r in self.compared])
+            average.set_lines([(r.label, r.colour, self.average_line(r)) for r in self.compared], baseline)
             return
         bars, lines = [], []
         for name, members in self.groups.items():
             label = name if len(members) > 1 else members[0].label
-            mean, sem = mean_sem([r.metrics.get("final_avg_acc") for r in members])
+            mean, sem = self.stats[name]["final_avg_acc"]
             n = sum(isinstance(r.metrics.get("final_avg_acc"), (int, float)) for r in members)
-            bars.append(BarValue(label, members[0].colour, mean, sem, max(n, len(members) if mean is None else n)))
-            curves = [self.average_line(r) for r in members]
-            length = min((len(c) for c in curves if c), default=0)
-            mean_line = [sum(c[i] for c in curves if c) / sum(1 for c in curves if c) for i in range(length)]
-            lines.append((f"{label} (mean)" if len(members) > 1 else label, members[0].colour, mean_line))
+            bars.append(BarValue(label, members[0].colour, mean, sem, max(n, len(members) if mean is None else n),
+                                 baseline=name == self.baseline))
+            curves = [c for c in (self.average_line(r) for r in members) if c]
+            length = min((len(c) for c in curves), default=0)
+            mean_line = [mean_sem([c[i] for c in curves])[0] or 0.0 for i in range(length)]
+            lines.append((label, members[0].colour, mean_line))
         final.set_bars(bars)
-        average.set_lines(lines)
+        average.title = "avg accuracy so far (%), means"
+        average.set_lines(lines, baseline)
 
     @staticmethod
     def average_line(r: Compared) -> list[float]:
         return [100 * a for a in run_figures(r.record).averages(clean_matrix(r.record.get("acc_matrix")))]
+
+    def action_baseline(self) -> None:
+        """Pin the group (ungrouped, the run) under the cursor as the baseline; on the baseline, unpin it."""
+        key = self.row_key()
+        if key is None:
+            return
+        name = key.removeprefix("group:") if key.startswith("group:") else \
+            next(r.group for r in self.compared if str(r.path) == key)
+        self.baseline = None if name == self.baseline else name  # the Δ columns say which it is
+        self.fill_table()
+        self.fill_charts()
+
+    def action_context(self, step: int) -> None:
+        """Move the lines chart's context cursor; its legend reads every line there."""
+        if self.query_one("#average", AverageByRunChart).move_cursor(step) is None:
+            self.notify("no run has an evaluated context", title="context")
 
     def action_figure(self) -> None:
         if not self.records:
@@ -319,11 +430,37 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         folder = self.run_dirs[0].parent / "figures"
         self.write_figure(self.records, folder / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.pdf")
 
+    def fold(self, folded: bool | None = None) -> bool:
+        """Fold (True), unfold (False) or flip (None) the group under the cursor, or to fold it, the group of
+        the run under it; the cursor ends on the group's row. False where there is no group to do it to."""
+        key = self.row_key() or ""
+        name = key.removeprefix("group:") if key.startswith("group:") else None
+        if name is None and folded is True:
+            name = next((r.group for r in self.compared if str(r.path) == key), None)
+        if name is None or len(self.groups.get(name, [])) < 2 or not self.grouped:
+            return False
+        if folded is None:
+            folded = name not in self.folded
+        self.folded = self.folded | {name} if folded else self.folded - {name}
+        table = self.query_one("#table", DataTable)
+        table.move_cursor(row=table.get_row_index(f"group:{name}"), animate=False)
+        self.fill_table()
+        return True
+
+    def action_expand_row(self) -> bool:
+        """`right` on a folded group's row (RunsTable asks): its runs under it."""
+        return self.fold(False)
+
+    def action_collapse_row(self) -> bool:
+        """`left` on a group's row or one of its runs (RunsTable asks): the group folded."""
+        return self.fold(True)
+
     @on(DataTable.RowSelected, "#table")
     def open_run(self, event: DataTable.RowSelected) -> None:
         key = str(event.row_key.value)
-        if key.startswith("group:"):
-            return  # a group's row: its runs are the rows under it
+        if key.startswith("group:"):  # a group's row: fold its runs away, or back
+            self.fold()
+            return
         from cltui.tui.screens.detail import DetailScreen
 
         self.app.push_screen(DetailScreen(Path(key)))

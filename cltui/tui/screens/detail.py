@@ -1,9 +1,12 @@
 """The Run detail screen: what a run did and how it ended.
 
 Overview: status, config in one line, metrics, timing, the accuracy matrix as a coloured table and the two
-charts. Config: the full resolved config, as TOML. Log: the error and its traceback for a failed run, and
-the tail of worker.log. Charts: the accuracy charts and the training loss against the iterations (from
-events.jsonl). `i` opens the run's dreams; `p` writes the run's figure for a paper (`cltui plot`'s) into its
+charts; a merge's teachers and their scores, one line each. Config: the full resolved config, as TOML. Log:
+the error and its traceback for a failed run, and the tail of worker.log. Charts: the accuracy charts, the
+accuracy during training (continual evaluation) and the training loss against the iterations (from
+events.jsonl, one line per context), in a pane that scrolls (PageDown / PageUp: the next or previous chart);
+`[` / `]` move a cursor over the contexts and the line under the accuracy charts reads each line's value
+there. `i` opens the run's dreams; `p` writes the run's figure for a paper (`cltui plot`'s) into its
 folder; `e` clones the run into the compose form (its config filled in); `R` resumes a cancelled, failed or
 stale run from its last checkpoint, after a confirmation, and follows it live; `y` flips the charts' y-axis
 between fitted and 0-100. `e` and `R` show in the footer only when they apply. The run folder is read by a
@@ -22,12 +25,14 @@ from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from cltui.tui.screens.base import ReachesCltui
@@ -36,6 +41,7 @@ from cltui.tui.state.formats import (
     figure_parts,
     fmt_duration,
     fmt_loss,
+    fmt_score,
     fmt_value,
     section,
     stability_text,
@@ -53,6 +59,7 @@ from cltui.tui.widgets.charts import (
     clean_curve,
     clean_matrix,
 )
+from cltui.tui.widgets.charts.base import wrap_legend
 from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.events import Event, Progress, from_json
@@ -64,6 +71,10 @@ from core.runs.record import read_run_json
 LOG_TAIL_BYTES = 64 * 1024
 EVENTS_MAX_BYTES = 64 << 20  # a longer events.jsonl is read from its end for the loss chart
 RESUMABLE = ("cancelled", "failed", "stale")
+READOUT_HINTS = {  # under the Charts tab's accuracy charts while no context is read out: the tab's keys
+    "#charts-accuracy": "[ ] read each line at a context",
+    "#charts-average": "PgDn PgUp: next, previous chart",
+}
 
 
 def acc_colour(a: float) -> str:
@@ -90,7 +101,8 @@ def status_of(record: dict[str, Any]) -> str:
 def config_line(cfg: dict[str, Any]) -> str:
     bench, method, train = section(cfg, "benchmark"), section(cfg, "method"), section(cfg, "train")
     model = section(cfg, "model")
-    params = " ".join(f"{k}={fmt_value(v)}" for k, v in method.items() if k != "name" and v is not None)
+    params = " ".join(f"{k}={fmt_value(v)}" for k, v in method.items()
+                      if k not in ("name", "teachers") and v is not None)  # a merge's teachers: lines of their own
     return (f"{bench.get('name', '?')} {bench.get('protocol', '')} · {bench.get('contexts', '?')} contexts · "
             f"{cfg.get('scenario', '?')}-IL · {model.get('kind', '?')} · {method.get('name', '?')}"
             f"{' (' + params + ')' if params else ''} · seed {train.get('seed', '?')} · "
@@ -106,6 +118,9 @@ def summary(record: dict[str, Any]) -> Text:
     text.append(f"  preset {record.get('preset') or '–'}\n", style="dim")
     text.append(config_line(cfg) + "\n")
     figures = run_figures(record)
+    for line in teacher_lines(record, figures.score):
+        text.append_text(line)
+        text.append("\n")
     if figures.headline is not None:
         for label, value in figure_parts(figures):
             text.append(f"{label} ", style="dim")
@@ -135,6 +150,35 @@ def summary(record: dict[str, Any]) -> Text:
         if error.get("traceback"):
             text.append("  (traceback: press 4)", style="dim")
     return text
+
+
+def contexts_text(contexts: list[int]) -> str:
+    """Context indices as few characters as they take: `c0-c4`, `c0,c2`."""
+    if len(contexts) > 2 and contexts == list(range(contexts[0], contexts[-1] + 1)):
+        return f"{context_name(contexts[0], short=True)}-{context_name(contexts[-1], short=True)}"
+    return ",".join(context_name(c, short=True) for c in contexts)
+
+
+def teacher_lines(record: dict[str, Any], score: str) -> list[Text]:
+    """A merge's teachers, one line each: the run id and its score as the merge recorded it (and the contexts it
+    learned, when not all of them); no line for a run that is not a merge."""
+    teachers = section(record, "merge").get("teachers")
+    if not isinstance(teachers, list):
+        return []
+    contexts = section(section(record, "config"), "benchmark").get("contexts")
+    lines = []
+    for n, teacher in enumerate(t for t in teachers if isinstance(t, dict)):
+        value = teacher.get("final_avg_acc")
+        shown = fmt_score(value, score)
+        line = Text(f"teacher {chr(ord('A') + n)}  ", style="dim")
+        line.append(str(teacher.get("id", "?")), style="bold")
+        line.append(f"  {shown}{'%' if score != 'R²' and shown != '–' else ''}")
+        learned = teacher.get("learned")
+        if isinstance(learned, list) and all(isinstance(c, int) for c in learned) \
+                and learned != list(range(contexts if isinstance(contexts, int) else len(learned))):
+            line.append(f"  learned {contexts_text(learned)}", style="dim")
+        lines.append(line)
+    return lines
 
 
 def toml_text(cfg: dict[str, Any]) -> str:
@@ -190,6 +234,15 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
                   Text(fmt_duration(info.get("train_s")), justify="right")]
         rows.append(cells)
     return [Text(c, justify="right" if c in numeric else "left") for c in columns], rows
+
+
+def final_losses(record: dict[str, Any] | None) -> dict[int, Any]:
+    """Each context's final loss as run.json records it (the matrix's loss column): context -> loss."""
+    contexts = (record or {}).get("contexts")
+    if not isinstance(contexts, list):
+        return {}
+    return {c["index"]: c.get("final_loss") for c in contexts
+            if isinstance(c, dict) and isinstance(c.get("index"), int)}
 
 
 def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
@@ -251,6 +304,27 @@ def resume_problem(record: dict[str, Any] | None, run_dir: Path) -> str | None:
     return None
 
 
+class Readout(Widget):
+    """A line under a chart: its values at the cursor's context, wrapped between entries (never inside one)."""
+
+    DEFAULT_CSS = "Readout { height: auto; }"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.text = Text()
+
+    def update(self, text: Text) -> None:
+        if text != self.text:
+            self.text = text
+            self.refresh(layout=True)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return max(1, len(wrap_legend(self.text, width)))
+
+    def render(self) -> RenderResult:
+        return Text("\n").join(wrap_legend(self.text, self.content_region.width))
+
+
 class WritesFigure(MessagePump):
     """`p` on a screen of runs: `cltui plot`'s figure written by a thread worker (matplotlib takes a second),
     and a notification saying where, or why not."""
@@ -291,9 +365,22 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
         Binding("2", "tab('charts')", "Charts", show=False),
         Binding("3", "tab('config')", "Config", show=False),
         Binding("4", "tab('log')", "Log", show=False),
+        # On the Charts tab (shown by `?` and under the charts: the footer has no room left at 80 columns).
+        Binding("pagedown", "chart(1)", "Next chart (Charts tab)", show=False),
+        Binding("pageup", "chart(-1)", "Previous chart (Charts tab)", show=False),
+        Binding("left_square_bracket", "context_cursor(-1)", "Read the charts at the previous context",
+                key_display="[", show=False),
+        Binding("right_square_bracket", "context_cursor(1)", "Read the charts at the next context",
+                key_display="]", show=False),
     ]
+    # The Charts tab scrolls: each chart shares the pane's height but keeps a height it reads at, so at 80x24
+    # the charts stack below one another and PageDown / PageUp go from one to the next.
     DEFAULT_CSS = """
-    DetailScreen #detail-loss { height: 1fr; min-height: 7; }
+    DetailScreen #charts-pane { height: 1fr; }
+    DetailScreen #context-charts { height: 1fr; min-height: 14; }
+    DetailScreen #charts-pane > Chart { height: 1fr; min-height: 11; }
+    DetailScreen #readouts { height: auto; }
+    DetailScreen .readout { width: 1fr; height: auto; padding: 0 1; }
     """
     TALL = 28  # rows from which the overview has room for the charts under the matrix
 
@@ -312,6 +399,7 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
         self.record: dict[str, Any] | None = None
         self.stamp: tuple[int, int] | None = None
         self.resume_refusal: str | None = "not read yet"
+        self.context_cursor: int | None = None  # the row of the matrix the charts read out (`[` / `]`)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -322,10 +410,14 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
                 with Horizontal(id="overview-charts", classes="charts"):
                     yield AccuracyChart()
                     yield AverageChart()
-            with TabPane("Charts", id="charts"), Vertical():
-                with Horizontal(classes="charts"):
-                    yield AccuracyChart()
-                    yield AverageChart()
+            with TabPane("Charts", id="charts"), VerticalScroll(id="charts-pane"):
+                with Vertical(id="context-charts"):
+                    with Horizontal(classes="charts"):
+                        yield AccuracyChart(id="charts-accuracy")
+                        yield AverageChart(id="charts-average")
+                    with Horizontal(id="readouts"):
+                        yield Readout(id="readout-accuracy", classes="readout")
+                        yield Readout(id="readout-average", classes="readout")
                 curve = CurveChart(id="detail-curve")
                 curve.display = False  # shown for a run with continual evaluation (train.eval_every)
                 yield curve
@@ -369,7 +461,8 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
         refusal = message.resumable
         with self.app.batch_update():
             self.show(message)
-            self.query_one("#detail-loss", LossChart).set_track(loss_track(message.loss))
+            self.query_one("#detail-loss", LossChart).set_track(loss_track(message.loss),
+                                                                final_losses(message.record))
             units = self.query_one("#detail-units", UnitsChart)
             units.set_units(message.loss)
             units.display = bool(units.events)
@@ -396,6 +489,7 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
         figures = run_figures(record)
         for chart in self.query(".charts > Chart").results(MatrixChart):  # only the ones on screen draw
             chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score)
+        self.show_cursor()
         curve = self.query_one("#detail-curve", CurveChart)
         points = clean_curve(record.get("acc_curve"))
         curve.display = bool(points)
@@ -419,6 +513,56 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    # --- the Charts tab: PageDown / PageUp, and the cursor over the contexts ------------------------------
+
+    def action_chart(self, step: int) -> None:
+        """On the Charts tab, scroll to the top of the next (or previous) chart; on Config and Log, a page."""
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "charts":
+            for pane in self.query(f"#{tabs.active} VerticalScroll").results(VerticalScroll):
+                (pane.scroll_page_down if step > 0 else pane.scroll_page_up)(animate=False)
+            return
+        pane = self.query_one("#charts-pane", VerticalScroll)
+        tops = [child.virtual_region.y for child in pane.children if child.display]
+        y = round(pane.scroll_y)
+        if step > 0:
+            target = next((top for top in tops if top > y), None)
+            pane.scroll_to(y=target, animate=False) if target is not None else pane.scroll_end(animate=False)
+        else:
+            pane.scroll_to(y=max((top for top in tops if top < y), default=0), animate=False)
+
+    def action_context_cursor(self, step: int) -> None:
+        """Move the cursor a context back or on (the first press: onto the last context with `[`, the first with
+        `]`): a vertical line on the accuracy charts, the value of each of their lines there under them."""
+        matrix = clean_matrix((self.record or {}).get("acc_matrix"))
+        if not matrix:
+            self.notify("no context evaluated yet: nothing to read", title="charts")
+            return
+        last = len(matrix) - 1
+        if self.context_cursor is None:
+            self.context_cursor = last if step < 0 else 0
+        else:
+            self.context_cursor = min(last, max(0, self.context_cursor + step))
+        tabs = self.query_one(TabbedContent)
+        if tabs.active != "charts":
+            tabs.active = "charts"
+        self.show_cursor()
+        self.query_one("#charts-pane", VerticalScroll).scroll_home(animate=False)  # the accuracy charts in view
+
+    def show_cursor(self) -> None:
+        """The Charts tab's accuracy charts and the lines under them, for the cursor (a hint without one)."""
+        readouts = {"#charts-accuracy": "#readout-accuracy", "#charts-average": "#readout-average"}
+        for chart_id, readout_id in readouts.items():
+            chart, readout = self.query_one(chart_id, MatrixChart), self.query_one(readout_id, Readout)
+            rows = len(chart.matrix or [])
+            if self.context_cursor is None or not rows:
+                chart.set_cursor(None)
+                readout.update(Text(READOUT_HINTS[chart_id] if rows else "", style="dim"))
+                continue
+            stage = min(self.context_cursor, rows - 1)
+            chart.set_cursor(stage + 1)  # x: the contexts trained
+            readout.update(chart.readout(stage))
 
     def action_figure(self) -> None:
         if not clean_matrix((self.record or {}).get("acc_matrix")):

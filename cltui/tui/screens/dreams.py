@@ -1,11 +1,13 @@
 """The Dreams screen: for each context that dreamed, the grid of dreamed images drawn with half blocks
-(cltui/halfblock.py: no image protocol needed), how good the dreams are (the quality figures), and the
-latent map of real versus dreamed features per class.
+(cltui/halfblock.py: no image protocol needed), how good the dreams are (the quality figures `cltui dreams`
+prints, a generation run's class coverage and reverse accuracy included), and the latent map of real versus
+dreamed features per class.
 
 The images and latent maps are read by a thread worker. The grid opens fitted to its pane (width and height:
-a context with 8 classes shows all 8 rows), each row's class number written beside it; `+` / `-` zoom it
-(whole pixels per half cell, scrolled when larger than the pane; `-` goes down to the fit and no further), `0`
-fits it again, PageDown / PageUp scroll it whatever has the focus.
+a context with 8 classes shows all 8 rows), each row's class number written beside it; `+` / `-` zoom it one
+step of ZOOM_LEVELS at a time (… 12.5%, 25%, 50%, 100%, 200% …: from the fit to the next level above it, and
+back; scrolled when larger than the pane; `-` goes down to the fit and no further), `0` fits it again,
+PageDown / PageUp scroll it whatever has the focus.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.paths import StoreError
 from core.runs.record import read_run_json
 
-MAX_ZOOM = 8  # pixels per half cell
+# The zoom steps, as drawn pixels per image pixel (one pixel per half cell at 1): halving or doubling each
+# step, so a large grid fitted at 6% goes to 12.5%, 25%, 50%, 100%, never straight from 6% to 100%.
+ZOOM_LEVELS: tuple[float, ...] = tuple(2.0 ** k for k in range(-6, 4))  # 1.5625% … 800%
+MAX_ZOOM = ZOOM_LEVELS[-1]
 
 
 @dataclass
@@ -96,34 +101,40 @@ def num(value: Any) -> str:
 
 
 def quality_table(entry: dict[str, Any]) -> Table:
-    """The quality figures: agreement with the model that dreamed them, accuracy of a verifier trained on
-    the dreams (on dreams and on real images), and distances between dreamed and real features."""
+    """The quality figures the run recorded (core/training/dreams.py computes them, core/training/generation.py
+    adds a generation run's reverse accuracy; `cltui dreams` prints the same): agreement with the model that
+    dreamed them, accuracy of a verifier trained on real data (on the dreams and on real images), distances
+    between dreamed and real features, the share of classes the teacher sees among the dreams, and for a
+    generation run the accuracy of a classifier trained on its samples alone. Seven rows at most: the pane's
+    height at 80x24 (the number of images is in the grid's title)."""
     q = section(entry, "quality")
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(style="dim", ratio=1)
     table.add_column(justify="right", style="bold")
-    table.add_row("dreamed images", str(entry.get("count", "–")))
     table.add_row("teacher agreement", pct(q.get("teacher_agreement")))
-    table.add_row("verifier acc, dreams", pct(q.get("verifier_accuracy")))
-    table.add_row("verifier acc, real", pct(q.get("verifier_real_accuracy")))
+    dreams, real = pct(q.get("verifier_accuracy")), pct(q.get("verifier_real_accuracy"))
+    table.add_row("verifier, dreams/real", f"{dreams.removesuffix('%')}/{real}")
     table.add_row("feature distance", num(q.get("feature_distance")))
     table.add_row("Fréchet distance", num(q.get("frechet_distance")))
     per_class = section(q, "feature_distance_per_class")
     if per_class:
         worst = max(per_class, key=lambda c: per_class[c] if isinstance(per_class[c], (int, float)) else -1)
         table.add_row("farthest class", f"{worst} ({num(per_class[worst])})")
+    table.add_row("class coverage", pct(q.get("class_coverage")))
+    if "reverse_accuracy" in q:  # a generation run's: a classifier trained on its samples alone, on real images
+        table.add_row("reverse accuracy", pct(q.get("reverse_accuracy")))
     return table
 
 
 class DreamGrid(Widget):
     """grid.png in half blocks, the class number of each row at its left: fitted to the pane (zoom 0: as large
     as fits its width and height; enlarged by whole factors only, so pixels stay square and crisp) or `zoom`
-    pixels per half cell; the pane scrolls what does not fit."""
+    drawn pixels per image pixel (one of ZOOM_LEVELS); the pane scrolls what does not fit."""
 
     DEFAULT_CSS = """
     DreamGrid { width: auto; height: auto; }
     """
-    zoom: reactive[int] = reactive(0, layout=True)
+    zoom: reactive[float] = reactive(0.0, layout=True)  # 0: fitted; else one of ZOOM_LEVELS
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -259,8 +270,9 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         grid = self.query_one("#grid", DreamGrid)
         classes = dream.entry.get("classes") if isinstance(dream.entry.get("classes"), list) else []
         grid.show(dream.image, dream.problem, row_labels(dream))
+        count = dream.entry.get("count")
         self.query_one("#grid-pane").border_title = (
-            f"dreamed images · context {dream.context}"
+            f"{f'{count} ' if isinstance(count, int) else ''}dreamed images · context {dream.context}"
             f"{' · classes ' + ','.join(map(str, classes)) if classes else ''}"
         )
         self.query_one("#quality", Static).update(quality_table(dream.entry))
@@ -274,26 +286,30 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
             pane.border_subtitle = ""
             return
         width, height = grid.picture.image.size
-        shown = "fit" if grid.zoom == 0 else "zoom"
-        pane.border_subtitle = f"{width}×{height} px · {shown} {100 * grid.scale():.0f}% · +/- zoom, 0 fit"
+        shown = f"fit {100 * grid.scale():.0f}%" if grid.zoom == 0 else f"zoom {100 * grid.zoom:g}%"
+        pane.border_subtitle = f"{width}×{height} px · {shown} · +/- zoom, 0 fit"
 
     def action_context(self, step: int) -> None:
         tabs = self.query_one("#contexts", Tabs)
         (tabs.action_next_tab if step > 0 else tabs.action_previous_tab)()
 
     def action_zoom(self, step: int) -> None:
-        """From the fitted size to the next whole zoom above it, or back down; `-` ends at the fit (the
-        smallest: all of the grid in view) and does nothing there."""
+        """One step of ZOOM_LEVELS: from the fitted size to the next level above it (a level within a fifth of
+        the fit would look the same: it is skipped), or back down; `-` ends at the fit (the smallest: all of the
+        grid in view) and does nothing there, `+` does nothing above the last level."""
         grid = self.query_one("#grid", DreamGrid)
         if grid.picture is None or (step < 0 and grid.zoom == 0):
             return
         fit = grid.fit_scale()
         scale = grid.zoom or fit
         if step > 0:
-            grid.zoom = min(MAX_ZOOM, math.floor(scale) + 1)
+            above = [z for z in ZOOM_LEVELS if z > scale * 1.2]
+            if not above:
+                return
+            grid.zoom = above[0]
         else:
-            zoom = math.ceil(scale) - 1
-            grid.zoom = 0 if zoom < 1 or zoom < fit else zoom
+            below = [z for z in ZOOM_LEVELS if z < scale * 0.99]
+            grid.zoom = below[-1] if below and below[-1] > fit * 1.2 else 0.0
         self.call_after_refresh(self.update_zoom_label)
 
     def action_page(self, step: int) -> None:
@@ -301,5 +317,5 @@ class DreamsScreen(ReportsWorkerErrors, Screen[None]):
         (pane.scroll_page_down if step > 0 else pane.scroll_page_up)(animate=False)
 
     def action_fit(self) -> None:
-        self.query_one("#grid", DreamGrid).zoom = 0
+        self.query_one("#grid", DreamGrid).zoom = 0.0
         self.call_after_refresh(self.update_zoom_label)

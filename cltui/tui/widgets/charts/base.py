@@ -98,6 +98,13 @@ def ticks_for(lo: float, hi: float, count: int) -> list[float]:
     return ticks
 
 
+def thin_ticks(ticks: list[float], rows: int) -> list[float]:
+    """At most one tick every other row of a chart's `rows` data rows: two labels on one row would show
+    whichever plotext wrote last, and labels on adjacent rows run together."""
+    most = max(2, (rows + 1) // 2)
+    return ticks[:: math.ceil(len(ticks) / most)] if len(ticks) > most else ticks
+
+
 def tick_label(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
 
@@ -160,6 +167,7 @@ class Chart(PlotextPlot):
         self.drawn = False
         self.legend_text: Text = Text()
         self.legend_lines = 0  # rows under the plot that the legend takes (0: it is in the border subtitle)
+        self.cursor: int | None = None  # the context a vertical line marks (`set_cursor`), None without one
         self._built: tuple[Any, RenderResult] | None = None
         self.border_title = self.EMPTY_TITLE
 
@@ -175,6 +183,13 @@ class Chart(PlotextPlot):
     def set_full_scale(self, full: bool) -> None:
         if full != self.full_scale:
             self.full_scale = full
+            self.redraw()
+
+    def set_cursor(self, x: int | None) -> None:
+        """Mark context `x` with a vertical line on a context chart (`axes`), or no context (None): where a
+        screen reads every line's value."""
+        if x != self.cursor:
+            self.cursor = x
             self.redraw()
 
     def legend_fits(self, width: int) -> bool:
@@ -219,6 +234,11 @@ class Chart(PlotextPlot):
     def plot_height(self) -> int:
         return max(1, self.size.height - self.legend_lines)
 
+    @property
+    def data_rows(self) -> int:
+        """The plot's rows for data: below them the x axis, its tick labels and its title."""
+        return max(1, self.plot_height - 3)
+
     def draw(self) -> bool:
         """Build the figure with `self.plt` from the stored data; False when there is nothing to draw."""
         return False
@@ -233,9 +253,10 @@ class Chart(PlotextPlot):
         lo, hi = fitted_range(values, self.full_scale)
         plt.ylim(lo, hi)
         if (lo, hi) == (0.0, 100.0):
-            plt.yticks([0, 25, 50, 75, 100] if self.plot_height >= 12 else [0, 50, 100])
+            ticks = thin_ticks([0, 25, 50, 75, 100] if self.plot_height >= 12 else [0, 50, 100], self.data_rows)
+            plt.yticks(ticks)
         else:
-            ticks = ticks_for(lo, hi, 5 if self.plot_height >= 12 else 3)
+            ticks = thin_ticks(ticks_for(lo, hi, 5 if self.plot_height >= 12 else 3), self.data_rows)
             plt.yticks(ticks, [tick_label(t) for t in ticks])
 
     def axes(self, contexts: int, values: Sequence[float] = ()) -> None:
@@ -244,9 +265,11 @@ class Chart(PlotextPlot):
         self.frame(values)
         ticks = list(range(1, contexts + 1))
         step = max(1, math.ceil(contexts / max(1, self.size.width // 5)))  # keep tick labels apart
-        plt.xticks(ticks[::step], [str(t) for t in ticks[::step]])
+        plt.xticks([float(t) for t in ticks[::step]], [str(t) for t in ticks[::step]])
         plt.xlim(0.8, contexts + 0.2)
         plt.xlabel("contexts trained")
+        if self.cursor is not None:
+            plt.vline(self.cursor, "gray")
 
     def titles(self, drawn: bool, title: str, subtitle: Text | str = "") -> None:
         self.drawn = drawn

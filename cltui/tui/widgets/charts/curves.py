@@ -4,7 +4,7 @@ training loss (a log axis when it spans decades) and, for a merge by L0, the act
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -17,6 +17,7 @@ from cltui.tui.widgets.charts.base import (
     colour,
     hex_colour,
     legend,
+    thin_ticks,
     tick_label,
     ticks_for,
 )
@@ -105,35 +106,61 @@ class CurveChart(Chart):
         return True
 
 
-
-
 class LossChart(Chart):
-    """The training loss against the iterations trained, the context boundaries as vertical lines; a log
-    y-axis (decades labelled) when the loss spans more than two decades."""
+    """The training loss against the iterations trained: one line per context, never joined across a context
+    boundary (a boundary is a vertical line), so the drop of each context reads as one; a log y-axis (decades
+    labelled) when the loss spans more than two decades. Given the record's final losses (`set_track`), each
+    context's line ends at its recorded final loss, so "last" is the figure the accuracy matrix shows."""
 
     EMPTY_TITLE: ClassVar[str] = "no training loss reported yet"
     SCALES: ClassVar[bool] = False  # not a percentage: nothing to show from 0 to 100
 
     def __init__(self, title: str = "training loss", **kwargs: Any) -> None:
         super().__init__(title, **kwargs)
-        self.points: list[tuple[int, float]] | None = None
+        self.segments: list[list[tuple[int, float]]] = []  # one line per context
+        self.points: list[tuple[int, float]] | None = None  # every point, the segments one after the other
         self.marks: list[int] = []
         self.log_scale = False
 
     def set_points(self, points: Sequence[tuple[int, float]], boundaries: Sequence[int] = ()) -> None:
-        cleaned = [(int(x), float(y)) for x, y in points if math.isfinite(y)]
-        if cleaned == self.points and list(boundaries) == self.marks:
-            return
-        self.points, self.marks = cleaned, list(boundaries)
-        positive = [y for _, y in cleaned if y > 0]
-        self.log_scale = bool(positive) and len(positive) == len(cleaned) and max(positive) / min(positive) > 100
-        self.title = "training loss (log scale)" if self.log_scale else "training loss"
-        last = cleaned[-1][1] if cleaned else None
-        self.titles(bool(cleaned), self.EMPTY_TITLE, Text(f"last {fmt_loss(last)}", style="dim") if cleaned else "")
-        self.redraw()
+        """Points against the iterations counted across contexts; the boundaries (each context's last
+        iteration but the last context's) split them into one line per context."""
+        ends = sorted(boundaries)
+        segments: list[list[tuple[int, float]]] = [[] for _ in range(len(ends) + 1)]
+        for x, y in points:
+            segments[sum(1 for end in ends if x > end)].append((x, y))
+        self.set_segments(segments, ends)
 
-    def set_track(self, track: LossTrack) -> None:
-        self.set_points(track.series(), track.boundaries())
+    def set_track(self, track: LossTrack, final_losses: Mapping[int, Any] | None = None) -> None:
+        """The loss folded from the events; `final_losses` (context -> the final loss run.json records for it)
+        puts each context's recorded final loss at its last iteration, in place of the last report there."""
+        finals = final_losses or {}
+        starts = [0, *track.boundaries()]
+        segments = []
+        for k in sorted(track.points):
+            start = starts[k] if k < len(starts) else starts[-1]
+            points = [(start + step, loss) for step, loss in track.points[k]]
+            final = finals.get(k)
+            if points and isinstance(final, (int, float)) and not isinstance(final, bool) and math.isfinite(final):
+                end = start + track.iterations.get(k, points[-1][0] - start)
+                points = [p for p in points if p[0] < end] + [(end, float(final))]
+            segments.append(points)
+        self.set_segments(segments, track.boundaries())
+
+    def set_segments(self, segments: Sequence[Sequence[tuple[int, float]]], boundaries: Sequence[int] = ()) -> None:
+        cleaned = [[(int(x), float(y)) for x, y in segment if math.isfinite(y)] for segment in segments]
+        cleaned = [segment for segment in cleaned if segment]
+        if cleaned == self.segments and list(boundaries) == self.marks:
+            return
+        self.segments, self.marks = cleaned, list(boundaries)
+        self.points = [p for segment in cleaned for p in segment]
+        positive = [y for _, y in self.points if y > 0]
+        self.log_scale = bool(positive) and len(positive) == len(self.points) and max(positive) / min(positive) > 100
+        self.title = "training loss (log scale)" if self.log_scale else "training loss"
+        last = self.points[-1][1] if self.points else None
+        self.titles(bool(self.points), self.EMPTY_TITLE,
+                    Text(f"last {fmt_loss(last)}", style="dim") if self.points else "")
+        self.redraw()
 
     def draw(self) -> bool:
         points = self.points
@@ -143,30 +170,35 @@ class LossChart(Chart):
         width = max(10, self.size.width - 8)
         for x in self.marks:
             plt.vline(x, "gray")
-        ys = [math.log10(y) for _, y in points] if self.log_scale else [y for _, y in points]
-        xs, ys = thin([x for x, _ in points], ys, width)
-        plt.plot(xs, ys, color=colour(0), marker="braille")
+        shown: list[float] = []
+        all_xs: list[int] = []
+        for segment in self.segments:  # a line across a boundary would join two contexts' data
+            ys = [math.log10(y) for _, y in segment] if self.log_scale else [y for _, y in segment]
+            xs, ys = thin([x for x, _ in segment], ys, max(1, width * len(segment) // len(points)))
+            plt.plot(xs, ys, color=colour(0), marker="braille")
+            shown += ys
+            all_xs += xs
         plt.frame(False)
         plt.xaxes(True, False)
         plt.yaxes(True, False)
-        lo, hi = min(ys), max(ys)
+        lo, hi = min(shown), max(shown)
         if hi - lo < 1e-12:
             lo, hi = lo - (abs(lo) or 1) * 0.1, hi + (abs(hi) or 1) * 0.1
         margin = 0.06 * (hi - lo)
         lo, hi = lo - margin, hi + margin
-        if not self.log:
-            lo = max(lo, 0.0) if min(ys) >= 0 else lo
+        if not self.log_scale and min(shown) >= 0:
+            lo = max(lo, 0.0)  # a loss that is never negative: no negative ticks
         plt.ylim(lo, hi)
         count = 4 if self.plot_height >= 12 else 3
         if self.log_scale:
             ticks = list(range(math.ceil(lo), math.floor(hi) + 1))
             step = max(1, math.ceil(len(ticks) / count))
-            ticks = ticks[::step]
+            ticks = thin_ticks(ticks[::step], self.data_rows)
             plt.yticks(ticks, [fmt_loss(10.0 ** t) for t in ticks])
         else:
-            ticks = ticks_for(lo, hi, count)
+            ticks = thin_ticks(ticks_for(lo, hi, count), self.data_rows)
             plt.yticks(ticks, [fmt_loss(t) for t in ticks])
-        first, last = min(xs), max(max(xs), min(xs) + 1)
+        first, last = min(all_xs), max(max(all_xs), min(all_xs) + 1)
         plt.xlim(first, last)
         xticks = [t for t in ticks_for(first, last, max(2, self.size.width // 12)) if first <= t <= last]
         plt.xticks(xticks, [tick_label(t) for t in xticks])

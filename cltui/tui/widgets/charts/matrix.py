@@ -1,5 +1,6 @@
 """The charts of a run's accuracy matrix (`acc_matrix[i][j]`: the accuracy on context j after training
-contexts 0..i): the accuracy on each context, and the average accuracy with the forgetting."""
+contexts 0..i): the accuracy on each context, and the average accuracy with the forgetting. Each reads out the
+value of its lines after a given context (`readout`), for a screen that moves a cursor over the contexts."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 from rich.text import Text
 
 from cltui.tui.widgets.charts.base import (
+    LEGEND_GAP,
     Chart,
     Matrix,
     clean_matrix,
     colour,
+    hex_colour,
     legend,
     scored,
 )
-from core.runs.metrics import avg_forgetting, context_name, seen_averages
+from core.runs.metrics import avg_forgetting, context_name, seen_average, seen_averages, stage_name
 
 
 class MatrixChart(Chart):
@@ -42,6 +45,24 @@ class MatrixChart(Chart):
     def is_joint(self, matrix: Matrix) -> bool:
         return self.joint
 
+    def values_at(self, stage: int) -> list[tuple[str, float, int]]:
+        """Each line's value after row `stage` of the matrix, as drawn (x100): (label, value, colour index)."""
+        return []
+
+    def readout(self, stage: int) -> Text:
+        """One line under the chart: the context and the value of each of its lines there, in the lines'
+        colours (`after c2  ━ c0 70.2  ━ c1 75.4  ━ c2 97.2`); empty without a matrix."""
+        matrix = self.matrix or []
+        if not matrix:
+            return Text()
+        stage = min(max(stage, 0), len(matrix) - 1)
+        text = Text(f"after {stage_name(stage, self.is_joint(matrix))}", style="bold")
+        for label, value, index in self.values_at(stage):
+            text.append(LEGEND_GAP)
+            text.append(f"━ {label} ", style=hex_colour(index))
+            text.append(f"{value:.1f}")
+        return text
+
 
 class AccuracyChart(MatrixChart):
     """One line per context j: accuracy on j after training contexts 0..i (from the moment j is trained)."""
@@ -53,6 +74,13 @@ class AccuracyChart(MatrixChart):
         contexts = len(matrix[0]) if matrix else 0
         return legend([(context_name(j, short=True), j) for j in range(contexts)
                        if self.is_joint(matrix) or j < len(matrix)])
+
+    def values_at(self, stage: int) -> list[tuple[str, float, int]]:
+        """The accuracy on each context trained by then (every context for a run that trains once)."""
+        matrix = self.matrix or []
+        row = matrix[stage] if 0 <= stage < len(matrix) else []
+        joint = self.is_joint(matrix)
+        return [(context_name(j, short=True), 100 * a, j) for j, a in enumerate(row) if joint or j <= stage]
 
     def draw(self) -> bool:
         matrix = self.matrix
@@ -81,6 +109,20 @@ class AverageChart(MatrixChart):
 
     def legend_for(self, matrix: Matrix) -> Text | str:
         return legend([("avg acc seen", 0), ("avg forgetting", 1)])
+
+    def values_at(self, stage: int) -> list[tuple[str, float, int]]:
+        """The average over the contexts seen, and the average forgetting (from the second context on)."""
+        matrix = self.matrix or []
+        if not 0 <= stage < len(matrix):
+            return []
+        values = []
+        average = seen_average(matrix[stage], stage, self.is_joint(matrix))
+        if average is not None:
+            values.append(("avg acc seen", 100 * average, 0))
+        forgetting = avg_forgetting(matrix[: stage + 1]) if stage >= 1 else None
+        if forgetting is not None:
+            values.append(("avg forgetting", 100 * forgetting, 1))
+        return values
 
     def draw(self) -> bool:
         matrix = self.matrix
