@@ -254,9 +254,10 @@ def test_presets_list_names_every_preset(tmp_path, monkeypatch):
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))  # no user presets another test may have saved
     result = cli("presets", "list")
     assert result.exit_code == 0, result.output
-    names = ["cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5", "merge-cifar100", "merge-digits",
-             "merge-sine", "perm-mnist", "split-cifar10", "split-cifar100", "split-digits", "split-digits-dfcil",
-             "split-digits-gen", "split-fashion-mnist", "split-mnist", "split-mnist-gen", "stability-gap"]
+    names = ["cifar100-b0-10", "cifar100-b50-10", "cifar100-dfcil-10", "cifar100-dfcil-20", "cifar100-dfcil-5",
+             "merge-cifar100", "merge-digits", "merge-sine", "perm-mnist", "split-cifar10", "split-cifar100",
+             "split-digits", "split-digits-b5-1", "split-digits-dfcil", "split-digits-gen", "split-fashion-mnist",
+             "split-mnist", "split-mnist-gen", "stability-gap"]
     assert list_presets() == names
     for name in names:
         assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name

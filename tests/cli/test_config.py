@@ -124,7 +124,8 @@ def test_user_presets_are_listed_with_the_built_in_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("CLTUI_PRESETS_DIR", str(tmp_path))
     assert set(list_presets()) == {*NAMED_PRESETS, "only-one", "split-digits-dfcil", "cifar100-dfcil-5",
                                    "cifar100-dfcil-10", "cifar100-dfcil-20", "merge-digits", "merge-cifar100",
-                                   "merge-sine", "stability-gap", "split-digits-gen", "split-mnist-gen"}
+                                   "merge-sine", "stability-gap", "split-digits-gen", "split-mnist-gen",
+                                   "split-digits-b5-1", "cifar100-b0-10", "cifar100-b50-10"}
     assert build_config("only-one").train.iterations == 3
     assert build_config("split-digits").train.iterations == 300  # the built-in one is never hidden
 
