@@ -4,8 +4,10 @@ may have no GPU), the pace and the time left folded from progress events, and th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
 import subprocess
 import sys
 import textwrap
@@ -87,9 +89,11 @@ def test_the_meter_gives_this_process_cpu_percent_between_two_looks():
 def test_the_meter_counts_the_workers_children():
     # A headless `cltui run` names its own pid in run.json and trains in a child: the child's CPU and memory
     # are the run's.
-    child = "x = bytearray(60 << 20)\\nwhile True: pass"
+    # the busy child ends by itself after 30 s, should the test die before it kills it
+    child = "import time\\nx = bytearray(60 << 20)\\nend = time.time() + 30\\nwhile time.time() < end: pass"
     code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', '{child}'])"
     parent = subprocess.Popen([sys.executable, "-c", code])
+    kids: list[int] = []
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the child started and holds its 60 MB
@@ -104,6 +108,9 @@ def test_the_meter_counts_the_workers_children():
         t1, after = time.monotonic(), [read_process(p) for p in (parent.pid, kids[0])]
         percent, _ = meter.sample(parent.pid, now=t1)
     finally:
+        for pid in kids or children(parent.pid):  # the child first: killing the parent alone leaves it spinning
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
     assert before[0] is not None and before[0].rss < 60 << 20 < (rss or 0)  # the child's memory counts
