@@ -19,7 +19,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, SelectionList
 
 from cltui.app import create_app
-from cltui.tui.screens.runs import PickScreen, RunsScreen
+from cltui.tui.screens.pick import PickScreen
+from cltui.tui.screens.runs import RunsScreen
 from cltui.tui.state.formats import fmt_value
 from cltui.tui.state.runquery import setup_overrides
 from tests.helpers.lab import Lab, write_lab_runs
