@@ -162,6 +162,7 @@ class GDumb(Method[GDumbParams]):
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(parameters, p.clip)
                     optimizer.step()
+                    progress(epoch)  # throttled: a stop is honoured within a step, not only between passes
                 progress(epoch + 1, loss.detach())
 
     def state_dict(self) -> dict[str, Any]:
