@@ -27,7 +27,7 @@ from core.runs.events import (
     RunStarted,
     Warned,
 )
-from core.runs.metrics import seen_average, stage_name, trains_once
+from core.runs.metrics import class_weights, seen_average, stage_name, trains_once
 from core.schema.config import RunConfig
 
 
@@ -84,7 +84,8 @@ class RunProgress:
         elif isinstance(event, ContextEvaluated) and event.context in self.rows:
             row = self.rows[event.context]
             row.update(phase="done", step=row["total"], acc=event.accuracies,
-                       avg=seen_average(event.accuracies, event.context, trains_once(self.config.method.name)),
+                       avg=seen_average(event.accuracies, event.context, trains_once(self.config.method.name),
+                                        class_weights(self.config.benchmark)),
                        train_s=event.train_s, loss=event.final_loss)
             if not self.live_mode and not self.quiet:
                 if self.config.benchmark.regression:

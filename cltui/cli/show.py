@@ -12,7 +12,7 @@ from rich.table import Table
 from cltui.cli.common import console, escape
 from cltui.cli.output import runs_dir_flag
 from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_pct, stability_text
-from core.runs.metrics import context_name, record_matrix, run_figures, seen_average
+from core.runs.metrics import context_name, record_matrix, run_figures
 
 
 def acc_matrix_table(record: dict[str, Any]) -> Table:
@@ -26,11 +26,19 @@ def acc_matrix_table(record: dict[str, Any]) -> Table:
     for j in range(n):
         table.add_column(context_name(j, short=True), justify="right")
     table.add_column("avg seen", justify="right", style="bold")
+    # class-IL: each row's accuracy on the classes of earlier contexts and on the new context's
+    old_new = record.get("config", {}).get("scenario") == "class" and not figures.once and len(matrix) > 1
+    if old_new:
+        table.add_column("old", justify="right")
+        table.add_column("new", justify="right")
     joint = figures.once  # one row over every context
     for i, row in enumerate(matrix):
         cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
                  for j, a in enumerate(row)]
-        table.add_row(figures.stage_label(i), *cells, fmt_pct(seen_average(row, i, joint)))
+        cells.append(fmt_pct(figures.seen_average(row, i)))
+        if old_new:
+            cells += map(fmt_pct, figures.old_new(row, i))
+        table.add_row(figures.stage_label(i), *cells)
     return table
 
 

@@ -25,10 +25,11 @@ from core.runs.events import (
     RunCancelled,
     RunFailed,
     RunFinished,
+    RunStarted,
     Warned,
 )
 from core.runs.lock import RunLocked, pid_alive
-from core.runs.metrics import run_figures, seen_average, trains_once
+from core.runs.metrics import RunFigures, run_figures
 from core.runs.paths import StoreError
 from core.runs.record import read_run_json
 from core.runs.store import RunStore
@@ -47,19 +48,27 @@ studies_app = typer.Typer(help="List, show and remove studies (the tables `cltui
                           no_args_is_help=True)
 
 
-def study_table(rows: list[dict[str, Any]], title: str) -> Table:
+def study_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """The per-method table. Short headers, so that it fits 80 columns with each mean ± SEM on one line. A class-IL
+    study also gives the final accuracy on the old and on the newest classes (means), where a method's bias
+    towards new classes shows: a column from 100 columns (and into a pipe), a line under the table below."""
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    # Short headers, so that the table fits 80 columns with each mean ± SEM on one line.
-    for name in ("method", "runs", "final acc %", "forgetting %", "BWT %", "s/run", "paper %"):
+    old_new = any(r.get("old_acc") is not None for r in rows)
+    column = old_new and (not console.is_terminal or console.width >= 100)
+    for name in ("method", "runs", "final acc %", "forgetting %", "BWT %", *(("old/new %",) if column else ()),
+                 "s/run", "paper %"):
         table.add_column(name, justify="left" if name == "method" else "right", no_wrap=name != "method",
                          overflow="fold")
     for r in rows:
-        table.add_row(escape(r["method"]), f"{r['runs']}/{r['of']}",
-                      studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
-                      studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
-                      "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
+        cells = [escape(r["method"]), f"{r['runs']}/{r['of']}", studies.pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
+                 studies.pct(r["avg_forgetting"], r["avg_forgetting_sem"]), studies.pct(r["bwt"], r["bwt_sem"]),
+                 *((studies.old_new_text(r),) if column else ())]
+        table.add_row(*cells, "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
                       "–" if r["published"] is None else f"{r['published']:g}")
-    return table
+    if not old_new or column:
+        return table
+    line = " · ".join(f"{escape(r['method'])} {studies.old_new_text(r)}" for r in rows)
+    return Group(table, Text.from_markup(f"[dim]final acc on old / new classes %:[/] {line}"))
 
 
 def study_title(study: dict[str, Any]) -> str:
@@ -120,6 +129,7 @@ class StudyDisplay:
         self.console, self.store, self.study, self.quiet = console, store, study, quiet
         self.rows = {i: {"status": "waiting", "context": "", "acc": ""} for i in range(len(study["runs"]))}
         self.seen: dict[int, float] = {}  # each run's average over the contexts seen, after its last context
+        self.figures: dict[int, RunFigures] = {}  # each started run's (empty) figures: its config's averaging
         self.started = time.monotonic()
         # Last: Rich's Live calls render() in its constructor, which reads every attribute above.
         self.live = Live(get_renderable=self.render, console=console, refresh_per_second=2) \
@@ -131,8 +141,11 @@ class StudyDisplay:
             row.update(status="running", context=f"c{event.context}")
         elif isinstance(event, Progress) and event.phase == "train":
             row["context"] = f"c{event.context} {event.step}/{event.total}"
+        elif isinstance(event, RunStarted):  # its config says how the contexts weigh in an average
+            self.figures[i] = run_figures({"config": event.config})
         elif isinstance(event, ContextEvaluated):
-            average = seen_average(event.accuracies, event.context, trains_once(entry["method"]))
+            figures = self.figures.get(i) or run_figures({"config": {"method": {"name": entry["method"]}}})
+            average = figures.seen_average(event.accuracies, event.context)
             if average is not None:
                 self.seen[i] = average
                 row["acc"] = f"{100 * average:.1f}"

@@ -20,7 +20,6 @@ from core.reporting.tracking import (
     context_metrics,
     experiment_name,
     flat_params,
-    is_joint,
     iteration_offsets,
     resolve_uri,
     run_tags,
@@ -53,7 +52,6 @@ class MlflowSink:
         self.rows: list[list[float]] = []
         self.offsets: dict[int, int] = {}  # the iteration of the whole run at which each context starts
         self._iterations: dict[int, int] = {}
-        self.joint = is_joint(config)
 
     def add(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -69,7 +67,7 @@ class MlflowSink:
         elif isinstance(event, ContextEvaluated):
             del self.rows[event.context:]
             self.rows.append(list(event.accuracies))
-            self.run.metrics({**context_metrics(self.rows, event.context, self.joint),
+            self.run.metrics({**context_metrics(self.rows, event.context, self.config),
                               "context_loss": event.final_loss, "context_train_s": event.train_s},
                              event.context, event.t)
         elif isinstance(event, DreamsSaved):

@@ -24,7 +24,6 @@ from core.reporting.tracking import (
     finite,
     flat_params,
     has_module,
-    is_joint,
     last_checkpoint,
     loss_curve,
     parse_time,
@@ -246,7 +245,7 @@ def push_run(store: MlflowStore, run_dir: Path, record: dict[str, Any], parent: 
     contexts = {c.get("index"): c for c in record.get("contexts") or []}
     for k in range(len(rows)):
         row = contexts.get(k) or {}
-        run.metrics({**context_metrics(rows, k, is_joint(config)), "context_loss": row.get("final_loss"),
+        run.metrics({**context_metrics(rows, k, config), "context_loss": row.get("final_loss"),
                      "context_train_s": row.get("train_s")}, k)
     for step, loss, t in loss_curve(run_dir, record):
         run.metric("loss", loss, step, t)

@@ -16,7 +16,6 @@ from core.reporting.tracking import (
     final_metrics,
     finite,
     has_module,
-    is_joint,
     loss_curve,
 )
 
@@ -37,7 +36,7 @@ def write_tensorboard(record: dict[str, Any], run_dir: Path, logdir: Path) -> Pa
     try:
         for k in range(len(rows)):
             row = contexts.get(k) or {}
-            values = {**context_metrics(rows, k, is_joint(config)), "context_loss": row.get("final_loss"),
+            values = {**context_metrics(rows, k, config), "context_loss": row.get("final_loss"),
                       "context_train_s": row.get("train_s")}
             for key, value in values.items():
                 if finite(value):

@@ -155,21 +155,19 @@ def run_tags(record_or_config: dict[str, Any], run_id: str, status: str) -> dict
             "cltui.run_id": run_id}
 
 
-def is_joint(config: dict[str, Any]) -> bool:
-    """Trained once over every context (joint, merge): core/runs/metrics.py decides."""
-    from core.runs.metrics import trains_once
+def context_metrics(rows: list[list[float]], k: int, config: dict[str, Any]) -> dict[str, float | None]:
+    """The figures after stage k (rows[k] the accuracies on every context) of a run of `config`: accuracy on each
+    context, average accuracy over the contexts seen so far (all for a joint run), accuracy on the old and the new
+    classes, and average forgetting so far."""
+    from core.runs.metrics import avg_forgetting, run_figures
 
-    return trains_once((config.get("method") or {}).get("name"))
-
-
-def context_metrics(rows: list[list[float]], k: int, joint: bool = False) -> dict[str, float | None]:
-    """The figures after stage k (rows[k] the accuracies on every context): accuracy on each context, average
-    accuracy over the contexts seen so far (all for a joint run) and average forgetting so far."""
-    from core.runs.metrics import avg_forgetting, seen_average
-
+    figures = run_figures({"config": config})
+    joint = figures.once
     row = rows[k]
     metrics: dict[str, float | None] = {f"acc.c{j}": a for j, a in enumerate(row)}
-    metrics["avg_acc"] = seen_average(row, k, joint)
+    metrics["avg_acc"] = figures.seen_average(row, k)
+    if not joint and k > 0:
+        metrics["old_acc"], metrics["new_acc"] = figures.old_new(row, k)
     metrics["forgetting"] = None if joint else avg_forgetting(rows[: k + 1])
     return metrics
 

@@ -45,31 +45,67 @@ def stage_name(stage: int, once: bool, short: bool = True) -> str:
     return "all" if once else context_name(stage, short)
 
 
+Weights = Sequence[float] | None  # each context's share of an average (its classes), None: equal shares
+
+
+def class_weights(benchmark: Any) -> list[float] | None:
+    """How much each context counts in an average: its number of classes when the contexts are uneven
+    (`benchmark.first_context_classes`, B50-10: the first context is half the classes, so half of the average,
+    as the class-IL papers' accuracy over every test image of the classes seen); None when they are equal, as
+    every other benchmark's are (a plain mean). `benchmark`: the config's section, a dict or the object."""
+    def get(key: str) -> Any:
+        return benchmark.get(key) if isinstance(benchmark, dict) else getattr(benchmark, key, None)
+
+    first, per, contexts = get("first_context_classes"), get("classes_per_context"), get("contexts")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (first, per, contexts)) \
+            or first == per:
+        return None
+    return [float(first)] + [float(per)] * (contexts - 1)
+
+
+def _mean(values: Sequence[float], weights: Weights, start: int = 0) -> float | None:
+    """The mean of `values` (contexts start, start+1, ...), weighted by their contexts' shares when given."""
+    if not values:
+        return None
+    if weights is None or len(weights) < start + len(values):
+        return sum(values) / len(values)
+    shares = weights[start : start + len(values)]
+    return sum(v * w for v, w in zip(values, shares, strict=True)) / sum(shares)
+
+
 def seen(row: Sequence[float], stage: int, once: bool = False) -> Sequence[float]:
     """The accuracies of row `stage` on the contexts seen by then: all of them for a run that trains once."""
     return row if once else row[: stage + 1]
 
 
-def seen_average(row: Sequence[float], stage: int, once: bool = False) -> float | None:
-    """Average accuracy over the contexts seen after stage `stage` (row `stage` of the matrix)."""
-    values = seen(row, stage, once)
-    return sum(values) / len(values) if values else None
+def seen_average(row: Sequence[float], stage: int, once: bool = False, weights: Weights = None) -> float | None:
+    """Average accuracy over the contexts seen after stage `stage` (row `stage` of the matrix), each context
+    counting by its share (`class_weights`)."""
+    return _mean(seen(row, stage, once), weights)
 
 
-def seen_averages(acc: Sequence[Sequence[float]], once: bool = False) -> list[float]:
+def seen_averages(acc: Sequence[Sequence[float]], once: bool = False, weights: Weights = None) -> list[float]:
     """`seen_average` after each stage."""
-    return [a for i, row in enumerate(acc) if (a := seen_average(row, i, once)) is not None]
+    return [a for i, row in enumerate(acc) if (a := seen_average(row, i, once, weights)) is not None]
 
 
-def final_avg_acc(acc: Sequence[Sequence[float]]) -> float | None:
+def old_new(row: Sequence[float], stage: int, weights: Weights = None) -> tuple[float | None, float | None]:
+    """Accuracy on the old classes (contexts before `stage`, weighted as `seen_average`) and on the new ones
+    (context `stage`) after stage `stage`: where a class-IL method's bias towards new classes shows."""
+    if stage >= len(row):
+        return None, None
+    return _mean(row[:stage], weights), row[stage]
+
+
+def final_avg_acc(acc: Sequence[Sequence[float]], weights: Weights = None) -> float | None:
     """Mean of the last row over all contexts."""
-    return sum(acc[-1]) / len(acc[-1]) if acc and acc[-1] else None
+    return _mean(acc[-1], weights) if acc else None
 
 
-def avg_incremental_acc(acc: Sequence[Sequence[float]], once: bool = False) -> float | None:
+def avg_incremental_acc(acc: Sequence[Sequence[float]], once: bool = False, weights: Weights = None) -> float | None:
     """Mean over rows i of row i's mean over the contexts seen so far (0..i; every context for a run that
     trains once)."""
-    averages = seen_averages(acc, once)
+    averages = seen_averages(acc, once, weights)
     return sum(averages) / len(averages) if averages else None
 
 
@@ -156,22 +192,26 @@ def min_acc(curve: Sequence[Point]) -> float | None:
 
 def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None = None,
               curve: Sequence[Point] | None = None, *, once: bool = False,
-              contexts: int | None = None) -> dict[str, float | None]:
+              contexts: int | None = None, weights: Weights = None) -> dict[str, float | None]:
     """Every metric of a run; the continual-evaluation ones only for a run that has a curve.
 
     `once`: the run trains one stage over every context (`trains_once`). `contexts`: how many contexts the run
     was to train; a run with fewer rows ended early (or is still going), and its final average over every
     context would count contexts it never trained, so it is None: `seen_avg_acc`, the average over the
-    contexts seen, is its figure (for a run that trained every context the two are equal)."""
+    contexts seen, is its figure (for a run that trained every context the two are equal). `weights`: each
+    context's share of the averages (`class_weights`; forgetting and the transfers stay means over contexts).
+    `old_acc` / `new_acc`: the last row's accuracy on the classes of earlier contexts and of the last one trained."""
     complete = once or contexts is None or len(acc) >= contexts
     metrics = {
-        "final_avg_acc": final_avg_acc(acc) if complete else None,
-        "seen_avg_acc": seen_average(acc[-1], len(acc) - 1, once) if acc else None,
-        "avg_incremental_acc": avg_incremental_acc(acc, once),
+        "final_avg_acc": final_avg_acc(acc, weights) if complete else None,
+        "seen_avg_acc": seen_average(acc[-1], len(acc) - 1, once, weights) if acc else None,
+        "avg_incremental_acc": avg_incremental_acc(acc, once, weights),
         "avg_forgetting": None if once else avg_forgetting(acc),
         "bwt": None if once else bwt(acc),
         "fwt": None if once else fwt(acc, acc_init),
     }
+    old, new = old_new(acc[-1], len(acc) - 1, weights) if acc and not once else (None, None)
+    metrics["old_acc"], metrics["new_acc"] = old, new
     if curve:
         metrics.update(stability_gap(curve))
         metrics["min_acc"] = min_acc(curve)
@@ -206,6 +246,7 @@ class RunFigures:
     stages: int  # rows of the accuracy matrix
     contexts: int  # contexts the run was to train (1 stage for a run that trains once)
     metrics: dict[str, float | None]
+    weights: tuple[float, ...] | None = None  # each context's share of an average (`class_weights`)
 
     @property
     def complete(self) -> bool:
@@ -231,7 +272,14 @@ class RunFigures:
         return stage_name(stage, self.once, short)
 
     def averages(self, matrix: Sequence[Sequence[float]]) -> list[float]:
-        return seen_averages(matrix, self.once)
+        return seen_averages(matrix, self.once, self.weights)
+
+    def seen_average(self, row: Sequence[float], stage: int) -> float | None:
+        return seen_average(row, stage, self.once, self.weights)
+
+    def old_new(self, row: Sequence[float], stage: int) -> tuple[float | None, float | None]:
+        """Old and new classes' accuracy after `stage` (None, None for a run that trains once)."""
+        return (None, None) if self.once else old_new(row, stage, self.weights)
 
 
 def record_matrix(record: dict[str, Any]) -> list[list[float]]:
@@ -267,10 +315,11 @@ def run_figures(record: dict[str, Any]) -> RunFigures:
         contexts = len(matrix[0]) if matrix else len(matrix)
     curve = record.get("acc_curve") if isinstance(record.get("acc_curve"), list) else None
     init = record.get("acc_init") if isinstance(record.get("acc_init"), list) else None
+    weights = class_weights(bench)  # shares that do not cover a row are not used (`_mean`)
     try:
-        metrics = summarize(matrix, init, curve, once=once, contexts=contexts)
+        metrics = summarize(matrix, init, curve, once=once, contexts=contexts, weights=weights)
     except (TypeError, ValueError, IndexError):  # a damaged curve or acc_init: the matrix's figures still stand
-        metrics = summarize(matrix, once=once, contexts=contexts)
+        metrics = summarize(matrix, once=once, contexts=contexts, weights=weights)
     name = bench.get("name")
     return RunFigures(score_name(name if isinstance(name, str) else None), once, len(matrix),
-                      contexts, metrics)
+                      contexts, metrics, None if weights is None else tuple(weights))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from core.files import write_json_atomic
 from core.runs.events import Event, RunCancelled, RunFailed, RunFinished
-from core.runs.metrics import summarize, trains_once
+from core.runs.metrics import class_weights, summarize, trains_once
 from core.runs.paths import RUN_JSON, StoreError, inside, read_bounded
 
 SCHEMA = 1
@@ -208,10 +208,12 @@ class RunRecord(_Open):
         """The figures the accuracy matrix (and curve) give, from their one home (core/runs/metrics.py)."""
         contexts = self.config.benchmark.get("contexts")
         known = contexts if isinstance(contexts, int) and not isinstance(contexts, bool) else None
+        weights = class_weights(self.config.benchmark)
         try:
-            return summarize(self.acc_matrix, self.acc_init, self.acc_curve, once=self.trains_jointly, contexts=known)
+            return summarize(self.acc_matrix, self.acc_init, self.acc_curve, once=self.trains_jointly, contexts=known,
+                             weights=weights)
         except (IndexError, TypeError, ValueError):  # a curve of another shape: the matrix's own figures stand
-            return summarize(self.acc_matrix, once=self.trains_jointly, contexts=known)
+            return summarize(self.acc_matrix, once=self.trains_jointly, contexts=known, weights=weights)
 
     def terminal_event(self) -> Event | None:
         """The event a follower would have seen for this record's final status (None while running)."""

@@ -254,6 +254,15 @@ def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:
     return table_of(study, run_records(store, study))
 
 
+OLD_NEW = ("old_acc", "new_acc")  # a class-IL study's: the final accuracy on the old and on the newest classes
+
+
+def old_new_text(row: dict[str, Any]) -> str:
+    """`62.1/88.0`: a study row's mean final accuracy on the old classes and on the newest (class-IL), in %."""
+    old, new = row.get("old_acc"), row.get("new_acc")
+    return "–" if old is None or new is None else f"{100 * old:.1f}/{100 * new:.1f}"
+
+
 def pct(value: float | None, sem: float | None = None) -> str:
     if value is None:
         return "–"
@@ -264,11 +273,12 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
     """The table as markdown, csv or json text (the Rich table lives in the CLI)."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
-    header = ["method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)", "time per run (s)",
-              "published (%)"]
+    old_new = any("old_acc" in r for r in rows)
+    header = ["method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)",
+              *(["old / new classes (%)"] if old_new else []), "time per run (s)", "published (%)"]
     lines = [[r["method"], f"{r['runs']}/{r['of']}", pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
               pct(r["avg_forgetting"], r["avg_forgetting_sem"]), pct(r["bwt"], r["bwt_sem"]),
-              "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
+              *([old_new_text(r)] if old_new else []), "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
               "–" if r["published"] is None else f"{r['published']:g}"] for r in rows]
     if fmt == "csv":
         import csv
@@ -276,12 +286,13 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
+        extra = [f"{key}{sem}" for key in OLD_NEW for sem in ("", "_sem")] if old_new else []
         writer.writerow(["method", "runs", "finished", "final_avg_acc", "final_avg_acc_sem", "avg_forgetting",
-                         "avg_forgetting_sem", "bwt", "bwt_sem", "time_s", "published"])
+                         "avg_forgetting_sem", "bwt", "bwt_sem", *extra, "time_s", "published"])
         for r in rows:
             writer.writerow([r["method"], r["of"], r["runs"], r["final_avg_acc"], r["final_avg_acc_sem"],
-                             r["avg_forgetting"], r["avg_forgetting_sem"], r["bwt"], r["bwt_sem"], r["time_s"],
-                             r["published"]])
+                             r["avg_forgetting"], r["avg_forgetting_sem"], r["bwt"], r["bwt_sem"],
+                             *(r.get(key) for key in extra), r["time_s"], r["published"]])
         return buffer.getvalue()
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -298,7 +309,7 @@ def table_of(study: dict[str, Any], records: list[dict[str, Any] | None]) -> lis
                 if e["method"] == method and r is not None and r.get("status") == "finished"]
         row: dict[str, Any] = {"method": method, "runs": len(done),
                                "of": sum(e["method"] == method for e in study["runs"])}
-        for key in ("final_avg_acc", "avg_forgetting", "bwt"):
+        for key in ("final_avg_acc", "avg_forgetting", "bwt", *(OLD_NEW if study.get("scenario") == "class" else ())):
             values = [(r.get("metrics") or {}).get(key) for r in done]
             row[key], row[f"{key}_sem"] = mean_sem([v for v in values if v is not None])
         times = [(r.get("timing") or {}).get("total_s") for r in done]

@@ -290,13 +290,12 @@ def best(store: RunStore, study: dict[str, Any], records: list[dict[str, Any] | 
 
 def so_far(record: dict[str, Any], context: int) -> float | None:
     """A run's validation accuracy over the contexts trained so far, after `context` (what pruning reads)."""
-    from core.runs.metrics import seen_average, trains_once
+    from core.runs.metrics import run_figures
 
     rows = record.get("val_matrix") or []
     if len(rows) <= context:
         return None
-    return seen_average(rows[context], context, trains_once(((record.get("config") or {}).get("method") or {})
-                                                            .get("name")))
+    return run_figures({"config": record.get("config") or {}}).seen_average(rows[context], context)
 
 
 def trial_curves(store: RunStore, study: dict[str, Any]) -> dict[int, dict[int, float]]:

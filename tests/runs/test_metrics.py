@@ -11,10 +11,13 @@ from core.runs.metrics import (
     avg_forgetting,
     avg_incremental_acc,
     bwt,
+    class_weights,
     final_avg_acc,
     fwt,
     mean_sem,
+    old_new,
     run_figures,
+    seen_average,
     summarize,
     trains_once,
 )
@@ -80,6 +83,8 @@ def test_summarize_by_hand():
         "avg_forgetting": 0.275,
         "bwt": -0.25,
         "fwt": 0.10,
+        "old_acc": (0.50 + 0.70) / 2,  # the last row on contexts 0-1
+        "new_acc": 0.95,
     })
     assert summarize(ACC)["fwt"] is None
 
@@ -168,9 +173,28 @@ def test_mean_sem_one_convention():
 
 def test_empty_matrix_gives_no_metrics():
     assert summarize([]) == {"final_avg_acc": None, "seen_avg_acc": None, "avg_incremental_acc": None,
-                             "avg_forgetting": None, "bwt": None, "fwt": None}
+                             "avg_forgetting": None, "bwt": None, "fwt": None, "old_acc": None, "new_acc": None}
 
 
 def test_metrics_keys_match_run_json():
     assert set(summarize(ACC, ACC_INIT)) == {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc",
-                                              "avg_forgetting", "bwt", "fwt"}
+                                              "avg_forgetting", "bwt", "fwt", "old_acc", "new_acc"}
+
+
+def test_uneven_contexts_count_by_their_classes():
+    """B3-1 over 3 contexts (3, 1, 1 classes): averages over the classes seen, as the class-IL papers' accuracy
+    over every test image of those classes; equal contexts keep the plain mean."""
+    weights = class_weights({"first_context_classes": 3, "classes_per_context": 1, "contexts": 3})
+    assert weights == [3.0, 1.0, 1.0]
+    assert class_weights({"first_context_classes": 2, "classes_per_context": 2, "contexts": 5}) is None
+    assert class_weights({"classes_per_context": 2, "contexts": 5}) is None
+    acc = [[0.9, 0.0, 0.0], [0.6, 0.8, 0.0], [0.5, 0.4, 1.0]]
+    assert final_avg_acc(acc, weights) == pytest.approx((3 * 0.5 + 0.4 + 1.0) / 5)
+    assert seen_average(acc[1], 1, weights=weights) == pytest.approx((3 * 0.6 + 0.8) / 4)
+    assert avg_incremental_acc(acc, weights=weights) == pytest.approx((0.9 + 2.6 / 4 + 2.9 / 5) / 3)
+    assert old_new(acc[2], 2, weights) == (pytest.approx((3 * 0.5 + 0.4) / 4), 1.0)
+    assert old_new(acc[0], 0) == (None, 0.9)  # no old classes after the first context
+    metrics = summarize(acc, weights=weights)
+    assert metrics["old_acc"] == pytest.approx(1.9 / 4) and metrics["new_acc"] == 1.0
+    assert metrics["avg_forgetting"] == pytest.approx(((0.9 - 0.5) + (0.8 - 0.4)) / 2)  # per context, unweighted
+    assert summarize(acc, once=True)["old_acc"] is None

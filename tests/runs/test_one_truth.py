@@ -51,6 +51,7 @@ for name, args in {
     "sine": ({"name": "none"}, "finished", [[0.99, -2.0, -1.0], [-0.5, 0.98, -3.0], [-0.5, 0.2, 0.9]]),
     "generation": ({"name": "mergan-ra"}, "finished", ACC_EWC),
     "gap": ({"name": "none"}, "finished", [[0.95, 0.0, 0.0], [0.90, 0.95, 0.0], [0.88, 0.9, 0.96]]),
+    "uneven": ({"name": "wa"}, "finished", [[0.9, 0.0, 0.0], [0.6, 0.8, 0.0], [0.5, 0.4, 1.0]]),
 }.items():
     extra: dict[str, Any] = {}
     if name == "merge":
@@ -59,6 +60,8 @@ for name, args in {
         extra = {"benchmark": {"name": "sine", "contexts": 3, "classes_per_context": 1}, "scenario": "task"}
     if name == "gap":
         extra = {"benchmark": {"contexts": 3}, "acc_curve": CURVE}
+    if name == "uneven":  # B3-1: 3 classes first, then 1 per context; the first context is 3/5 of the average
+        extra = {"benchmark": {"contexts": 3, "first_context_classes": 3, "classes_per_context": 1}}
     if name == "failed":
         extra = {"error": {"message": "loss is nan in context 2 at iteration 117", "kind": "error", "traceback": ""}}
     if name.startswith("cancelled"):
@@ -75,6 +78,7 @@ BY_HAND = {  # name: (final average over every context, average over the context
     "sine": ((-0.5 + 0.2 + 0.9) / 3, (-0.5 + 0.2 + 0.9) / 3, "3/3", "R²"),
     "generation": (0.6316, 0.6316, "5/5", "accuracy"),
     "gap": ((0.88 + 0.9 + 0.96) / 3, (0.88 + 0.9 + 0.96) / 3, "3/3", "accuracy"),
+    "uneven": ((3 * 0.5 + 0.4 + 1.0) / 5, (3 * 0.5 + 0.4 + 1.0) / 5, "3/3", "accuracy"),  # not the plain 0.633
 }
 
 
@@ -215,3 +219,16 @@ def test_mlflow_logs_the_same_figures(folder, tmp_path):
         assert close(metrics.get("final_avg_acc"), final), (name, metrics)
         assert close(metrics.get("seen_avg_acc"), seen), (name, metrics)
     assert close(logged[RECORDS["merge"]["id"]]["avg_acc"], 0.7)  # the row's average is over every context
+
+
+def test_a_class_il_run_shows_its_old_and_new_classes(folder):
+    """After c2 of B3-1 the old classes are c0's three and c1's one: (3 x 50 + 40) / 4 = 47.5%, the new c2 100%."""
+    out = cli("runs", "show", RECORDS["uneven"]["id"], "--runs-dir", folder)
+    def cells(line: str) -> list[str]:
+        return line.replace("┃", " ").replace("│", " ").split()
+
+    header = next(line for line in out.splitlines() if "avg seen" in line)
+    assert cells(header)[-2:] == ["old", "new"]
+    last = next(line for line in out.splitlines() if line.strip().startswith("c2"))
+    assert cells(last)[-3:] == ["58.0", "47.5", "100.0"]
+    assert "final avg acc 58.0%" in out

@@ -228,7 +228,12 @@ def test_the_track_spec_and_the_numbers_per_context():
     assert parse_track("MLflow:sqlite:///x.db")["uri"] == "sqlite:///x.db"
     assert parse_track("none") == {"tracker": "none", "uri": None}
     rows = [[0.9, 0.1], [0.5, 0.8]]
-    assert context_metrics(rows, 1) == {"acc.c0": 0.5, "acc.c1": 0.8, "avg_acc": pytest.approx(0.65),
-                                        "forgetting": pytest.approx(0.4)}
-    assert context_metrics(rows, 0)["avg_acc"] == 0.9 and context_metrics(rows, 0)["forgetting"] is None
-    assert context_metrics([[0.9, 0.7]], 0, joint=True)["avg_acc"] == pytest.approx(0.8)
+    er = {"method": {"name": "er"}}
+    assert context_metrics(rows, 1, er) == {"acc.c0": 0.5, "acc.c1": 0.8, "avg_acc": pytest.approx(0.65),
+                                            "old_acc": 0.5, "new_acc": 0.8, "forgetting": pytest.approx(0.4)}
+    assert context_metrics(rows, 0, er)["avg_acc"] == 0.9 and context_metrics(rows, 0, er)["forgetting"] is None
+    assert context_metrics([[0.9, 0.7]], 0, {"method": {"name": "joint"}})["avg_acc"] == pytest.approx(0.8)
+    # B3-1: the first context holds 3 of the 4 classes, so 3/4 of the average (MLflow's figure is every face's)
+    b3 = {"method": {"name": "er"}, "benchmark": {"first_context_classes": 3, "classes_per_context": 1,
+                                                  "contexts": 2}}
+    assert context_metrics(rows, 1, b3)["avg_acc"] == pytest.approx(0.75 * 0.5 + 0.25 * 0.8)

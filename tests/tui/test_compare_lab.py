@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from cltui.tui.screens.compare import CompareScreen
 from cltui.tui.widgets.charts import AverageByRunChart, FinalAccuracyChart
@@ -204,3 +205,15 @@ def test_snapshot_with_a_baseline_and_a_context_at_80x24(snap_compare, tmp_path,
     app, run_before = lab_screen(tmp_path, monkeypatch, "down", "down", "b", "left_square_bracket",
                                  "left_square_bracket")
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_old_and_new_classes_show_from_120_columns_and_leave_at_80(runs_dir, tui):
+    pilot = await open_lab(tui, runs_dir, (120, 30))
+    screen = pilot.app.screen
+    columns = [str(c.label) for c in screen.query_one(DataTable).ordered_columns]
+    assert "old %" in columns and "new %" in columns
+    row = screen.stats[next(iter(screen.groups))]
+    assert row["old_acc"][0] is not None and row["new_acc"][0] is not None
+    await pilot.resize_terminal(80, 24)
+    await until(pilot, lambda: "old %" not in [str(c.label) for c in screen.query_one(DataTable).ordered_columns],
+                what="the narrow table")

@@ -76,8 +76,10 @@ async def test_the_detail_shows_metrics_the_coloured_matrix_charts_and_config(fi
 
     assert "final avg acc 63.2%" in seen["summary"] and "avg forgetting 44.0%" in seen["summary"]
     assert "ewc (lambda=1e9" in seen["summary"]
-    assert seen["columns"] == ["after", "classes", "c0", "c1", "c2", "c3", "c4", "avg seen", "loss", "train"]
+    assert seen["columns"] == ["after", "classes", "c0", "c1", "c2", "c3", "c4", "avg seen", "old", "new", "loss",
+                               "train"]
     assert seen["rows"][4][:7] == ["c4", "8,9", "41.2", "49.8", "54.7", "72.2", "97.9"]
+    assert seen["rows"][4][8:10] == ["54.5", "97.9"]  # class-IL: the old classes (c0-c3) and the new ones (c4)
     assert seen["rows"][0][3] == "0.0"  # a context not trained yet: shown, dimmed
     assert len(set(seen["styles"])) == 5  # one colour per accuracy level
     assert seen["charts"] == [ACC_EWC, ACC_EWC] and seen["average"] == [ACC_EWC, ACC_EWC]

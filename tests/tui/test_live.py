@@ -193,9 +193,9 @@ async def test_charts_redraw_at_most_four_times_a_second(runs_dir, monkeypatch, 
     drawn: list[int] = []
     original = AccuracyChart.set_matrix
 
-    def counting(self: AccuracyChart, acc_matrix: Any, joint: bool | None = None) -> None:
+    def counting(self: AccuracyChart, acc_matrix: Any, *args: Any, **kwargs: Any) -> None:
         drawn.append(len(acc_matrix))
-        original(self, acc_matrix, joint)
+        original(self, acc_matrix, *args, **kwargs)
 
     monkeypatch.setattr(AccuracyChart, "set_matrix", counting)
 

@@ -53,9 +53,11 @@ from core.schema.config import flat_config
 
 # (column, metric key, higher is better); BWT and FWT are signed percentage points.
 METRICS = (("final acc %", "final_avg_acc", True), ("avg inc %", "avg_incremental_acc", True),
-           ("forget %", "avg_forgetting", False), ("BWT", "bwt", True), ("FWT", "fwt", True))
-PERCENT = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting")
+           ("forget %", "avg_forgetting", False), ("BWT", "bwt", True), ("FWT", "fwt", True),
+           ("old %", "old_acc", True), ("new %", "new_acc", True))  # the last row on the old / newest classes
+PERCENT = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting", "old_acc", "new_acc")
 NARROW_DROPS = ("avg_incremental_acc", "fwt")  # left out under 100 columns
+WIDE_ONLY = ("old_acc", "new_acc")  # shown from 120 columns (the detail's matrix has them per context)
 NARROW_BASELINE_DROPS = ("bwt",)  # and with a baseline, for its differences (and the duration)
 DELTAS = {"final_avg_acc": "Δ final", "avg_forgetting": "Δ forget"}  # the columns of differences to a baseline
 TABLE_SHARE = 0.45  # of the screen's height that the table may take (cltui.tcss: CompareScreen #table)
@@ -194,6 +196,7 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         self.baseline: str | None = None  # the group (a run of its own when ungrouped) pinned as the baseline
         self.folded: set[str] = set()  # the groups whose runs the table leaves out
         self.narrow = False
+        self.wide = False  # from 120 columns: the old and new classes' accuracy too
         self.metrics_shown = list(METRICS)
         self.columns: list[str] = []
 
@@ -299,6 +302,8 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         # and with a baseline BWT and the duration make room for its differences.
         self.narrow = self.is_narrow()
         drops = (NARROW_DROPS + (NARROW_BASELINE_DROPS if pinned else ())) if self.narrow else ()
+        self.wide = self.app.size.width >= 120
+        drops += () if self.wide else WIDE_ONLY
         self.metrics_shown = [m for m in METRICS if m[1] not in drops]
         names: list[str] = ["run", "" if grouped else "status"]
         for name, key, _ in self.metrics_shown:
@@ -373,7 +378,7 @@ class CompareScreen(ScalesCharts, WritesFigure, ReportsWorkerErrors, Screen[None
         return self.app.size.width < (120 if self.baseline is not None else 100)
 
     def on_resize(self) -> None:
-        if self.compared and self.is_narrow() != self.narrow:
+        if self.compared and (self.is_narrow() != self.narrow or (self.app.size.width >= 120) != self.wide):
             self.fill_table()
 
     def fill_charts(self) -> None:

@@ -41,6 +41,7 @@ from cltui.tui.state.formats import (
     figure_parts,
     fmt_duration,
     fmt_loss,
+    fmt_pct,
     fmt_score,
     fmt_value,
     section,
@@ -64,7 +65,7 @@ from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.events import Event, Progress, from_json
 from core.runs.lock import pid_alive
-from core.runs.metrics import context_name, run_figures, seen_average
+from core.runs.metrics import context_name, run_figures
 from core.runs.paths import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked
 from core.runs.record import read_run_json
 
@@ -213,7 +214,10 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
     # The record says whether it trained once; a run cancelled after one context also has one row.
     figures = run_figures(record)
     joint = figures.once
-    columns = ["after", "classes", *[context_name(j, short=True) for j in range(n)], "avg seen", "loss", "train"]
+    # class-IL: each row's accuracy on the classes of earlier contexts and on the new context's
+    old_new = section(record, "config").get("scenario") == "class" and not joint and len(matrix) > 1
+    columns = ["after", "classes", *[context_name(j, short=True) for j in range(n)], "avg seen",
+               *(["old", "new"] if old_new else []), "loss", "train"]
     numeric = set(columns[2:])
     rows = []
     for i, row in enumerate(matrix):
@@ -227,10 +231,12 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
                 cells.append(Text(f"{100 * row[j]:.1f}", style=acc_colour(row[j]), justify="right"))
             else:
                 cells.append(Text(f"{100 * row[j]:.1f}", style="dim", justify="right"))
-        avg = seen_average(row, i, joint) or 0.0
+        avg = figures.seen_average(row, i) or 0.0
         loss = info.get("final_loss")
-        cells += [Text(f"{100 * avg:.1f}", style=f"bold {acc_colour(avg)}", justify="right"),
-                  Text(fmt_loss(loss), justify="right"),
+        cells.append(Text(f"{100 * avg:.1f}", style=f"bold {acc_colour(avg)}", justify="right"))
+        if old_new:
+            cells += [Text(fmt_pct(v), justify="right") for v in figures.old_new(row, i)]
+        cells += [Text(fmt_loss(loss), justify="right"),
                   Text(fmt_duration(info.get("train_s")), justify="right")]
         rows.append(cells)
     return [Text(c, justify="right" if c in numeric else "left") for c in columns], rows
@@ -488,7 +494,7 @@ class DetailScreen(ReachesCltui, ScalesCharts, WritesFigure, ReportsWorkerErrors
                 table.add_row(*row)
         figures = run_figures(record)
         for chart in self.query(".charts > Chart").results(MatrixChart):  # only the ones on screen draw
-            chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score)
+            chart.set_matrix(record.get("acc_matrix"), figures.once, figures.score, figures.weights)
         self.show_cursor()
         curve = self.query_one("#detail-curve", CurveChart)
         points = clean_curve(record.get("acc_curve"))

@@ -401,8 +401,9 @@ class LiveScreen(ReachesCltui, ScalesCharts, Screen[None]):
             return
         self._charts_dirty = False
         matrix = [list(row) for row in self.state.acc_matrix]
-        self.query_one(AccuracyChart).set_matrix(matrix, self.state.joint)
-        self.query_one(AverageChart).set_matrix(matrix, self.state.joint)
+        weights = self.state.figures.weights
+        self.query_one(AccuracyChart).set_matrix(matrix, self.state.joint, weights=weights)
+        self.query_one(AverageChart).set_matrix(matrix, self.state.joint, weights=weights)
         if self.state.curve:
             curve = self.query_one(CurveChart)
             curve.display, self.query_one(AverageChart).display = True, False

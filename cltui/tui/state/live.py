@@ -27,7 +27,7 @@ from core.runs.events import (
     RunStarted,
     UnitsActive,
 )
-from core.runs.metrics import RunFigures, run_figures, seen_average, trains_once
+from core.runs.metrics import RunFigures, run_figures, trains_once
 
 BAR_WIDTH = 10
 COMPACT_BAR_WIDTH = 6  # under 100 columns: the bar gives way to the loss
@@ -198,7 +198,7 @@ class LiveRun:
     def seen_avg(self, row: int) -> float | None:
         if not 0 <= row < len(self.acc_matrix):
             return None
-        return seen_average(self.acc_matrix[row], row, self.joint)
+        return self.figures.seen_average(self.acc_matrix[row], row)
 
     def trained(self, row: int, j: int) -> bool:
         """Whether context j had been trained when row `row` of the accuracy matrix was measured."""

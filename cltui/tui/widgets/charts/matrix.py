@@ -18,7 +18,7 @@ from cltui.tui.widgets.charts.base import (
     legend,
     scored,
 )
-from core.runs.metrics import avg_forgetting, context_name, seen_average, seen_averages, stage_name
+from core.runs.metrics import Weights, avg_forgetting, context_name, seen_average, seen_averages, stage_name
 
 
 class MatrixChart(Chart):
@@ -28,14 +28,15 @@ class MatrixChart(Chart):
         super().__init__(title, **kwargs)
         self.matrix: Matrix | None = None
         self.joint = False  # trained once over every context (core.runs.metrics.trains_once), said by the record
+        self.weights: Weights = None  # each context's share of an average (core.runs.metrics.class_weights)
         self.base_title = title
 
-    def set_matrix(self, acc_matrix: Any, once: bool = False, score: str = "accuracy") -> None:
+    def set_matrix(self, acc_matrix: Any, once: bool = False, score: str = "accuracy", weights: Weights = None) -> None:
         matrix = clean_matrix(acc_matrix)
         title = scored(self.base_title, score)
-        if matrix == self.matrix and once == self.joint and title == self.title:
+        if matrix == self.matrix and once == self.joint and title == self.title and weights == self.weights:
             return
-        self.matrix, self.joint, self.title = matrix, once, title
+        self.matrix, self.joint, self.title, self.weights = matrix, once, title, weights
         self.titles(bool(matrix), self.EMPTY_TITLE, self.legend_for(matrix))
         self.redraw()
 
@@ -116,7 +117,7 @@ class AverageChart(MatrixChart):
         if not 0 <= stage < len(matrix):
             return []
         values = []
-        average = seen_average(matrix[stage], stage, self.is_joint(matrix))
+        average = seen_average(matrix[stage], stage, self.is_joint(matrix), self.weights)
         if average is not None:
             values.append(("avg acc seen", 100 * average, 0))
         forgetting = avg_forgetting(matrix[: stage + 1]) if stage >= 1 else None
@@ -130,7 +131,7 @@ class AverageChart(MatrixChart):
             return False
         plt = self.plt
         xs = list(range(1, len(matrix) + 1))
-        averages = [100 * a for a in seen_averages(matrix, self.joint)]
+        averages = [100 * a for a in seen_averages(matrix, self.joint, self.weights)]
         plt.plot(xs, averages, color=colour(0), marker="hd")
         forgetting = [(i + 1, avg_forgetting(matrix[: i + 1])) for i in range(1, len(matrix))]
         points = [(x, 100 * f) for x, f in forgetting if f is not None]
