@@ -19,15 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.parts.base import Batch, ContextInfo, Method
-from core.methods.parts.buffer import (
-    buffer_for,
-    classes_of,
-    eval_features,
-    herding_order,
-    random_order,
-    store_context,
-    union_batch,
-)
+from core.methods.parts.buffer import buffer_for, classes_of, eval_features, store_exemplars, union_batch
 from core.methods.parts.distill import sigmoid_targets
 from core.schema.params import ICaRLParams
 
@@ -73,13 +65,7 @@ class ICaRL(Method[ICaRLParams]):
             def working() -> None:  # reports (and checks for a stop); all classes are herded at once
                 progress(0)
 
-            if self.params.selection == "herding":
-                order = herding_order(eval_features(self.model, context.inputs(context.x_train), step=working),
-                                      context.y_train, classes,
-                                      self.buffer.quota(len(self.buffer.classes) + len(classes)), working)
-            else:
-                order = random_order(context.y_train, classes, self.generator)
-            store_context(self.buffer, context, order)
+            store_exemplars(self.buffer, self.model, context, self.params.selection, self.generator, working)
             self.class_means = self.exemplar_means(step=working)
             progress(len(classes))
 

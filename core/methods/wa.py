@@ -22,16 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.methods.parts.base import Batch, ContextInfo, Method
-from core.methods.parts.buffer import (
-    classes_of,
-    eval_features,
-    exemplar_memory,
-    herding_order,
-    random_order,
-    store_context,
-    union_batch,
-)
+from core.methods.parts.base import Batch, ContextInfo
+from core.methods.parts.buffer import ExemplarMethod, union_batch
 from core.methods.parts.distill import distillation
 from core.schema.params import WAParams
 
@@ -45,13 +37,12 @@ def align_weights(weight: Tensor, old: int, seen: int) -> float:
     return float(gamma)
 
 
-class WA(Method[WAParams]):
+class WA(ExemplarMethod[WAParams]):
     needs_previous_model = True
+    seed_offset = 14142
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.buffer = exemplar_memory(self.params, self.device)
-        self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + 14142)
         self.head = self.model.head
         if not self.params.bias and self.head.bias is not None:  # held at 0: never trained
             with torch.no_grad():
@@ -83,24 +74,4 @@ class WA(Method[WAParams]):
         old, seen = self.scenario.labels(context.index)
         if old > 0:
             align_weights(self.head.weight, old, seen)
-        classes = classes_of(context)
-        with info.phase("herding", total=len(classes)) as progress:
-
-            def working() -> None:  # reports (and checks for a stop); all classes are herded at once
-                progress(0)
-
-            if self.params.selection == "herding":
-                features = eval_features(self.model, context.inputs(context.x_train), step=working)
-                quota = self.buffer.quota(len(self.buffer.classes) + len(classes))
-                order = herding_order(features, context.y_train, classes, quota, working)
-            else:
-                order = random_order(context.y_train, classes, self.generator)
-            store_context(self.buffer, context, order)
-            progress(len(classes))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
+        self.remember(info)

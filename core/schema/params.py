@@ -307,6 +307,41 @@ class WAParams(ExemplarParams):
                        "aligning the weights scales the new classes' whole logits.")
 
 
+class BiCParams(ExemplarParams):
+    """BiC: CE and distillation on data and exemplars (a share of both held out), then a two-parameter bias
+    layer on the new classes' logits fitted on the held-out share after each context."""
+
+    name: Literal["bic"] = "bic"
+    summary: ClassVar[str] = "bias correction (exemplars, distillation, a bias layer on new logits)"
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature T.")
+    val_share: float = Field(0.1, gt=0, lt=1, description="Share of each class's exemplars held out to fit the "
+                             "bias layer (the paper's 9:1 split); the new classes hold out as many samples each.")
+
+
+class LUCIRParams(ExemplarParams):
+    """LUCIR: a cosine classifier, a less-forget constraint on normalised features and a margin ranking loss."""
+
+    name: Literal["lucir"] = "lucir"
+    summary: ClassVar[str] = "cosine classifier, feature distillation, margin ranking (exemplars)"
+    lambda_base: float = Field(5.0, ge=0, description="Weight of the less-forget loss before scaling by "
+                               "sqrt(old / new classes) (λ_base).")
+    margin: float = Field(0.5, ge=0, description="Margin m of the ranking loss.")
+    hard_negatives: int = Field(2, ge=1, le=100, description="The K new classes scoring highest on an old "
+                                "class's sample, each ranked below its true class by the margin.")
+    sigma: float | None = Field(None, gt=0, description="A fixed scale σ of the cosine logits (none: σ is learned "
+                                "from 1, as in the paper).")
+
+
+class DERExpandParams(ExemplarParams):
+    """DER (Yan et al.): a new feature extractor per context, the old ones frozen, one classifier over all of them
+    and an auxiliary classifier on the newest."""
+
+    name: Literal["der-expand"] = "der-expand"
+    summary: ClassVar[str] = "dynamically expandable representation (a frozen extractor per context, exemplars)"
+    aux_weight: float = Field(1.0, ge=0, description="Weight λ_a of the auxiliary loss: the newest extractor "
+                              "alone tells the new classes apart and from the old ones (one class).")
+
+
 class GDumbParams(MethodParams):
     """GDumb: a class-balanced greedy memory; before each evaluation the network is trained from scratch on it."""
 

@@ -38,7 +38,7 @@ from core.runs.events import (
     PhaseStarted,
     RunStarted,
 )
-from core.runs.metrics import summarize
+from core.runs.metrics import class_weights, summarize
 from core.runs.paths import StoreError, check_run_files, inside, open_checked
 from core.runs.record import ContextRow, RunError, RunRecord, read_record, write_record
 from core.runs.store import checkpoint_files
@@ -324,15 +324,17 @@ class Trainer:
         time and the mean loss of the last steps (core/engine/loop.py's FINAL_LOSS_TAIL)."""
         t = self.config.train
         context, stage = info.context, info.stage
+        continual, stream = self.continual, self.stream
         self.model.train()
-        sampler = BatchSampler(context.n_train, t.batch_size, self.generator, self.device)
+        rows = self.method.training_rows(context) if stream is None else None  # (M,) or all of them
+        sampler = BatchSampler(context.n_train if rows is None else rows.shape[0], t.batch_size, self.generator,
+                               self.device)
         use_bf16 = t.precision == "bf16" and self.device.type in ("cuda", "cpu")  # autocast has bf16 on both
         do_augment = self.config.benchmark.augment
         for group in self.optimizer.param_groups:  # each context starts at the base rate
             group["lr"] = t.lr
         decay_at = {round(f * iterations) for f in t.lr_decay_at}
         tail = self.start_training(stage, iterations)
-        continual, stream = self.continual, self.stream
         for it in range(iterations):
             # learning-rate schedule: step decay at the given fractions of the context
             if it in decay_at:
@@ -344,7 +346,7 @@ class Trainer:
                 x, y, ids = stream.next(self.steps + it)
                 seen = stream.seen(self.steps + it)
             else:
-                idx = sampler.next()  # (B,) indices into the context's training set
+                idx = sampler.next() if rows is None else rows[sampler.next()]  # (B,) rows of the training set
                 x, y, seen = context.inputs(context.x_train[idx]), context.y_train[idx], context.index  # (B, C, H, W)
                 ids = None if context.context_ids is None else context.context_ids[idx]  # (B,) joint: each one's
             if do_augment:
@@ -542,7 +544,8 @@ def validation_metrics(record: RunRecord) -> dict[str, float]:
     rows = getattr(record, "val_matrix", None) or []
     if not rows:
         return {}
-    val = summarize(rows, once=record.trains_jointly, contexts=record.config.benchmark.get("contexts"))
+    val = summarize(rows, once=record.trains_jointly, contexts=record.config.benchmark.get("contexts"),
+                    weights=class_weights(record.config.benchmark))
     return {key: round(val[test], 6) for key, test in (("final_avg_val_acc", "final_avg_acc"),
                                                        ("avg_incremental_val_acc", "avg_incremental_acc"))
             if val[test] is not None}

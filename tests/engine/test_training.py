@@ -30,7 +30,8 @@ from core.runs.events import (
 )
 from core.schema.presets import build_config
 
-METRIC_KEYS = {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt"}
+METRIC_KEYS = {"final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "avg_forgetting", "bwt", "fwt", "old_acc",
+               "new_acc"}
 
 
 def run_in(folder: Path, overrides: list[str] = (), **options: Any) -> tuple[dict[str, Any], list[Event], Path]:

@@ -30,8 +30,8 @@ from core.engine.models import build_model
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
 from core.methods.gen_classifier import VAEBank
-from core.methods.icarl import herding_order
 from core.methods.parts.base import ContextInfo, Method
+from core.methods.parts.buffer import herding_order
 from core.methods.parts.common import Dreams
 from core.methods.parts.fisher import fisher_diagonal
 from core.runs.events import ContextEvaluated, Event, PhaseFinished, PhaseStarted, RunCancelled

@@ -18,9 +18,8 @@ from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
 from core.methods.agem import project
-from core.methods.icarl import herding_order
 from core.methods.parts.base import Batch, ContextInfo
-from core.methods.parts.buffer import ReplayBuffer, random_order
+from core.methods.parts.buffer import ReplayBuffer, herding_order, random_order
 from core.schema.presets import build_config
 from core.training import run
 

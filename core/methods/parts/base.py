@@ -1,7 +1,7 @@
 """The method interface: what a continual-learning method may hook into, and nothing more.
 
 A method is one short file with a subclass of `Method`. The training loop calls, per context:
-`before_context`, then per step `loss` -> backward -> `after_backward` -> optimiser step ->
+`before_context` (and `training_rows`), then per step `loss` -> backward -> `after_backward` -> optimiser step ->
 `after_step`, then `after_context` (consolidation: Fisher, herding, dreaming...), then evaluation
 through `predict`. `state_dict` / `load_state_dict` carry the method's state in checkpoints.
 
@@ -104,6 +104,11 @@ class Method(Generic[P]):
 
     def before_context(self, info: ContextInfo) -> None:
         """Prepare for a new context (e.g. snapshot, masks)."""
+
+    def training_rows(self, context: Context) -> Tensor | None:
+        """The rows of the context's training set the loop draws its batches from (asked after `before_context`);
+        None: all of them. BiC holds some out for its bias layer this way."""
+        return None
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         """The per-step loss; the default is cross-entropy (MSE for regression) under the scenario's view of the

@@ -20,7 +20,7 @@ its exemplars in the model's feature space.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from core.engine.data import Context
 from core.methods.parts.base import Batch, ContextInfo, Method
-from core.schema.params import ReplayParams
+from core.schema.params import ExemplarParams, ReplayParams
 
 
 class ReplayBuffer:
@@ -86,6 +86,16 @@ class ReplayBuffer:
     def class_rows(self, c: int) -> Tensor:
         assert self.y is not None
         return (self.y == c).nonzero().squeeze(1)
+
+    def subset(self, rows: Tensor) -> ReplayBuffer:
+        """A class-balanced buffer holding only the given rows (copies): BiC trains on its memory without the
+        exemplars it holds out."""
+        assert not self.reservoir and self.x is not None and self.y is not None and self.context is not None
+        part = ReplayBuffer(self.device, self.per_class, self.total)
+        part.x, part.y, part.context = self.x[rows], self.y[rows], self.context[rows]
+        part.logits = None if self.logits is None else self.logits[rows]
+        part.size, part.classes = int(rows.shape[0]), list(self.classes)
+        return part
 
     # --- reservoir -------------------------------------------------------------------------------
 
@@ -220,6 +230,56 @@ def store_context(buffer: ReplayBuffer, context: Context, order: dict[int, Tenso
     """Store the context's samples (inputs as the network sees them) in the given per-class order."""
     ids = torch.full_like(context.y_train, context.index)
     buffer.add_classes(context.inputs(context.x_train), context.y_train, ids, order)
+
+
+def store_exemplars(buffer: ReplayBuffer, model: nn.Module, context: Context, selection: str,
+                    generator: torch.Generator, step: Callable[[], None] = lambda: None) -> None:
+    """The exemplars of the context's classes into a class-balanced memory: the first picks of herding in the
+    model's feature space (or random samples), as many as each class may keep once they join; `step()` as
+    herding goes (a stop check)."""
+    classes = classes_of(context)
+    if selection == "herding":
+        features = eval_features(model, context.inputs(context.x_train), step=step)
+        order = herding_order(features, context.y_train, classes, buffer.quota(len(buffer.classes) + len(classes)),
+                              step)
+    else:
+        order = random_order(context.y_train, classes, generator)
+    store_context(buffer, context, order)
+
+
+ExemplarParamsT = TypeVar("ExemplarParamsT", bound=ExemplarParams)
+
+
+class ExemplarMethod(Method[ExemplarParamsT]):
+    """The shared base of the class-IL papers' methods that keep exemplars of every class seen (WA, BiC, LUCIR,
+    DER): the class-balanced memory of `memory_total` (`exemplar_memory`), a random stream seeded from the run's
+    seed plus the method's `seed_offset`, the exemplars of each context herded into the memory after it
+    (`remember`), and both in checkpoints."""
+
+    seed_offset: ClassVar[int] = 0
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.buffer = exemplar_memory(self.params, self.device)
+        self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + self.seed_offset)
+
+    def remember(self, info: ContextInfo) -> None:
+        """Herd the context's exemplars into the memory (a phase that reports, and so stops, as it goes)."""
+        classes = classes_of(info.context)
+        with info.phase("herding", total=len(classes)) as progress:
+            store_exemplars(self.buffer, self.model, info.context, self.params.selection, self.generator,
+                            lambda: progress(0))
+            progress(len(classes))
+
+    def after_context(self, info: ContextInfo) -> None:
+        self.remember(info)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
 
 
 ReplayParamsT = TypeVar("ReplayParamsT", bound=ReplayParams)

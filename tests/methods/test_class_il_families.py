@@ -1,0 +1,156 @@
+"""The bias-correction and expansion families of class-IL: BiC's bias layer, LUCIR's cosine classifier and its
+losses, DER's frozen and growing representation (their formulas on tiny tensors, then a short run of each on
+digits in the B5-1 shape)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from core.methods.bic import corrected, fit_bias
+from core.methods.lucir import CosineLinear, margin_ranking
+from core.methods.parts.base import Batch, ContextInfo
+from tests.methods.test_class_il import HostSyncs, b5_run, context, tiny
+
+
+def learn(method, model, k: int, ctx, previous=None, steps: int = 3):
+    """Context k as the trainer runs it: before_context, a few steps on the rows it trains on, after_context."""
+    info = ContextInfo(k, ctx, previous, lambda e: None)
+    method.before_context(info)
+    rows = method.training_rows(ctx)
+    x, y = (ctx.x_train, ctx.y_train) if rows is None else (ctx.x_train[rows], ctx.y_train[rows])
+    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        method.loss(Batch(x, y, k), info).backward()
+        optimiser.step()
+    method.after_context(info)
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+# --- BiC ------------------------------------------------------------------------------------------------------
+
+
+def test_the_bias_layer_moves_only_the_new_classes_logits():
+    logits = torch.randn(6, 5)
+    alpha, beta = torch.ones(5), torch.zeros(5)
+    y = torch.tensor([0, 1, 2, 3, 3, 3])  # the held-out set leans to the new class 3: the fit must move it
+    fit_bias(logits.clone() + torch.tensor([0, 0, 0, 4.0, 0]), y, old=3, seen=4, alpha=alpha, beta=beta)
+    out = corrected(logits, alpha, beta)
+    assert torch.equal(out[:, :3], logits[:, :3])  # the old classes untouched
+    assert torch.equal(out[:, 4:], logits[:, 4:])  # and the classes not seen yet
+    assert not torch.equal(out[:, 3], logits[:, 3])
+    assert alpha[:3].tolist() == [1.0] * 3 and beta[:3].tolist() == [0.0] * 3
+
+
+def test_the_bias_layer_fit_undoes_a_known_bias_towards_the_new_classes():
+    """Logits whose new class was inflated by +3 are fit back: after the fit the held-out samples' accuracy is that
+    of the logits without the bias."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat(50)
+    clean = torch.randn(200, 4, generator=gen) + 3 * torch.nn.functional.one_hot(y, 4)
+    biased = clean + torch.tensor([0, 0, 0, 3.0])
+    alpha, beta = torch.ones(4), torch.zeros(4)
+    fit_bias(biased, y, old=3, seen=4, alpha=alpha, beta=beta)
+    accuracy = (corrected(biased, alpha, beta).argmax(1) == y).float().mean()
+    assert accuracy >= (clean.argmax(1) == y).float().mean() - 0.02
+    assert (biased.argmax(1) == y).float().mean() < accuracy - 0.1
+
+
+def test_bic_trains_on_the_rest_and_fits_its_bias_layer_on_the_held_out_share_only():
+    bic, model = tiny("bic", "method.memory_total=20")
+    learn(bic, model, 0, context(0, [0, 1, 2, 3, 4]))
+    assert bic.training_rows(context(0, [0])) is None  # nothing held out before there is anything to correct
+    ctx = context(1, [5], per_class=40, seed=1)
+    info = ContextInfo(1, ctx, copy.deepcopy(model).eval(), lambda e: None)
+    bic.before_context(info)
+    rows, held = bic.training_rows(ctx), bic.held_new
+    assert rows is not None and held is not None
+    assert set(rows.tolist()).isdisjoint(held.tolist()) and len(rows) + len(held) == 40
+    # 20 // 5 = 4 exemplars per old class, 10% of it (at least one) held out per class
+    assert len(held) == 1 and torch.bincount(bic.held_old.y).tolist() == [1] * 5
+    assert len(bic.memory) + len(bic.held_old) == len(bic.buffer)
+    x, y = bic.held_out(ctx)
+    assert len(y) == 6 and y.tolist() == [0, 1, 2, 3, 4, 5]  # exactly the held-out samples, balanced
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    bic.after_context(info)  # the bias stage: the network does not move
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert bic.alpha[:5].tolist() == [1.0] * 5 and bic.beta[:5].tolist() == [0.0] * 5
+
+
+# --- LUCIR ----------------------------------------------------------------------------------------------------
+
+
+def test_cosine_logits_lie_within_plus_minus_sigma():
+    head = CosineLinear(7, 5, sigma=None)
+    with torch.no_grad():
+        head.sigma.fill_(4.0)
+    logits = head(100 * torch.randn(64, 7))
+    assert logits.abs().max() <= 4.0 + 1e-5 and logits.abs().max() > 2.0
+    assert head.sigma.requires_grad and not CosineLinear(7, 5, sigma=10.0).sigma.requires_grad
+
+
+def test_the_margin_ranking_loss_counts_old_samples_whose_hardest_new_classes_come_within_the_margin():
+    cos = torch.tensor([[0.9, 0.1, 0.5, 0.2],   # old class 0 at 0.9; new 2 at 0.5 is within the margin: 0.1
+                        [0.1, 0.3, 0.6, 0.0],   # old class 1 at 0.3; new 2 above it (0.8), new 3 within (0.2)
+                        [0.0, 0.0, 0.9, 0.9]])  # a new sample (class 2): not ranked
+    y = torch.tensor([0, 1, 2])
+    loss = margin_ranking(cos, y, old=2, margin=0.5, k=2)
+    assert loss.item() == pytest.approx((0.1 + 0.0 + 0.8 + 0.2) / 4)  # over 2 old samples x 2 new classes
+    assert margin_ranking(cos[2:], y[2:], old=2, margin=0.5, k=2).item() == 0.0
+
+
+def test_lucir_imprints_the_new_classes_and_holds_the_features_to_the_old_model():
+    lucir, model = tiny("lucir", "method.memory_total=20")
+    previous = learn(lucir, model, 0, context(0, [0, 1, 2, 3, 4]))
+    ctx = context(1, [5], seed=1)
+    lucir.before_context(ContextInfo(1, ctx, previous, lambda e: None))
+    features = torch.nn.functional.normalize(model.features(ctx.x_train), dim=1).mean(0)
+    assert torch.allclose(model.head.weight[5], torch.nn.functional.normalize(features, dim=0), atol=1e-6)
+    # with the model equal to the previous one, the less-forget term is 0: the loss is CE + ranking
+    info = ContextInfo(1, ctx, copy.deepcopy(model).eval(), lambda e: None)
+    detector = HostSyncs()
+    with detector:
+        lucir.loss(Batch(ctx.x_train, ctx.y_train, 1), info).backward()
+    assert detector.calls == []
+
+
+# --- DER ------------------------------------------------------------------------------------------------------
+
+
+def test_der_freezes_the_old_extractors_and_grows_its_features():
+    der, model = tiny("der-expand", "method.memory_total=20")
+    assert model.features(torch.rand(2, 1, 8, 8)).shape == (2, 32)
+    learn(der, model, 0, context(0, [0, 1, 2, 3, 4]))
+    first = copy.deepcopy(model.extractors[0].state_dict())
+    learn(der, model, 1, context(1, [5], seed=1))
+    assert model.features(torch.rand(2, 1, 8, 8)).shape == (2, 64)  # one extractor more
+    assert all(torch.equal(v, model.extractors[0].state_dict()[k]) for k, v in first.items())  # frozen
+    assert not any(p.requires_grad for p in model.extractors[0].parameters())
+    assert any(not torch.equal(v, model.extractors[1].state_dict()[k]) for k, v in first.items())  # the new one learned
+    learn(der, model, 2, context(2, [6], seed=2))
+    assert model.features(torch.rand(2, 1, 8, 8)).shape == (2, 96)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_der_aux_classifier_sees_the_old_classes_as_one():
+    der, model = tiny("der-expand", "method.memory_total=20")
+    previous = learn(der, model, 0, context(0, [0, 1, 2, 3, 4]))
+    ctx = context(1, [5], seed=1)
+    info = ContextInfo(1, ctx, previous, lambda e: None)
+    der.before_context(info)
+    model.aux.weight.grad = None
+    der.loss(Batch(ctx.x_train, ctx.y_train, 1), info).backward()
+    assert model.aux.weight.grad[:2].abs().sum() > 0 and model.aux.weight.grad[2:].abs().sum() == 0  # old, new
+
+
+# --- short runs on digits -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["bic", "lucir", "der-expand"])
+def test_each_family_trains_end_to_end_on_b5_1_and_keeps_more_than_fine_tuning(method):
+    record = b5_run(method)
+    assert len(record["acc_matrix"]) == 6
+    assert record["metrics"]["final_avg_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.2
