@@ -316,6 +316,9 @@ class BiCParams(ExemplarParams):
     temperature: float = Field(2.0, gt=0, description="Distillation temperature T.")
     val_share: float = Field(0.1, gt=0, lt=1, description="Share of each class's exemplars held out to fit the "
                              "bias layer (the paper's 9:1 split); the new classes hold out as many samples each.")
+    bias_epochs: int = Field(250, ge=1, le=MAX_ITERATIONS, description="Passes over the held-out samples that fit "
+                             "the bias layer (SGD, momentum 0.9; the rate divided by 10 at 40, 60 and 80%).")
+    bias_lr: float = Field(0.1, gt=0, le=MAX_LR, description="The bias layer's first learning rate.")
 
 
 class LUCIRParams(ExemplarParams):

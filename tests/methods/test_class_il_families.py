@@ -59,6 +59,17 @@ def test_the_bias_layer_fit_undoes_a_known_bias_towards_the_new_classes():
     assert (biased.argmax(1) == y).float().mean() < accuracy - 0.1
 
 
+def test_the_bias_fit_stays_near_the_identity_on_a_separable_held_out_set():
+    """Four samples per class, perfectly separated: the loss has no minimum, and a fit run to convergence sent
+    alpha to hundreds (new classes then never won); the paper's schedule stops at a finite, sensible layer."""
+    y = torch.arange(6).repeat_interleave(4)
+    logits = 5 * torch.nn.functional.one_hot(y, 6).float() + torch.tensor([0, 0, 0, 0, 0, -1.0])
+    alpha, beta = torch.ones(6), torch.zeros(6)
+    a, b = fit_bias(logits, y, old=5, seen=6, alpha=alpha, beta=beta)
+    assert 0.5 < a < 3 and abs(b) < 3
+    assert (corrected(logits, alpha, beta).argmax(1) == y).all()
+
+
 def test_bic_trains_on_the_rest_and_fits_its_bias_layer_on_the_held_out_share_only():
     bic, model = tiny("bic", "method.memory_total=20")
     learn(bic, model, 0, context(0, [0, 1, 2, 3, 4]))
