@@ -32,7 +32,7 @@ from cltui.cli.export import Track, TrackCheckpoints, tracking_line, with_tracki
 from cltui.cli.output import json_text, print_fitted, print_table, runs_dir_flag
 from cltui.cli.show import print_run
 from cltui.tui.state.formats import fmt_headline, fmt_status
-from core.runs.metrics import run_figures
+from core.runs.metrics import memory_mb, run_figures
 from core.runs.paths import StoreError
 from core.runs.store import RunEntry, RunStore
 from core.schema.config import ConfigError, TrainConfig
@@ -282,6 +282,7 @@ COLUMNS: dict[str, Any] = {
     "score": lambda e, d: run_figures(d).score, "device": lambda e, d: dotted(d, "env.device")[1],
     "created": lambda e, d: d.get("created"), "finished": lambda e, d: d.get("finished"),
     "error": lambda e, d: e.error or dotted(d, "error.message")[1],
+    "memory_mb": lambda e, d: memory_mb(d),
 }
 # final_avg_acc: over every context, for a run that trained them all; seen_avg_acc: over the contexts it saw
 METRIC_COLUMNS = ("final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "old_acc", "new_acc", "avg_forgetting", "bwt",

@@ -12,7 +12,7 @@ from rich.table import Table
 from cltui.cli.common import console, escape
 from cltui.cli.output import runs_dir_flag
 from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_pct, stability_text
-from core.runs.metrics import context_name, record_matrix, run_figures
+from core.runs.metrics import context_name, memory_mb, record_matrix, run_figures
 
 
 def acc_matrix_table(record: dict[str, Any]) -> Table:
@@ -66,6 +66,11 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
         console.print(f"[dim]total {fmt_duration(t.get('total_s'))} · train {fmt_duration(t.get('train_s'))} · "
                       f"eval {fmt_duration(t.get('eval_s'))}"
                       + (f" · {rate:,.0f} samples/s" if isinstance(rate, (int, float)) else "") + "[/]")
+    memory = record.get("memory") or {}
+    if memory_mb(record) is not None:
+        parts = [f"{label} {memory[key] / 1e6:.2f}" for key, label in (("network", "network"), ("method", "kept by "
+                 "the method"), ("teacher", "previous model")) if isinstance(memory.get(key), int) and memory[key]]
+        console.print(f"[dim]memory held {memory_mb(record):.2f} MB: {', '.join(parts)}[/]")
     dreams = record.get("dreams") or []
     if dreams:
         flag = runs_dir_flag(run_dir.parent) if run_dir is not None else ""

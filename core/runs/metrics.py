@@ -218,6 +218,16 @@ def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None =
     return metrics
 
 
+def memory_mb(record: dict[str, Any]) -> float | None:
+    """What a run held after its last context, in MB (10^6 bytes): the network, the method's own state (stored
+    samples, importances, generators) and a frozen previous model; None for a record that does not say."""
+    memory = record.get("memory")
+    if not isinstance(memory, dict) or not memory:
+        return None
+    values = [v for v in memory.values() if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+    return sum(values) / 1e6 if values else None
+
+
 def mean_sem(values: Sequence[Any]) -> tuple[float | None, float | None]:
     """Mean and standard error of the mean over the finite numbers among `values` (None, NaN and the rest are no
     figure): (None, None) without one, (x, None) for a single run, whose spread is unknown."""

@@ -132,6 +132,9 @@ class RunRecord(_Open):
     dreams: list[DreamEntry] = []
     error: RunError | None = None
     resumed: list[Resumed] = []
+    # Bytes held after the last context trained: "network" (its parameters and buffers), "method" (what the method
+    # keeps between contexts: stored samples, importances, anchors, generators), "teacher" (a frozen previous model).
+    memory: dict[str, int] = {}
     merge: MergeInfo | None = None  # a merge run (docs/architecture.md, run kinds): its teachers and phases
 
     @field_validator("acc_init", "acc_matrix", "acc_curve")

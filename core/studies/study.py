@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from core.files import slug, write_json_atomic
 from core.runs.lock import pid_alive
-from core.runs.metrics import mean_sem
+from core.runs.metrics import mean_sem, memory_mb
 from core.runs.paths import StoreError, UnsafePathError, child_name, inside, read_bounded
 from core.runs.record import now_iso, read_run_json
 from core.runs.store import RunStore
@@ -275,10 +275,11 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         return json.dumps(rows, indent=2)
     old_new = any("old_acc" in r for r in rows)
     header = ["method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)",
-              *(["old / new classes (%)"] if old_new else []), "time per run (s)", "published (%)"]
+              *(["old / new classes (%)"] if old_new else []), "memory (MB)", "time per run (s)", "published (%)"]
     lines = [[r["method"], f"{r['runs']}/{r['of']}", pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
               pct(r["avg_forgetting"], r["avg_forgetting_sem"]), pct(r["bwt"], r["bwt_sem"]),
-              *([old_new_text(r)] if old_new else []), "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
+              *([old_new_text(r)] if old_new else []), "–" if r.get("memory_mb") is None else f"{r['memory_mb']:.2f}",
+              "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
               "–" if r["published"] is None else f"{r['published']:g}"] for r in rows]
     if fmt == "csv":
         import csv
@@ -288,11 +289,11 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         writer = csv.writer(buffer)
         extra = [f"{key}{sem}" for key in OLD_NEW for sem in ("", "_sem")] if old_new else []
         writer.writerow(["method", "runs", "finished", "final_avg_acc", "final_avg_acc_sem", "avg_forgetting",
-                         "avg_forgetting_sem", "bwt", "bwt_sem", *extra, "time_s", "published"])
+                         "avg_forgetting_sem", "bwt", "bwt_sem", *extra, "memory_mb", "time_s", "published"])
         for r in rows:
             writer.writerow([r["method"], r["of"], r["runs"], r["final_avg_acc"], r["final_avg_acc_sem"],
                              r["avg_forgetting"], r["avg_forgetting_sem"], r["bwt"], r["bwt_sem"],
-                             *(r.get(key) for key in extra), r["time_s"], r["published"]])
+                             *(r.get(key) for key in extra), r.get("memory_mb"), r["time_s"], r["published"]])
         return buffer.getvalue()
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -312,6 +313,7 @@ def table_of(study: dict[str, Any], records: list[dict[str, Any] | None]) -> lis
         for key in ("final_avg_acc", "avg_forgetting", "bwt", *(OLD_NEW if study.get("scenario") == "class" else ())):
             values = [(r.get("metrics") or {}).get(key) for r in done]
             row[key], row[f"{key}_sem"] = mean_sem([v for v in values if v is not None])
+        row["memory_mb"], _ = mean_sem([memory_mb(r) for r in done])
         times = [(r.get("timing") or {}).get("total_s") for r in done]
         times = [t for t in times if isinstance(t, (int, float))]
         row["time_s"] = statistics.mean(times) if times else None

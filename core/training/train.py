@@ -25,7 +25,7 @@ from core.engine.data import BatchSampler, Benchmark, Context, DataError, Stream
 from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
-from core.methods.parts.base import Batch, ContextInfo, Method
+from core.methods.parts.base import Batch, ContextInfo, Method, tensor_bytes
 from core.methods.parts.common import frozen_copy
 from core.runs import threads
 from core.runs.events import (
@@ -296,6 +296,9 @@ class Trainer:
             # On disk before anyone hears of it: the checkpoint (which carries this row too), then run.json.
             # A kill between the two loses nothing: a resume takes the row from the checkpoint.
             self.checkpoint(stage, row, accuracies)
+            self.record.memory = {"network": tensor_bytes(self.model.state_dict()), "method": self.method.held_bytes(),
+                                  "teacher": tensor_bytes(self.previous_model.state_dict()) if self.previous_model
+                                  is not None else 0}
             self.record.context_completed(row, accuracies, dreams=dreams)
             self.record.metrics.update(validation_metrics(self.record))
             self.save()

@@ -165,3 +165,13 @@ def test_each_family_trains_end_to_end_on_b5_1_and_keeps_more_than_fine_tuning(m
     record = b5_run(method)
     assert len(record["acc_matrix"]) == 6
     assert record["metrics"]["final_avg_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.2
+
+
+def test_each_run_says_what_it_holds_so_methods_compare_at_equal_memory():
+    none, bic, der = b5_run("none"), b5_run("bic"), b5_run("der-expand")
+    network = none["memory"]["network"]  # 64-400-400-10 in float32, with no buffers
+    assert network == 4 * (64 * 400 + 400 + 400 * 400 + 400 + 400 * 10 + 10)
+    assert none["memory"]["method"] == 0 and none["memory"]["teacher"] == 0
+    assert bic["memory"]["teacher"] == bic["memory"]["network"]  # the frozen previous model it distils from
+    assert 200 * 64 * 4 <= bic["memory"]["method"] < 2 * 200 * 64 * 4  # 200 exemplars of 8x8, and their labels
+    assert der["memory"]["network"] > 6 * (network - 4 * 4010)  # six extractors by the end, and their classifiers

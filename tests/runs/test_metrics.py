@@ -15,6 +15,7 @@ from core.runs.metrics import (
     final_avg_acc,
     fwt,
     mean_sem,
+    memory_mb,
     old_new,
     run_figures,
     seen_average,
@@ -198,3 +199,9 @@ def test_uneven_contexts_count_by_their_classes():
     assert metrics["old_acc"] == pytest.approx(1.9 / 4) and metrics["new_acc"] == 1.0
     assert metrics["avg_forgetting"] == pytest.approx(((0.9 - 0.5) + (0.8 - 0.4)) / 2)  # per context, unweighted
     assert summarize(acc, once=True)["old_acc"] is None
+
+
+def test_the_memory_a_run_held_is_its_parts_added_in_megabytes():
+    assert memory_mb({"memory": {"network": 1_500_000, "method": 500_000, "teacher": 1_500_000}}) == 3.5
+    assert memory_mb({}) is None and memory_mb({"memory": {}}) is None  # a run of an older cltui
+    assert memory_mb({"memory": {"network": "x", "method": -5, "teacher": True}}) is None  # a damaged record

@@ -65,7 +65,7 @@ from cltui.tui.widgets.header import Header
 from cltui.tui.workers import ReportsWorkerErrors
 from core.runs.events import Event, Progress, from_json
 from core.runs.lock import pid_alive
-from core.runs.metrics import context_name, run_figures
+from core.runs.metrics import context_name, memory_mb, run_figures
 from core.runs.paths import EVENTS, RUN_JSON, WORKER_LOG, StoreError, inside, open_checked
 from core.runs.record import read_run_json
 
@@ -138,6 +138,7 @@ def summary(record: dict[str, Any]) -> Text:
     text.append(f"{fmt_duration(timing.get('total_s'))} ({fmt_duration(timing.get('train_s'))} training, "
                 f"{fmt_duration(timing.get('eval_s'))} eval)"
                 f"{f' · {samples:,.0f} samples/s' if isinstance(samples, (int, float)) else ''} · "
+                f"{'' if (held := memory_mb(record)) is None else f'{held:.2f} MB held · '}"
                 f"{env.get('device', '?')} · started {when(record.get('created'))}", style="dim")
     error = section(record, "error")
     if error and status != "finished":

@@ -136,8 +136,24 @@ class Method(Generic[P]):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    def held_bytes(self) -> int:
+        """Bytes of the tensors the method keeps between contexts (those of its checkpointed state: stored samples,
+        Fisher, anchors, generators...), for comparing methods at equal memory."""
+        return tensor_bytes(self.state_dict())
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in a nest of dicts, lists and tuples (a module's or a method's state)."""
+    if isinstance(value, Tensor):
+        return value.nelement() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
 
 
 METHOD_CLASSES: dict[str, type[Method[Any]]] = {}  # name -> class, filled as the method modules are imported
