@@ -58,6 +58,11 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
     if figures.headline is not None:
         (head, value), *rest = figure_parts(figures)
         console.print(" · ".join([f"{head} [bold]{value}[/]", *(f"{label} {v}" for label, v in rest)]))
+        side = [f"{label} {fmt_pct(value)}%" for label, value in (
+            ("task-IL accuracy of the same network (each context on its own classes)", figures.metrics.get("task_acc")),
+            ("top-5", figures.metrics.get("top5_acc"))) if value is not None]
+        if side:
+            console.print(" · ".join(side))
         stability = stability_text(m, record.get("acc_curve"))
         if stability:
             console.print(stability)

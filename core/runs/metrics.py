@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,7 +192,8 @@ def min_acc(curve: Sequence[Point]) -> float | None:
 
 def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None = None,
               curve: Sequence[Point] | None = None, *, once: bool = False,
-              contexts: int | None = None, weights: Weights = None) -> dict[str, float | None]:
+              contexts: int | None = None, weights: Weights = None,
+              side: Mapping[str, Sequence[Sequence[float]]] | None = None) -> dict[str, float | None]:
     """Every metric of a run; the continual-evaluation ones only for a run that has a curve.
 
     `once`: the run trains one stage over every context (`trains_once`). `contexts`: how many contexts the run
@@ -200,7 +201,9 @@ def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None =
     context would count contexts it never trained, so it is None: `seen_avg_acc`, the average over the
     contexts seen, is its figure (for a run that trained every context the two are equal). `weights`: each
     context's share of the averages (`class_weights`; forgetting and the transfers stay means over contexts).
-    `old_acc` / `new_acc`: the last row's accuracy on the classes of earlier contexts and of the last one trained."""
+    `old_acc` / `new_acc`: the last row's accuracy on the classes of earlier contexts and of the last one trained.
+    `side`: a class-IL run's "task" and "top5" matrices (rows as acc's): `task_acc` and `top5_acc` are their last
+    rows' averages, as `final_avg_acc` (none for a run that ended early, or a matrix short of acc's rows)."""
     complete = once or contexts is None or len(acc) >= contexts
     metrics = {
         "final_avg_acc": final_avg_acc(acc, weights) if complete else None,
@@ -212,6 +215,9 @@ def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None =
     }
     old, new = old_new(acc[-1], len(acc) - 1, weights) if acc and not once else (None, None)
     metrics["old_acc"], metrics["new_acc"] = old, new
+    for key, rows in (side or {}).items():
+        if rows:
+            metrics[f"{key}_acc"] = final_avg_acc(rows, weights) if complete and len(rows) == len(acc) else None
     if curve:
         metrics.update(stability_gap(curve))
         metrics["min_acc"] = min_acc(curve)
@@ -292,9 +298,9 @@ class RunFigures:
         return (None, None) if self.once else old_new(row, stage, self.weights)
 
 
-def record_matrix(record: dict[str, Any]) -> list[list[float]]:
-    """A record's accuracy matrix, the rows that hold figures only."""
-    rows = record.get("acc_matrix")
+def record_matrix(record: dict[str, Any], key: str = "acc_matrix") -> list[list[float]]:
+    """A record's accuracy matrix (or another of its matrices), the rows that hold figures only."""
+    rows = record.get(key)
     if not isinstance(rows, list):
         return []
     out = []
@@ -326,10 +332,11 @@ def run_figures(record: dict[str, Any]) -> RunFigures:
     curve = record.get("acc_curve") if isinstance(record.get("acc_curve"), list) else None
     init = record.get("acc_init") if isinstance(record.get("acc_init"), list) else None
     weights = class_weights(bench)  # shares that do not cover a row are not used (`_mean`)
+    side = {key: record_matrix(record, f"{key}_matrix") for key in ("task", "top5")}
     try:
-        metrics = summarize(matrix, init, curve, once=once, contexts=contexts, weights=weights)
+        metrics = summarize(matrix, init, curve, once=once, contexts=contexts, weights=weights, side=side)
     except (TypeError, ValueError, IndexError):  # a damaged curve or acc_init: the matrix's figures still stand
-        metrics = summarize(matrix, once=once, contexts=contexts, weights=weights)
+        metrics = summarize(matrix, once=once, contexts=contexts, weights=weights, side=side)
     name = bench.get("name")
     return RunFigures(score_name(name if isinstance(name, str) else None), once, len(matrix),
                       contexts, metrics, None if weights is None else tuple(weights))

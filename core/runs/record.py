@@ -135,9 +135,13 @@ class RunRecord(_Open):
     # Bytes held after the last context trained: "network" (its parameters and buffers), "method" (what the method
     # keeps between contexts: stored samples, importances, anchors, generators), "teacher" (a frozen previous model).
     memory: dict[str, int] = {}
+    # Class-IL runs, rows as acc_matrix's: the accuracy with each context's test images scored on its own classes
+    # only (task-IL accuracy of the same network), and top-5 accuracy (with more than ten classes in all).
+    task_matrix: list[list[float]] = []
+    top5_matrix: list[list[float]] = []
     merge: MergeInfo | None = None  # a merge run (docs/architecture.md, run kinds): its teachers and phases
 
-    @field_validator("acc_init", "acc_matrix", "acc_curve")
+    @field_validator("acc_init", "acc_matrix", "acc_curve", "task_matrix", "top5_matrix")
     @classmethod
     def _figures(cls, value: Any, info: ValidationInfo) -> Any:
         """Figures read from disk are shown and averaged: each must be a score this benchmark can give, an
@@ -146,14 +150,14 @@ class RunRecord(_Open):
         regression = isinstance(config, ConfigView) and config.benchmark.get("name") == "sine"
         if value is None:  # acc_init before the first evaluation
             return value
-        rows = value if info.field_name == "acc_matrix" else [value] if info.field_name == "acc_init" else \
-            [point[2] for point in value]
-        if info.field_name == "acc_matrix" and len({len(row) for row in value}) > 1:
+        matrix = info.field_name in ("acc_matrix", "task_matrix", "top5_matrix")
+        rows = value if matrix else [value] if info.field_name == "acc_init" else [point[2] for point in value]
+        if matrix and len({len(row) for row in value}) > 1:
             raise ValueError("acc_matrix: its rows differ in length (each row holds a score for every context)")
         for i, row in enumerate(rows or []):
             for j, figure in enumerate(row):
                 if not (math.isfinite(figure) and figure <= 1 and (regression or figure >= 0)):
-                    where = f"[{i}][{j}]" if info.field_name == "acc_matrix" else f"[{j}]" \
+                    where = f"[{i}][{j}]" if matrix else f"[{j}]" \
                         if info.field_name == "acc_init" else f" point {i}, context {j}"
                     raise ValueError(f"{figure!r} at {info.field_name}{where} is not "
                                      f"{'an R² (finite, at most 1)' if regression else 'an accuracy in [0, 1]'}")
@@ -176,12 +180,17 @@ class RunRecord(_Open):
         self.config, self.env = ConfigView.model_validate(config), env
         self.contexts = self.contexts[:completed]
         self.acc_matrix = self.acc_matrix[:completed]
+        self.task_matrix, self.top5_matrix = self.task_matrix[:completed], self.top5_matrix[:completed]
         self.acc_curve = [p for p in self.acc_curve if p[1] < completed]
         self.dreams = [d for d in self.dreams if d.context < completed]
 
     def context_completed(self, row: ContextRow, accuracies: list[float], extra: dict[str, float | None] | None = None,
-                          dreams: dict[str, Any] | None = None) -> None:
-        """A stage has been trained and evaluated. `extra`: figures beside the matrix's own (validation)."""
+                          dreams: dict[str, Any] | None = None, side: dict[str, list[float]] | None = None) -> None:
+        """A stage has been trained and evaluated. `extra`: figures beside the matrix's own (validation); `side`:
+        the rows of the class-IL side matrices ("task", "top5")."""
+        for key, rows in (("task", self.task_matrix), ("top5", self.top5_matrix)):
+            if side and key in side:
+                rows.append(side[key])
         if dreams is not None:
             self.dreams = [d for d in self.dreams if d.context != row.index] + [DreamEntry.model_validate(dreams)]
         self.contexts.append(row)
@@ -212,11 +221,12 @@ class RunRecord(_Open):
         contexts = self.config.benchmark.get("contexts")
         known = contexts if isinstance(contexts, int) and not isinstance(contexts, bool) else None
         weights = class_weights(self.config.benchmark)
+        side = {"task": self.task_matrix, "top5": self.top5_matrix}
         try:
             return summarize(self.acc_matrix, self.acc_init, self.acc_curve, once=self.trains_jointly, contexts=known,
-                             weights=weights)
+                             weights=weights, side=side)
         except (IndexError, TypeError, ValueError):  # a curve of another shape: the matrix's own figures stand
-            return summarize(self.acc_matrix, once=self.trains_jointly, contexts=known, weights=weights)
+            return summarize(self.acc_matrix, once=self.trains_jointly, contexts=known, weights=weights, side=side)
 
     def terminal_event(self) -> Event | None:
         """The event a follower would have seen for this record's final status (None while running)."""

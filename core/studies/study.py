@@ -254,7 +254,9 @@ def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:
     return table_of(study, run_records(store, study))
 
 
-OLD_NEW = ("old_acc", "new_acc")  # a class-IL study's: the final accuracy on the old and on the newest classes
+# a class-IL study's: the final accuracy on the old and on the newest classes, and the task-IL accuracy of the same
+# networks (each context on its own classes)
+OLD_NEW = ("old_acc", "new_acc", "task_acc")
 
 
 def old_new_text(row: dict[str, Any]) -> str:
@@ -275,10 +277,12 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         return json.dumps(rows, indent=2)
     old_new = any("old_acc" in r for r in rows)
     header = ["method", "runs", "final avg acc (%)", "avg forgetting (%)", "BWT (%)",
-              *(["old / new classes (%)"] if old_new else []), "memory (MB)", "time per run (s)", "published (%)"]
+              *(["old / new classes (%)", "task-IL of the same runs (%)"] if old_new else []), "memory (MB)",
+              "time per run (s)", "published (%)"]
     lines = [[r["method"], f"{r['runs']}/{r['of']}", pct(r["final_avg_acc"], r["final_avg_acc_sem"]),
               pct(r["avg_forgetting"], r["avg_forgetting_sem"]), pct(r["bwt"], r["bwt_sem"]),
-              *([old_new_text(r)] if old_new else []), "–" if r.get("memory_mb") is None else f"{r['memory_mb']:.2f}",
+              *([old_new_text(r), pct(r.get("task_acc"), r.get("task_acc_sem"))] if old_new else []),
+              "–" if r.get("memory_mb") is None else f"{r['memory_mb']:.2f}",
               "–" if r["time_s"] is None else f"{r['time_s']:.1f}",
               "–" if r["published"] is None else f"{r['published']:g}"] for r in rows]
     if fmt == "csv":

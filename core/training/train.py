@@ -136,6 +136,7 @@ class Trainer:
         if t.compile:
             self.model.compile()
         self.previous_model: nn.Module | None = None
+        self.side_rows: dict[str, list[float]] = {}  # the last evaluation's task-aware and top-5 rows (class-IL)
         self.judge: Any = None  # core.training.dreams.DreamJudge, made when a method first dreams
         self.eval_s = 0.0
         self.train_s = 0.0
@@ -209,6 +210,8 @@ class Trainer:
                 self.record.acc_matrix = saved["acc_matrix"]
                 self.record.acc_init = saved["acc_init"]
                 self.record.acc_curve = saved.get("acc_curve", [])
+                self.record.task_matrix = saved.get("task_matrix", [])
+                self.record.top5_matrix = saved.get("top5_matrix", [])
             if len(self.record.acc_matrix) < done:
                 raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} context(s) but {path} "
                                   f"follows context {done - 1}; run.json is untouched")
@@ -299,7 +302,7 @@ class Trainer:
             self.record.memory = {"network": tensor_bytes(self.model.state_dict()), "method": self.method.held_bytes(),
                                   "teacher": tensor_bytes(self.previous_model.state_dict()) if self.previous_model
                                   is not None else 0}
-            self.record.context_completed(row, accuracies, dreams=dreams)
+            self.record.context_completed(row, accuracies, dreams=dreams, side=self.side_rows)
             self.record.metrics.update(validation_metrics(self.record))
             self.save()
             if dreams is not None:
@@ -431,22 +434,36 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         bs = self.config.train.eval_batch_size
-        sums, counts = [], []
+        side = self.scenario.kind == "class" and not self.config.benchmark.regression  # task-aware, top-5
+        top5 = side and self.scenario.total_classes > 10
+        sums, side_sums, counts = [], [], []
         for context in self.benchmark.contexts:
             self.check_stop()  # between contexts: a slow evaluation (a ResNet on a CPU) stays stoppable
             total = torch.zeros(3, device=self.device)
+            hits = torch.zeros(2, device=self.device)  # on the context's own classes; in the top 5
+            lo, hi = self.scenario.labels(context.index)
             for i in range(0, context.x_test.shape[0], bs):
-                x = context.inputs(context.x_test[i : i + bs])
+                x, y = context.inputs(context.x_test[i : i + bs]), context.y_test[i : i + bs]
                 scores = self.method.predict(x, context.index)
                 if scores is None:
                     scores = self.model(x)
-                view = self.scenario.eval_view(scores, context.y_test[i : i + bs], context.index, trained)
+                view = self.scenario.eval_view(scores, y, context.index, trained)
                 total += self.scenario.tally(*view)
+                if side:
+                    hits[0] += (scores[:, lo:hi].argmax(1) == y - lo).sum()
+                if top5:
+                    best = view[0].topk(min(5, view[0].shape[1]), dim=1).indices
+                    hits[1] += (best == view[1].unsqueeze(1)).any(1).sum()
             sums.append(total)
+            side_sums.append(hits)
             counts.append(context.x_test.shape[0])
         accuracies = [
             round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts, strict=False)
         ]
+        if stage is not None and side:  # one read for the side rows too
+            per = [[round(h / max(n, 1), 6) for h in row] for row, n in
+                   zip(torch.stack(side_sums).tolist(), counts, strict=True)]
+            self.side_rows = {"task": [p[0] for p in per], **({"top5": [p[1] for p in per]} if top5 else {})}
         self.model.train(was_training)
         seconds = time.monotonic() - start
         self.eval_s += seconds
@@ -500,6 +517,10 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
             "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],
                        "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init,
+                       "task_matrix": self.record.task_matrix + ([self.side_rows["task"]] if "task" in
+                                                                 self.side_rows else []),
+                       "top5_matrix": self.record.top5_matrix + ([self.side_rows["top5"]] if "top5" in
+                                                                 self.side_rows else []),
                        "acc_curve": [list(p) for p in self.record.acc_curve]},
         }
         if self.device.type == "cuda":

@@ -200,9 +200,12 @@ def test_run_json_follows_schema_1(class_none):
     assert len(data["acc_matrix"]) == 5 and all(0 <= a <= 1 for row in data["acc_matrix"] for a in row)
 
     m = data["metrics"]
-    assert set(m) == METRIC_KEYS
+    assert set(m) == METRIC_KEYS | {"task_acc"}  # class-IL: the same network's task-IL accuracy too
     last = data["acc_matrix"][-1]
     assert m["final_avg_acc"] == pytest.approx(sum(last) / 5)
+    assert len(data["task_matrix"]) == 5 and m["task_acc"] == pytest.approx(sum(data["task_matrix"][-1]) / 5)
+    assert data["top5_matrix"] == []  # ten classes: no top-5
+    assert data["memory"]["network"] > 0 and data["memory"]["method"] == data["memory"]["teacher"] == 0
     t = data["timing"]
     assert {"total_s", "train_s", "eval_s", "samples_per_s"} <= t.keys()
     assert 0 < t["train_s"] <= t["total_s"] and t["eval_s"] >= 0

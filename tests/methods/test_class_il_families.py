@@ -12,6 +12,9 @@ import torch
 from core.methods.bic import corrected, fit_bias
 from core.methods.lucir import CosineLinear, margin_ranking
 from core.methods.parts.base import Batch, ContextInfo
+from core.schema.presets import build_config
+from core.training import run
+from tests.helpers.data import make_cifar100, vouch
 from tests.methods.test_class_il import HostSyncs, b5_run, context, tiny
 
 
@@ -175,3 +178,32 @@ def test_each_run_says_what_it_holds_so_methods_compare_at_equal_memory():
     assert bic["memory"]["teacher"] == bic["memory"]["network"]  # the frozen previous model it distils from
     assert 200 * 64 * 4 <= bic["memory"]["method"] < 2 * 200 * 64 * 4  # 200 exemplars of 8x8, and their labels
     assert der["memory"]["network"] > 6 * (network - 4 * 4010)  # six extractors by the end, and their classifiers
+
+
+# --- the side figures of one class-IL run ---------------------------------------------------------------------
+
+
+def test_a_class_il_run_also_scores_each_context_on_its_own_classes():
+    """Restricting the outputs to a context's own classes can only help: where class-IL is right, task-IL is; and
+    for fine-tuning, which predicts only its last classes, the restriction is worth far more."""
+    for method in ("none", "bic"):
+        record = b5_run(method)
+        acc, task = record["acc_matrix"], record["task_matrix"]
+        assert len(task) == len(acc) == 6 and "top5_matrix" not in record or record["top5_matrix"] == []
+        assert all(t >= a - 1e-9 for row_a, row_t in zip(acc, task) for a, t in zip(row_a, row_t))
+        assert record["metrics"]["task_acc"] >= record["metrics"]["final_avg_acc"]
+    assert b5_run("none")["metrics"]["task_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.3
+
+
+def test_top5_is_scored_where_there_are_more_than_ten_classes(tmp_path, monkeypatch):
+    make_cifar100(tmp_path, per_class_train=2, per_class_test=2)
+    vouch(monkeypatch, tmp_path)
+    cfg = build_config("cifar100-b50-10", method="wa", device="cpu", overrides=[
+        f"benchmark.data_dir={tmp_path}", "benchmark.contexts=2", "model.kind=mlp", "model.hidden=[16]",
+        "train.iterations=3", "benchmark.augment=false"])
+    (tmp_path / "run").mkdir()
+    record = run(cfg, tmp_path / "run")
+    assert record["status"] == "finished", record["error"]
+    acc, top5 = record["acc_matrix"], record["top5_matrix"]
+    assert len(top5) == 2 and all(t >= a for row_a, row_t in zip(acc, top5) for a, t in zip(row_a, row_t))
+    assert record["metrics"]["top5_acc"] is not None and record["metrics"]["task_acc"] is not None

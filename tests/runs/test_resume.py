@@ -42,6 +42,7 @@ def test_a_run_stopped_after_context_2_and_resumed_matches_the_uninterrupted_run
     resumed = run(cfg, stopped_dir, resume=True)
     assert resumed["status"] == "finished", resumed["error"]
     assert resumed["acc_matrix"] == whole["acc_matrix"]
+    assert resumed["task_matrix"] == whole["task_matrix"]  # class-IL's side figures, [] elsewhere
     assert [c["final_loss"] for c in resumed["contexts"]] == [c["final_loss"] for c in whole["contexts"]]
     assert resumed["resumed"][0]["status"] == "cancelled" and resumed["created"] == stopped["created"]
 
@@ -79,3 +80,16 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         out = cli.invoke(app, ["run", *args, "--runs-dir", str(runs)])
         assert out.exit_code == 2 and expect in out.output and "Traceback" not in out.output, (args, out.output)
     assert json.loads((finished / "run.json").read_text())["status"] == "finished"  # untouched
+
+
+@pytest.mark.parametrize("method", ["bic", "lucir", "der-expand"])
+def test_the_class_il_families_resume_exactly_after_context_2(method, tmp_path):
+    """BiC's bias layers, LUCIR's cosine head and DER's extractors in use come back from the checkpoint."""
+    cfg = build_config("split-digits-b5-1", method=method, device="cpu", overrides=TINY)
+    whole = run(cfg, fresh(tmp_path, "whole"))
+    emit, should_stop = stop_after(2)
+    stopped_dir = fresh(tmp_path, "stopped")
+    assert run(cfg, stopped_dir, emit=emit, should_stop=should_stop)["status"] == "cancelled"
+    resumed = run(cfg, stopped_dir, resume=True)
+    assert resumed["status"] == "finished", resumed["error"]
+    assert resumed["acc_matrix"] == whole["acc_matrix"] and resumed["task_matrix"] == whole["task_matrix"]

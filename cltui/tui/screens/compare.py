@@ -54,10 +54,11 @@ from core.schema.config import flat_config
 # (column, metric key, higher is better); BWT and FWT are signed percentage points.
 METRICS = (("final acc %", "final_avg_acc", True), ("avg inc %", "avg_incremental_acc", True),
            ("forget %", "avg_forgetting", False), ("BWT", "bwt", True), ("FWT", "fwt", True),
-           ("old %", "old_acc", True), ("new %", "new_acc", True))  # the last row on the old / newest classes
-PERCENT = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting", "old_acc", "new_acc")
+           ("old %", "old_acc", True), ("new %", "new_acc", True),  # the last row on the old / newest classes
+           ("task %", "task_acc", True))  # class-IL: the same network's task-IL accuracy
+PERCENT = ("final_avg_acc", "avg_incremental_acc", "avg_forgetting", "old_acc", "new_acc", "task_acc")
 NARROW_DROPS = ("avg_incremental_acc", "fwt")  # left out under 100 columns
-WIDE_ONLY = ("old_acc", "new_acc")  # shown from 120 columns (the detail's matrix has them per context)
+WIDE_ONLY = ("old_acc", "new_acc", "task_acc")  # shown from 120 columns (the detail's matrix has them per context)
 NARROW_BASELINE_DROPS = ("bwt",)  # and with a baseline, for its differences (and the duration)
 DELTAS = {"final_avg_acc": "Δ final", "avg_forgetting": "Δ forget"}  # the columns of differences to a baseline
 TABLE_SHARE = 0.45  # of the screen's height that the table may take (cltui.tcss: CompareScreen #table)
