@@ -190,7 +190,8 @@ def test_a_class_il_run_also_scores_each_context_on_its_own_classes():
         record = b5_run(method)
         acc, task = record["acc_matrix"], record["task_matrix"]
         assert len(task) == len(acc) == 6 and "top5_matrix" not in record or record["top5_matrix"] == []
-        assert all(t >= a - 1e-9 for row_a, row_t in zip(acc, task) for a, t in zip(row_a, row_t))
+        assert all(t >= a - 1e-9 for row_a, row_t in zip(acc, task, strict=True)
+                   for a, t in zip(row_a, row_t, strict=True))
         assert record["metrics"]["task_acc"] >= record["metrics"]["final_avg_acc"]
     assert b5_run("none")["metrics"]["task_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.3
 
@@ -205,5 +206,6 @@ def test_top5_is_scored_where_there_are_more_than_ten_classes(tmp_path, monkeypa
     record = run(cfg, tmp_path / "run")
     assert record["status"] == "finished", record["error"]
     acc, top5 = record["acc_matrix"], record["top5_matrix"]
-    assert len(top5) == 2 and all(t >= a for row_a, row_t in zip(acc, top5) for a, t in zip(row_a, row_t))
+    assert len(top5) == 2 and all(t >= a for row_a, row_t in zip(acc, top5, strict=True)
+                                  for a, t in zip(row_a, row_t, strict=True))
     assert record["metrics"]["top5_acc"] is not None and record["metrics"]["task_acc"] is not None
