@@ -41,9 +41,10 @@ TINY.update({m: ["method.verifier_iterations=3", "method.reverse_iterations=2", 
                  "method.export_per_class=1"] for m in ("gan-finetune", "gan-ewc", "mergan-jtr", "mergan-ra")})
 PRESET = {"deepinversion": "split-digits-dfcil", "abd": "split-digits-dfcil"}
 # the class-IL papers' methods: their preset sets the total memory they share
-CLASS_IL = ("icarl", "wa", "bic", "lucir", "der-expand", "gdumb", "er-ace")
+CLASS_IL = ("icarl", "wa", "bic", "lucir", "podnet", "der-expand", "gdumb", "er-ace")
 PRESET.update({m: "split-digits-b5-1" for m in CLASS_IL})
 TINY["gdumb"] = ["method.epochs=1"]
+TINY["podnet"] = ["model.kind=resnet20", "method.memory_total=200", "method.finetune_epochs=1"]
 QUICK_METHODS = ("none", "ewc", "er", "lwf", "icarl")
 
 
@@ -105,7 +106,8 @@ def cifar100_run(method: str, device: str, data: Path) -> Callable[[], str]:
             make_cifar100(data, per_class_train=4, per_class_test=2)
         os.environ[CHECKSUMS_ENV] = str(manifest_path(data))  # the files made here are vouched for, no others
         config = build_config("cifar100-b50-10", method=method, device=device,
-                              overrides=[*FEW, *TINY.get(method, []), f"benchmark.data_dir={data}"])
+                              overrides=[*FEW, *(o for o in TINY.get(method, []) if not o.startswith(("model.",
+                                         "method.memory_total"))), f"benchmark.data_dir={data}"])  # the preset's
         record = run(config, Path(tempfile.mkdtemp(prefix=f"gpu-check-cifar-{method}-")))
         if record["status"] != "finished":
             raise RuntimeError(record["error"]["message"] if isinstance(record["error"], dict) else record["error"])

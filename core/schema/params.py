@@ -51,6 +51,7 @@ class RunConfig(Protocol):
     def head_size(self) -> int: ...
 
 METHOD_PARAMS: dict[str, type[MethodParams]] = {}
+RESNETS = ("resnet20", "resnet32", "resnet56", "resnet18-reduced")  # the models with stages (core/engine/models.py)
 
 
 class MethodParams(Section):
@@ -333,6 +334,30 @@ class LUCIRParams(ExemplarParams):
                                 "class's sample, each ranked below its true class by the margin.")
     sigma: float | None = Field(None, gt=0, description="A fixed scale σ of the cosine logits (none: σ is learned "
                                 "from 1, as in the paper).")
+
+
+class PODNetParams(ExemplarParams):
+    """PODNet: pooled-output distillation of every ResNet stage's spatial features and of the embedding, and a
+    local similarity classifier of several proxies per class with an NCA loss."""
+
+    name: Literal["podnet"] = "podnet"
+    summary: ClassVar[str] = "pooled outputs distillation, local similarity classifier (exemplars; ResNets)"
+    lambda_spatial: float = Field(3.0, ge=0, description="Weight λ_c of POD-spatial over the stages (CIFAR: 3).")
+    lambda_flat: float = Field(1.0, ge=0, description="Weight λ_f of POD-flat on the embedding.")
+    proxies: int = Field(10, ge=1, le=100, description="Proxies K per class of the local similarity classifier.")
+    margin: float = Field(0.6, ge=0, description="Margin δ of the NCA loss.")
+    eta: float | None = Field(10.0, gt=0, description="Scale η of the classifier's similarities, fixed (none: learned "
+                              "from 1, as the paper; on digits the NCA hinge drove it below 0 and every class was "
+                              "lost).")
+    finetune_epochs: int = Field(20, ge=0, le=MAX_ITERATIONS, description="Passes of the class-balanced "
+                                 "finetuning of the classifier on the exemplars after each context (0: none).")
+    finetune_lr: float = Field(0.05, gt=0, le=MAX_LR, description="Its learning rate (SGD, momentum 0.9).")
+
+    def resolve(self, config: RunConfig) -> None:
+        if config.model.kind not in RESNETS:
+            raise ValueError(f"model.kind: podnet pools the spatial outputs of a ResNet's stages; use one of "
+                             f"{', '.join(RESNETS)} (this is {config.model.kind})")
+        super().resolve(config)
 
 
 class DERExpandParams(ExemplarParams):

@@ -12,6 +12,8 @@ import torch
 from core.methods.bic import corrected, fit_bias
 from core.methods.lucir import CosineLinear, margin_ranking
 from core.methods.parts.base import Batch, ContextInfo
+from core.methods.podnet import LocalSimilarity, nca_loss, pod_spatial
+from core.schema.config import ConfigError
 from core.schema.presets import build_config
 from core.training import run
 from tests.helpers.data import make_cifar100, vouch
@@ -209,3 +211,48 @@ def test_top5_is_scored_where_there_are_more_than_ten_classes(tmp_path, monkeypa
     assert len(top5) == 2 and all(t >= a for row_a, row_t in zip(acc, top5, strict=True)
                                   for a, t in zip(row_a, row_t, strict=True))
     assert record["metrics"]["top5_acc"] is not None and record["metrics"]["task_acc"] is not None
+
+
+# --- PODNet ---------------------------------------------------------------------------------------------------
+
+
+def test_the_local_similarity_classifier_scores_within_plus_minus_eta():
+    head = LocalSimilarity(7, classes=4, proxies=3, eta=5.0)
+    assert not head.eta.requires_grad and LocalSimilarity(7, 4, 3).eta.requires_grad  # fixed, or learned
+    logits = head(50 * torch.randn(32, 7))
+    assert logits.shape == (32, 4) and logits.abs().max() <= 5.0 + 1e-5
+    # one proxy aligned with the input: its class scores near the top of the range whatever the other proxies say
+    x = torch.randn(1, 7)
+    with torch.no_grad():
+        head.weight[0] = x[0]
+    assert head.similarity(x)[0, 0] > 0.3
+
+
+def test_the_nca_loss_is_zero_once_the_true_class_leads_by_more_than_the_margin():
+    eta = torch.tensor(10.0)
+    y = torch.tensor([0])
+    assert nca_loss(torch.tensor([[0.9, -1.0, -1.0]]), y, eta, margin=0.6).item() == 0.0  # far ahead: no loss
+    near = nca_loss(torch.tensor([[0.5, 0.2, -1.0]]), y, eta, margin=0.6).item()  # ahead, within the margin
+    assert near > 0
+    assert nca_loss(torch.tensor([[0.5, 0.2, -1.0]]), y, eta, margin=0.0).item() < near
+
+
+def test_pod_spatial_is_zero_for_the_same_features_and_sees_where_activations_move():
+    h = torch.rand(2, 3, 4, 4)
+    assert pod_spatial([h], [h.clone()]).item() == 0.0
+    moved = h.clone()
+    moved[:, :, 0, :] += 1.0  # more activation in the top row: the pooling over the width sees it
+    assert pod_spatial([h], [moved]).item() > 0.05
+    assert pod_spatial([h], [2 * h]).item() < 1e-6  # a uniform rescaling is normalised away
+
+
+def test_podnet_asks_for_a_resnet_in_one_line():
+    with pytest.raises(ConfigError) as caught:
+        build_config("split-digits-b5-1", method="podnet")
+    assert caught.value.field == "model.kind" and "resnet32" in str(caught.value)
+
+
+def test_podnet_trains_end_to_end_on_a_resnet_and_keeps_more_than_fine_tuning():
+    record = b5_run("podnet", "model.kind=resnet20", "method.memory_total=200", "train.iterations=20")
+    assert len(record["acc_matrix"]) == 6
+    assert record["metrics"]["final_avg_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.1

@@ -82,10 +82,13 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
     assert json.loads((finished / "run.json").read_text())["status"] == "finished"  # untouched
 
 
-@pytest.mark.parametrize("method", ["bic", "lucir", "der-expand"])
-def test_the_class_il_families_resume_exactly_after_context_2(method, tmp_path):
-    """BiC's bias layers, LUCIR's cosine head and DER's extractors in use come back from the checkpoint."""
-    cfg = build_config("split-digits-b5-1", method=method, device="cpu", overrides=TINY)
+@pytest.mark.parametrize(("method", "overrides"), [("bic", []), ("lucir", []), ("der-expand", []),
+                                                  ("podnet", ["model.kind=resnet20", "method.memory_total=200",
+                                                              "train.iterations=10"])])
+def test_the_class_il_families_resume_exactly_after_context_2(method, overrides, tmp_path):
+    """BiC's bias layers, LUCIR's cosine head, DER's extractors in use and PODNet's classifier come back from the
+    checkpoint."""
+    cfg = build_config("split-digits-b5-1", method=method, device="cpu", overrides=[*TINY, *overrides])
     whole = run(cfg, fresh(tmp_path, "whole"))
     emit, should_stop = stop_after(2)
     stopped_dir = fresh(tmp_path, "stopped")
