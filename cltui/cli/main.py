@@ -286,7 +286,7 @@ COLUMNS: dict[str, Any] = {
 }
 # final_avg_acc: over every context, for a run that trained them all; seen_avg_acc: over the contexts it saw
 METRIC_COLUMNS = ("final_avg_acc", "seen_avg_acc", "avg_incremental_acc", "old_acc", "new_acc", "task_acc", "top5_acc",
-                  "avg_forgetting", "bwt", "fwt")
+                  "nme_acc", "cnn_acc", "avg_forgetting", "bwt", "fwt")
 TIMING_COLUMNS = ("total_s", "train_s", "eval_s", "samples_per_s")
 DEFAULT_COLUMNS = ("id,preset,method,scenario,seed,status,trained,score,final_avg_acc,seen_avg_acc,avg_forgetting,"
                    "total_s")

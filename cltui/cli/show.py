@@ -60,7 +60,8 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
         console.print(" · ".join([f"{head} [bold]{value}[/]", *(f"{label} {v}" for label, v in rest)]))
         side = [f"{label} {fmt_pct(value)}%" for label, value in (
             ("task-IL accuracy of the same network (each context on its own classes)", figures.metrics.get("task_acc")),
-            ("top-5", figures.metrics.get("top5_acc"))) if value is not None]
+            ("top-5", figures.metrics.get("top5_acc")), ("nearest mean of exemplars", figures.metrics.get("nme_acc")),
+            ("the network's logits (CNN)", figures.metrics.get("cnn_acc"))) if value is not None]
         if side:
             console.print(" · ".join(side))
         stability = stability_text(m, record.get("acc_curve"))

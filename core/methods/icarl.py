@@ -11,7 +11,6 @@ samples instead, the classic ablation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,7 +18,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.methods.parts.base import Batch, ContextInfo, Method
-from core.methods.parts.buffer import buffer_for, classes_of, eval_features, store_exemplars, union_batch
+from core.methods.parts.buffer import (
+    buffer_for,
+    classes_of,
+    exemplar_means,
+    nearest_mean_scores,
+    store_exemplars,
+    union_batch,
+)
 from core.methods.parts.distill import sigmoid_targets
 from core.schema.params import ICaRLParams
 
@@ -66,27 +72,16 @@ class ICaRL(Method[ICaRLParams]):
                 progress(0)
 
             store_exemplars(self.buffer, self.model, context, self.params.selection, self.generator, working)
-            self.class_means = self.exemplar_means(step=working)
+            self.class_means = exemplar_means(self.model, self.buffer, self.scenario.head_size, step=working)
             progress(len(classes))
-
-    def exemplar_means(self, step: Callable[[], None] = lambda: None) -> Tensor:
-        """Mean of each class's L2-normalised exemplar features, normalised again (iCaRL's class prototypes)."""
-        assert self.buffer.x is not None and self.buffer.y is not None
-        feats = F.normalize(eval_features(self.model, self.buffer.x, step=step), dim=1)
-        head = self.scenario.head_size
-        sums = torch.zeros(head, feats.shape[1], device=feats.device).index_add_(0, self.buffer.y, feats)
-        counts = torch.zeros(head, device=feats.device).index_add_(0, self.buffer.y, torch.ones_like(self.buffer.y,
-                                                                                              dtype=feats.dtype))
-        means = F.normalize(sums / counts.clamp_min(1).unsqueeze(1), dim=1)
-        return means.masked_fill((counts == 0).unsqueeze(1), float("nan"))
 
     def predict(self, x: Tensor, context: int) -> Tensor | None:
         if self.class_means is None:
             return None  # untrained: fall back to the logits
-        feats = F.normalize(self.model.features(x), dim=1)
-        distance = torch.cdist(feats, self.class_means.nan_to_num(0.0)).square()
-        missing = torch.isnan(self.class_means[:, 0])
-        return (-distance).masked_fill(missing.unsqueeze(0), float("-inf"))
+        return nearest_mean_scores(self.model.features(x), self.class_means)
+
+    def side_scores(self, x: Tensor, context: int) -> dict[str, Tensor]:
+        return {"cnn": self.model(x)}  # its own rule is the nearest mean: the network's logits are the other
 
     def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state_dict(), "generator": self.generator.get_state(),

@@ -28,6 +28,9 @@ from typing import Any
 # Methods that train one stage over every context's data: their single row is "all", and every context counts
 # as seen. The only place this is decided.
 ONE_STAGE_METHODS = ("joint", "merge")
+# A class-IL run's other figures of the same evaluations, each a matrix beside acc_matrix (`<key>_matrix` in
+# run.json) and a final average (`<key>_acc`): task-aware, top-5, nearest mean of exemplars, the network's logits.
+SIDE_MATRICES = ("task", "top5", "nme", "cnn")
 
 
 def trains_once(method: str | None) -> bool:
@@ -202,8 +205,8 @@ def summarize(acc: Sequence[Sequence[float]], acc_init: Sequence[float] | None =
     contexts seen, is its figure (for a run that trained every context the two are equal). `weights`: each
     context's share of the averages (`class_weights`; forgetting and the transfers stay means over contexts).
     `old_acc` / `new_acc`: the last row's accuracy on the classes of earlier contexts and of the last one trained.
-    `side`: a class-IL run's "task" and "top5" matrices (rows as acc's): `task_acc` and `top5_acc` are their last
-    rows' averages, as `final_avg_acc` (none for a run that ended early, or a matrix short of acc's rows)."""
+    `side`: a class-IL run's side matrices (SIDE_MATRICES, rows as acc's): `task_acc`, `top5_acc`, ... are their
+    last rows' averages, as `final_avg_acc` (none for a run that ended early, or a matrix short of acc's rows)."""
     complete = once or contexts is None or len(acc) >= contexts
     metrics = {
         "final_avg_acc": final_avg_acc(acc, weights) if complete else None,
@@ -332,7 +335,7 @@ def run_figures(record: dict[str, Any]) -> RunFigures:
     curve = record.get("acc_curve") if isinstance(record.get("acc_curve"), list) else None
     init = record.get("acc_init") if isinstance(record.get("acc_init"), list) else None
     weights = class_weights(bench)  # shares that do not cover a row are not used (`_mean`)
-    side = {key: record_matrix(record, f"{key}_matrix") for key in ("task", "top5")}
+    side = {key: record_matrix(record, f"{key}_matrix") for key in SIDE_MATRICES}
     try:
         metrics = summarize(matrix, init, curve, once=once, contexts=contexts, weights=weights, side=side)
     except (TypeError, ValueError, IndexError):  # a damaged curve or acc_init: the matrix's figures still stand

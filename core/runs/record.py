@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from core.files import write_json_atomic
 from core.runs.events import Event, RunCancelled, RunFailed, RunFinished
-from core.runs.metrics import class_weights, summarize, trains_once
+from core.runs.metrics import SIDE_MATRICES, class_weights, summarize, trains_once
 from core.runs.paths import RUN_JSON, StoreError, inside, read_bounded
 
 SCHEMA = 1
@@ -135,13 +135,17 @@ class RunRecord(_Open):
     # Bytes held after the last context trained: "network" (its parameters and buffers), "method" (what the method
     # keeps between contexts: stored samples, importances, anchors, generators), "teacher" (a frozen previous model).
     memory: dict[str, int] = {}
-    # Class-IL runs, rows as acc_matrix's: the accuracy with each context's test images scored on its own classes
-    # only (task-IL accuracy of the same network), and top-5 accuracy (with more than ten classes in all).
+    # Class-IL runs, rows as acc_matrix's (SIDE_MATRICES): the accuracy with each context's test images scored on its
+    # own classes only (task-IL accuracy of the same network), top-5 accuracy (with more than ten classes in all),
+    # and for the methods that keep exemplars the other rule's: the nearest mean of exemplars, or for iCaRL (whose
+    # rule that is) the network's own logits.
     task_matrix: list[list[float]] = []
     top5_matrix: list[list[float]] = []
+    nme_matrix: list[list[float]] = []
+    cnn_matrix: list[list[float]] = []
     merge: MergeInfo | None = None  # a merge run (docs/architecture.md, run kinds): its teachers and phases
 
-    @field_validator("acc_init", "acc_matrix", "acc_curve", "task_matrix", "top5_matrix")
+    @field_validator("acc_init", "acc_matrix", "acc_curve", "task_matrix", "top5_matrix", "nme_matrix", "cnn_matrix")
     @classmethod
     def _figures(cls, value: Any, info: ValidationInfo) -> Any:
         """Figures read from disk are shown and averaged: each must be a score this benchmark can give, an
@@ -150,7 +154,7 @@ class RunRecord(_Open):
         regression = isinstance(config, ConfigView) and config.benchmark.get("name") == "sine"
         if value is None:  # acc_init before the first evaluation
             return value
-        matrix = info.field_name in ("acc_matrix", "task_matrix", "top5_matrix")
+        matrix = info.field_name == "acc_matrix" or str(info.field_name).removesuffix("_matrix") in SIDE_MATRICES
         rows = value if matrix else [value] if info.field_name == "acc_init" else [point[2] for point in value]
         if matrix and len({len(row) for row in value}) > 1:
             raise ValueError("acc_matrix: its rows differ in length (each row holds a score for every context)")
@@ -180,17 +184,18 @@ class RunRecord(_Open):
         self.config, self.env = ConfigView.model_validate(config), env
         self.contexts = self.contexts[:completed]
         self.acc_matrix = self.acc_matrix[:completed]
-        self.task_matrix, self.top5_matrix = self.task_matrix[:completed], self.top5_matrix[:completed]
+        for key in SIDE_MATRICES:
+            setattr(self, f"{key}_matrix", getattr(self, f"{key}_matrix")[:completed])
         self.acc_curve = [p for p in self.acc_curve if p[1] < completed]
         self.dreams = [d for d in self.dreams if d.context < completed]
 
     def context_completed(self, row: ContextRow, accuracies: list[float], extra: dict[str, float | None] | None = None,
                           dreams: dict[str, Any] | None = None, side: dict[str, list[float]] | None = None) -> None:
         """A stage has been trained and evaluated. `extra`: figures beside the matrix's own (validation); `side`:
-        the rows of the class-IL side matrices ("task", "top5")."""
-        for key, rows in (("task", self.task_matrix), ("top5", self.top5_matrix)):
-            if side and key in side:
-                rows.append(side[key])
+        the rows of the class-IL side matrices (SIDE_MATRICES: "task", "top5", "nme", "cnn")."""
+        for key, figures in (side or {}).items():
+            if key in SIDE_MATRICES:
+                getattr(self, f"{key}_matrix").append(figures)
         if dreams is not None:
             self.dreams = [d for d in self.dreams if d.context != row.index] + [DreamEntry.model_validate(dreams)]
         self.contexts.append(row)
@@ -221,7 +226,7 @@ class RunRecord(_Open):
         contexts = self.config.benchmark.get("contexts")
         known = contexts if isinstance(contexts, int) and not isinstance(contexts, bool) else None
         weights = class_weights(self.config.benchmark)
-        side = {"task": self.task_matrix, "top5": self.top5_matrix}
+        side = {key: getattr(self, f"{key}_matrix") for key in SIDE_MATRICES}
         try:
             return summarize(self.acc_matrix, self.acc_init, self.acc_curve, once=self.trains_jointly, contexts=known,
                              weights=weights, side=side)

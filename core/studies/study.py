@@ -256,7 +256,7 @@ def table(store: RunStore, study: dict[str, Any]) -> list[dict[str, Any]]:
 
 # a class-IL study's: the final accuracy on the old and on the newest classes, and the task-IL accuracy of the same
 # networks (each context on its own classes)
-OLD_NEW = ("old_acc", "new_acc", "task_acc")
+OLD_NEW = ("old_acc", "new_acc", "task_acc", "nme_acc", "cnn_acc")
 
 
 def old_new_text(row: dict[str, Any]) -> str:

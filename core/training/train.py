@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
 from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError
@@ -38,7 +38,7 @@ from core.runs.events import (
     PhaseStarted,
     RunStarted,
 )
-from core.runs.metrics import class_weights, summarize
+from core.runs.metrics import SIDE_MATRICES, class_weights, summarize
 from core.runs.paths import StoreError, check_run_files, inside, open_checked
 from core.runs.record import ContextRow, RunError, RunRecord, read_record, write_record
 from core.runs.store import checkpoint_files
@@ -210,8 +210,8 @@ class Trainer:
                 self.record.acc_matrix = saved["acc_matrix"]
                 self.record.acc_init = saved["acc_init"]
                 self.record.acc_curve = saved.get("acc_curve", [])
-                self.record.task_matrix = saved.get("task_matrix", [])
-                self.record.top5_matrix = saved.get("top5_matrix", [])
+                for key in SIDE_MATRICES:
+                    setattr(self.record, f"{key}_matrix", saved.get(f"{key}_matrix", []))
             if len(self.record.acc_matrix) < done:
                 raise ResumeError(f"--resume: run.json records {len(self.record.acc_matrix)} context(s) but {path} "
                                   f"follows context {done - 1}; run.json is untouched")
@@ -434,13 +434,14 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         bs = self.config.train.eval_batch_size
-        side = self.scenario.kind == "class" and not self.config.benchmark.regression  # task-aware, top-5
+        # class-IL's side figures (core/runs/metrics.py's SIDE_MATRICES): task-aware, top-5, the method's other rule
+        side = stage is not None and self.scenario.kind == "class" and not self.config.benchmark.regression
         top5 = side and self.scenario.total_classes > 10
         sums, side_sums, counts = [], [], []
         for context in self.benchmark.contexts:
             self.check_stop()  # between contexts: a slow evaluation (a ResNet on a CPU) stays stoppable
             total = torch.zeros(3, device=self.device)
-            hits = torch.zeros(2, device=self.device)  # on the context's own classes; in the top 5
+            hits: dict[str, Tensor] = {}  # side figure -> hits on this context, on the device
             lo, hi = self.scenario.labels(context.index)
             for i in range(0, context.x_test.shape[0], bs):
                 x, y = context.inputs(context.x_test[i : i + bs]), context.y_test[i : i + bs]
@@ -449,21 +450,28 @@ class Trainer:
                     scores = self.model(x)
                 view = self.scenario.eval_view(scores, y, context.index, trained)
                 total += self.scenario.tally(*view)
-                if side:
-                    hits[0] += (scores[:, lo:hi].argmax(1) == y - lo).sum()
+                if not side:
+                    continue
+                found = {"task": (scores[:, lo:hi].argmax(1) == y - lo).sum()}
                 if top5:
                     best = view[0].topk(min(5, view[0].shape[1]), dim=1).indices
-                    hits[1] += (best == view[1].unsqueeze(1)).any(1).sum()
+                    found["top5"] = (best == view[1].unsqueeze(1)).any(1).sum()
+                for key, other in self.method.side_scores(x, context.index).items():
+                    found[key] = self.scenario.tally(*self.scenario.eval_view(other, y, context.index, trained))[0]
+                for key, value in found.items():
+                    hits[key] = hits.get(key, 0) + value
             sums.append(total)
             side_sums.append(hits)
             counts.append(context.x_test.shape[0])
         accuracies = [
             round(self.scenario.score(s, n), 6) for s, n in zip(torch.stack(sums).tolist(), counts, strict=False)
         ]
-        if stage is not None and side:  # one read for the side rows too
-            per = [[round(h / max(n, 1), 6) for h in row] for row, n in
-                   zip(torch.stack(side_sums).tolist(), counts, strict=True)]
-            self.side_rows = {"task": [p[0] for p in per], **({"top5": [p[1] for p in per]} if top5 else {})}
+        if side:  # one read for the side rows too
+            keys = list(side_sums[0])
+            table = torch.stack([torch.stack([torch.as_tensor(h[k], dtype=torch.float32, device=self.device)
+                                              for k in keys]) for h in side_sums]).tolist()
+            self.side_rows = {k: [round(row[i] / max(n, 1), 6) for row, n in zip(table, counts, strict=True)]
+                              for i, k in enumerate(keys)}
         self.model.train(was_training)
         seconds = time.monotonic() - start
         self.eval_s += seconds
@@ -517,10 +525,9 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
             "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],
                        "acc_matrix": self.record.acc_matrix + [accuracies], "acc_init": self.record.acc_init,
-                       "task_matrix": self.record.task_matrix + ([self.side_rows["task"]] if "task" in
-                                                                 self.side_rows else []),
-                       "top5_matrix": self.record.top5_matrix + ([self.side_rows["top5"]] if "top5" in
-                                                                 self.side_rows else []),
+                       **{f"{key}_matrix": getattr(self.record, f"{key}_matrix") + ([self.side_rows[key]] if key in
+                                                                                    self.side_rows else [])
+                          for key in SIDE_MATRICES},
                        "acc_curve": [list(p) for p in self.record.acc_curve]},
         }
         if self.device.type == "cuda":

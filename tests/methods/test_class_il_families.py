@@ -256,3 +256,13 @@ def test_podnet_trains_end_to_end_on_a_resnet_and_keeps_more_than_fine_tuning():
     record = b5_run("podnet", "model.kind=resnet20", "method.memory_total=200", "train.iterations=20")
     assert len(record["acc_matrix"]) == 6
     assert record["metrics"]["final_avg_acc"] > b5_run("none")["metrics"]["final_avg_acc"] + 0.1
+
+
+def test_the_methods_that_keep_exemplars_are_also_scored_by_the_other_rule():
+    """WA predicts with its classifier: the nearest mean of its exemplars is scored beside it; iCaRL predicts by the
+    nearest mean: its network's logits are scored beside it. Fine-tuning keeps no exemplars: neither."""
+    wa, icarl, none = b5_run("wa"), b5_run("icarl"), b5_run("none")
+    assert len(wa["nme_matrix"]) == 6 and wa["cnn_matrix"] == [] and wa["metrics"]["nme_acc"] > 0.5
+    assert len(icarl["cnn_matrix"]) == 6 and icarl["nme_matrix"] == [] and icarl["metrics"]["cnn_acc"] > 0.3
+    assert none["nme_matrix"] == none["cnn_matrix"] == [] and "nme_acc" not in none["metrics"]
+    assert wa["nme_matrix"] != wa["acc_matrix"] and icarl["cnn_matrix"] != icarl["acc_matrix"]  # another rule

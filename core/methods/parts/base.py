@@ -129,6 +129,11 @@ class Method(Generic[P]):
         (iCaRL's nearest-mean rule, XdG's masks and separate networks override this)."""
         return None
 
+    def side_scores(self, x: Tensor, context: int) -> dict[str, Tensor]:
+        """Scores by another rule than `predict`'s, evaluated beside it: the nearest mean of exemplars ("nme") for
+        a method that keeps exemplars and predicts with its classifier, the network's logits ("cnn") for iCaRL."""
+        return {}
+
     def take_dreams(self) -> Dreams | None:
         """Images dreamed in the last `after_context` (data-free methods), for the trainer to save and score."""
         return None

@@ -202,6 +202,27 @@ def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
     return {c: members[i][order[i, : min(m, counts[i])]] for i, c in enumerate(classes)}
 
 
+@torch.no_grad()
+def exemplar_means(model: nn.Module, buffer: ReplayBuffer, head: int,
+                   step: Callable[[], None] = lambda: None) -> Tensor:
+    """Mean of each class's L2-normalised exemplar features, normalised again (iCaRL's class prototypes), (head,
+    features); the rows of classes without exemplars are NaN."""
+    assert buffer.x is not None and buffer.y is not None
+    feats = F.normalize(eval_features(model, buffer.x, step=step), dim=1)
+    sums = torch.zeros(head, feats.shape[1], device=feats.device).index_add_(0, buffer.y, feats)
+    ones = torch.ones_like(buffer.y, dtype=feats.dtype)
+    counts = torch.zeros(head, device=feats.device).index_add_(0, buffer.y, ones)
+    means = F.normalize(sums / counts.clamp_min(1).unsqueeze(1), dim=1)
+    return means.masked_fill((counts == 0).unsqueeze(1), float("nan"))
+
+
+def nearest_mean_scores(features: Tensor, means: Tensor) -> Tensor:
+    """The nearest-mean-of-exemplars rule as scores over the head: minus the squared distance of the normalised
+    features to each class mean, -inf for the classes without exemplars."""
+    distance = torch.cdist(F.normalize(features, dim=1), means.nan_to_num(0.0)).square()
+    return (-distance).masked_fill(torch.isnan(means[:, 0]).unsqueeze(0), float("-inf"))
+
+
 def union_batch(buffer: ReplayBuffer, batch: Batch, n_train: int, generator: torch.Generator) -> Batch:
     """The batch as if drawn from the union of the context's `n_train` samples and the stored ones: each sample
     is swapped for a stored one with probability M / (N + M) (sizes known on the host: no sync)."""
@@ -262,6 +283,7 @@ class ExemplarMethod(Method[ExemplarParamsT]):
         super().__init__(*args, **kwargs)
         self.buffer = exemplar_memory(self.params, self.device)
         self.generator = torch.Generator(self.device).manual_seed(self.config.train.seed + self.seed_offset)
+        self.class_means: Tensor | None = None  # for the nearest-mean figure, made at the first evaluation after
 
     def remember(self, info: ContextInfo) -> None:
         """Herd the context's exemplars into the memory (a phase that reports, and so stops, as it goes)."""
@@ -270,6 +292,13 @@ class ExemplarMethod(Method[ExemplarParamsT]):
             store_exemplars(self.buffer, self.model, info.context, self.params.selection, self.generator,
                             lambda: progress(0))
             progress(len(classes))
+        self.class_means = None  # the network changes before the next evaluation (BiC's bias stage, finetuning)
+
+    def side_scores(self, x: Tensor, context: int) -> dict[str, Tensor]:
+        """The nearest mean of exemplars beside the method's own classifier, as iCaRL predicts."""
+        if self.class_means is None:
+            self.class_means = exemplar_means(self.model, self.buffer, self.scenario.head_size)
+        return {"nme": nearest_mean_scores(self.model.features(x), self.class_means)}
 
     def after_context(self, info: ContextInfo) -> None:
         self.remember(info)
