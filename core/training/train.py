@@ -136,7 +136,7 @@ class Trainer:
         if t.compile:
             self.model.compile()
         self.previous_model: nn.Module | None = None
-        self.side_rows: dict[str, list[float]] = {}  # the last evaluation's task-aware and top-5 rows (class-IL)
+        self.side_rows: dict[str, list[float]] = {}  # the last evaluation's side rows (class-IL: SIDE_MATRICES)
         self.judge: Any = None  # core.training.dreams.DreamJudge, made when a method first dreams
         self.eval_s = 0.0
         self.train_s = 0.0

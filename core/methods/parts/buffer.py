@@ -273,9 +273,9 @@ ExemplarParamsT = TypeVar("ExemplarParamsT", bound=ExemplarParams)
 
 class ExemplarMethod(Method[ExemplarParamsT]):
     """The shared base of the class-IL papers' methods that keep exemplars of every class seen (WA, BiC, LUCIR,
-    DER): the class-balanced memory of `memory_total` (`exemplar_memory`), a random stream seeded from the run's
+    PODNet, DER): the class-balanced memory of `memory_total` (`exemplar_memory`), a random stream seeded from the run's
     seed plus the method's `seed_offset`, the exemplars of each context herded into the memory after it
-    (`remember`), and both in checkpoints."""
+    (`remember`), both in checkpoints, and the nearest mean of exemplars as their side figure (`side_scores`)."""
 
     seed_offset: ClassVar[int] = 0
 
@@ -292,7 +292,7 @@ class ExemplarMethod(Method[ExemplarParamsT]):
             store_exemplars(self.buffer, self.model, info.context, self.params.selection, self.generator,
                             lambda: progress(0))
             progress(len(classes))
-        self.class_means = None  # the network changes before the next evaluation (BiC's bias stage, finetuning)
+        self.class_means = None  # the memory and the network changed: made again at the next evaluation
 
     def side_scores(self, x: Tensor, context: int) -> dict[str, Tensor]:
         """The nearest mean of exemplars beside the method's own classifier, as iCaRL predicts."""
