@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.files import slug
 from core.runs.events import Event, from_json, to_json
-from core.runs.lock import run_alive
+from core.runs.lock import LOCK, held_by, run_alive
 from core.runs.paths import (
     EVENTS,
     EVENTS_MAX_BYTES,
@@ -201,6 +201,12 @@ class RunStore:
             data = {}  # a damaged run.json of a run: removing it is what a user wants
             if not _looks_like_run(path):
                 raise StoreError(f"{path} does not look like a cltui run ({e}); not removed") from None
+        # A worker that was told to stop writes "cancelled" and then takes a moment to end: its lock, held until it
+        # has, says so whatever the status reads.
+        holder = held_by(path / LOCK) if os.path.lexists(path / LOCK) else False
+        if holder is not False:
+            raise StoreError(f"run {path.name} still has its worker (pid {holder or '?'}), running or ending; stop it, "
+                             f"or remove the run once it has ended")
         if data.get("status") == "running" and run_alive(path, data.get("pid")):
             raise StoreError(f"run {path.name} is still running (pid {data['pid']}); stop it before removing it")
         shutil.rmtree(path)

@@ -252,3 +252,25 @@ def test_a_stop_after_a_context_trained_says_what_it_dropped(tmp_path, method, p
     message = record["error"]["message"]
     assert "before training started" not in message, message
     assert "context 0 is not kept" in message and "0 completed context(s) are kept" in message, message
+
+
+def test_runs_rm_waits_for_a_worker_that_has_written_cancelled_but_not_yet_ended(tmp_path):
+    """A stopped worker writes "cancelled", then takes a moment to end: while it holds the run's lock, rm refuses
+    (one line, the folder whole); once the lock is free, rm removes the run."""
+    from core.runs.lock import RunLock
+    from core.runs.paths import StoreError
+
+    store = RunStore(tmp_path / "runs")
+    folder = store.new_run_dir("ending")
+    config = tiny_config()
+    record = RunRecord.new(folder.name, config.preset, config.to_dict())
+    record.status = "cancelled"
+    write_record(folder, record)
+    lock = RunLock.of_run(folder).acquire()  # the worker, still alive
+    with pytest.raises(StoreError) as caught:
+        store.remove(folder.name)
+    assert "still has its worker" in str(caught.value) and "\n" not in str(caught.value)
+    assert (folder / "run.json").is_file()
+    lock.release()
+    store.remove(folder.name)
+    assert not folder.exists()
