@@ -27,7 +27,7 @@ def acc_matrix_table(record: dict[str, Any]) -> Table:
         table.add_column(context_name(j, short=True), justify="right")
     table.add_column("avg seen", justify="right", style="bold")
     # class-IL: each row's accuracy on the classes of earlier contexts and on the new context's
-    old_new = record.get("config", {}).get("scenario") == "class" and not figures.once and len(matrix) > 1
+    old_new = figures.old_new_rows
     if old_new:
         table.add_column("old", justify="right")
         table.add_column("new", justify="right")

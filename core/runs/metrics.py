@@ -266,6 +266,7 @@ class RunFigures:
     contexts: int  # contexts the run was to train (1 stage for a run that trains once)
     metrics: dict[str, float | None]
     weights: tuple[float, ...] | None = None  # each context's share of an average (`class_weights`)
+    scenario: str | None = None  # "class", "task" or "domain", as the record's config says
 
     @property
     def complete(self) -> bool:
@@ -276,6 +277,12 @@ class RunFigures:
         """The run's one figure: the final average over every context, or for a run that has not trained every
         context (running, cancelled, failed) the average over the contexts it saw."""
         return self.metrics["final_avg_acc"] if self.complete else self.metrics["seen_avg_acc"]
+
+    @property
+    def old_new_rows(self) -> bool:
+        """Whether the matrix's rows get their old / new classes' accuracy beside them: class-IL, context by
+        context, past the first."""
+        return self.scenario == "class" and not self.once and self.stages > 1
 
     @property
     def seen_only(self) -> bool:
@@ -342,4 +349,5 @@ def run_figures(record: dict[str, Any]) -> RunFigures:
         metrics = summarize(matrix, once=once, contexts=contexts, weights=weights, side=side)
     name = bench.get("name")
     return RunFigures(score_name(name if isinstance(name, str) else None), once, len(matrix),
-                      contexts, metrics, None if weights is None else tuple(weights))
+                      contexts, metrics, None if weights is None else tuple(weights),
+                      config.get("scenario") if isinstance(config.get("scenario"), str) else None)

@@ -216,7 +216,7 @@ def matrix_rows(record: dict[str, Any]) -> tuple[list[Text], list[list[Any]]]:
     figures = run_figures(record)
     joint = figures.once
     # class-IL: each row's accuracy on the classes of earlier contexts and on the new context's
-    old_new = section(record, "config").get("scenario") == "class" and not joint and len(matrix) > 1
+    old_new = figures.old_new_rows
     columns = ["after", "classes", *[context_name(j, short=True) for j in range(n)], "avg seen",
                *(["old", "new"] if old_new else []), "loss", "train"]
     numeric = set(columns[2:])
