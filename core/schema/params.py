@@ -370,6 +370,36 @@ class DERExpandParams(ExemplarParams):
                               "alone tells the new classes apart and from the old ones (one class).")
 
 
+class XDERParams(ExemplarParams):
+    """X-DER: DER++ whose stored logits are kept up to date for the heads learnt after them, with a supervised
+    contrastive consistency on the future heads and hinge constraints between the heads."""
+
+    name: Literal["xder"] = "xder"
+    summary: ClassVar[str] = "eXtended DER: stored logits updated for later heads, head constraints (exemplars)"
+    selection: Literal["herding", "random"] = Field("random", description="How exemplars are chosen (the paper: "
+                                                    "random samples of the context).")
+    alpha: float = Field(0.3, ge=0, description="Weight α of the stored logits' MSE over every head.")
+    beta: float = Field(0.8, ge=0, description="Weight β of the stored labels' cross-entropy over the old heads.")
+    gamma: float = Field(0.85, gt=0, le=1, description="A stored sample's logits of a later head are scaled to at "
+                         "most γ times its true class's logit when they are written.")
+    lambd: float = Field(0.1, ge=0, description="Weight λ of the supervised contrastive consistency on the heads of "
+                         "the contexts still to come.")
+    eta: float = Field(0.1, ge=0, description="Weight η of the two hinge constraints (past heads below the current "
+                       "one, future heads below a sample's own).")
+    margin: float = Field(0.3, ge=0, description="Margin m of the hinge constraints.")
+    views: int = Field(2, ge=2, le=16, description="Augmented views per sample in the consistency loss.")
+    consistency_batch: int = Field(64, ge=1, le=MAX_BATCH, description="Incoming samples (and as many stored) in "
+                                   "the consistency loss.")
+    consistency_temperature: float = Field(5.0, gt=0, description="Temperature of the supervised contrastive loss.")
+
+    def resolve(self, config: RunConfig) -> None:
+        if (config.benchmark.classes_per_context or 0) < 2:  # resolved from the data set by now
+            raise ValueError("benchmark.classes_per_context: xder's loss on the incoming batch runs over the present "
+                             "context's classes only, and with one class it is always 0; use contexts of 2 classes "
+                             "or more (split-digits, split-fashion-mnist, cifar100-b50-10)")
+        super().resolve(config)
+
+
 class GDumbParams(MethodParams):
     """GDumb: a class-balanced greedy memory; before each evaluation the network is trained from scratch on it."""
 

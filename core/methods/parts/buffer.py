@@ -127,7 +127,11 @@ class ReplayBuffer:
     def sample(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
         """n stored samples, uniformly with replacement, as device tensors (no host sync)."""
         assert self.x is not None and self.size > 0
-        idx = torch.randint(0, self.size, (n,), generator=generator, device=self.device)
+        return self.gather(torch.randint(0, self.size, (n,), generator=generator, device=self.device))
+
+    def gather(self, idx: Tensor) -> dict[str, Tensor]:
+        """The stored samples at rows `idx` (a device tensor), as `sample` gives them."""
+        assert self.x is not None
         out = {"x": self.x[idx], "y": self.y[idx], "context": self.context[idx]}  # type: ignore[index]
         if self.logits is not None:
             out["logits"] = self.logits[idx]
@@ -158,18 +162,25 @@ def exemplar_memory(params: Any, device: torch.device) -> ReplayBuffer:
 
 
 @torch.no_grad()
-def eval_features(model: nn.Module, x: Tensor, batch: int = 2048, step: Callable[[], None] = lambda: None) -> Tensor:
-    """The model's features of x in eval mode, `batch` inputs at a time; `step()` after each batch."""
+def eval_outputs(model: nn.Module, x: Tensor, batch: int = 2048, step: Callable[[], None] = lambda: None,
+                 features: bool = False) -> Tensor:
+    """The model's logits (or its features) of x in eval mode, `batch` inputs at a time; `step()` after each batch."""
     was_training = model.training
     model.eval()
+    forward = model.features if features else model
     try:
         parts = []
         for i in range(0, x.shape[0], batch):
-            parts.append(model.features(x[i : i + batch]))
+            parts.append(forward(x[i : i + batch]))
             step()
         return torch.cat(parts)
     finally:
         model.train(was_training)
+
+
+def eval_features(model: nn.Module, x: Tensor, batch: int = 2048, step: Callable[[], None] = lambda: None) -> Tensor:
+    """The model's features of x in eval mode, `batch` inputs at a time; `step()` after each batch."""
+    return eval_outputs(model, x, batch, step, features=True)
 
 
 def herding_order(features: Tensor, labels: Tensor, classes: list[int], m: int,
@@ -253,19 +264,23 @@ def store_context(buffer: ReplayBuffer, context: Context, order: dict[int, Tenso
     buffer.add_classes(context.inputs(context.x_train), context.y_train, ids, order)
 
 
-def store_exemplars(buffer: ReplayBuffer, model: nn.Module, context: Context, selection: str,
-                    generator: torch.Generator, step: Callable[[], None] = lambda: None) -> None:
-    """The exemplars of the context's classes into a class-balanced memory: the first picks of herding in the
-    model's feature space (or random samples), as many as each class may keep once they join; `step()` as
-    herding goes (a stop check)."""
+def exemplar_order(buffer: ReplayBuffer, model: nn.Module, context: Context, selection: str,
+                   generator: torch.Generator, step: Callable[[], None] = lambda: None) -> dict[int, Tensor]:
+    """The order in which the context's classes would give exemplars to a class-balanced memory: the picks of
+    herding in the model's feature space (as many as each class may keep once they join), or a random order;
+    `step()` as herding goes (a stop check)."""
     classes = classes_of(context)
     if selection == "herding":
         features = eval_features(model, context.inputs(context.x_train), step=step)
-        order = herding_order(features, context.y_train, classes, buffer.quota(len(buffer.classes) + len(classes)),
-                              step)
-    else:
-        order = random_order(context.y_train, classes, generator)
-    store_context(buffer, context, order)
+        return herding_order(features, context.y_train, classes, buffer.quota(len(buffer.classes) + len(classes)),
+                             step)
+    return random_order(context.y_train, classes, generator)
+
+
+def store_exemplars(buffer: ReplayBuffer, model: nn.Module, context: Context, selection: str,
+                    generator: torch.Generator, step: Callable[[], None] = lambda: None) -> None:
+    """The exemplars of the context's classes into a class-balanced memory, in `exemplar_order`."""
+    store_context(buffer, context, exemplar_order(buffer, model, context, selection, generator, step))
 
 
 ExemplarParamsT = TypeVar("ExemplarParamsT", bound=ExemplarParams)
