@@ -41,7 +41,7 @@ TINY.update({m: ["method.verifier_iterations=3", "method.reverse_iterations=2", 
                  "method.export_per_class=1"] for m in ("gan-finetune", "gan-ewc", "mergan-jtr", "mergan-ra")})
 PRESET = {"deepinversion": "split-digits-dfcil", "abd": "split-digits-dfcil"}
 # the class-IL papers' methods: their preset sets the total memory they share
-CLASS_IL = ("icarl", "wa", "bic", "lucir", "podnet", "der-expand", "xder", "gdumb", "er-ace")
+CLASS_IL = ("icarl", "wa", "bic", "lucir", "podnet", "der-expand", "xder", "foster", "gdumb", "er-ace")
 PRESET.update({m: "split-digits-b5-1" for m in CLASS_IL})
 PRESET["xder"] = "split-digits"  # its present-head loss needs 2 classes or more per context
 TINY["xder"] = ["method.memory_total=200"]

@@ -370,6 +370,24 @@ class DERExpandParams(ExemplarParams):
                               "alone tells the new classes apart and from the old ones (one class).")
 
 
+class FOSTERParams(ExemplarParams):
+    """FOSTER: each context from the second trains a new extractor beside the frozen one (boosting), then distils
+    the pair back into one extractor (compression)."""
+
+    name: Literal["foster"] = "foster"
+    summary: ClassVar[str] = "feature boosting, then compression back to one extractor (exemplars)"
+    beta1: float = Field(0.96, ge=0, lt=1, description="β of the class weights (effective numbers) that divide the "
+                         "boosting logits.")
+    beta2: float = Field(0.97, ge=0, lt=1, description="β of the class weights of the compression's balanced "
+                         "distillation.")
+    lambda_okd: float = Field(1.0, ge=0, description="Weight of the distillation of the old head's logits while "
+                              "boosting.")
+    temperature: float = Field(2.0, gt=0, description="Distillation temperature T (boosting and compression).")
+    compression_iterations: int | None = Field(
+        None, ge=1, le=MAX_ITERATIONS, description="Steps of the compression after each context from the second "
+        "(none: 130/170 of train.iterations, PyCIL's epochs); the run's optimiser, rate annealed by a cosine.")
+
+
 class XDERParams(ExemplarParams):
     """X-DER: DER++ whose stored logits are kept up to date for the heads learnt after them, with a supervised
     contrastive consistency on the future heads and hinge constraints between the heads."""

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from core.engine.data import BatchSampler, Benchmark, Context, DataError, StreamSampler, augment, build_benchmark
 from core.engine.loop import Cancelled, NonFiniteLoss, ReportTail, StoreWriteError
+from core.engine.optim import build_optimizer
 from core.engine.scenarios import ScenarioView
 from core.methods import method_class
 from core.methods.parts.base import Batch, ContextInfo, Method, tensor_bytes
@@ -231,15 +232,7 @@ class Trainer:
         return done
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        t = self.config.train
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if t.optimizer == "adam":
-            # fused: one kernel for every parameter instead of a loop of small ops per tensor; the same update
-            # (benchmarks/loop_overhead.py: the default loop cost the step 1.21x the fused one on CPU)
-            fused = self.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
-            return torch.optim.Adam(params, lr=t.lr, betas=(0.9, 0.999), weight_decay=t.weight_decay,
-                                    fused=fused or None)
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        return build_optimizer(self.model.parameters(), self.config.train, self.device)
 
     def save(self) -> None:
         try:
