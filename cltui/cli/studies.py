@@ -338,7 +338,7 @@ def _execute(console, store: RunStore, study: dict[str, Any], configs: list, job
     studies.save(store, study)
     summed = sum(r["timing"].get("total_s") or 0 for r in records if r and r.get("timing"))
     if report:
-        console.print(study_summary(store, study, escape(study_title(study))))
+        print_table(study_summary(store, study, escape(study_title(study))))  # a pipe gets it whole, as studies show
         console.print(f"[dim]wall {wall:.1f} s for {summed:.1f} s of runs · study file "
                       f"{studies.studies_dir(store) / (study['id'] + '.json')}[/]")
     if ctrl_c.pressed:

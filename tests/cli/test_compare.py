@@ -24,6 +24,10 @@ def test_compare_runs_every_method_and_seed_and_prints_the_table(tmp_path):
     out = cli.invoke(app, ["compare", "split-digits", "--methods", "none,er", "--scenario", "class", "--seeds", "2",
                            "--jobs", "2", "--set", TINY, "--runs-dir", str(runs)])
     assert out.exit_code == 0, out.output
+    # into a pipe the closing table keeps its full width: a row per method, named, with old/new (class-IL)
+    header = next(line for line in out.output.splitlines() if "final acc %" in line)
+    assert header.split()[0] == "method" and "old/new %" in header, out.output
+    assert {line.split()[0] for line in out.output.splitlines() if "│" in line} == {"none", "er"}, out.output
     entries = RunStore(runs).list()
     assert len(entries) == 4 and all(e.status == "finished" for e in entries)
     [study_file] = (runs / "studies").glob("*.json")
