@@ -10,35 +10,54 @@ from typing import Any
 from rich.table import Table
 
 from cltui.cli.common import console, escape
-from cltui.cli.output import runs_dir_flag
+from cltui.cli.output import print_table, runs_dir_flag
 from cltui.tui.state.formats import acc_style, figure_parts, fmt_duration, fmt_pct, stability_text
 from core.runs.metrics import context_name, memory_mb, record_matrix, run_figures
 
 
-def acc_matrix_table(record: dict[str, Any]) -> Table:
+def acc_matrix_table(record: dict[str, Any], whole: bool = False) -> Table:
+    """The accuracy matrix with each row's average and (class-IL) old / new figures; `whole`: in whole points and
+    without padding, for a terminal too narrow for one decimal (ten contexts at 80 columns)."""
     matrix = record_matrix(record)
     figures = run_figures(record)
     n = len(matrix[0]) if matrix else 0
     table = Table(title=f"{'R² (x100)' if figures.score == 'R²' else 'accuracy (%)'} on each context (columns) "
-                  "after training each context (rows)",
-                  title_justify="left", show_edge=False, pad_edge=False)
+                  "after training each context (rows)" + (", in whole points to fit" if whole else ""),
+                  title_justify="left", show_edge=False, pad_edge=False, padding=(0, 0) if whole else (0, 1))
     table.add_column("after", justify="right", style="bold")
     for j in range(n):
         table.add_column(context_name(j, short=True), justify="right")
-    table.add_column("avg seen", justify="right", style="bold")
+    table.add_column("avg" if whole else "avg seen", justify="right", style="bold")
     # class-IL: each row's accuracy on the classes of earlier contexts and on the new context's
     old_new = figures.old_new_rows
     if old_new:
         table.add_column("old", justify="right")
         table.add_column("new", justify="right")
     joint = figures.once  # one row over every context
+    digits = 0 if whole else 1
+
+    def pct(value: Any) -> str:
+        return f"{100 * value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+
     for i, row in enumerate(matrix):
-        cells = [f"[{acc_style(a)}]{100 * a:.1f}[/]" if (joint or j <= i) else f"[dim]{100 * a:.1f}[/]"
+        cells = [f"[{acc_style(a)}]{pct(a)}[/]" if (joint or j <= i) else f"[dim]{pct(a)}[/]"
                  for j, a in enumerate(row)]
-        cells.append(fmt_pct(figures.seen_average(row, i)))
+        cells.append(pct(figures.seen_average(row, i)))
         if old_new:
-            cells += map(fmt_pct, figures.old_new(row, i))
+            cells += map(pct, figures.old_new(row, i))
         table.add_row(figures.stage_label(i), *cells)
+    return table
+
+
+def matrix_for_console(record: dict[str, Any]) -> Table:
+    """The matrix as it fits: one decimal where it does (always into a pipe or a file, printed at full width),
+    whole points in a terminal too narrow for it, never a figure cut to `…`."""
+    from rich.measure import Measurement
+
+    table = acc_matrix_table(record)
+    wide = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if console.is_terminal and wide > console.width:
+        return acc_matrix_table(record, whole=True)
     return table
 
 
@@ -51,7 +70,7 @@ def print_run(record: dict[str, Any], run_dir: Path | None = None, full: bool = 
                            f"{cfg.get('scenario')}-IL · method {cfg.get('method', {}).get('name')} · "
                            f"seed {cfg.get('train', {}).get('seed')} · {record.get('env', {}).get('device', '')}"))
     if record.get("acc_matrix"):
-        console.print(acc_matrix_table(record))
+        print_table(matrix_for_console(record))
     m = record.get("metrics") or {}
     t = record.get("timing") or {}
     figures = run_figures(record)

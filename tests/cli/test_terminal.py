@@ -439,3 +439,23 @@ def test_no_help_text_loses_brackets_to_rich_markup():
             assert not re.search(r"(?<!\\)\[[^\]]*\]", text), (path, text)
     shown = cltui("tty", "run", "--help").ok().replace("\n", " ")
     assert "cltui[mlflow]" in re.sub(r"[│ ]+", "", shown)
+
+
+def test_runs_show_never_cuts_a_figure_of_a_ten_context_matrix(face, tmp_path):
+    """Ten contexts with avg / old / new do not fit 80 columns at one decimal: into a pipe the table is printed
+    whole; on a terminal in whole points. Either way no cell is cut to `…`, and the last row is the record's."""
+    from core.runs.store import RunStore
+    from core.schema.presets import build_config
+    from core.training import run
+
+    cfg = build_config("split-digits", scenario="class", device="cpu",
+                       overrides=["benchmark.contexts=10", "benchmark.classes_per_context=1", "train.iterations=3"])
+    folder = RunStore(tmp_path / "runs").new_run_dir("ten")
+    last = run(cfg, folder)["acc_matrix"][-1]
+    shown = cltui(face, "runs", "show", folder.name, "--runs-dir", tmp_path / "runs").ok()
+    assert "…" not in shown, shown
+    row = next(line for line in shown.splitlines() if line.strip().startswith("c9") and "│" in line)
+    cells = [c.strip() for c in row.split("│")[1:11]]
+    digits = 0 if face == "tty" else 1
+    assert cells == [f"{100 * a:.{digits}f}" for a in last], (cells, last)
+    assert ("in whole points" in shown) == (face == "tty")
