@@ -37,7 +37,7 @@ def acc_matrix_table(record: dict[str, Any], whole: bool = False) -> Table:
     digits = 0 if whole else 1
 
     def pct(value: Any) -> str:
-        return f"{100 * value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+        return fmt_pct(value, digits)
 
     for i, row in enumerate(matrix):
         cells = [f"[{acc_style(a)}]{pct(a)}[/]" if (joint or j <= i) else f"[dim]{pct(a)}[/]"

@@ -90,6 +90,8 @@ class XDER(ExemplarMethod[XDERParams]):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        head = self.scenario.head_size  # the context that owns each output, for "a sample's own head"
+        self.owner = self.scenario.context_of(torch.arange(head, device=self.device))
         self.replays: Tensor | None = None  # times each stored sample was replayed in this context (a checkpoint is
         # taken between contexts, where it starts again from 0)
 
@@ -120,8 +122,7 @@ class XDER(ExemplarMethod[XDERParams]):
             loss = loss + p.beta * F.cross_entropy(out2[:, :old], second["y"])
             rows, y, out = torch.cat([rows1, rows2]), torch.cat([first["y"], second["y"]]), torch.cat([out1, out2])
             self.refresh(rows, y, out.detach(), old, head)
-            own = scenario.context_of(torch.arange(head, device=out.device)).unsqueeze(0) == \
-                scenario.context_of(y).unsqueeze(1)
+            own = self.owner.unsqueeze(0) == scenario.context_of(y).unsqueeze(1)
             good.append(out.masked_fill(~own, float("-inf")).max(1).values)
             bad.append(out[:, seen:])
         if seen < head:

@@ -15,9 +15,9 @@ STATUS_STYLE = {"finished": "green", "failed": "red", "cancelled": "yellow", "ru
                 "stale": "magenta", "unreadable": "red"}
 
 
-def fmt_pct(value: Any) -> str:
-    """A fraction (0..1) as a percentage with one decimal."""
-    return f"{100 * value:.1f}" if isinstance(value, (int, float)) else "–"
+def fmt_pct(value: Any, digits: int = 1) -> str:
+    """A fraction (0..1) as a percentage with one decimal (or `digits`)."""
+    return f"{100 * value:.{digits}f}" if isinstance(value, (int, float)) else "–"
 
 
 def fmt_score(value: Any, score: str = "accuracy") -> str:
