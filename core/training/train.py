@@ -191,6 +191,11 @@ class Trainer:
                 with open_checked(path) as f:  # never a link, a FIFO or a device
                     state = torch.load(f, map_location=self.device, weights_only=True)
                 self.model.load_state_dict(state["model"])
+                saved_names = state.get("optimizer_params")  # absent from checkpoints written before 2026-12
+                if saved_names is not None and len(saved_names) == 1 and saved_names != self.optimizer_names():
+                    named = dict(self.model.named_parameters())
+                    self.optimizer = build_optimizer([named[n] for n in saved_names[0]], self.config.train,
+                                                     self.device)
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.method.load_state_dict(state["method"])
                 torch.set_rng_state(state["rng"]["torch"])
@@ -233,6 +238,17 @@ class Trainer:
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.model.parameters(), self.config.train, self.device)
+
+    def optimizer_names(self) -> list[list[str]] | None:
+        """Each of the optimiser's groups as its parameters' names (None where one is not the model's). A fresh
+        optimiser covers what is trainable when it is made, so one made after a method froze part of the network
+        (FOSTER's boosting, DER's older extractors, with reset_optimizer) covers less than the one made at the start:
+        a checkpoint says which, and a resume rebuilds that one before loading its state."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        try:
+            return [[names[id(p)] for p in group["params"]] for group in self.optimizer.param_groups]
+        except KeyError:
+            return None
 
     def save(self) -> None:
         try:
@@ -514,6 +530,7 @@ class Trainer:
             "context": stage,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_params": self.optimizer_names(),
             "method": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
             "record": {"contexts": [c.model_dump(mode="json") for c in self.record.contexts + [row]],

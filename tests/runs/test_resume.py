@@ -85,10 +85,12 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
 @pytest.mark.parametrize(("method", "overrides"), [("bic", []), ("lucir", []), ("der-expand", []),
                                                   ("podnet", ["model.kind=resnet20", "method.memory_total=200",
                                                               "train.iterations=10"]),
-                                                  ("xder", ["method.memory_total=100"]), ("foster", [])])
+                                                  ("xder", ["method.memory_total=100"]), ("foster", []),
+                                                  ("der-expand", ["train.reset_optimizer=true"])])
 def test_the_class_il_families_resume_exactly_after_context_2(method, overrides, tmp_path):
     """BiC's bias layers, LUCIR's cosine head, DER's extractors in use, PODNet's classifier and X-DER's stored logits
-    come back from the checkpoint (X-DER on contexts of two classes: its loss needs them)."""
+    come back from the checkpoint (X-DER on contexts of two classes: its loss needs them). FOSTER, and DER with
+    reset_optimizer, save an optimiser made after part of the network was frozen: the resume rebuilds that one."""
     preset = "split-digits" if method == "xder" else "split-digits-b5-1"
     cfg = build_config(preset, method=method, scenario="class", device="cpu", overrides=[*TINY, *overrides])
     whole = run(cfg, fresh(tmp_path, "whole"))
