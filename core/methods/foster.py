@@ -20,6 +20,8 @@ boosted pair by a balanced distillation over the classes seen,
 with w_2 from beta_2, for `compression_iterations` steps of the run's optimiser (the rate annealed by a cosine),
 on the same mix of data and exemplars. The student becomes F and H, and is what the run evaluates: after every
 context the network has one extractor, as the paper reports. Exemplars by herding into `memory_total`.
+Each boosting stage starts with a fresh state of the run's optimiser, as PyCIL builds a new optimiser per stage:
+the last context's moments would otherwise push the booster and heads that were just started anew.
 As PyCIL's defaults: neither network's weights are aligned after training (its `is_teacher_wa`,
 `is_student_wa` off) and the old classes' columns of H_b train with the rest (its `oofc = ft`).
 """
@@ -95,6 +97,7 @@ def fresh_linear(layer: nn.Linear, generator: torch.Generator) -> None:
 
 class FOSTER(ExemplarMethod[FOSTERParams]):
     seed_offset = 27182
+    fresh_optimizer = True  # the booster, H_b and H_a start anew each context, so must their optimiser's moments
 
     @classmethod
     def build_model(cls, config: RunConfig, input_shape: tuple[int, int, int], head_size: int) -> nn.Module:

@@ -255,7 +255,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0, le=MAX_LR, description="Learning rate.")
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd: momentum.")
     weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT_DECAY, description="L2 weight decay.")
-    reset_optimizer: bool = Field(False, description="Start every context with a fresh optimiser state.")
+    reset_optimizer: bool = Field(False, description="Start every context with a fresh optimiser state "
+                                  "(FOSTER always does).")
     lr_decay_at: list[float] = Field([], max_length=MAX_LAYERS, description="Fractions of each context's iterations "
                                      "at which the learning rate is multiplied by lr_decay (e.g. [0.4, 0.6, 0.8]).")
     lr_decay: float = Field(0.1, gt=0, le=1, description="Factor applied at each lr_decay_at point.")

@@ -282,7 +282,7 @@ class Trainer:
             self.emit(ContextStarted(context=stage, classes=context.classes, iterations=iterations))
             info = ContextInfo(stage, context, self.previous_model, self.emit, cfg.train.progress_interval,
                                self.should_stop)
-            if cfg.train.reset_optimizer and stage > 0:
+            if (cfg.train.reset_optimizer or self.method.fresh_optimizer) and stage > 0:
                 self.optimizer = self.make_optimizer()
             # A stream tells the method of no boundary: it starts once, and consolidates inside the loop.
             if self.stream is None or stage == self.first_stage:

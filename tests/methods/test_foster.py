@@ -67,3 +67,12 @@ def test_foster_trains_end_to_end_on_b5_1_and_keeps_more_than_fine_tuning():
     assert [len(c["classes"]) for c in foster["contexts"]] == [5, 1, 1, 1, 1, 1]
     assert foster["metrics"]["final_avg_acc"] > none["metrics"]["final_avg_acc"] + 0.3
     assert len(foster["nme_matrix"]) == 6 and foster["memory"]["method"] > 0
+
+
+def test_each_boosting_stage_starts_with_a_fresh_optimiser_state():
+    # The booster and its heads start anew each context; Adam's moments of the last context would push them. The run
+    # must read as one with train.reset_optimizer set, whatever the config says.
+    kept = b5_run("foster", "train.iterations=15", "method.compression_iterations=10")
+    fresh = b5_run("foster", "train.iterations=15", "method.compression_iterations=10", "train.reset_optimizer=true")
+    assert kept["config"]["train"]["optimizer"] == "adam" and not kept["config"]["train"]["reset_optimizer"]
+    assert kept["acc_matrix"] == fresh["acc_matrix"]

@@ -76,6 +76,8 @@ class Method(Generic[P]):
     name: ClassVar[str]  # its parameters' name, set when it registers
     needs_previous_model: ClassVar[bool] = False  # keep a frozen copy of the model after each context
     trains_jointly: ClassVar[bool] = False  # one training stage over every context's data
+    fresh_optimizer: ClassVar[bool] = False  # every context after the first starts with a new optimiser state,
+    # whatever train.reset_optimizer says (a method that re-initialises what it trains each context)
     run_kind: ClassVar[str] = "classification"  # the trainer that runs it (core/training/__init__.py's TRAINERS)
 
     params: P
