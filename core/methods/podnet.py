@@ -14,9 +14,11 @@ of its squared activations, and the pooled vectors are held where they were,
 each weighted (lambda_spatial, lambda_flat) and scaled by sqrt(seen / new classes), on batches drawn from the
 context's data and the exemplars together (herding, `memory_total` shared by the classes seen). After each
 context from the second on, the classifier alone is finetuned on the exemplars, as many of every class
-(`finetune_epochs` passes in batches of 128, SGD). Not here: the paper's proxies' initialisation by k-means of
-the new classes' features (random here), and its learned eta: learned from 1 (`eta = none`), the NCA hinge drove
-it below 0 on digits, where every class was then lost; `eta` fixes it (10).
+(`finetune_epochs` passes in batches of 128, SGD). Before each context from the second on, every new class's K
+proxies are imprinted, as the paper's code does: the k-means centres of the class's normalised embeddings under
+the network trained so far, scaled to the old proxies' mean norm (the first context's proxies start random).
+Not here: the paper's learned eta: learned from 1 (`eta = none`), the NCA hinge drove it below 0 on digits, where
+every class was then lost; `eta` fixes it (10).
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ def stage_outputs(model: nn.Module, x: Tensor) -> tuple[list[Tensor], Tensor]:
     return stages, x
 
 
+@torch.no_grad()
+def kmeans(x: Tensor, k: int, generator: torch.Generator, iterations: int = 20) -> Tensor:
+    """k centres of x's rows (N, D) by Lloyd's algorithm, started from k rows drawn at random (with fewer than k
+    rows, some drawn twice); a centre left without rows keeps its place. (k, D)."""
+    rows = torch.randperm(x.shape[0], generator=generator, device=generator.device).to(x.device)
+    centres = x[rows.repeat(math.ceil(k / x.shape[0]))[:k]].clone()
+    for _ in range(iterations):
+        nearest = torch.cdist(x, centres).argmin(1)  # (N,)
+        sums = torch.zeros_like(centres).index_add_(0, nearest, x)
+        counts = torch.bincount(nearest, minlength=k).unsqueeze(1)  # (k, 1)
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+    return centres
+
+
 class PODNet(ExemplarMethod[PODNetParams]):
     needs_previous_model = True
     seed_offset = 26457
@@ -94,6 +110,23 @@ class PODNet(ExemplarMethod[PODNetParams]):
         method = config.method
         model.head = LocalSimilarity(model.head.in_features, head_size, method.proxies, method.eta)  # type: ignore[attr-defined]
         return model
+
+    @torch.no_grad()
+    def before_context(self, info: ContextInfo) -> None:
+        """Imprint each new class's proxies: k-means of its normalised embeddings, at the old proxies' mean norm."""
+        old, seen = self.scenario.labels(info.context.index)
+        if old == 0:
+            return
+        head, context = self.model.head, info.context
+        k = head.proxies
+        with info.phase("imprinting", total=seen - old) as progress:
+            embeddings = F.normalize(eval_features(self.model, context.inputs(context.x_train),
+                                                   step=lambda: progress(0)), dim=1)
+            norm = head.weight[: old * k].norm(dim=1).mean()
+            for c in range(old, seen):
+                centres = kmeans(embeddings[context.y_train == c], k, self.generator)
+                head.weight[c * k : (c + 1) * k] = F.normalize(centres, dim=1) * norm
+                progress(c - old + 1)
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         if len(self.buffer):

@@ -12,7 +12,7 @@ import torch
 from core.methods.bic import corrected, fit_bias
 from core.methods.lucir import CosineLinear, margin_ranking
 from core.methods.parts.base import Batch, ContextInfo
-from core.methods.podnet import LocalSimilarity, nca_loss, pod_spatial
+from core.methods.podnet import LocalSimilarity, kmeans, nca_loss, pod_spatial
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
 from core.training import run
@@ -244,6 +244,32 @@ def test_pod_spatial_is_zero_for_the_same_features_and_sees_where_activations_mo
     moved[:, :, 0, :] += 1.0  # more activation in the top row: the pooling over the width sees it
     assert pod_spatial([h], [moved]).item() > 0.05
     assert pod_spatial([h], [2 * h]).item() < 1e-6  # a uniform rescaling is normalised away
+
+
+def test_kmeans_finds_the_centres_of_separated_clusters():
+    gen = torch.Generator().manual_seed(0)
+    means = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    x = (means.repeat_interleave(40, 0) + 0.3 * torch.randn(120, 2, generator=gen))[torch.randperm(120, generator=gen)]
+    centres = kmeans(x, 3, torch.Generator().manual_seed(1))
+    assert torch.cdist(means, centres).min(1).values.max() < 0.3  # each cluster has a centre at its mean
+    few = kmeans(x[:2], 5, torch.Generator().manual_seed(1))  # fewer rows than centres: rows again, no NaN
+    assert few.shape == (5, 2) and torch.isfinite(few).all()
+
+
+def test_podnet_imprints_each_new_classes_proxies_from_its_embeddings():
+    podnet, model = tiny("podnet", "model.kind=resnet20", "method.memory_total=20", "method.proxies=3")
+    learn(podnet, model, 0, context(0, [0, 1, 2, 3, 4]))
+    head = model.head
+    old_norm, later = head.weight[:15].norm(dim=1).mean(), head.weight[18:].clone()
+    ctx = context(1, [5], per_class=12, seed=1)
+    podnet.before_context(ContextInfo(1, ctx, None, lambda e: None))
+    new = head.weight[15:18]
+    assert torch.allclose(new.norm(dim=1), old_norm.expand(3), rtol=1e-5)  # at the old proxies' norm
+    with torch.no_grad():
+        embeddings = torch.nn.functional.normalize(model.eval().features(ctx.x_train), dim=1)
+    cosines = torch.nn.functional.normalize(new, dim=1) @ embeddings.T  # (3 proxies, 12 samples)
+    assert cosines.max(0).values.min() > 0.9  # every sample of the new class lies near one of its proxies
+    assert torch.equal(head.weight[18:], later)  # the classes still to come keep theirs
 
 
 def test_podnet_asks_for_a_resnet_in_one_line():
