@@ -5,17 +5,12 @@ short run of each on digits)."""
 from __future__ import annotations
 
 import copy
-import functools
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
-from core.engine.data import Context, build_benchmark
+from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
-from core.methods import method_class
 from core.methods.er_ace import ace_mask
 from core.methods.gdumb import GreedyMemory, gdumb_lr
 from core.methods.parts.base import Batch, ContextInfo
@@ -23,11 +18,10 @@ from core.methods.parts.buffer import exemplar_memory, random_order
 from core.methods.wa import align_weights
 from core.schema.config import ConfigError, validate_config
 from core.schema.presets import build_config
-from core.training import run
+from tests.helpers.class_il import B5_1, CPU, F0, C, T, b5_run, context, tiny
 from tests.helpers.data import make_cifar100, vouch
+from tests.helpers.syncs import HostSyncs
 
-CPU = torch.device("cpu")
-B5_1 = "split-digits-b5-1"  # digits in the B50-10 shape: 5 classes, then 1 per context, 6 contexts
 PAPERS_CIFAR100_ORDER = [68, 56, 78, 8, 23, 84, 90, 65, 74, 76]  # numpy, seed 1993: PyCIL's logs print it
 
 
@@ -77,8 +71,6 @@ def test_the_seed_1993_numpy_shuffle_gives_the_papers_cifar100_order(tmp_path, m
 
 
 # --- the scenarios over an uneven first context ---------------------------------------------------------------
-
-F0, C, T = 5, 1, 6  # the B5-1 shape: context 0 owns labels [0, 5), context k >= 1 owns [4 + k, 5 + k)
 
 
 def test_each_context_owns_its_labels_after_an_uneven_first_one():
@@ -147,23 +139,6 @@ def test_weight_aligning_gives_the_new_classes_the_old_classes_mean_norm():
     assert torch.equal(weight[:3], old_rows)  # the old classes are untouched
 
 
-def tiny(method: str, *overrides: str, preset: str = B5_1):
-    """A method on a 64-32 MLP over 8x8 inputs, class-IL in the B5-1 shape (no data set loaded)."""
-    cfg = build_config(preset, method=method, scenario="class", device="cpu",
-                       overrides=["model.hidden=[32]", *overrides])
-    view = ScenarioView("class", C, T, first_context_classes=F0)
-    torch.manual_seed(0)
-    model = method_class(method).build_model(cfg, (1, 8, 8), view.head_size)
-    return method_class(method)(cfg.method, cfg, model, view, None, CPU), model
-
-
-def context(index: int, labels: list[int], per_class: int = 8, seed: int = 0) -> Context:
-    y = torch.tensor([c for c in labels for _ in range(per_class)])
-    x = torch.rand(len(y), 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + y.view(-1, 1, 1, 1) / 10
-    lo, hi = min(labels), max(labels) + 1
-    return Context(index, labels, (lo, hi), x, y, x[:0], y[:0])
-
-
 def test_wa_keeps_the_head_non_negative_without_bias_and_aligns_after_the_second_context():
     wa, model = tiny("wa")
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
@@ -200,21 +175,6 @@ def test_er_ace_leaves_the_old_classes_logits_alone_on_incoming_data(method, old
     ctx = context(1, [5], seed=1)
     m.loss(Batch(ctx.x_train, ctx.y_train, 1), ContextInfo(1, ctx, None, lambda e: None)).backward()
     assert (model.head.weight.grad[:5].abs().sum() > 0).item() is old_moved
-
-
-class HostSyncs(TorchFunctionMode):
-    """Records the calls that read tensor data back to the host."""
-
-    SYNCS = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"})
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in self.SYNCS:
-            self.calls.append(func.__name__)
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("method", ["wa", "er-ace"])
@@ -278,14 +238,6 @@ def test_gdumb_retrains_from_scratch_not_from_what_it_learned_before():
 
 
 # --- short runs on digits -----------------------------------------------------------------------------------
-
-
-@functools.cache
-def b5_run(method: str, *overrides: str) -> dict:
-    cfg = build_config(B5_1, method=method, device="cpu", overrides=["train.iterations=40", *overrides])
-    record = run(cfg, Path(tempfile.mkdtemp(prefix=f"cltui-{method}-")))
-    assert record["status"] == "finished", record["error"]
-    return record
 
 
 def test_a_b5_1_run_trains_half_the_classes_first_and_evaluates_every_context():

@@ -16,24 +16,9 @@ from core.methods.podnet import LocalSimilarity, kmeans, nca_loss, pod_spatial
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
 from core.training import run
+from tests.helpers.class_il import b5_run, context, learn, tiny
 from tests.helpers.data import make_cifar100, vouch
-from tests.methods.test_class_il import HostSyncs, b5_run, context, tiny
-
-
-def learn(method, model, k: int, ctx, previous=None, steps: int = 3):
-    """Context k as the trainer runs it: before_context, a few steps on the rows it trains on, after_context."""
-    info = ContextInfo(k, ctx, previous, lambda e: None)
-    method.before_context(info)
-    rows = method.training_rows(ctx)
-    x, y = (ctx.x_train, ctx.y_train) if rows is None else (ctx.x_train[rows], ctx.y_train[rows])
-    optimiser = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    for _ in range(steps):
-        optimiser.zero_grad()
-        method.loss(Batch(x, y, k), info).backward()
-        optimiser.step()
-    method.after_context(info)
-    return copy.deepcopy(model).eval().requires_grad_(False)
-
+from tests.helpers.syncs import HostSyncs
 
 # --- BiC ------------------------------------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ import torch
 from core.methods.foster import balanced_distillation, class_balance
 from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.distill import distillation
-from tests.methods.test_class_il import b5_run, context, tiny
-from tests.methods.test_class_il_families import learn
+from tests.helpers.class_il import b5_run, context, learn, tiny
 
 
 def test_classes_with_fewer_samples_weigh_more_and_the_weights_average_one():

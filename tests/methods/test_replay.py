@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from core.engine.data import build_benchmark
 from core.engine.scenarios import ScenarioView
@@ -22,6 +21,7 @@ from core.methods.parts.base import Batch, ContextInfo
 from core.methods.parts.buffer import ReplayBuffer, herding_order, random_order
 from core.schema.presets import build_config
 from core.training import run
+from tests.helpers.syncs import HostSyncs
 
 CPU = torch.device("cpu")
 
@@ -110,24 +110,6 @@ def test_agem_projection_never_leaves_an_angle_above_90_degrees_with_the_referen
         assert after >= -1e-5
         if before >= 0:  # no conflict: the gradient is left as it was
             assert all(torch.equal(a, b) for a, b in zip(project(g, r, 1e-7), g, strict=False))
-
-
-class HostSyncs(TorchFunctionMode):
-    """Records tensor operations that copy device data to the host or wait for it."""
-
-    SYNCS: frozenset[str] = frozenset(
-        {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "nonzero"}
-    )
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", str(func))
-        if name in self.SYNCS:
-            self.calls.append(name)
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("method", ["er", "agem", "derpp", "icarl", "dgr", "bir", "gen-classifier", "fromp"])

@@ -15,8 +15,7 @@ from core.methods.xder import hinge_mean, supervised_contrastive, transplant
 from core.schema.config import ConfigError
 from core.schema.presets import build_config
 from core.training import run
-from tests.methods.test_class_il import context
-from tests.methods.test_class_il_families import learn
+from tests.helpers.class_il import context, learn
 
 CPU = torch.device("cpu")
 
