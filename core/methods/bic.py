@@ -9,12 +9,12 @@ after each context from the second on, freezes the network and fits a bias layer
 
     q_k = alpha * o_k + beta   for the new classes k,   q_k = o_k for the old ones,
 
-by CE over the classes seen on the held-out samples: `val_share` of the exemplars each old class kept and as
-many of each new class's samples (the paper's balanced 9:1 split; PyCIL's count), with SGD for `bias_epochs`
-passes (PyCIL's schedule: on a held-out set this small the loss often has no minimum, and a fit run to
-convergence sends alpha to hundreds). Every context's layer stays in place after it (the first context has
-none). The exemplars are chosen by herding into a memory of `memory_total` shared by the classes seen
-(core/methods/parts/buffer.py's ExemplarMethod).
+by CE over the classes seen on the held-out samples: `val_share` of the exemplars each old class kept and as many
+of each new class's samples (the paper's balanced 9:1 split; PyCIL's count; every class keeps one sample to train
+on, however few it has), with SGD for `bias_epochs` passes (PyCIL's schedule: on a held-out set this small the loss
+often has no minimum, and a fit run to convergence sends alpha to hundreds). Every context's layer stays in place
+after it (the first context has none). The exemplars are chosen by herding into a memory of `memory_total` shared
+by the classes seen (core/methods/parts/buffer.py's ExemplarMethod).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class BiC(ExemplarMethod[BiCParams]):
         perm = torch.randperm(context.n_train, generator=self.generator, device=self.generator.device)
         perm = perm.to(context.y_train.device)
         shuffled = context.y_train[perm]
-        hold_new = torch.cat([perm[shuffled == c][:held] for c in classes])
+        members = [perm[shuffled == c] for c in classes]  # a new class keeps one sample at least, as an old one
+        hold_new = torch.cat([m[: min(held, m.shape[0] - 1)] for m in members])
         keep = torch.ones(context.n_train, dtype=torch.bool, device=context.y_train.device)
         keep[hold_new] = False
         self.rows, self.held_new = keep.nonzero().squeeze(1), hold_new

@@ -81,6 +81,19 @@ def test_bic_trains_on_the_rest_and_fits_its_bias_layer_on_the_held_out_share_on
     assert bic.alpha[:5].tolist() == [1.0] * 5 and bic.beta[:5].tolist() == [0.0] * 5
 
 
+def test_bic_holds_out_no_class_whole_however_few_samples_it_has():
+    # 200 in memory over 5 classes: 4 held out per class; a new class of 3 samples keeps one to train on (a class held
+    # out whole left an empty training set, and the first step's loss was NaN: a tiny CIFAR-100 of 4 images a class)
+    bic, model = tiny("bic", "method.memory_total=200")
+    learn(bic, model, 0, context(0, [0, 1, 2, 3, 4], per_class=40))
+    ctx = context(1, [5], per_class=3, seed=1)
+    info = ContextInfo(1, ctx, copy.deepcopy(model).eval(), lambda e: None)
+    bic.before_context(info)
+    rows = bic.training_rows(ctx)
+    assert rows is not None and rows.numel() == 1 and bic.held_new.numel() == 2
+    assert torch.isfinite(bic.loss(Batch(ctx.x_train[rows], ctx.y_train[rows], 1), info))
+
+
 # --- LUCIR ----------------------------------------------------------------------------------------------------
 
 
