@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.methods.parts.base import Batch, ContextInfo
-from core.methods.parts.buffer import ExemplarMethod, eval_features, union_batch
+from core.methods.parts.buffer import ExemplarMethod, classes_of, eval_features, union_batch
 from core.schema.config import RunConfig
 from core.schema.params import PODNetParams
 
@@ -114,19 +114,17 @@ class PODNet(ExemplarMethod[PODNetParams]):
     @torch.no_grad()
     def before_context(self, info: ContextInfo) -> None:
         """Imprint each new class's proxies: k-means of its normalised embeddings, at the old proxies' mean norm."""
-        old, seen = self.scenario.labels(info.context.index)
+        context, head = info.context, self.model.head
+        old = self.scenario.labels(context.index)[0]
         if old == 0:
             return
-        head, context = self.model.head, info.context
         k = head.proxies
-        with info.phase("imprinting", total=seen - old) as progress:
-            embeddings = F.normalize(eval_features(self.model, context.inputs(context.x_train),
-                                                   step=lambda: progress(0)), dim=1)
-            norm = head.weight[: old * k].norm(dim=1).mean()
-            for c in range(old, seen):
-                centres = kmeans(embeddings[context.y_train == c], k, self.generator)
-                head.weight[c * k : (c + 1) * k] = F.normalize(centres, dim=1) * norm
-                progress(c - old + 1)
+        embeddings = F.normalize(eval_features(self.model, context.inputs(context.x_train), step=info.check_stop),
+                                 dim=1)
+        norm = head.weight[: old * k].norm(dim=1).mean()
+        for c in classes_of(context):
+            centres = kmeans(embeddings[context.y_train == c], k, self.generator)
+            head.weight[c * k : (c + 1) * k] = F.normalize(centres, dim=1) * norm
 
     def loss(self, batch: Batch, info: ContextInfo) -> Tensor:
         if len(self.buffer):
